@@ -1,0 +1,253 @@
+"""The ``hehe`` command. Slices add their own sub-commands through ``<slice>/cli.py``."""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import pkgutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import backend
+from backend.core.config import Settings, get_settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+app = typer.Typer(help="Hehe 和合 — Taizhou digital rule-of-law assistant", no_args_is_help=True,
+                  add_completion=False)
+db_app = typer.Typer(help="Database migrations", no_args_is_help=True)
+invite_app = typer.Typer(help="Invite codes that grant roles", no_args_is_help=True)
+jur_app = typer.Typer(help="The jurisdiction tree", no_args_is_help=True)
+token_app = typer.Typer(help="API access tokens", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(invite_app, name="invite")
+app.add_typer(jur_app, name="jurisdictions")
+app.add_typer(token_app, name="token")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(msg: str) -> None:
+    typer.echo(msg, err=True)
+    raise typer.Exit(2)
+
+
+async def _with_session(fn):
+    """Run ``fn(session)`` in one transaction against a migrated database."""
+    from backend.core import migrate
+    from backend.core.db import make_engine, make_sessionmaker, session_scope
+    from backend.users.service import seed_jurisdictions
+
+    s = get_settings()
+    s.ensure_dirs()
+    await asyncio.to_thread(migrate.upgrade, s.sync_db_url)
+    engine = make_engine(s.db_url)
+    try:
+        async with session_scope(make_sessionmaker(engine)) as session:
+            await seed_jurisdictions(session)
+            return await fn(session)
+    finally:
+        await engine.dispose()
+
+
+def _run(coro_fn):
+    from backend.core.errors import DomainError
+    from backend.core.i18n import gettext
+
+    try:
+        return asyncio.run(_with_session(coro_fn))
+    except DomainError as e:
+        _fail(gettext("zh", e.key, **e.params))
+
+
+# ------------------------------------------------------------------ serve / demo
+@app.command()
+def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.Option(None)) -> None:
+    """Run Hehe: API, web chat (/chat), bot, scheduler. Telegram only when HEHE_TELEGRAM_TOKEN is set."""
+    import uvicorn
+
+    from backend.app import create_app
+
+    s = get_settings()
+    _setup_logging(s)
+    uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
+
+
+@app.command()
+def demo(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.Option(None)) -> None:
+    """Like serve, with demo users of every role and sample data (data dir ./data-demo by default)."""
+    import uvicorn
+
+    from backend.app import create_app
+    from backend.demo import seed_demo
+
+    os.environ["HEHE_DEMO"] = "1"
+    os.environ.setdefault("HEHE_DATA_DIR", "./data-demo")
+    get_settings.cache_clear()
+    s = get_settings()
+    _setup_logging(s)
+    asyncio.run(seed_demo(s))
+    typer.echo(f"Hehe demo: open http://{host or s.host}:{port or s.port}/chat")
+    uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
+
+
+# ------------------------------------------------------------------ db
+@db_app.command("upgrade")
+def db_upgrade(target: str = typer.Argument("heads")) -> None:
+    """Apply migrations (default: all heads)."""
+    from backend.core import migrate
+
+    s = get_settings()
+    s.ensure_dirs()
+    migrate.upgrade(s.sync_db_url, target)
+    typer.echo(f"database upgraded to {target}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(target: str = typer.Argument(..., help="revision, or 'base'")) -> None:
+    from backend.core import migrate
+
+    migrate.downgrade(get_settings().sync_db_url, target)
+    typer.echo(f"database downgraded to {target}")
+
+
+# ------------------------------------------------------------------ invites / roles
+@invite_app.command("create")
+def invite_create(
+    role: str = typer.Option(..., help="citizen|mediator|deputy|procurator|officer|official|admin"),
+    jurisdiction: Optional[str] = typer.Option(None, help="e.g. 椒江区 or 椒江区/海门街道"),
+    expires: str = typer.Option("7d", help="7d, 12h, 30m"),
+    title: Optional[str] = typer.Option(None, help="duty inside the role, e.g. supervisor, chief, liaison"),
+) -> None:
+    """Print a single-use invite code; the person redeems it with /join CODE."""
+    from backend.users import service
+    from backend.users.models import Role
+
+    try:
+        r = Role(role)
+    except ValueError:
+        _fail(f"未知角色 / unknown role: {role}")
+
+    async def go(session):
+        j = None
+        if jurisdiction:
+            j = await service.find_jurisdiction(session, jurisdiction)
+            if j is None:
+                _fail(f"未知辖区 / unknown jurisdiction: {jurisdiction}")
+        inv = await service.create_invite(session, r, j, service.parse_duration(expires), actor="cli", title=title)
+        return inv.code
+
+    typer.echo(_run(go))
+
+
+@jur_app.command("import")
+def jurisdictions_import(file: Path = typer.Argument(..., exists=True, readable=True)) -> None:
+    """Import a CSV with columns county,township,village,grid (optional lat,lon)."""
+    from backend.users import service
+
+    n = _run(lambda session: service.import_csv(session, file))
+    typer.echo(f"imported: {n} new places")
+
+
+@jur_app.command("list")
+def jurisdictions_list(parent: Optional[str] = typer.Argument(None)) -> None:
+    from backend.users import service
+
+    async def go(session):
+        p = await service.find_jurisdiction(session, parent) if parent else None
+        if parent and p is None:
+            _fail(f"未知辖区 / unknown jurisdiction: {parent}")
+        return [(j.id, j.name, j.level) for j in await service.children(session, p.id if p else None)]
+
+    for jid, name, level in _run(go):
+        typer.echo(f"{jid}\t{name}\t{level}")
+
+
+@token_app.command("create")
+def token_create(user: int = typer.Option(..., help="the user's Telegram / local id")) -> None:
+    """Print an API bearer token for a user."""
+    from sqlalchemy import select
+
+    from backend.core.security import load_secret, make_token
+    from backend.users.models import User
+
+    async def go(session):
+        u = await session.scalar(select(User).where(User.telegram_id == user))
+        if u is None:
+            _fail(f"no such user: {user}")
+        return make_token(load_secret(get_settings().data_dir, get_settings().api_token_secret), u.id)
+
+    typer.echo(_run(go))
+
+
+# ------------------------------------------------------------------ chat
+@app.command()
+def chat(
+    user: Optional[int] = typer.Option(None, help="chat as this local user (terminal)"),
+    script: Optional[Path] = typer.Option(None, help="replay a JSONL script"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON line per bot message"),
+) -> None:
+    """Chat with Hehe in the terminal, or replay a script (no Telegram needed)."""
+    from backend.context import start_context
+    from backend.web import replay
+
+    s = get_settings()
+    logging.basicConfig(level=logging.WARNING)
+    if script is None and user is None:
+        _fail("give --user ID or --script FILE")
+
+    async def go() -> int:
+        ctx = await start_context(s, workers=False, telegram=False)
+        try:
+            await ctx.models_ready.wait()
+            if script is not None:
+                lines = (sys.stdin if str(script) == "-" else script.open(encoding="utf-8")).read().splitlines()
+                return await replay.run_script(ctx, lines, script.parent, as_json=as_json)
+            await replay.terminal(ctx, user)
+            return 0
+        finally:
+            await ctx.stop()
+
+    raise typer.Exit(asyncio.run(go()))
+
+
+# ------------------------------------------------------------------ slices
+def _add_slice_clis() -> None:
+    pkgs = [(f"backend.{i.name}.cli", i.name) for i in pkgutil.iter_modules(backend.__path__) if i.ispkg]
+    pkgs.append(("knowledge_base.cli", "kb"))
+    for modname, default in pkgs:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name != modname:
+                raise
+            continue
+        sub = getattr(mod, "app", None)
+        if isinstance(sub, typer.Typer):
+            app.add_typer(sub, name=sub.info.name or default)
+        for cmd_name, fn in getattr(mod, "COMMANDS", {}).items():
+            app.command(cmd_name)(fn)
+    try:
+        from knowledge_base.cli import ask_command
+    except ImportError:
+        return
+    app.command("ask")(ask_command)
+
+
+_add_slice_clis()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The running application: database, bot(s), channels, outbox worker, scheduler, models.
+
+Built once per process by :func:`start_context` (the FastAPI lifespan, the CLI chat, the
+tests) and torn down by :meth:`AppContext.stop`.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from backend.core import migrate
+from backend.core.config import Settings
+from backend.core.db import make_engine, make_sessionmaker, session_scope
+from backend.core.security import load_secret
+from backend.notify.delivery import Deliverer
+from bot.offline import OfflineChannel
+
+log = logging.getLogger("hehe")
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: AsyncEngine
+    sm: async_sessionmaker[AsyncSession]
+    channel: OfflineChannel
+    dispatcher: Dispatcher
+    deliverer: Deliverer
+    secret: str
+    bots: dict[str, Bot] = field(default_factory=dict)
+    scheduler: Any = None
+    faces: Any = None  # backend.faces.service.FaceService once loaded
+    kb: Any = None  # knowledge_base facade once loaded
+    models_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    model_errors: dict[str, str] = field(default_factory=dict)
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    telegram_bot: Bot | None = None
+
+    async def flush(self) -> int:
+        """Deliver every notification that is due now (tests, script replay)."""
+        return await self.deliverer.deliver_due()
+
+    async def stop(self) -> None:
+        from scheduler import runtime
+
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self.telegram_bot is not None:
+            await self.telegram_bot.session.close()
+        await self.engine.dispose()
+        if runtime._CTX is self:
+            runtime.set_context(None)
+
+
+def _load_optional(module: str, cls: str, settings: Settings) -> Any:
+    """Slices that ship a heavy model expose a class with ``load()``; absent slice → None."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            return None
+        raise
+    obj = getattr(mod, cls)(settings)
+    obj.load()
+    return obj
+
+
+async def _load_models(ctx: AppContext) -> None:
+    s = ctx.settings
+
+    async def one(name: str, module: str, cls: str, enabled: bool) -> None:
+        if not enabled:
+            return
+        try:
+            setattr(ctx, name, await asyncio.to_thread(_load_optional, module, cls, s))
+        except Exception as e:  # noqa: BLE001 - reported by /readyz, the app still serves chat
+            log.exception("loading %s failed", name)
+            ctx.model_errors[name] = str(e)
+
+    await asyncio.gather(
+        one("faces", "backend.faces.service", "FaceService", s.face_enabled),
+        one("kb", "knowledge_base.facade", "KnowledgeBase", s.kb_enabled),
+    )
+    ctx.models_ready.set()
+
+
+async def start_context(
+    settings: Settings, *, scheduler: bool = True, models: bool = True, workers: bool = True,
+    telegram: bool = True, migrate_db: bool = True,
+) -> AppContext:
+    from bot.dispatcher import make_dispatcher
+    from scheduler import runtime
+    from scheduler.factory import make_scheduler, register_recurring
+
+    settings.ensure_dirs()
+    if migrate_db:
+        await asyncio.to_thread(migrate.upgrade, settings.sync_db_url)
+    engine = make_engine(settings.db_url)
+    sm = make_sessionmaker(engine)
+    from backend.users.service import seed_jurisdictions
+
+    async with session_scope(sm) as s:
+        await seed_jurisdictions(s)
+
+    channel = OfflineChannel()
+    deliverer = Deliverer(sm, {"local": channel.bot})
+    ctx = AppContext(settings=settings, engine=engine, sm=sm, channel=channel, dispatcher=None,  # type: ignore[arg-type]
+                     deliverer=deliverer, secret=load_secret(settings.data_dir, settings.api_token_secret))
+    ctx.dispatcher = make_dispatcher(ctx)
+    channel.dispatcher = ctx.dispatcher
+    ctx.bots["local"] = channel.bot
+    runtime.set_context(ctx)
+
+    if scheduler:
+        ctx.scheduler = make_scheduler(settings.sync_db_url, settings.timezone)
+        register_recurring(ctx.scheduler)
+        ctx.scheduler.start()
+    if workers:
+        ctx.tasks.append(asyncio.create_task(deliverer.run(), name="outbox"))
+    if models:
+        ctx.tasks.append(asyncio.create_task(_load_models(ctx), name="models"))
+    else:
+        ctx.models_ready.set()
+    if telegram and settings.telegram_token:
+        from bot.telegram import start_telegram
+
+        await start_telegram(ctx)
+    return ctx

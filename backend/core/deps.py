@@ -1,0 +1,65 @@
+"""FastAPI dependencies: the app context, one DB session per request, the calling user."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.core.errors import DomainError, Forbidden
+from backend.core.security import verify_token
+from backend.users.models import Role, User
+
+
+class Unauthorized(DomainError):
+    status = 401
+    code = "unauthorized"
+
+
+def get_ctx(request: Request):
+    return request.app.state.ctx
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    ctx = request.app.state.ctx
+    async with ctx.sm() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+    ctx.deliverer.wake.set()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def current_user(request: Request, session: SessionDep,
+                       authorization: Annotated[str | None, Header()] = None) -> User:
+    """``Authorization: Bearer <token>`` where the token comes from ``hehe token create``."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthorized("common.err_unauthorized")
+    uid = verify_token(request.app.state.ctx.secret, authorization[7:].strip())
+    user = await session.get(User, uid) if uid is not None else None
+    if user is None or not user.active:
+        raise Unauthorized("common.err_unauthorized")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_roles(*roles: Role):
+    """Dependency: the caller must have one of ``roles`` (admins always pass)."""
+
+    async def dep(user: CurrentUser) -> User:
+        if Role(user.role) not in roles and Role(user.role) != Role.admin:
+            raise Forbidden("common.err_forbidden")
+        return user
+
+    return dep
+
+
+AdminUser = Annotated[User, Depends(require_roles(Role.admin))]

@@ -1,0 +1,208 @@
+"""Facade of the faces slice for the missing-person slice, the API and the CLI.
+
+No SQL, no aiogram: photos in (bytes), person ids and scores out; failures are
+:mod:`backend.faces.errors` (``DomainError`` subclasses with an i18n key).
+
+Typical use::
+
+    faces = FaceService(get_settings()).load()           # at startup (or await faces.aload())
+    try:
+        vec = faces.embed_for_enrolment(photo)           # one usable face, else NoFace/MultipleFaces
+    except MultipleFaces as e:
+        send_photo(e.preview_jpeg()); ...                # user picks label n → choose = n - 1
+        vec = faces.embed_for_enrolment(photo, choose=n - 1)
+    faces.enroll("missing", str(case.id), [photo1, photo2])
+    for m in faces.search("missing", found_photo, k=5, min_score=faces.threshold):
+        ...                                              # m.person_id, m.score → officer review
+    faces.delete(str(case.id))                           # every gallery, memory and disk
+
+The sync methods are thread-safe; in async code use the ``a*`` variants, which run
+decoding and inference on the engine's single worker thread (never on the event loop).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.core.config import get_settings
+from backend.faces.engine import Face, FaceEngine
+from backend.faces.enrolment import MIN_DET_SCORE, MIN_FACE_PX, select_enrolment_face, usable_faces
+from backend.core.errors import DomainError
+from backend.faces.errors import FacesNotReady, UnknownGallery
+from backend.faces.gallery import Gallery, HnswParams
+from backend.faces.images import MAX_SIDE, PreparedImage, load_image
+
+log = logging.getLogger(__name__)
+
+GALLERIES = ("missing", "found")
+
+
+@dataclass(frozen=True)
+class Match:
+    person_id: str
+    score: float  # cosine similarity, -1..1
+
+    def as_dict(self) -> dict:
+        return {"person_id": self.person_id, "score": round(self.score, 4)}
+
+
+class FaceService:
+    def __init__(self, settings=None, *, det_size: int | None = None, max_side: int = MAX_SIDE,
+                 hnsw: HnswParams | None = None, min_face_px: int = MIN_FACE_PX,
+                 min_det_score: float = MIN_DET_SCORE):
+        self.settings = settings or get_settings()
+        self.engine = FaceEngine(self.settings, det_size=det_size)
+        self.max_side = max_side
+        self.hnsw = hnsw
+        self.min_face_px = min_face_px
+        self.min_det_score = min_det_score
+        self.threshold: float = float(self.settings.face_review_threshold)
+        self._galleries: dict[str, Gallery] = {}
+        self.ready = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def load(self) -> "FaceService":
+        """Load the model (checking its files first) and the galleries. Idempotent."""
+        self.settings.faces_dir.mkdir(parents=True, exist_ok=True)
+        for name in GALLERIES:
+            self.gallery(name)
+        if not self.settings.face_enabled:
+            log.info("face matching disabled (HEHE_FACE_ENABLED=false)")
+            return self
+        self.engine.load()
+        self.ready = True
+        return self
+
+    async def aload(self) -> "FaceService":
+        return await asyncio.to_thread(self.load)
+
+    def flush(self) -> None:
+        for g in list(self._galleries.values()):
+            g.flush()
+
+    def close(self) -> None:
+        for g in list(self._galleries.values()):
+            g.close()
+        self.engine.close()
+        self.ready = False
+
+    def gallery(self, name: str) -> Gallery:
+        if name not in GALLERIES:
+            raise UnknownGallery(name)
+        g = self._galleries.get(name)
+        if g is None:
+            g = Gallery(name, self.settings.faces_dir, hnsw_threshold=self.settings.face_hnsw_threshold,
+                        hnsw=self.hnsw).load()
+            self._galleries[name] = g
+        return g
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise FacesNotReady()
+
+    # ------------------------------------------------------------------ photos
+    def prepare(self, data: bytes) -> PreparedImage:
+        """Validate and decode an upload (raises BadImage)."""
+        return load_image(data, max_side=self.max_side)
+
+    def analyze(self, data: bytes) -> tuple[PreparedImage, list[Face]]:
+        """The prepared image and all faces found on it (boxes in its pixels)."""
+        self._require_ready()
+        img = self.prepare(data)
+        return img, self.engine.detect(img.bgr)
+
+    def detect_bytes(self, data: bytes) -> list[Face]:
+        """All faces of a photo, best detection score first."""
+        return self.analyze(data)[1]
+
+    def usable_faces(self, data: bytes) -> list[Face]:
+        """Faces big and sure enough to use, left to right (the numbering of the preview)."""
+        return usable_faces(self.detect_bytes(data), min_px=self.min_face_px, min_score=self.min_det_score)
+
+    def select_face(self, data: bytes, choose: int | None = None) -> Face:
+        img, faces = self.analyze(data)
+        return select_enrolment_face(faces, choose, image=img.bgr, min_px=self.min_face_px,
+                                     min_score=self.min_det_score)
+
+    def embed_for_enrolment(self, data: bytes, choose: int | None = None) -> np.ndarray:
+        """The 512-d unit embedding of the photo's one usable face.
+
+        Raises BadImage, NoFace, MultipleFaces (``choose`` = 0-based index into
+        ``MultipleFaces.faces``, i.e. the drawn label minus one), BadChoice.
+        """
+        return self.select_face(data, choose).embedding
+
+    # ------------------------------------------------------------------ galleries
+    def enroll(self, gallery: str, person_id: str, images: list[bytes],
+               choices: list[int | None] | None = None) -> list[str]:
+        """Enrol every photo (all or nothing) and return the vector ids.
+
+        The vector id is derived from the photo bytes, so enrolling the same photo
+        again is a no-op. An error names the failing photo in ``err.image_index``
+        (0-based) and ``err.params["image"]`` (1-based).
+        """
+        self._require_ready()
+        g = self.gallery(gallery)
+        if not images:
+            raise ValueError("no images")
+        choices = list(choices) if choices is not None else [None] * len(images)
+        vecs, vids = [], []
+        for i, (data, choose) in enumerate(zip(images, choices)):
+            try:
+                vecs.append(self.embed_for_enrolment(data, choose))
+            except DomainError as e:
+                e.image_index = i
+                e.params.setdefault("image", i + 1)
+                raise
+            vids.append(hashlib.sha256(data).hexdigest()[:32])
+        return g.add_many([person_id] * len(vecs), np.stack(vecs), vids)
+
+    def enroll_vectors(self, gallery: str, person_id: str, vecs, vector_ids=None) -> list[str]:
+        vecs = np.atleast_2d(np.asarray(vecs, dtype=np.float32))
+        return self.gallery(gallery).add_many([person_id] * len(vecs), vecs, vector_ids)
+
+    def search(self, gallery: str, data: bytes, k: int = 5, *, choose: int | None = None,
+               min_score: float | None = None) -> list[Match]:
+        """Best ``k`` persons for the photo's one usable face (same rules as enrolment:
+        several faces → MultipleFaces, pass ``choose``). ``min_score`` filters, e.g.
+        ``min_score=service.threshold`` keeps only candidates worth an officer's review."""
+        g = self.gallery(gallery)
+        vec = self.embed_for_enrolment(data, choose)
+        return self.search_vector(gallery, vec, k, min_score=min_score, _g=g)
+
+    def search_vector(self, gallery: str, vec, k: int = 5, *, min_score: float | None = None,
+                      _g: Gallery | None = None) -> list[Match]:
+        g = _g or self.gallery(gallery)
+        res = [Match(p, s) for p, s in g.search(vec, k)]
+        if min_score is not None:
+            res = [m for m in res if m.score >= min_score]
+        return res
+
+    def delete(self, person_id: str, galleries: tuple[str, ...] = GALLERIES) -> int:
+        """Erase a person's face vectors from every gallery (memory, index, disk).
+
+        Works without the model (``ready`` not needed). Returns the number of vectors removed.
+        """
+        return sum(self.gallery(name).delete(person_id) for name in galleries)
+
+    # ------------------------------------------------------------------ async
+    async def adetect_bytes(self, data: bytes) -> list[Face]:
+        return await self.engine.run(self.detect_bytes, data)
+
+    async def aembed_for_enrolment(self, data: bytes, choose: int | None = None) -> np.ndarray:
+        return await self.engine.run(self.embed_for_enrolment, data, choose)
+
+    async def aenroll(self, gallery: str, person_id: str, images: list[bytes],
+                      choices: list[int | None] | None = None) -> list[str]:
+        return await self.engine.run(self.enroll, gallery, person_id, images, choices)
+
+    async def asearch(self, gallery: str, data: bytes, k: int = 5, *, choose: int | None = None,
+                      min_score: float | None = None) -> list[Match]:
+        return await self.engine.run(self.search, gallery, data, k, choose=choose, min_score=min_score)
+
+    async def adelete(self, person_id: str) -> int:
+        return await asyncio.to_thread(self.delete, person_id)

@@ -1,0 +1,119 @@
+"""Users, jurisdictions, invite codes and the audit log over HTTP."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from backend.core.deps import AdminUser, CurrentUser, SessionDep
+from backend.core.errors import NotFound
+from backend.core.masking import mask_phone
+from backend.users import service
+from backend.users.models import AuditLog, Role, User
+
+router = APIRouter(prefix="/api", tags=["users"])
+
+
+class UserPublic(BaseModel):
+    id: int
+    telegram_id: int
+    name: str
+    role: str
+    jurisdiction: str | None
+    language: str
+    phone: str
+
+    @classmethod
+    def of(cls, u: User) -> "UserPublic":
+        return cls(id=u.id, telegram_id=u.telegram_id, name=u.name, role=u.role,
+                   jurisdiction=u.jurisdiction.name if u.jurisdiction else None, language=u.language,
+                   phone=mask_phone(u.phone))
+
+
+class JurisdictionPublic(BaseModel):
+    id: int
+    name: str
+    level: str
+    parent_id: int | None
+    code: str | None
+
+
+class InviteCreate(BaseModel):
+    role: Role
+    jurisdiction: str | None = Field(None, description="Name, e.g. 椒江区 or 椒江区/海门街道")
+    expires: str = Field("7d", description="7d, 12h, 30m")
+    title: str | None = None
+
+
+class InvitePublic(BaseModel):
+    code: str
+    role: str
+    jurisdiction: str | None
+    expires_at: datetime
+
+
+class RoleChange(BaseModel):
+    role: Role
+    jurisdiction: str | None = None
+    title: str | None = None
+    note: str | None = None
+
+
+class AuditPublic(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None
+    detail: dict
+
+
+@router.get("/me", response_model=UserPublic)
+async def me(user: CurrentUser) -> UserPublic:
+    return UserPublic.of(user)
+
+
+@router.get("/jurisdictions", response_model=list[JurisdictionPublic])
+async def jurisdictions(session: SessionDep, user: CurrentUser, parent_id: int | None = None):
+    return [JurisdictionPublic(id=j.id, name=j.name, level=j.level, parent_id=j.parent_id, code=j.code)
+            for j in await service.children(session, parent_id)]
+
+
+@router.get("/admin/users", response_model=list[UserPublic])
+async def list_users(session: SessionDep, admin: AdminUser, role: Role | None = None,
+                     limit: int = Query(100, le=1000), offset: int = 0):
+    q = select(User).order_by(User.id).limit(limit).offset(offset)
+    if role:
+        q = q.where(User.role == role.value)
+    return [UserPublic.of(u) for u in await session.scalars(q)]
+
+
+@router.post("/admin/invites", response_model=InvitePublic, status_code=201)
+async def create_invite(body: InviteCreate, session: SessionDep, admin: AdminUser):
+    j = None
+    if body.jurisdiction:
+        j = await service.find_jurisdiction(session, body.jurisdiction)
+        if j is None:
+            raise NotFound("common.err_not_found")
+    inv = await service.create_invite(session, body.role, j, service.parse_duration(body.expires),
+                                      actor=f"user:{admin.id}", title=body.title)
+    return InvitePublic(code=inv.code, role=inv.role, jurisdiction=j.name if j else None,
+                        expires_at=inv.expires_at)
+
+
+@router.post("/admin/users/{user_id}/role", response_model=UserPublic)
+async def change_role(user_id: int, body: RoleChange, session: SessionDep, admin: AdminUser):
+    u = await service.get_user(session, user_id)
+    j = await service.find_jurisdiction(session, body.jurisdiction) if body.jurisdiction else None
+    if body.jurisdiction and j is None:
+        raise NotFound("common.err_not_found")
+    await service.set_role(session, u, body.role, j, actor=f"user:{admin.id}", title=body.title, note=body.note)
+    return UserPublic.of(u)
+
+
+@router.get("/admin/audit", response_model=list[AuditPublic])
+async def audit_log(session: SessionDep, admin: AdminUser, limit: int = Query(100, le=1000)):
+    rows = await session.scalars(select(AuditLog).order_by(AuditLog.id.desc()).limit(limit))
+    return [AuditPublic(at=a.at, actor=a.actor, action=a.action, subject=a.subject, detail=a.detail or {})
+            for a in rows]

@@ -1,0 +1,133 @@
+"""Update middlewares: dedupe → errors → ignore bots/channels → throttle → DB session + user + i18n."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update
+
+from backend.core.i18n import Translator, gettext
+from backend.core.masking import mask_text
+from backend.users.service import get_or_create_user
+
+log = logging.getLogger("hehe.bot")
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class DedupeMiddleware(BaseMiddleware):
+    """An update_id seen before is ignored (Telegram re-delivers after timeouts)."""
+
+    def __init__(self, capacity: int = 20000):
+        self.seen: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self.capacity = capacity
+
+    async def __call__(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
+        key = (data["bot"].id, event.update_id)
+        if key in self.seen:
+            log.info("duplicate update %s ignored", event.update_id)
+            return None
+        self.seen[key] = None
+        if len(self.seen) > self.capacity:
+            self.seen.popitem(last=False)
+        return await handler(event, data)
+
+
+def _chat_id(event: Update) -> int | None:
+    if event.message:
+        return event.message.chat.id
+    if event.callback_query and event.callback_query.message:
+        return event.callback_query.message.chat.id
+    if event.callback_query:
+        return event.callback_query.from_user.id
+    return None
+
+
+class ErrorMiddleware(BaseMiddleware):
+    """Nothing escapes: log with a correlation id, tell the person politely that nothing was lost."""
+
+    async def __call__(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
+        try:
+            return await handler(event, data)
+        except Exception as e:  # noqa: BLE001
+            cid = uuid.uuid4().hex[:8]
+            log.exception("update %s failed [cid=%s]: %s", event.update_id, cid, mask_text(str(e)))
+            chat_id = _chat_id(event)
+            lang = data.get("t").lang if data.get("t") else "zh"
+            try:
+                if event.callback_query:
+                    await event.callback_query.answer()
+                if chat_id is not None:
+                    await data["bot"].send_message(chat_id, gettext(lang, "common.error", cid=cid))
+            except Exception:  # noqa: BLE001 - the channel itself is down; the log has it
+                log.warning("could not tell chat %s about error %s", chat_id, cid)
+            return None
+
+
+class IgnoreBotsMiddleware(BaseMiddleware):
+    """Updates from bots, channels and groups are deliberately ignored."""
+
+    async def __call__(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
+        user = data.get("event_from_user")
+        chat = data.get("event_chat")
+        if user is None or user.is_bot:
+            return None
+        if chat is not None and chat.type != "private":
+            return None
+        return await handler(event, data)
+
+
+class ThrottleMiddleware(BaseMiddleware):
+    """Sliding window per user; the first dropped update gets one polite note."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self.hits: dict[int, deque[float]] = defaultdict(deque)
+        self.warned: dict[int, float] = {}
+
+    async def __call__(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
+        user = data["event_from_user"]
+        q = self.hits[user.id]
+        t = time.monotonic()
+        while q and t - q[0] > 60:
+            q.popleft()
+        if len(q) >= self.per_minute:
+            if t - self.warned.get(user.id, 0) > 60:
+                self.warned[user.id] = t
+                chat_id = _chat_id(event)
+                if chat_id is not None:
+                    lang = "en" if (user.language_code or "").startswith("en") else "zh"
+                    await data["bot"].send_message(chat_id, gettext(lang, "common.throttled"))
+            return None
+        q.append(t)
+        return await handler(event, data)
+
+
+class DbUserMiddleware(BaseMiddleware):
+    """One DB session per update; loads (or creates, as a citizen) the user; injects
+    ``session``, ``user``, ``t`` and ``ctx``. Commits when the handler returns."""
+
+    def __init__(self, ctx: Any):
+        self.ctx = ctx
+
+    async def __call__(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
+        tg_user = data["event_from_user"]
+        channel = getattr(data["bot"].session, "channel_name", "telegram")
+        async with self.ctx.sm() as session:
+            user, _ = await get_or_create_user(
+                session, tg_user.id, name=tg_user.full_name, username=tg_user.username,
+                language_code=tg_user.language_code, channel=channel)
+            await session.commit()
+            data.update(session=session, user=user, t=Translator(user.language), ctx=self.ctx)
+            try:
+                result = await handler(event, data)
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+        self.ctx.deliverer.wake.set()  # notifications the handler queued go out now
+        return result

@@ -1,0 +1,122 @@
+"""/start, /help, /lang, /join, /me, /cancel — what every person can do."""
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.core.errors import DomainError
+from backend.core.i18n import Translator
+from backend.core.masking import mask_phone
+from backend.users import service as users
+from backend.users.models import Role, User
+from bot.menu import MenuCb, menu_keyboard, register_menu_item
+
+PRIORITY = 0  # /cancel must win over every conversation state
+
+register_menu_item("me", "common.menu_me", order=900)
+register_menu_item("lang", "common.menu_lang", order=910)
+register_menu_item("help", "common.menu_help", order=920)
+
+
+class LangCb(CallbackData, prefix="lang"):
+    code: str
+
+
+def role_name(t: Translator, role: str) -> str:
+    return t(f"common.role_{role}")
+
+
+async def show_menu(target: Message, user: User, t: Translator) -> None:
+    await target.answer(t("common.welcome", name=user.name or "", role=role_name(t, user.role)),
+                        reply_markup=menu_keyboard(Role(user.role), t))
+
+
+async def describe_me(user: User, t: Translator) -> str:
+    place = user.jurisdiction.name if user.jurisdiction else t("common.none")
+    return t("common.me", id=user.telegram_id, name=user.name or "-", role=role_name(t, user.role),
+             place=place, lang=t(f"common.lang_{user.language}"), phone=mask_phone(user.phone))
+
+
+def lang_keyboard():
+    from bot.menu import inline
+    return inline([[("中文", LangCb(code="zh").pack()), ("English", LangCb(code="en").pack())]])
+
+
+def make_router() -> Router:
+    r = Router(name="start")
+
+    @r.message(Command("cancel"), StateFilter("*"))
+    @r.message(F.text.lower().in_({"取消", "cancel", "退出"}), StateFilter("*"))
+    async def cancel(message: Message, state: FSMContext, t: Translator) -> None:
+        current = await state.get_state()
+        await state.clear()
+        key = "common.cancelled" if current else "common.nothing_to_cancel"
+        await message.answer(t(key), reply_markup=ReplyKeyboardRemove())
+
+    @r.message(CommandStart(), StateFilter("*"))
+    async def start(message: Message, state: FSMContext, user: User, t: Translator) -> None:
+        if await state.get_state():
+            await state.clear()
+        await show_menu(message, user, t)
+
+    @r.message(Command("help"), StateFilter("*"))
+    async def help_(message: Message, user: User, t: Translator) -> None:
+        await message.answer(t("common.help") + "\n" + t(f"common.help_{user.role}"))
+
+    @r.message(Command("me"))
+    async def me(message: Message, user: User, t: Translator) -> None:
+        await message.answer(await describe_me(user, t))
+
+    @r.message(Command("lang"))
+    async def lang(message: Message, command: CommandObject, session: AsyncSession, user: User,
+                   t: Translator) -> None:
+        arg = (command.args or "").strip().lower()
+        if arg in ("zh", "en", "中文", "english"):
+            await users.set_language(session, user, "en" if arg in ("en", "english") else "zh")
+            await message.answer(Translator(user.language)("common.lang_set"))
+            return
+        await message.answer(t("common.lang_choose"), reply_markup=lang_keyboard())
+
+    @r.callback_query(LangCb.filter())
+    async def lang_pick(cq: CallbackQuery, callback_data: LangCb, session: AsyncSession, user: User) -> None:
+        await users.set_language(session, user, callback_data.code)
+        t2 = Translator(user.language)
+        await cq.answer()
+        await cq.message.answer(t2("common.lang_set"), reply_markup=menu_keyboard(Role(user.role), t2))
+
+    @r.message(Command("join"))
+    async def join(message: Message, command: CommandObject, session: AsyncSession, user: User,
+                   t: Translator) -> None:
+        if not command.args:
+            await message.answer(t("common.join_usage"))
+            return
+        try:
+            inv = await users.redeem_invite(session, user, command.args)
+        except DomainError as e:
+            await session.commit()  # keep the audit record of the rejected attempt
+            await message.answer(t(e.key, **e.params))
+            return
+        place = inv.jurisdiction.name if inv.jurisdiction else t("common.none")
+        await message.answer(t("common.join_ok", role=role_name(t, inv.role), place=place),
+                             reply_markup=menu_keyboard(Role(user.role), t))
+
+    @r.callback_query(MenuCb.filter(F.action == "me"))
+    async def menu_me(cq: CallbackQuery, user: User, t: Translator) -> None:
+        await cq.answer()
+        await cq.message.answer(await describe_me(user, t))
+
+    @r.callback_query(MenuCb.filter(F.action == "help"))
+    async def menu_help(cq: CallbackQuery, user: User, t: Translator) -> None:
+        await cq.answer()
+        await cq.message.answer(t("common.help") + "\n" + t(f"common.help_{user.role}"))
+
+    @r.callback_query(MenuCb.filter(F.action == "lang"))
+    async def menu_lang(cq: CallbackQuery, t: Translator) -> None:
+        await cq.answer()
+        await cq.message.answer(t("common.lang_choose"), reply_markup=lang_keyboard())
+
+    return r

