@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 import uuid
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Awaitable, Callable
@@ -55,7 +56,9 @@ class ErrorMiddleware(BaseMiddleware):
             return await handler(event, data)
         except Exception as e:  # noqa: BLE001
             cid = uuid.uuid4().hex[:8]
-            log.exception("update %s failed [cid=%s]: %s", event.update_id, cid, mask_text(str(e)))
+            # Tracebacks carry user input: mask phones / ID numbers before they reach the log.
+            log.error("update %s failed [cid=%s]: %s\n%s", event.update_id, cid, mask_text(str(e)),
+                      mask_text(traceback.format_exc()))
             chat_id = _chat_id(event)
             lang = data.get("t").lang if data.get("t") else "zh"
             try:

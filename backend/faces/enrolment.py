@@ -47,6 +47,16 @@ def select_enrolment_face(
     return ok[0]
 
 
+def is_upright(face: Face) -> bool:
+    """Eyes above the mouth, eye line within 45° of horizontal (from the 5 key points)."""
+    if face.kps is None or len(face.kps) < 5:
+        return True
+    eyes = (face.kps[0] + face.kps[1]) / 2
+    mouth = (face.kps[3] + face.kps[4]) / 2
+    dx, dy = mouth - eyes
+    return bool(dy > 0 and abs(dx) < dy)
+
+
 _COLORS = [(0, 200, 255), (60, 220, 60), (255, 120, 40), (200, 80, 255), (40, 40, 255), (255, 220, 0)]
 
 

@@ -26,7 +26,8 @@ MAX_SIDE = 1920  # longer side above this is scaled down before detection
 log = logging.getLogger(__name__)
 
 # Only these decoders are ever tried (``Image.open(formats=...)``): fewer parsers, less attack surface.
-ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP"})
+OPEN_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")  # Pillow's JPEG opener also yields MPO (phone photos)
+ALLOWED_FORMATS = frozenset({*OPEN_FORMATS, "MPO"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class PreparedImage:
     scale: float  # bgr pixels per pixel of the upright original
     original_size: tuple[int, int]  # (width, height) of the upright original
     format: str
+    rotation: int = 0  # degrees clockwise applied after EXIF (see FaceService.analyze)
 
 
 def _err(key: str, **params) -> BadImage:
@@ -57,7 +59,7 @@ def load_image(
 
     # 1. header only
     try:
-        im = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+        im = Image.open(io.BytesIO(data), formats=OPEN_FORMATS)
     except Image.DecompressionBombError:
         raise _err("err_too_many_pixels", max_mp=max_pixels // 1_000_000) from None
     except UnidentifiedImageError:

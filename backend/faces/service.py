@@ -24,13 +24,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from backend.core.config import get_settings
 from backend.faces.engine import Face, FaceEngine
-from backend.faces.enrolment import MIN_DET_SCORE, MIN_FACE_PX, select_enrolment_face, usable_faces
+from backend.faces.enrolment import (
+    MIN_DET_SCORE,
+    MIN_FACE_PX,
+    is_upright,
+    select_enrolment_face,
+    usable_faces,
+)
 from backend.core.errors import DomainError
 from backend.faces.errors import FacesNotReady, UnknownGallery
 from backend.faces.gallery import Gallery, HnswParams
@@ -53,13 +60,14 @@ class Match:
 class FaceService:
     def __init__(self, settings=None, *, det_size: int | None = None, max_side: int = MAX_SIDE,
                  hnsw: HnswParams | None = None, min_face_px: int = MIN_FACE_PX,
-                 min_det_score: float = MIN_DET_SCORE):
+                 min_det_score: float = MIN_DET_SCORE, rotation_fallback: bool = True):
         self.settings = settings or get_settings()
         self.engine = FaceEngine(self.settings, det_size=det_size)
         self.max_side = max_side
         self.hnsw = hnsw
         self.min_face_px = min_face_px
         self.min_det_score = min_det_score
+        self.rotation_fallback = rotation_fallback
         self.threshold: float = float(self.settings.face_review_threshold)
         self._galleries: dict[str, Gallery] = {}
         self.ready = False
@@ -110,10 +118,38 @@ class FaceService:
         return load_image(data, max_side=self.max_side)
 
     def analyze(self, data: bytes) -> tuple[PreparedImage, list[Face]]:
-        """The prepared image and all faces found on it (boxes in its pixels)."""
+        """The prepared image and all faces found on it (boxes in its pixels).
+
+        Orientation fallback: when no usable face is found in the EXIF-oriented image,
+        the 180°, 90° and 270° rotations are tried (SCRFD misses upside-down faces; EXIF
+        is often stripped or wrong). The rotation whose best face is upright (by key
+        points), then the best detection score, wins; ``img.rotation`` and ``img.bgr``
+        then describe the rotated image, so boxes and previews stay consistent.
+        """
         self._require_ready()
         img = self.prepare(data)
-        return img, self.engine.detect(img.bgr)
+        faces = self.engine.detect(img.bgr)
+        if self.rotation_fallback and not self._usable(faces):
+            best = None
+            for deg, code in ((180, cv2.ROTATE_180), (90, cv2.ROTATE_90_CLOCKWISE),
+                              (270, cv2.ROTATE_90_COUNTERCLOCKWISE)):
+                rot = cv2.rotate(img.bgr, code)
+                found = self.engine.detect(rot)
+                ok = self._usable(found)
+                if not ok:
+                    continue
+                top = max(ok, key=lambda f: f.det_score)
+                rank = (is_upright(top), top.det_score)
+                if best is None or rank > best[0]:
+                    best = (rank, deg, rot, found)
+            if best is not None:
+                _, deg, rot, found = best
+                img = replace(img, bgr=rot, rotation=deg)
+                faces = found
+        return img, faces
+
+    def _usable(self, faces: list[Face]) -> list[Face]:
+        return usable_faces(faces, min_px=self.min_face_px, min_score=self.min_det_score)
 
     def detect_bytes(self, data: bytes) -> list[Face]:
         """All faces of a photo, best detection score first."""
@@ -121,7 +157,7 @@ class FaceService:
 
     def usable_faces(self, data: bytes) -> list[Face]:
         """Faces big and sure enough to use, left to right (the numbering of the preview)."""
-        return usable_faces(self.detect_bytes(data), min_px=self.min_face_px, min_score=self.min_det_score)
+        return self._usable(self.detect_bytes(data))
 
     def select_face(self, data: bytes, choose: int | None = None) -> Face:
         img, faces = self.analyze(data)

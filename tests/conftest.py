@@ -1,0 +1,164 @@
+"""Shared fixtures: settings on a temporary data dir, a started application context with
+the real Dispatcher, the offline channel as a chat driver, and PostgreSQL when available.
+
+PostgreSQL: set HEHE_TEST_PG_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/postgres);
+``.ci/run`` starts a server and sets it. Tests using the ``db_settings`` fixture run on both.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from backend.core.config import Settings  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FACES_DATA = SHARED / "data" / "faces"
+PG_URL = os.environ.get("HEHE_TEST_PG_URL")
+
+
+def make_settings(tmp_path: Path, **kw) -> Settings:
+    base = dict(data_dir=tmp_path / "data", demo=True, face_enabled=False, kb_enabled=False,
+                throttle_per_minute=10_000, _env_file=None)
+    base.update(kw)
+    return Settings(**base)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+def _pg_admin_url() -> str:
+    return PG_URL.replace("+asyncpg", "")
+
+
+def create_pg_database() -> str:
+    """A fresh database on the test server; returns its async URL."""
+    import psycopg2
+
+    name = "hehe_test_" + uuid.uuid4().hex[:10]
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(_pg_admin_url())
+    conn = psycopg2.connect(host=admin.host, port=admin.port or 5432, user=admin.username,
+                            password=admin.password, dbname=admin.database or "postgres")
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return str(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
+
+
+def drop_pg_database(url: str) -> None:
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    admin = make_url(_pg_admin_url())
+    conn = psycopg2.connect(host=admin.host, port=admin.port or 5432, user=admin.username,
+                            password=admin.password, dbname=admin.database or "postgres")
+    conn.autocommit = True
+    conn.cursor().execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
+    conn.close()
+
+
+DB_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=DB_BACKENDS)
+def db_settings(request, tmp_path: Path):
+    """Settings on SQLite, then on PostgreSQL (skipped when no server is configured)."""
+    if request.param == "sqlite":
+        yield make_settings(tmp_path)
+        return
+    if not PG_URL:
+        pytest.skip("HEHE_TEST_PG_URL not set")
+    url = create_pg_database()
+    try:
+        yield make_settings(tmp_path, database_url=url)
+    finally:
+        drop_pg_database(url)
+
+
+# ---------------------------------------------------------------- application context + chat
+@pytest.fixture
+async def ctx(settings: Settings):
+    from backend.context import start_context
+
+    c = await start_context(settings, models=False, workers=False, telegram=False)
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+class ChatDriver:
+    """Drives the real Dispatcher through the offline channel, as people would."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.ch = ctx.channel
+        self._mark: dict[int, int] = {}
+
+    async def _after(self, uid: int, before: int):
+        await self.ctx.flush()
+        return [m for m in self.ch.out.get(uid, []) if m.seq > before and not m.deleted]
+
+    async def send(self, uid: int, text: str):
+        before = self.ch.last_seq()
+        await self.ch.send_text(uid, text)
+        return await self._after(uid, before)
+
+    async def press(self, uid: int, label: str):
+        before = self.ch.last_seq()
+        await self.ch.press(uid, label)
+        return await self._after(uid, before)
+
+    async def photo(self, uid: int, data: bytes | Path, caption: str | None = None):
+        before = self.ch.last_seq()
+        await self.ch.send_photo(uid, data.read_bytes() if isinstance(data, Path) else data, caption)
+        return await self._after(uid, before)
+
+    async def document(self, uid: int, data: bytes, filename: str, caption: str | None = None):
+        before = self.ch.last_seq()
+        await self.ch.send_document(uid, data, filename, caption)
+        return await self._after(uid, before)
+
+    async def location(self, uid: int, lat: float, lon: float):
+        before = self.ch.last_seq()
+        await self.ch.send_location(uid, lat, lon)
+        return await self._after(uid, before)
+
+    async def as_role(self, uid: int, role: str, jurisdiction: str | None = None, title: str | None = None):
+        from backend.web.chat_service import set_role_direct
+
+        return await set_role_direct(self.ctx, uid, role, jurisdiction, title)
+
+    def inbox(self, uid: int) -> list:
+        """Every message the bot has sent this user (including later notifications)."""
+        return [m for m in self.ch.out.get(uid, []) if not m.deleted and not m.toast]
+
+    def last(self, uid: int):
+        box = self.inbox(uid)
+        return box[-1] if box else None
+
+    def buttons(self, uid: int) -> list[str]:
+        m = next((m for m in reversed(self.inbox(uid)) if m.inline), None)
+        return [l for row in m.inline for l, _ in row] if m else []
+
+
+@pytest.fixture
+async def chat(ctx) -> ChatDriver:
+    return ChatDriver(ctx)
+
+
+def texts(msgs) -> str:
+    return "\n".join(m.text for m in msgs)
