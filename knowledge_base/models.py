@@ -1,0 +1,222 @@
+"""The ingestion seam: an outbox table that domain services write to inside their own
+transaction, a registry of record builders per kind, and the drain that applies the queue.
+
+In a slice (e.g. ``backend/disputes/kb_source.py``, imported by :func:`discover_sources`)::
+
+    from knowledge_base.models import register_source, enqueue
+    async def build(session, ref_id) -> Record | None: ...     # None = the item is gone → delete
+    async def all_ids(session) -> list: ...                    # for `hehe kb reindex`
+    register_source("dispute", build, all_ids)
+
+and in the service, in the same transaction as the change::
+
+    await enqueue(session, "dispute", dispute.id)              # or op="delete"
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import pkgutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Index, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.core.clock import now
+from backend.core.db import Base, UTCDateTime
+
+log = logging.getLogger(__name__)
+
+OPS = ("upsert", "delete")
+
+
+class KbQueue(Base):
+    __tablename__ = "kb_queue"
+    __table_args__ = (Index("ix_kb_queue_pending", "done_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    ref_id: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(8), default="upsert")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+async def enqueue(session, kind: str, ref_id, op: str = "upsert") -> KbQueue:
+    """Record that ``kind``/``ref_id`` changed. Call inside the caller's transaction; no commit here."""
+    if op not in OPS:
+        raise ValueError(f"op must be one of {OPS}")
+    row = KbQueue(kind=kind, ref_id=str(ref_id), op=op, created_at=now())
+    session.add(row)
+    return row
+
+
+# ----------------------------------------------------------------------------- sources
+Builder = Callable[[object, str], Awaitable[object]]
+AllIds = Callable[[object], Awaitable[list]]
+
+
+@dataclass
+class Source:
+    kind: str
+    builder: Builder
+    all_ids: AllIds | None = None
+
+
+_SOURCES: dict[str, Source] = {}
+
+
+def register_source(kind: str, builder: Builder, all_ids: AllIds | None = None) -> None:
+    """``builder(session, ref_id) -> Record | None`` (None = delete); ``all_ids(session)`` for reindex."""
+    _SOURCES[kind] = Source(kind, builder, all_ids)
+
+
+def unregister_source(kind: str) -> None:
+    _SOURCES.pop(kind, None)
+
+
+def sources() -> dict[str, Source]:
+    return dict(_SOURCES)
+
+
+def discover_sources(package: str = "backend") -> list[str]:
+    """Import every ``<package>.<slice>.kb_source`` module (each registers its sources / stats providers)."""
+    found = []
+    try:
+        pkg = importlib.import_module(package)
+    except ImportError:
+        return found
+    for m in pkgutil.iter_modules(pkg.__path__):
+        name = f"{package}.{m.name}.kb_source"
+        try:
+            importlib.import_module(name)
+            found.append(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                log.warning("cannot import %s: %s", name, e)
+    return found
+
+
+# ----------------------------------------------------------------------------- drain
+MAX_ATTEMPTS = 5
+
+
+async def drain(sessionmaker, kb, batch: int = 200, max_attempts: int = MAX_ATTEMPTS) -> int:
+    """Apply pending queue rows to the knowledge base. Several rows for the same item collapse
+    into the last one. A failing item is retried on the next drain, up to ``max_attempts``.
+    Returns the number of queue rows completed."""
+    done_total = 0
+    while True:
+        async with sessionmaker() as session:
+            rows = (await session.execute(
+                select(KbQueue).where(KbQueue.done_at.is_(None), KbQueue.attempts < max_attempts)
+                .order_by(KbQueue.id).limit(batch)
+            )).scalars().all()
+            if not rows:
+                return done_total
+            latest: dict[tuple[str, str], KbQueue] = {}
+            group: dict[tuple[str, str], list[KbQueue]] = {}
+            for r in rows:
+                latest[(r.kind, r.ref_id)] = r
+                group.setdefault((r.kind, r.ref_id), []).append(r)
+            upserts = []
+            upsert_keys = []
+            failed: dict[tuple[str, str], str] = {}
+            deletes: list[tuple[str, str]] = []
+            for key, r in latest.items():
+                kind, ref = key
+                src = _SOURCES.get(kind)
+                if r.op == "delete":
+                    deletes.append(key)
+                    continue
+                if src is None:
+                    failed[key] = f"no source registered for kind {kind!r}"
+                    continue
+                try:
+                    rec = await src.builder(session, ref)
+                except Exception as e:  # noqa: BLE001 - the row records the failure
+                    failed[key] = f"{type(e).__name__}: {e}"[:500]
+                    continue
+                if rec is None:
+                    deletes.append(key)
+                else:
+                    rec.source = f"{kind}:{ref}"
+                    upserts.append(rec)
+                    upsert_keys.append(key)
+            try:
+                for kind, ref in deletes:
+                    await asyncio.to_thread(kb.delete_source, kind, ref)
+                if upserts:
+                    await asyncio.to_thread(kb.upsert, upserts)
+            except Exception as e:  # noqa: BLE001
+                msg = f"{type(e).__name__}: {e}"[:500]
+                for key in deletes + upsert_keys:
+                    failed[key] = msg
+            t = now()
+            for key, rs in group.items():
+                for r in rs:
+                    if key in failed:
+                        r.attempts = (r.attempts or 0) + 1
+                        r.error = failed[key]
+                    else:
+                        r.done_at = t
+                        done_total += 1
+            await session.commit()
+            if len(rows) < batch:
+                return done_total
+
+
+async def drain_forever(sessionmaker, kb, interval: float = 2.0) -> None:
+    """For the app lifespan: ``asyncio.create_task(drain_forever(sm, kb))``."""
+    while True:
+        try:
+            if kb.ready:
+                await drain(sessionmaker, kb)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("kb drain failed")
+        await asyncio.sleep(interval)
+
+
+async def reindex_all(sessionmaker, kb, kinds: list[str] | None = None, progress: bool = True,
+                      batch: int = 64) -> dict[str, int]:
+    """Rebuild the index of every registered source (or ``kinds``) from the database; records of
+    those sources that no longer exist are removed. Returns {kind: records indexed}."""
+    from tqdm import tqdm
+
+    out: dict[str, int] = {}
+    for kind, src in sorted(_SOURCES.items()):
+        if kinds and kind not in kinds:
+            continue
+        if src.all_ids is None:
+            log.warning("source %s has no all_ids(); skipped", kind)
+            continue
+        async with sessionmaker() as session:
+            ids = [str(i) for i in await src.all_ids(session)]
+            seen: set[str] = set()
+            n = 0
+            bar = tqdm(total=len(ids), desc=f"reindex {kind}", unit="rec", disable=not progress)
+            for i in range(0, len(ids), batch):
+                recs = []
+                for ref in ids[i : i + batch]:
+                    rec = await src.builder(session, ref)
+                    if rec is not None:
+                        rec.source = f"{kind}:{ref}"
+                        recs.append(rec)
+                        seen.add(f"{kind}:{ref}")
+                if recs:
+                    n += await asyncio.to_thread(kb.upsert, recs)
+                bar.update(len(ids[i : i + batch]))
+            bar.close()
+        stale = [rid for s, rid in kb.store.sources_with_prefix(f"{kind}:").items() if s not in seen]
+        if stale:
+            await asyncio.to_thread(kb.delete, stale)
+        out[kind] = n
+    await asyncio.to_thread(kb.compact)
+    return out
