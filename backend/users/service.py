@@ -75,11 +75,15 @@ def _short_name(name: str) -> str:
 
 
 async def _child(session: AsyncSession, parent: Jurisdiction | None, name: str, level: Level,
-                 **extra) -> Jurisdiction:
-    q = select(Jurisdiction).where(Jurisdiction.name == name, Jurisdiction.level == level.value)
-    q = q.where(Jurisdiction.parent_id == (parent.id if parent else None)) if parent else q.where(
-        Jurisdiction.parent_id.is_(None))
-    j = await session.scalar(q)
+                 cache: dict | None = None, **extra) -> Jurisdiction:
+    """Get or create the node ``name`` under ``parent``. ``cache`` maps
+    (parent_id, name, level) → node to avoid one query per row in bulk imports."""
+    key = (parent.id if parent else None, name, level.value)
+    j = cache.get(key) if cache is not None else None
+    if j is None and cache is None:
+        q = select(Jurisdiction).where(Jurisdiction.name == name, Jurisdiction.level == level.value)
+        q = q.where(Jurisdiction.parent_id == parent.id) if parent else q.where(Jurisdiction.parent_id.is_(None))
+        j = await session.scalar(q)
     if j is None:
         j = Jurisdiction(name=name, level=level.value, parent_id=parent.id if parent else None, **extra)
         session.add(j)
@@ -89,7 +93,13 @@ async def _child(session: AsyncSession, parent: Jurisdiction | None, name: str, 
         for k, v in extra.items():
             if v is not None and getattr(j, k) is None:
                 setattr(j, k, v)
+    if cache is not None:
+        cache[key] = j
     return j
+
+
+async def _cache(session: AsyncSession) -> dict:
+    return {(j.parent_id, j.name, j.level): j for j in await session.scalars(select(Jurisdiction))}
 
 
 async def city(session: AsyncSession) -> Jurisdiction:
@@ -99,9 +109,9 @@ async def city(session: AsyncSession) -> Jurisdiction:
 async def import_rows(session: AsyncSession, rows: list[dict]) -> int:
     """Rows {county, township, village, grid (+ optional lat, lon)}; idempotent. Returns new nodes."""
     before = await session.scalar(select(func.count(Jurisdiction.id)))
-    top = await city(session)
-    counties = {j.name: j for j in await session.scalars(
-        select(Jurisdiction).where(Jurisdiction.level == Level.county.value))}
+    await city(session)
+    cache = await _cache(session)
+    counties = {j.name: j for j in cache.values() if j.level == Level.county.value}
     for i, row in enumerate(rows, start=1):
         cname = (row.get("county") or "").strip()
         if cname not in counties:
@@ -114,7 +124,7 @@ async def import_rows(session: AsyncSession, rows: list[dict]) -> int:
             last = idx == len(names) - 1
             lat = _float(row.get("lat")) if last else None
             lon = _float(row.get("lon")) if last else None
-            node = await _child(session, node, name, lvl, lat=lat, lon=lon)
+            node = await _child(session, node, name, lvl, cache, lat=lat, lon=lon)
     after = await session.scalar(select(func.count(Jurisdiction.id)))
     return after - before
 
@@ -127,7 +137,11 @@ def _float(v) -> float | None:
 
 
 async def seed_jurisdictions(session: AsyncSession) -> int:
-    """The 9 county-level divisions of Taizhou and their townships/streets."""
+    """The 9 county-level divisions of Taizhou and their townships/streets (idempotent)."""
+    seeded = await session.scalar(select(func.count(Jurisdiction.id)).where(
+        Jurisdiction.level == Level.township.value))
+    if seeded:
+        return 0
     top = await city(session)
     with (SEED_DIR / "counties.csv").open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
