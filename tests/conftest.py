@@ -31,9 +31,37 @@ def make_settings(tmp_path: Path, **kw) -> Settings:
     return Settings(**base)
 
 
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory) -> Path:
+    """A migrated, seeded SQLite database built once per test session; each test gets a copy."""
+    import asyncio
+
+    from backend.core import migrate
+    from backend.core.db import make_engine, make_sessionmaker, session_scope
+    from backend.users.service import seed_jurisdictions
+
+    s = make_settings(tmp_path_factory.mktemp("template"))
+    s.ensure_dirs()
+    migrate.upgrade(s.sync_db_url)
+
+    async def seed():
+        engine = make_engine(s.db_url)
+        async with session_scope(make_sessionmaker(engine)) as session:
+            await seed_jurisdictions(session)
+        await engine.dispose()
+
+    asyncio.run(seed())
+    return s.data_dir / "hehe.db"
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+def settings(tmp_path: Path, template_db: Path) -> Settings:
+    import shutil
+
+    s = make_settings(tmp_path)
+    s.ensure_dirs()
+    shutil.copyfile(template_db, s.data_dir / "hehe.db")
+    return s
 
 
 # ---------------------------------------------------------------- PostgreSQL
