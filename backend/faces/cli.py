@@ -35,7 +35,10 @@ def _service(model: bool = True):
     if model:
         if not get_settings().face_enabled:
             _fail_text(_t("faces.err_not_ready"))
-        svc.load()
+        try:
+            svc.load()
+        except DomainError as e:
+            _fail(e)
     return svc
 
 

@@ -35,6 +35,7 @@ import os
 import shutil
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,9 @@ import numpy as np
 from backend.faces.errors import FaceModelMissing
 
 log = logging.getLogger(__name__)
+
+# insightface's face_align calls scikit-image's deprecated SimilarityTransform.estimate on every face
+warnings.filterwarnings("ignore", message=r".*`estimate` is deprecated", category=FutureWarning)
 
 MODEL_NAME = "buffalo_s"
 MODEL_FILES = ("det_500m.onnx", "w600k_mbf.onnx")

@@ -120,32 +120,30 @@ class FaceService:
     def analyze(self, data: bytes) -> tuple[PreparedImage, list[Face]]:
         """The prepared image and all faces found on it (boxes in its pixels).
 
-        Orientation fallback: when no usable face is found in the EXIF-oriented image,
-        the 180°, 90° and 270° rotations are tried (SCRFD misses upside-down faces; EXIF
-        is often stripped or wrong). The rotation whose best face is upright (by key
-        points), then the best detection score, wins; ``img.rotation`` and ``img.bgr``
-        then describe the rotated image, so boxes and previews stay consistent.
+        Orientation fallback: when the EXIF-oriented image has no usable face, or its
+        best face lies sideways (by its key points), the 90°, 180° and 270° rotations are
+        tried too and the orientation with the most confident usable face wins (SCRFD
+        misses or mis-lands rotated faces; EXIF is often stripped or wrong). ``img.bgr``
+        and ``img.rotation`` then describe the rotated image, so boxes and previews stay
+        consistent. Limitation: an upside-down face without EXIF that SCRFD still finds
+        (with upright-looking key points) is not corrected; see docs/faces.md.
         """
         self._require_ready()
         img = self.prepare(data)
         faces = self.engine.detect(img.bgr)
-        if self.rotation_fallback and not self._usable(faces):
-            best = None
+        ok = self._usable(faces)
+        if self.rotation_fallback and (not ok or not is_upright(max(ok, key=lambda f: f.det_score))):
+            best = (max((f.det_score for f in ok), default=-1.0), 0, img.bgr, faces)
             for deg, code in ((180, cv2.ROTATE_180), (90, cv2.ROTATE_90_CLOCKWISE),
                               (270, cv2.ROTATE_90_COUNTERCLOCKWISE)):
                 rot = cv2.rotate(img.bgr, code)
                 found = self.engine.detect(rot)
-                ok = self._usable(found)
-                if not ok:
-                    continue
-                top = max(ok, key=lambda f: f.det_score)
-                rank = (is_upright(top), top.det_score)
-                if best is None or rank > best[0]:
-                    best = (rank, deg, rot, found)
-            if best is not None:
-                _, deg, rot, found = best
+                score = max((f.det_score for f in self._usable(found)), default=-1.0)
+                if score > best[0]:
+                    best = (score, deg, rot, found)
+            if best[1]:
+                _, deg, rot, faces = best
                 img = replace(img, bgr=rot, rotation=deg)
-                faces = found
         return img, faces
 
     def _usable(self, faces: list[Face]) -> list[Face]:
