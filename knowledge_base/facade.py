@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from dataclasses import asdict
@@ -132,7 +133,7 @@ class KnowledgeBase:
                 else:
                     header = "｜".join(x for x in (row["title"], row["category"], row["location"]) if x)
                 emb_text = f"{header}\n{piece}"
-                toks = tokenize(emb_text) + [row["id"].lower()]
+                toks = tokenize(emb_text) + tokenize(row["id"])
                 chunks.append({"idx": len(chunks), "article": label, "text": piece, "emb_text": emb_text,
                                "tokens": toks})
         return row, chunks
@@ -223,14 +224,18 @@ class KnowledgeBase:
                 d["chunks"].append({"text": text.split("\n", 1)[-1], "article": md.get("article"), "dense": sim,
                                     "idx": md.get("idx")})
         kw: dict[str, dict] = {}
+        short_query = len(re.sub(r"[\W_]+", "", qtext)) <= 6
         if mode in ("hybrid", "keyword"):
             tokens = tokenize(qtext)[:64]
             for h in self.keyword.search(tokens, flt, n_chunks):
-                d = kw.setdefault(h.record_id, {"score": h.score, "cids": [], "cover": 0.0})
+                d = kw.setdefault(h.record_id, {"score": h.score, "cids": [], "cover": 0.0, "strong": False})
                 d["score"] = max(d["score"], h.score)
                 d["cids"].append(h.cid)
                 if h.rare_total:
                     d["cover"] = max(d["cover"], h.matched_rare / h.rare_total)
+                    # one 2-char word ("宠物") is weak evidence; a name / number / 2+ rare words is not
+                    d["strong"] = (d["strong"] or h.matched_rare >= 2 or h.longest_match >= 3
+                                   or (short_query and h.matched_rare == h.rare_total))
 
         dense_rank = {rid: i for i, rid in enumerate(sorted(dense, key=lambda r: -dense[r]["sim"]))}
         kw_rank = {rid: i for i, rid in enumerate(sorted(kw, key=lambda r: -kw[r]["score"]))}
@@ -245,7 +250,9 @@ class KnowledgeBase:
             if rid in kw_rank:
                 s += wk / (RRF_K + 1 + kw_rank[rid])
             dense_ok = rid in dense and dense[rid]["sim"] >= max(self.dense_threshold, best_sim - self.dense_margin)
-            kw_ok = rid in kw and kw[rid]["cover"] >= self.rare_coverage and kw[rid]["cover"] > 0
+            kw_ok = rid in kw and kw[rid]["cover"] >= self.rare_coverage and kw[rid]["strong"]
+            if parsed.filter_only and use_filters:
+                dense_ok = kw_ok = True  # "仙居县的山林纠纷": everything that matches the filters is relevant
             if (mode == "dense" and dense_ok) or (mode == "keyword" and kw_ok) or (mode == "hybrid" and (dense_ok or kw_ok)):
                 fused[rid] = s
         top = sorted(fused, key=lambda r: -fused[r])[:k]

@@ -195,9 +195,9 @@ class _Segment:
                 am[self.upos[flt.acl.owner]] = True
             m &= am
         if flt.kinds:
-            m &= np.isin(self.kinds, list(flt.kinds))
+            m &= np.isin(self.kinds, list(flt.kind_set()))
         if flt.categories:
-            m &= np.isin(self.categories, list(flt.categories))
+            m &= np.isin(self.categories, list(flt.categories)) | (self.kinds == "document")
         if flt.place_jids:
             pm = np.zeros(self.n, bool)
             for j in flt.place_jids:
@@ -257,6 +257,7 @@ class KeywordHit:
     score: float
     matched_rare: int  # how many of the query's rare tokens this chunk contains
     rare_total: int
+    longest_match: int = 0  # length of the longest rare token matched
 
 
 class KeywordIndex:
@@ -382,27 +383,27 @@ class KeywordIndex:
                 continue
             top = nz[np.argsort(-scores[nz])[:k]] if len(nz) > k else nz[np.argsort(-scores[nz])]
             rare_ids = seg.bm25.get_tokens_ids(rare) if rare else []
+            inv = {v: t for t, v in seg.bm25.vocab_dict.items() if v in set(rare_ids)} if rare_ids else {}
             for i in top:
-                matched = 0
-                if rare_ids:
-                    matched = _count_present(seg, int(i), rare_ids)
-                hits.append(KeywordHit(int(seg.cids[i]), str(seg.record_ids[i]), float(scores[i]), matched, len(rare)))
+                present = _present(seg, int(i), rare_ids) if rare_ids else []
+                hits.append(KeywordHit(int(seg.cids[i]), str(seg.record_ids[i]), float(scores[i]), len(present),
+                                       len(rare), max((len(inv[t]) for t in present), default=0)))
         hits.sort(key=lambda h: -h.score)
         return hits[:k]
 
 
-def _count_present(seg: _Segment, doc: int, token_ids: list[int]) -> int:
-    """How many of ``token_ids`` occur in document ``doc`` (CSC columns are tokens)."""
+def _present(seg: _Segment, doc: int, token_ids: list[int]) -> list[int]:
+    """Which of ``token_ids`` occur in document ``doc`` (CSC columns are tokens)."""
     indptr = seg.bm25.scores["indptr"]
     indices = seg.bm25.scores["indices"]
-    n = 0
+    out = []
     for t in token_ids:
         a, b = indptr[t], indptr[t + 1]
         col = indices[a:b]
         j = np.searchsorted(col, doc)
         if j < len(col) and col[j] == doc:
-            n += 1
-    return n
+            out.append(t)
+    return out
 
 
 def _build_meta_only(main_cids: np.ndarray, rows: dict, bm) -> _Segment:

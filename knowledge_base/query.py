@@ -102,11 +102,14 @@ class Filter:
             if not ors:
                 ors = [{"public": True}]
             parts.append(ors[0] if len(ors) == 1 else {"$or": ors})
+        # kind / category narrow the *cases*; public documents (laws, guides) stay eligible
         if self.kinds:
-            parts.append({"kind": self.kinds[0]} if len(self.kinds) == 1 else {"kind": {"$in": list(self.kinds)}})
+            kinds = self.kind_set()
+            parts.append({"kind": kinds[0]} if len(kinds) == 1 else {"kind": {"$in": list(kinds)}})
         if self.categories:
-            parts.append({"category": self.categories[0]} if len(self.categories) == 1
-                         else {"category": {"$in": list(self.categories)}})
+            cat = ({"category": self.categories[0]} if len(self.categories) == 1
+                   else {"category": {"$in": list(self.categories)}})
+            parts.append({"$or": [cat, {"kind": "document"}]})
         if self.place_jids:
             ps = [{f"j_{j}": True} for j in self.place_jids]
             parts.append(ps[0] if len(ps) == 1 else {"$or": ps})
@@ -118,6 +121,9 @@ class Filter:
             return None
         return parts[0] if len(parts) == 1 else {"$and": parts}
 
+    def kind_set(self) -> tuple[str, ...]:
+        return self.kinds if "document" in self.kinds else (*self.kinds, "document")
+
     def match(self, meta: dict) -> bool:
         """The same test in Python, on a record's metadata (``jurisdiction_ids``, ``owner_user_ids``...)."""
         jids = set(meta.get("jurisdiction_ids") or [])
@@ -127,9 +133,9 @@ class Filter:
             ok = ok or (self.acl.owner is not None and self.acl.owner in (meta.get("owner_user_ids") or []))
             if not ok:
                 return False
-        if self.kinds and meta.get("kind") not in self.kinds:
+        if self.kinds and meta.get("kind") not in self.kind_set():
             return False
-        if self.categories and meta.get("category") not in self.categories:
+        if self.categories and meta.get("category") not in self.categories and meta.get("kind") != "document":
             return False
         if self.place_jids and not any(j in jids for j in self.place_jids):
             return False
@@ -238,6 +244,7 @@ class ParsedQuery:
     places: tuple[str, ...] = ()
     place_jids: tuple[int, ...] = ()
     period: Period | None = None
+    filter_only: bool = False  # the question is nothing but filters: every match is relevant
 
     def filter(self, scope: Scope) -> Filter:
         f = Filter(acl=Acl.for_scope(scope), kinds=self.kinds, categories=self.categories, place_jids=self.place_jids)
@@ -257,6 +264,23 @@ class ParsedQuery:
         if self.period:
             out["period"] = f"{self.period.label} {self.period.start.isoformat()}~{self.period.end.isoformat()}"
         return out
+
+
+_FILLER = re.compile(r"的|有哪些|有什么|有没有|哪些|案例|案件|事件|情况|记录|相关|一下|查询|查一下|看看|列出|所有|全部|请问|[吗呢吧？?。，,！!\s]")
+
+
+def residual_text(text: str, gazetteer: "Gazetteer | None") -> str:
+    """What is left of a question once place, kind, category and period words are removed.
+    Empty means the question is only a filter ("仙居县的山林纠纷")."""
+    t = text
+    if gazetteer is not None and gazetteer._re is not None:
+        t = gazetteer._re.sub(" ", t)
+    words = [w for ws in KIND_WORDS.values() for w in ws] + [w for ws in CATEGORIES.values() for w in ws]
+    words += list(CATEGORIES) + ["纠纷", "矛盾", "代表", "人大", "检察", "建议", "督办", "老人", "儿童", "村", "镇", "区", "县", "市"]
+    for w in sorted(words, key=len, reverse=True):
+        t = t.replace(w, " ")
+    t = re.sub(r"(20\d{2}|19\d{2})\s*年|\d{1,2}\s*月份?|今年|去年|前年|本月|上个?月|这个月|最近|近期|近\S{1,3}(天|周|个月|年)", " ", t)
+    return _FILLER.sub("", t)
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
@@ -285,5 +309,7 @@ def parse_query(text: str, gazetteer: Gazetteer | None, today: date, *, max_char
                 continue
             places.append(p.name)
             jids.append(p.id)
+    period = parse_period(head, today)
+    has_filter = bool(kinds or cats or jids or period)
     return ParsedQuery(text=text, kinds=kinds, categories=cats, places=tuple(places), place_jids=tuple(jids),
-                       period=parse_period(head, today))
+                       period=period, filter_only=has_filter and not residual_text(head, gazetteer))
