@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import threading
 import time
@@ -23,7 +24,7 @@ from knowledge_base.answer import best_sentences, extractive_answer, mask_for
 from knowledge_base.places import Gazetteer
 from knowledge_base.query import Filter, ParsedQuery, parse_query, yyyymmdd
 from knowledge_base.records import Answer, Hit, Record, Scope
-from knowledge_base.textproc import chunk_text, tokenize
+from knowledge_base.textproc import chunk_text, split_sentences, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,8 @@ class KnowledgeBase:
             return []
         parsed = parsed or self.parse(q)
         flt = parsed.filter(scope) if use_filters else Filter(acl=parsed.filter(scope).acl)
-        qtext = q[:MAX_QUERY_CHARS]
+        # repeated sentences add nothing (and drown the signal of a long, pasted question)
+        qtext = "".join(dict.fromkeys(split_sentences(q[: MAX_QUERY_CHARS * 20])))[:MAX_QUERY_CHARS] or q[:MAX_QUERY_CHARS]
         n_chunks = max(40, k * 8)
 
         dense: dict[str, dict] = {}
@@ -232,7 +234,9 @@ class KnowledgeBase:
                 d["score"] = max(d["score"], h.score)
                 d["cids"].append(h.cid)
                 if h.rare_total:
-                    d["cover"] = max(d["cover"], h.matched_rare / h.rare_total)
+                    # half of the question's rare terms, but 3 are enough for a long question
+                    need = max(1, min(math.ceil(h.rare_total * self.rare_coverage), 3))
+                    d["cover"] = max(d["cover"], 1.0 if h.matched_rare >= need else 0.0)
                     # one 2-char word ("宠物") is weak evidence; a name / number / 2+ rare words is not
                     d["strong"] = (d["strong"] or h.matched_rare >= 2 or h.longest_match >= 3
                                    or (short_query and h.matched_rare == h.rare_total))
@@ -250,7 +254,7 @@ class KnowledgeBase:
             if rid in kw_rank:
                 s += wk / (RRF_K + 1 + kw_rank[rid])
             dense_ok = rid in dense and dense[rid]["sim"] >= max(self.dense_threshold, best_sim - self.dense_margin)
-            kw_ok = rid in kw and kw[rid]["cover"] >= self.rare_coverage and kw[rid]["strong"]
+            kw_ok = rid in kw and kw[rid]["cover"] >= 1.0 and kw[rid]["strong"]
             if parsed.filter_only and use_filters:
                 dense_ok = kw_ok = True  # "仙居县的山林纠纷": everything that matches the filters is relevant
             if (mode == "dense" and dense_ok) or (mode == "keyword" and kw_ok) or (mode == "hybrid" and (dense_ok or kw_ok)):
@@ -291,9 +295,11 @@ class KnowledgeBase:
             return Answer(gettext(lang, "kb.empty_question"), [], mode="none")
         parsed = self.parse(q)
         labels = parsed.labels()
-        if not scope.may_query_cases and any(kd != "document" for kd in parsed.kinds):
-            return Answer(gettext(lang, "kb.citizen_cases"), [], mode="refused", filters=labels)
         hits = self.search(q, scope, k, parsed=parsed)
+        if not hits and not scope.may_query_cases:
+            # citizens search public documents only; say why when they asked about cases
+            return Answer(gettext(lang, "kb.no_result") + "\n" + gettext(lang, "kb.citizen_cases"), [],
+                          mode="refused", filters=labels)
         if not hits:
             text = gettext(lang, "kb.no_result")
             if labels:
