@@ -1,0 +1,130 @@
+"""Where a case goes (多元调处) and what a free-text complaint is about.
+
+Routing: start at the place of the dispute, move up to the category's handling level
+(劳动争议 → township, 交通事故 → county, see config.toml), then walk up the tree until a
+level has mediators. Classification: keyword rules, plus embedding similarity to the
+category descriptions when a knowledge-base embedder is loaded (optional).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.disputes import config
+from backend.users import service as users
+from backend.users.models import Jurisdiction, Level, Role, User
+
+log = logging.getLogger("hehe.disputes")
+LEVEL_INDEX = users.LEVEL_INDEX  # city 0 … grid 4
+
+
+async def ancestor_at(session: AsyncSession, j: Jurisdiction, level: str) -> Jurisdiction | None:
+    for a in await users.ancestors(session, j):
+        if a.level == level:
+            return a
+    return None
+
+
+async def mediators_at(session: AsyncSession, j: Jurisdiction) -> list[User]:
+    return await users.users_with_role(session, Role.mediator, j, exact=True)
+
+
+async def route(session: AsyncSession, place: Jurisdiction, category: str) -> tuple[Jurisdiction, list[User]]:
+    """The handling unit and its mediators (empty list if nobody up to the city is registered)."""
+    cat = config.get().category(category)
+    chain = await users.ancestors(session, place)  # city … place
+    # the category's handling level is the lowest allowed: cut the chain there
+    limit = LEVEL_INDEX.get(cat.level, LEVEL_INDEX["grid"])
+    chain = [j for j in chain if LEVEL_INDEX[j.level] <= limit]
+    for j in reversed(chain):
+        if j.level == Level.city.value:
+            break
+        found = await mediators_at(session, j)
+        if found:
+            return j, found
+    # nobody registered: the county keeps the case so it is visible to its officials
+    unit = next((j for j in chain if j.level == Level.county.value), chain[-1])
+    log.warning("no mediators for %s (%s): case parked at %s", place.name, category, unit.name)
+    return unit, []
+
+
+async def parent_unit(session: AsyncSession, unit: Jurisdiction) -> tuple[Jurisdiction | None, list[User]]:
+    """The next level up that has mediators (for 上报 and review of 不满意)."""
+    chain = await users.ancestors(session, unit)
+    for j in reversed(chain[:-1]):
+        found = await mediators_at(session, j)
+        if found:
+            return j, found
+    return None, []
+
+
+async def supervisors_above(session: AsyncSession, unit: Jurisdiction) -> list[User]:
+    """Who hears about a missed deadline: supervisors at the unit's level or above (title
+    "supervisor"), else the mediators of the next level up, else officials of the county."""
+    chain = await users.ancestors(session, unit)
+    for j in reversed(chain):
+        sup = await users.users_with_role(session, Role.mediator, j, exact=True, title="supervisor")
+        if sup:
+            return sup
+    _, up = await parent_unit(session, unit)
+    if up:
+        return up
+    county = next((j for j in chain if j.level == Level.county.value), None)
+    return await users.users_with_role(session, Role.official, county, exact=True) if county else []
+
+
+async def place_from_text(session: AsyncSession, text: str) -> Jurisdiction | None:
+    """The most specific jurisdiction named in a typed address ("椒江区海门街道xx路12号")."""
+    rows = list(await session.scalars(select(Jurisdiction).where(Jurisdiction.level != Level.city.value)))
+    best: Jurisdiction | None = None
+    for j in rows:
+        short = users._short_name(j.name)
+        if j.name in text or (len(short) >= 2 and short in text):
+            if best is None or LEVEL_INDEX[j.level] > LEVEL_INDEX[best.level] or (
+                    LEVEL_INDEX[j.level] == LEVEL_INDEX[best.level] and len(j.name) > len(best.name)):
+                # a deeper match only counts if it agrees with a county named in the text
+                best = j
+    return best
+
+
+# ---------------------------------------------------------------- classification
+def keyword_scores(text: str) -> dict[str, int]:
+    cfg = config.get()
+    return {c.code: sum(1 for k in c.keywords if k in text) for c in cfg.categories.values() if c.keywords}
+
+
+def _cos(a, b) -> float:
+    num = sum(x * y for x, y in zip(a, b))
+    da = math.sqrt(sum(x * x for x in a)) or 1.0
+    db = math.sqrt(sum(y * y for y in b)) or 1.0
+    return num / (da * db)
+
+
+def _embedder(kb: Any):
+    fn = getattr(kb, "embed", None) if kb is not None else None
+    return fn if callable(fn) else None
+
+
+def classify(text: str, kb: Any = None, threshold: float = 0.35) -> str | None:
+    """Suggested category code for a complaint, or None if it does not look like one."""
+    scores = keyword_scores(text)
+    best = max(scores.items(), key=lambda kv: kv[1], default=(None, 0))
+    if best[1] > 0:
+        return best[0]
+    embed = _embedder(kb)
+    if embed is None:
+        return None
+    try:  # optional: similarity to the category descriptions
+        cats = [c for c in config.get().categories.values() if c.code != "other"]
+        vecs = embed([text] + [c.description for c in cats])
+        q = vecs[0]
+        sims = [(_cos(q, v), c.code) for v, c in zip(vecs[1:], cats)]
+        sim, code = max(sims)
+        return code if sim >= threshold else None
+    except Exception:  # noqa: BLE001 - the embedder is a bonus, keywords already answered
+        log.warning("embedding classification failed", exc_info=True)
+        return None

@@ -1,0 +1,184 @@
+"""Metrics as Taizhou reports them (考评反馈/预警研判) and the daily early-warning digest.
+
+- local resolution rate: cases resolved (调解成功) while handled below county level, over
+  cases with an outcome (调解成功 + 调解不成);
+- average resolution days: creation → 调解成功;
+- satisfaction rate: (满意 + 基本满意) / rated;
+- overdue rate: cases that missed any deadline / all cases.
+Grouped by jurisdiction (counties for the city, townships inside a county) and month.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.core.clock import local_now, now
+from backend.disputes import config
+from backend.disputes.models import Dispute
+from backend.notify.service import notify
+from backend.users.models import Jurisdiction, Level, Role, User
+
+
+@dataclass
+class Row:
+    jurisdiction_id: int | None
+    jurisdiction: str
+    code: str
+    month: str
+    total: int
+    decided: int
+    resolved: int
+    local_resolved: int
+    local_resolution_rate: float | None
+    avg_resolution_days: float | None
+    rated: int
+    satisfied: int
+    satisfaction_rate: float | None
+    overdue: int
+    overdue_rate: float | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rate(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+async def compute(session: AsyncSession, scope: Jurisdiction | None, *, month_from: str | None = None,
+                  month_to: str | None = None, totals: bool = False) -> list[Row]:
+    """Rows per (child jurisdiction, month) of ``scope`` (None/city → counties)."""
+    by_township = scope is not None and scope.level != Level.city.value
+    key = Dispute.township_id if by_township else Dispute.county_id
+    success = Dispute.outcome == "success"
+    cols = [
+        func.count().label("total"),
+        func.sum(case((Dispute.outcome.is_not(None), 1), else_=0)).label("decided"),
+        func.sum(case((success, 1), else_=0)).label("resolved"),
+        func.sum(case((and_(success, Dispute.escalated_county == 0), 1), else_=0)).label("local"),
+        func.avg(case((success, Dispute.resolution_days))).label("days"),
+        func.sum(case((Dispute.rating.is_not(None), 1), else_=0)).label("rated"),
+        func.sum(case((Dispute.rating.in_(("satisfied", "basic")), 1), else_=0)).label("sat"),
+        func.sum(Dispute.overdue).label("overdue"),
+    ]
+    group = [key] if totals else [key, Dispute.month]
+    q = select(*group, *cols)
+    if scope is not None and scope.level != Level.city.value:
+        if scope.level == Level.county.value:
+            q = q.where(Dispute.county_id == scope.id)
+        else:
+            inside = select(Jurisdiction.id).where(Jurisdiction.path.startswith(scope.path))
+            q = q.where(Dispute.place_id.in_(inside))
+    if month_from:
+        q = q.where(Dispute.month >= month_from)
+    if month_to:
+        q = q.where(Dispute.month <= month_to)
+    rows = (await session.execute(q.group_by(*group).order_by(*group))).all()
+    ids = {r[0] for r in rows if r[0] is not None}
+    names = {j.id: j for j in await session.scalars(select(Jurisdiction).where(Jurisdiction.id.in_(ids)))} if ids else {}
+    out = []
+    for r in rows:
+        jid = r[0]
+        month = "all" if totals else r[1]
+        total, decided, resolved, local, days, rated, sat, overdue = r[-8:]
+        j = names.get(jid)
+        out.append(Row(jid, j.name if j else "-", (j.code or f"#{jid}") if j else "-", month, total,
+                       decided or 0, resolved or 0, local or 0, _rate(local or 0, decided or 0),
+                       round(float(days), 2) if days is not None else None, rated or 0, sat or 0,
+                       _rate(sat or 0, rated or 0), overdue or 0, _rate(overdue or 0, total)))
+    return out
+
+
+def summary(rows: list[Row]) -> dict:
+    tot = {k: sum(getattr(r, k) for r in rows) for k in
+           ("total", "decided", "resolved", "local_resolved", "rated", "satisfied", "overdue")}
+    days_w = sum((r.avg_resolution_days or 0) * r.resolved for r in rows)
+    return {**tot, "local_resolution_rate": _rate(tot["local_resolved"], tot["decided"]),
+            "avg_resolution_days": round(days_w / tot["resolved"], 2) if tot["resolved"] else None,
+            "satisfaction_rate": _rate(tot["satisfied"], tot["rated"]),
+            "overdue_rate": _rate(tot["overdue"], tot["total"])}
+
+
+def chart_png(rows: list[Row], title: str = "Disputes by month") -> bytes:
+    """Bar chart of cases per month with the local resolution rate as a line.
+
+    Labels are ASCII on purpose: the image has no CJK font available, so jurisdictions are
+    shown by their code (JJ, HY, …) and the axes in English."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    months = sorted({r.month for r in rows})
+    per_month = {m: [r for r in rows if r.month == m] for m in months}
+    totals = [sum(r.total for r in per_month[m]) for m in months]
+    local = [summary(per_month[m])["local_resolution_rate"] for m in months]
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    ax.bar(months, totals, color="#4e79a7", label="cases")
+    ax.set_ylabel("cases")
+    ax.set_xlabel("month")
+    ax.set_title(title)
+    ax2 = ax.twinx()
+    ax2.plot(months, [(v or 0) * 100 for v in local], color="#e15759", marker="o", label="local resolution %")
+    ax2.set_ylim(0, 105)
+    ax2.set_ylabel("local resolution %")
+    fig.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- daily digest
+async def hot_spots(session: AsyncSession, scope: Jurisdiction | None) -> list[dict]:
+    """Township × category counts this week rising against the average of the previous four weeks."""
+    t = now()
+    week, month = t - timedelta(days=7), t - timedelta(days=35)
+    place = func.coalesce(Dispute.township_id, Dispute.county_id)
+    q = select(place, Dispute.category,
+               func.sum(case((Dispute.created_at >= week, 1), else_=0)),
+               func.sum(case((Dispute.created_at < week, 1), else_=0))).where(Dispute.created_at >= month)
+    if scope is not None and scope.level != Level.city.value:
+        inside = select(Jurisdiction.id).where(Jurisdiction.path.startswith(scope.path))
+        q = q.where(Dispute.place_id.in_(inside))
+    rows = (await session.execute(q.group_by(place, Dispute.category))).all()
+    cfg = config.get()
+    out = []
+    for jid, cat, this_week, before in rows:
+        avg = (before or 0) / 4
+        if (this_week or 0) >= cfg.hotspot_min and this_week > avg:
+            j = await session.get(Jurisdiction, jid)
+            out.append({"place": j.name if j else "-", "category": cfg.category(cat).zh,
+                        "week": int(this_week), "avg": round(avg, 1)})
+    return sorted(out, key=lambda h: (-h["week"], h["place"]))
+
+
+async def send_digest(session: AsyncSession) -> int:
+    """08:30: each official gets new red/yellow cases of the last 24 h and hot spots."""
+    since = now() - timedelta(days=1)
+    officials = list(await session.scalars(select(User).where(
+        User.role == Role.official.value, User.active.is_(True), User.jurisdiction_id.is_not(None))))
+    day = local_now().strftime("%Y-%m-%d")
+    sent = 0
+    for u in officials:
+        inside = select(Jurisdiction.id).where(Jurisdiction.path.startswith(u.jurisdiction.path))
+        cases = list(await session.scalars(select(Dispute).where(
+            Dispute.created_at >= since, Dispute.risk.in_(("red", "yellow")), Dispute.place_id.in_(inside))
+            .order_by(Dispute.risk, Dispute.id)))
+        spots = await hot_spots(session, u.jurisdiction)
+        if not cases and not spots:
+            continue
+        lines = "\n".join(f"{'🔴' if d.risk == 'red' else '🟡'} {d.number} {config.get().category(d.category).zh} "
+                          f"{d.place.name}" for d in cases[:30]) or "-"
+        hot = "\n".join(f"🔥 {h['place']} · {h['category']}：本周 {h['week']} 件（前四周周均 {h['avg']}）"
+                        for h in spots[:10]) or "-"
+        msg = await notify(session, u, "disputes.n_digest", dedupe_key=f"digest-{day}-{u.id}", date=day,
+                           n=len(cases), cases=lines, hot=hot)
+        sent += msg is not None
+    return sent
