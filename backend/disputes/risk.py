@@ -17,9 +17,29 @@ from backend.disputes import config
 from backend.disputes.models import Dispute
 
 GRADES = ("red", "yellow", "blue", "green")
-_COUNT = re.compile(r"(\d{1,4})\s*(?:多)?\s*(?:人|户|名|家|位)")
-_CN_NUM = {"两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10, "几十": 20, "上百": 100}
-_CN_COUNT = re.compile(r"(几十|上百|[两三四五六七八九十])\s*(?:多)?\s*(?:个)?\s*(?:人|户|名|家|位)")
+_WHO = r"(?:个|位|名)?\s*(?:人|户|名|家|位|工友|村民|业主|员工|工人|住户|群众|农民工)"
+_COUNT = re.compile(r"(\d{1,4})\s*多?\s*" + _WHO)
+_CN_COUNT = re.compile(r"(几十|上百|[一二两三四五六七八九十百]{1,4})\s*多?\s*" + _WHO)
+_DIGIT = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+
+
+def cn_number(s: str) -> int:
+    """二十 → 20, 十五 → 15, 三百 → 300, 几十 → 20, 上百 → 100."""
+    if s == "几十":
+        return 20
+    if s == "上百":
+        return 100
+    total, cur = 0, 0
+    for ch in s:
+        if ch in _DIGIT:
+            cur = _DIGIT[ch]
+        elif ch == "十":
+            total += (cur or 1) * 10
+            cur = 0
+        elif ch == "百":
+            total += (cur or 1) * 100
+            cur = 0
+    return total + cur
 
 
 def count_parties(description: str, other_party: str | None) -> int:
@@ -29,7 +49,7 @@ def count_parties(description: str, other_party: str | None) -> int:
         for m in _COUNT.finditer(text):
             n = max(n, int(m.group(1)))
         for m in _CN_COUNT.finditer(text):
-            n = max(n, _CN_NUM.get(m.group(1), 0))
+            n = max(n, cn_number(m.group(1)))
     return n
 
 

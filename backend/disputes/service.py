@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import event, func, or_, select, update
@@ -432,7 +432,7 @@ async def schedule_session(session: AsyncSession, d: Dispute, user: User, at: da
         raise DomainError("disputes.err_session_past")
     await _transition(session, d, "schedule", user, f"{fmt_local(at)} {place}")
     d.session_at, d.session_place = at, place
-    iso = at.isoformat()
+    iso = _iso(at)
     for kind, before in (("day", timedelta(days=1)), ("2h", timedelta(hours=2))):
         if at - before > now():
             _schedule(session, "session_reminder", at - before, [d.id, kind, iso], f"disp{d.id}-session-{kind}")
@@ -520,12 +520,19 @@ async def comment_rating(session: AsyncSession, d: Dispute, user: User, comment:
 
 
 # ---------------------------------------------------------------- deadlines (责任监督)
+def _iso(dt: datetime | str) -> str:
+    """One spelling of an instant (UTC) for job args, markers and dedupe keys."""
+    if isinstance(dt, str):
+        dt = datetime.fromisoformat(dt)
+    return dt.astimezone(timezone.utc).isoformat()
+
+
 def _job_id(d: Dispute, stage: str, kind: str) -> str:
     return f"disp{d.id}-{stage}-{kind}"
 
 
 def _schedule_stage(session: AsyncSession, d: Dispute, stage: str, due: datetime, cfg: dict) -> None:
-    iso = due.isoformat()
+    iso = _iso(due)
     remind_at = due - timedelta(hours=float(cfg.get("remind_hours_before", 4)))
     if remind_at > now():
         _schedule(session, "deadline_reminder", remind_at, [d.id, stage, iso], _job_id(d, stage, "remind"))
@@ -548,12 +555,12 @@ def _stage_pending(d: Dispute, stage: str, due_iso: str) -> bool:
     st = Status(d.status)
     if stage == "accept":
         return st in (S.new, S.transferred, S.escalated) and d.accept_due is not None and \
-            d.accept_due.isoformat() == datetime.fromisoformat(due_iso).astimezone(d.accept_due.tzinfo).isoformat()
-    return st in (S.accepted, S.mediating) and d.resolve_due is not None and \
-        d.resolve_due.isoformat() == datetime.fromisoformat(due_iso).astimezone(d.resolve_due.tzinfo).isoformat()
+            _iso(d.accept_due) == _iso(due_iso)
+    return st in (S.accepted, S.mediating) and d.resolve_due is not None and _iso(d.resolve_due) == _iso(due_iso)
 
 
 async def deadline_reminder(session: AsyncSession, case_id: int, stage: str, due_iso: str) -> bool:
+    due_iso = _iso(due_iso)
     d = await session.get(Dispute, case_id)
     if d is None or not _stage_pending(d, stage, due_iso):
         return False
@@ -569,6 +576,7 @@ async def deadline_reminder(session: AsyncSession, case_id: int, stage: str, due
 async def deadline_due(session: AsyncSession, case_id: int, stage: str, due_iso: str) -> bool:
     """A deadline passed with the stage unmet: flag overdue, tell the next level's supervisor."""
     d = await session.get(Dispute, case_id)
+    due_iso = _iso(due_iso)
     if d is None or not _stage_pending(d, stage, due_iso):
         return False
     marker = f"{stage}:{due_iso}"
@@ -586,18 +594,19 @@ async def deadline_due(session: AsyncSession, case_id: int, stage: str, due_iso:
     return True
 
 
-async def sweep_overdue(session: AsyncSession) -> int:
-    """Safety net for jobs lost while no scheduler ran: apply every passed deadline once."""
-    t = now()
+async def sweep_overdue(session: AsyncSession, grace: timedelta = timedelta(minutes=10)) -> int:
+    """Safety net for jobs lost while no scheduler ran: apply every passed deadline once.
+    The grace period leaves fresh deadlines to their own job (no double work)."""
+    t = now() - grace
     rows = list(await session.scalars(select(Dispute).where(
         Dispute.status.in_([s.value for s in OPEN_STATUSES]),
         or_(Dispute.accept_due < t, Dispute.resolve_due < t))))
     n = 0
     for d in rows:
         if d.accept_due and d.accept_due < t:
-            n += await deadline_due(session, d.id, "accept", d.accept_due.isoformat())
+            n += await deadline_due(session, d.id, "accept", _iso(d.accept_due))
         if d.resolve_due and d.resolve_due < t:
-            n += await deadline_due(session, d.id, "resolve", d.resolve_due.isoformat())
+            n += await deadline_due(session, d.id, "resolve", _iso(d.resolve_due))
     return n
 
 
