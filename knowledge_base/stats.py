@@ -108,8 +108,9 @@ def parse_stats(question: str, gazetteer: Gazetteer | None, today: date) -> Stat
     elif measure == "trend":
         group = "month"
     n = 5
-    if top and top.group(1):
-        n = cn_number(top.group(1)) or 5
+    m_n = re.search(r"前\s*(\d+|[一二三四五六七八九十]+)\s*(?:名|位|个)?", q)
+    if m_n:
+        n = cn_number(m_n.group(1)) or 5
     elif measure == "top_n" and re.search(r"哪个|哪一个|最多|最少", q) and not re.search(r"哪些|哪几个|排名|排行", q):
         n = 1
     place, jids = None, ()
