@@ -1,0 +1,80 @@
+"""Shared steps for the supervision tests: people, a full proposal, and a clock under which
+the real scheduler fires its persisted jobs."""
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime
+
+from backend.core.clock import TZ, now
+from tests.conftest import texts
+
+DEPUTY, COSIGNER, LIAISON, OTHER_DEPUTY = 3001, 3002, 3003, 3004
+PROC, CHIEF, CITY_PROC, OTHER_PROC = 3101, 3102, 3201, 3103
+CITIZEN, OFFICIAL = 3301, 3401
+NUMBER = re.compile(r"DB-[A-Z]{2}-\d{4}-\d{4}")
+
+
+def local(*a) -> datetime:
+    return datetime(*a, tzinfo=TZ)
+
+
+async def people(chat) -> None:
+    for uid, name, role, place, title in [
+        (DEPUTY, "王代表", "deputy", "椒江区", None),
+        (COSIGNER, "钱代表", "deputy", "椒江区", None),
+        (LIAISON, "联络员李", "deputy", "台州市", "liaison"),
+        (OTHER_DEPUTY, "黄岩代表", "deputy", "黄岩区", None),
+        (PROC, "赵检察", "procurator", "椒江区", None),
+        (CHIEF, "郑检察长", "procurator", "椒江区", "chief"),
+        (CITY_PROC, "市检察官", "procurator", "台州市", None),
+        (OTHER_PROC, "黄岩检察", "procurator", "黄岩区", None),
+        (CITIZEN, "张三", "citizen", None, None),
+        (OFFICIAL, "周主任", "official", "椒江区", None),
+    ]:
+        chat.ch.set_profile(uid, name=name)
+        await chat.as_role(uid, role, place, title)
+        await chat.send(uid, "/me")  # the name comes from the chat profile
+
+
+async def propose(chat, uid: int = DEPUTY, *, title: str = "椒江某河道长期排污", cosign: str | None = None,
+                  photo: bool = False, agency: str | None = None) -> str:
+    await chat.send(uid, "/propose")
+    await chat.send(uid, title)
+    await chat.send(uid, "河道两岸有企业夜间偷排污水，附近居民反映多年，鱼类大量死亡。" * 3)
+    await chat.press(uid, "生态环境")
+    await chat.press(uid, "椒江区")
+    await chat.press(uid, "整个")
+    if agency:
+        await chat.send(uid, agency)
+    else:
+        await chat.press(uid, "跳过")
+    if photo:
+        await chat.photo(uid, b"\xff\xd8\xff" + b"evidence" * 100)
+    await chat.press(uid, "完成")
+    if cosign:
+        await chat.send(uid, cosign)
+    else:
+        await chat.press(uid, "跳过")
+    msgs = await chat.press(uid, "确认提交")
+    m = NUMBER.search(texts(msgs))
+    assert m, texts(msgs)
+    return m.group(0)
+
+
+async def settle(ctx, rounds: int = 60) -> None:
+    """Let the scheduler run every job that is due at the (travelled) now, then deliver."""
+    sched = ctx.scheduler
+    sched.wakeup()
+    executor = sched._lookup_executor("default")
+    for _ in range(rounds):
+        await asyncio.sleep(0.05)
+        due = [j for j in sched.get_jobs() if j.next_run_time is not None and j.next_run_time <= now()]
+        if not due and not getattr(executor, "_pending_futures", None):
+            break
+        sched.wakeup()
+    await ctx.flush()
+
+
+def item_text(chat, uid: int) -> str:
+    return texts(chat.inbox(uid))
