@@ -1,0 +1,72 @@
+"""灯塔工程 REST API. Citizens see their own reports only (never candidates, never other
+people's photos); officers see their jurisdiction and work the review queue."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from backend.core.deps import CurrentUser, SessionDep, get_ctx, require_roles
+from backend.core.errors import NotFound
+from backend.core.files import blob_path
+from backend.missing import service
+from backend.users.models import Role, User
+
+router = APIRouter(prefix="/api/missing", tags=["missing"])
+Officer = Annotated[User, Depends(require_roles(Role.officer))]
+
+
+class Decision(BaseModel):
+    note: str | None = Field(None, max_length=500)
+
+
+@router.get("/cases")
+async def list_cases(user: CurrentUser, session: SessionDep, kind: str | None = None,
+                     status: str | None = None) -> list[dict]:
+    return [service.case_public(user, c) for c in await service.list_cases(session, user, kind=kind, status=status)]
+
+
+@router.get("/cases/{case_id}")
+async def get_case(case_id: int, user: CurrentUser, session: SessionDep) -> dict:
+    return service.case_public(user, await service.get_case(session, user, case_id))
+
+
+@router.get("/cases/{case_id}/photos/{n}")
+async def case_photo(case_id: int, n: int, user: CurrentUser, session: SessionDep, ctx=Depends(get_ctx)):
+    data, mime = await service.photo_of(session, user, case_id, n, ctx.settings.files_dir)
+    return Response(content=data, media_type=mime, headers={"Cache-Control": "private, no-store"})
+
+
+@router.post("/cases/{case_id}/close")
+async def close_case(case_id: int, user: CurrentUser, session: SessionDep, body: Decision | None = None,
+                     ctx=Depends(get_ctx)) -> dict:
+    case = await service.close_case(session, user, case_id, ctx.faces, ctx.settings,
+                                    note=body.note if body else None)
+    return service.case_public(user, case)
+
+
+@router.get("/reviews")
+async def reviews(user: Officer, session: SessionDep) -> list[dict]:
+    return [service.candidate_public(c) for c in await service.pending_reviews(session, user)]
+
+
+@router.get("/reviews/{cid}/image")
+async def review_image(cid: int, user: Officer, session: SessionDep, ctx=Depends(get_ctx)):
+    c = await service.get_candidate(session, user, cid)
+    f = await service.review_image(session, ctx.settings.files_dir, c)
+    if f is None:
+        raise NotFound("missing.err_photo_not_found")
+    return Response(content=blob_path(ctx.settings.files_dir, f.sha256).read_bytes(), media_type="image/jpeg",
+                    headers={"Cache-Control": "private, no-store"})
+
+
+@router.post("/reviews/{cid}/confirm")
+async def confirm(cid: int, user: Officer, session: SessionDep, body: Decision | None = None) -> dict:
+    return service.candidate_public(await service.confirm(session, user, cid, body.note if body else None))
+
+
+@router.post("/reviews/{cid}/reject")
+async def reject(cid: int, user: Officer, session: SessionDep, body: Decision | None = None) -> dict:
+    return service.candidate_public(await service.reject(session, user, cid, body.note if body else None))

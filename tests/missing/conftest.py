@@ -1,0 +1,59 @@
+"""Fixtures of the missing-person tests: the real face model (loaded once per session), a
+fresh face gallery per test, a daytime clock (quiet hours would hold notifications) and a
+helper that lets the real scheduler fire jobs after moving the clock."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+import time_machine
+
+from backend.faces.engine import FaceEngine
+from backend.faces.service import FaceService
+from tests.conftest import FACES_DATA, make_settings
+
+# 10:00 in Taizhou: outside quiet hours, so notifications go out on ctx.flush()
+DAYTIME = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def daytime():
+    with time_machine.travel(DAYTIME, tick=True):
+        yield
+
+
+@pytest.fixture(scope="session")
+def face_engine(tmp_path_factory) -> FaceEngine:
+    if not (FACES_DATA / "identities").is_dir():
+        pytest.fail(f"face test photos not found at {FACES_DATA}")
+    s = make_settings(tmp_path_factory.mktemp("missing-models"), face_enabled=True)
+    return FaceEngine(s).load()
+
+
+@pytest.fixture
+def faces(ctx, face_engine) -> FaceService:
+    """A loaded FaceService on this test's data dir (fresh galleries), sharing the session's model."""
+    s = make_settings(ctx.settings.data_dir.parent, face_enabled=True)
+    svc = FaceService(s)
+    svc.engine = face_engine
+    svc.load()
+    ctx.faces = svc
+    return svc
+
+
+def photo(rel: str):
+    return FACES_DATA / rel
+
+
+async def run_due_jobs(ctx, at: datetime, *, until=None, timeout: float = 5.0) -> None:
+    """Move the clock to ``at`` and let the real APScheduler fire what is due."""
+    with time_machine.travel(at, tick=True):
+        ctx.scheduler.wakeup()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            await asyncio.sleep(0.1)
+            if until is None or await until() or loop.time() > end:
+                break
+        await ctx.flush()

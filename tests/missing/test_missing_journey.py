@@ -1,0 +1,169 @@
+"""The whole 灯塔工程 journey through the offline channel with the real face model and real photos:
+a family reports a missing person → an officer registers a found person → the match goes to
+officers for review (side-by-side photo, score, flags) → confirmed → family told, both cases
+已找到, face data deleted by the scheduler a week later."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from backend.core.files import StoredFile
+from backend.faces.service import FaceService
+from backend.missing.models import CaseEvent, MatchCandidate, PersonCase
+from tests.conftest import make_settings, texts
+from tests.missing.conftest import DAYTIME, photo, run_due_jobs
+
+CITIZEN, OFFICER_JJ, OFFICER_WL = 5001, 5101, 5102
+
+
+async def report_missing(chat, uid: int, pic: str = "identities/obama/1.jpg", name: str = "王阿公"):
+    await chat.send(uid, "/start")
+    await chat.press(uid, "报告走失人员")
+    assert "性别" in texts(await chat.send(uid, name))
+    assert "年龄" in texts(await chat.press(uid, "男"))
+    assert "身高" in texts(await chat.send(uid, "78"))
+    assert "区县" in texts(await chat.send(uid, "165"))
+    assert "什么时候" in texts(await chat.send(uid, "椒江区海门街道东山公园"))
+    assert "衣着" in texts(await chat.send(uid, "今天 08:00"))
+    assert "健康" in texts(await chat.send(uid, "深蓝色外套，灰色裤子"))
+    assert "电话" in texts(await chat.send(uid, "阿尔茨海默症，需按时服药"))
+    assert "照片" in texts(await chat.send(uid, "138 1234 5678"))
+    msgs = await chat.photo(uid, photo(pic))
+    assert "第 1 张" in texts(msgs), texts(msgs)
+    return await chat.press(uid, "提交报告")
+
+
+async def register_found(chat, uid: int, pic: str = "identities/obama/2.jpg", county: str = "椒江区"):
+    await chat.send(uid, "/missing_found")
+    msgs = await chat.photo(uid, photo(pic))
+    assert "区县" in texts(msgs), texts(msgs)
+    assert "具体地点" in texts(await chat.press(uid, county))
+    assert "估计年龄" in texts(await chat.send(uid, "海门街道救助站"))
+    assert "性别" in texts(await chat.send(uid, "80"))
+    return await chat.press(uid, "男")
+
+
+async def test_whole_journey(chat, ctx, faces, caplog):
+    caplog.set_level(logging.INFO)
+    await chat.as_role(OFFICER_JJ, "officer", "椒江区")
+    await chat.as_role(OFFICER_WL, "officer", "温岭市")
+
+    done = texts(await report_missing(chat, CITIZEN))
+    assert "XR-JJ-20261128-0001" in done
+    async with ctx.sm() as s:
+        m = await s.scalar(select(PersonCase).where(PersonCase.kind == "missing"))
+    assert m.face_state == "enrolled" and m.phone == "13812345678" and m.health.startswith("阿尔茨海默症")
+    assert m.face_key in faces.gallery("missing")
+
+    found_reply = texts(await register_found(chat, OFFICER_JJ))
+    assert "ZL-JJ-20261128-0001" in found_reply and "1 个候选" in found_reply
+
+    # the officer of the jurisdiction gets the side-by-side picture with score and flags
+    review = next(x for x in chat.inbox(OFFICER_JJ) if "待审核" in x.text)
+    assert review.photo is not None
+    assert "相似度" in review.text and "性别一致" in review.text and "年龄相符" in review.text
+    assert "晚于最后出现时间" in review.text
+    assert any("确认" in label for row in review.inline for label, _ in row)
+    blob = ctx.channel.get_file(review.photo)
+    from PIL import Image
+    import io
+    im = Image.open(io.BytesIO(blob.data))
+    assert im.width > im.height  # two photos side by side
+    # an officer of another county does not see it
+    assert not any("待审核" in x.text for x in chat.inbox(OFFICER_WL))
+
+    async with ctx.sm() as s:
+        cand = await s.scalar(select(MatchCandidate))
+    assert cand.status == "pending" and cand.score >= faces.threshold
+
+    # the family never sees a candidate (no score, no found person's photo, no found case number)
+    citizen_box = chat.inbox(CITIZEN)
+    assert not any(x.photo for x in citizen_box)
+    assert not any("相似度" in x.text or "ZL-" in x.text for x in citizen_box)
+
+    msgs = await chat.press(OFFICER_JJ, "确认是同一人")
+    assert "已确认" in texts(msgs)
+    family = chat.last(CITIZEN)
+    assert "已经找到" in family.text and "XR-JJ-20261128-0001" in family.text and family.photo is None
+
+    async with ctx.sm() as s:
+        cases = list(await s.scalars(select(PersonCase).order_by(PersonCase.id)))
+        events = list(await s.scalars(select(CaseEvent).where(CaseEvent.to_status == "found")))
+    assert [c.status for c in cases] == ["found", "found"]
+    assert [c.face_state for c in cases] == ["scheduled", "scheduled"]
+    assert len(events) == 2 and all(e.actor.startswith("user:") for e in events)
+    for c in cases:
+        assert ctx.scheduler.get_job(f"missing-faces-{c.id}") is not None
+    # the citizen's own list says 已找到
+    assert "已找到" in texts(await chat.send(CITIZEN, "/missing_my"))
+
+    # a week later the scheduler deletes the biometric data
+    async def deleted():
+        async with ctx.sm() as s:
+            return all(c.face_state == "deleted" for c in await s.scalars(select(PersonCase)))
+
+    await run_due_jobs(ctx, DAYTIME + timedelta(days=8), until=deleted)
+    assert await deleted()
+    keys = {c.face_key for c in cases}
+    probe = photo("identities/obama/3.jpg").read_bytes()
+    for gallery in ("missing", "found"):
+        assert not keys & {mt.person_id for mt in faces.search(gallery, probe, k=10)}
+    # also after a restart (a fresh service reading the galleries from disk)
+    fresh = FaceService(make_settings(ctx.settings.data_dir.parent, face_enabled=True))
+    fresh.engine = faces.engine
+    fresh.load()
+    for gallery in ("missing", "found"):
+        assert not keys & {mt.person_id for mt in fresh.search(gallery, probe, k=10)}
+
+    # the raw phone number never reached the logs
+    assert "13812345678" not in caplog.text
+
+
+async def test_reject_keeps_cases_open(chat, ctx, faces):
+    await chat.as_role(OFFICER_JJ, "officer", "椒江区")
+    await report_missing(chat, CITIZEN)
+    await register_found(chat, OFFICER_JJ)
+    msgs = await chat.press(OFFICER_JJ, "否决")
+    assert "已否决" in texts(msgs)
+    async with ctx.sm() as s:
+        assert [c.status for c in await s.scalars(select(PersonCase))] == ["open", "open"]
+        assert (await s.scalar(select(MatchCandidate))).status == "rejected"
+    assert not any("找到" in x.text for x in chat.inbox(CITIZEN)[-1:])
+    # pressing again is refused politely
+    await chat.ch.press_callback(OFFICER_JJ, next(x for x in chat.inbox(OFFICER_JJ) if "待审核" in x.text),
+                                 chat.ch.out[OFFICER_JJ][0].inline[0][0][1] if chat.ch.out[OFFICER_JJ][0].inline else "mrv:ok:1")
+    assert "处理过" in [m for m in chat.ch.out[OFFICER_JJ] if m.toast][-1].text
+
+
+async def test_different_person_is_not_a_candidate(chat, ctx, faces):
+    await chat.as_role(OFFICER_JJ, "officer", "椒江区")
+    await report_missing(chat, CITIZEN)
+    reply = texts(await register_found(chat, OFFICER_JJ, pic="identities/biden/1.jpg"))
+    assert "0 个候选" in reply
+    async with ctx.sm() as s:
+        assert await s.scalar(select(func.count(MatchCandidate.id))) == 0
+
+
+async def test_citizen_withdraws_and_face_data_is_deleted(chat, ctx, faces):
+    await report_missing(chat, CITIZEN)
+    msgs = await chat.send(CITIZEN, "/missing_delete")
+    assert "XR-JJ" in texts(msgs)
+    await chat.press(CITIZEN, "撤销")
+    msgs = await chat.press(CITIZEN, "确定撤销")
+    assert "人脸数据已删除" in texts(msgs)
+    async with ctx.sm() as s:
+        c = await s.scalar(select(PersonCase))
+    assert c.status == "closed" and c.face_state == "deleted"
+    assert c.face_key not in faces.gallery("missing")
+
+
+async def test_face_service_unavailable_still_saves(chat, ctx):
+    ctx.faces = None
+    done = texts(await report_missing(chat, CITIZEN))
+    assert "XR-JJ" in done and "暂时不可用" in done
+    async with ctx.sm() as s:
+        c = await s.scalar(select(PersonCase))
+        assert c.face_state == "pending" and len(c.photo_ids) == 1
+        assert await s.scalar(select(func.count(StoredFile.id))) == 1
