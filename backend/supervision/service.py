@@ -110,7 +110,7 @@ def _run_pending_jobs(sync_session: Session) -> None:
                 runtime.cancel(job_id)
             else:
                 runtime.schedule_once(func_name, run_at, args, job_id)
-        except Exception:  # noqa: BLE001 - the periodic sweep still finds what is due
+        except Exception:  # noqa: BLE001 - the change is committed; a lost reminder is logged, not fatal
             log.exception("could not schedule %s", job_id)
 
 
@@ -617,7 +617,7 @@ def schedule_reply_reminders(session: AsyncSession, s: Suggestion) -> None:
         at = s.reply_due - before
         if at > t:
             _after_commit(session, "reply_reminder", at, [s.id, before.days], f"sup-reply-{s.id}-t{before.days}")
-    _after_commit(session, "reply_overdue", s.reply_due, [s.id, 0], f"sup-reply-{s.id}-over0")
+    _after_commit(session, "reply_overdue", s.reply_due + timedelta(days=1), [s.id, 1], f"sup-reply-{s.id}-over1")
 
 
 async def file_litigation(session: AsyncSession, actor: User, item_id: int, note: str) -> SupervisionItem:
@@ -773,7 +773,8 @@ async def remind_acceptance(session: AsyncSession, item_id: int) -> int:
     if item is None or item.status not in ("submitted", "appealed"):
         return 0
     tag = f"{item.id}:acceptdue:{item.procuratorate_id}"
-    procs = await procurators_of(session, item.procuratorate_id)
+    everyone = await procurators_of(session, item.procuratorate_id)
+    procs = [p for p in everyone if p.title != "chief"] or everyone
     await tell_procurators(session, item, "supervision.accept_overdue", tag, users_=procs,
                            buttons=decision_buttons(item), due=_fmt(item.acceptance_due))
     chiefs = [c for c in await chiefs_of(session, item.procuratorate_id) if c.id not in {p.id for p in procs}]
@@ -822,7 +823,7 @@ async def reply_overdue(session: AsyncSession, sid: int, day: int) -> tuple[int,
     sent = len(hs)
     await tell_procurators(session, item, "supervision.reply_overdue", f"{item.id}:s{s.id}:over{day}",
                            users_=hs, agency=s.agency, due=_fmt(s.reply_due), days=day)
-    if day == 0:
+    if day == 1:
         await tell_participants(session, item, "supervision.reply_overdue_deputy", f"{item.id}:s{s.id}:over",
                                 agency=s.agency, due=_fmt(s.reply_due))
     if timedelta(days=day) >= ESCALATE_AFTER and s.escalated_at is None:
