@@ -363,8 +363,10 @@ def make_router() -> Router:
         await _place_done(message, state, t)
 
     @r.message(StateFilter(MissingReport.place_detail, MissingFound.place_detail), F.text)
-    async def place_detail(message: Message, state: FSMContext, t: Translator) -> None:
-        await state.update_data(place=message.text.strip()[:255])
+    async def place_detail(message: Message, state: FSMContext, t: Translator, session: AsyncSession) -> None:
+        d = await state.get_data()
+        finer = await service.resolve_place_within(session, d.get("jid"), message.text)
+        await state.update_data(place=message.text.strip()[:255], jid=finer.id if finer else d.get("jid"))
         await _place_done(message, state, t)
 
     @r.message(MissingReport.seen_at, F.text)

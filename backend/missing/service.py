@@ -202,6 +202,15 @@ async def resolve_place(session: AsyncSession, text: str) -> Jurisdiction | None
     return max(towns, key=lambda j: len(j.name)) if len(towns) == 1 else None
 
 
+async def resolve_place_within(session: AsyncSession, parent_id: int | None, text: str) -> Jurisdiction | None:
+    """A township named in the detail text, if it lies inside the county already chosen."""
+    parent = await session.get(Jurisdiction, parent_id) if parent_id else None
+    j = await resolve_place(session, text)
+    if parent is None or j is None or not j.path.startswith(parent.path):
+        return None
+    return j
+
+
 async def counties(session: AsyncSession) -> list[Jurisdiction]:
     return await users.children(session, None)
 
@@ -482,7 +491,8 @@ async def queue_for_review(session: AsyncSession, files_dir, candidates: list[Ma
         img = await review_image(session, files_dir, c)
         for officer in await reviewers_for(session, c):
             t = Translator(officer.language)
-            await notify(session, officer, "missing.review_new", buttons=review_buttons(c),
+            # urgent: a vulnerable person may be waiting in a shelter; duty officers work nights
+            await notify(session, officer, "missing.review_new", buttons=review_buttons(c), urgent=True,
                          photo_path=str(blob_path(files_dir, img.sha256)) if img else None,
                          dedupe_key=f"missing:review:{c.id}:{officer.id}", **review_params(t, c))
             sent += 1
@@ -721,7 +731,7 @@ async def create_assist(session: AsyncSession, officer: User, *, files_dir, phot
         theirs = await users.county_of(session, other.jurisdiction)
         if mine is not None and theirs is not None and theirs.id == mine.id:
             continue
-        await notify(session, other, "missing.assist_new", photo_path=str(blob_path(files_dir, f.sha256)),
+        await notify(session, other, "missing.assist_new", photo_path=str(blob_path(files_dir, f.sha256)), urgent=True,
                      buttons=[[("missing.btn_assist_candidate", assist_data("cand", req.id)),
                                ("missing.btn_assist_none", assist_data("none", req.id))]],
                      dedupe_key=f"missing:assist:{req.id}:{other.id}", no=req.id,

@@ -132,8 +132,8 @@ async def test_reject_keeps_cases_open(chat, ctx, faces):
         assert (await s.scalar(select(MatchCandidate))).status == "rejected"
     assert not any("找到" in x.text for x in chat.inbox(CITIZEN)[-1:])
     # pressing again is refused politely
-    await chat.ch.press_callback(OFFICER_JJ, next(x for x in chat.inbox(OFFICER_JJ) if "待审核" in x.text),
-                                 chat.ch.out[OFFICER_JJ][0].inline[0][0][1] if chat.ch.out[OFFICER_JJ][0].inline else "mrv:ok:1")
+    review = next(x for x in chat.inbox(OFFICER_JJ) if "待审核" in x.text)
+    await chat.ch.press_callback(OFFICER_JJ, review, review.inline[0][0][1])
     assert "处理过" in [m for m in chat.ch.out[OFFICER_JJ] if m.toast][-1].text
 
 

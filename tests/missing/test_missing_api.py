@@ -1,0 +1,99 @@
+"""REST API of 灯塔工程 and the faces API: who may see what."""
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from backend.app import create_app
+from backend.core.security import make_token
+from backend.missing.models import PersonCase
+from backend.users.models import User
+from tests.missing.conftest import photo
+from tests.missing.test_missing_journey import register_found, report_missing
+
+A, B, JJ, WL = 5501, 5502, 5601, 5602
+
+
+@pytest.fixture
+async def api(ctx):
+    app = create_app(ctx.settings)
+    app.state.ctx = ctx  # the running context of the chat tests (no second lifespan)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hehe.test") as c:
+        yield c
+
+
+async def auth(ctx, telegram_id: int) -> dict:
+    async with ctx.sm() as s:
+        u = await s.scalar(select(User).where(User.telegram_id == telegram_id))
+    return {"Authorization": f"Bearer {make_token(ctx.secret, u.id)}"}
+
+
+def upload(rel: str, **form):
+    return {"files": {"file": ("p.jpg", photo(rel).read_bytes(), "image/jpeg")}, "data": form}
+
+
+async def test_cases_reviews_and_faces_api(chat, ctx, faces, api):
+    await chat.as_role(JJ, "officer", "椒江区")
+    await chat.as_role(WL, "officer", "温岭市")
+    await report_missing(chat, A)
+    await chat.send(B, "/start")
+    ha, hb, hjj, hwl = [await auth(ctx, u) for u in (A, B, JJ, WL)]
+    async with ctx.sm() as s:
+        case = await s.scalar(select(PersonCase))
+
+    assert (await api.get("/api/missing/cases")).status_code == 401
+    # the reporter sees the own case, with the own phone and photo
+    r = await api.get("/api/missing/cases", headers=ha)
+    assert r.status_code == 200 and [c["case_no"] for c in r.json()] == [case.case_no]
+    assert r.json()[0]["phone"] == "13812345678" and "face_key" not in r.json()[0]
+    assert (await api.get(f"/api/missing/cases/{case.id}/photos/0", headers=ha)).status_code == 200
+    # another citizen: nothing, not even that it exists; never the photo
+    assert (await api.get("/api/missing/cases", headers=hb)).json() == []
+    assert (await api.get(f"/api/missing/cases/{case.id}", headers=hb)).status_code == 404
+    assert (await api.get(f"/api/missing/cases/{case.id}/photos/0", headers=hb)).status_code == 404
+    # officers: their jurisdiction only
+    assert [c["id"] for c in (await api.get("/api/missing/cases", headers=hjj)).json()] == [case.id]
+    assert (await api.get("/api/missing/cases", headers=hwl)).json() == []
+    assert (await api.get(f"/api/missing/cases/{case.id}/photos/0", headers=hwl)).status_code == 404
+    assert (await api.get(f"/api/missing/cases/{case.id}/photos/0", headers=hjj)).status_code == 200
+
+    # faces API: citizens refused, officers served
+    for path in ("/api/faces/detect", "/api/faces/search"):
+        r = await api.post(path, headers=ha, **upload("identities/obama/2.jpg"))
+        assert r.status_code == 403, path
+    r = await api.post("/api/faces/detect", headers=hjj, **upload("groups/two_people.jpg"))
+    assert r.status_code == 200 and len(r.json()["faces"]) == 2
+    assert {"box", "det_score", "size"} <= set(r.json()["faces"][0])
+    r = await api.post("/api/faces/search", headers=hjj, **upload("identities/obama/2.jpg", gallery="missing", k="3"))
+    top = r.json()["candidates"][0]
+    assert top["case_no"] == case.case_no and top["above_threshold"] and top["score"] >= faces.threshold
+    r = await api.post("/api/faces/search", headers=hjj, **upload("groups/two_people.jpg", gallery="missing"))
+    assert r.status_code == 422 and r.json()["error"] == "multiple_faces"
+    r = await api.post("/api/faces/search", headers=hjj, **upload("groups/two_people.jpg", gallery="missing",
+                                                                  choose="1"))
+    assert r.status_code == 200
+    r = await api.post("/api/faces/detect", headers=hjj,
+                       files={"file": ("x.jpg", b"not an image at all", "image/jpeg")})
+    assert r.status_code == 422 and "不是可识别的照片" in r.json()["message"]
+    r = await api.post("/api/faces/detect", headers=hjj,
+                       files={"file": ("x.jpg", b"\xff" * (10 * 1024 * 1024 + 1), "image/jpeg")})
+    assert r.status_code == 413
+
+    # review queue
+    await register_found(chat, JJ)
+    assert (await api.get("/api/missing/reviews", headers=ha)).status_code == 403
+    reviews = (await api.get("/api/missing/reviews", headers=hjj)).json()
+    assert len(reviews) == 1 and reviews[0]["missing"]["case_no"] == case.case_no
+    assert {f["code"] for f in reviews[0]["flags"]} >= {"sex_match", "age_ok", "time_ok"}
+    cid = reviews[0]["id"]
+    img = await api.get(f"/api/missing/reviews/{cid}/image", headers=hjj)
+    assert img.status_code == 200 and img.headers["content-type"] == "image/jpeg"
+    assert (await api.get("/api/missing/reviews", headers=hwl)).json() == []
+    assert (await api.post(f"/api/missing/reviews/{cid}/confirm", headers=ha)).status_code == 403
+    assert (await api.post(f"/api/missing/reviews/{cid}/confirm", headers=hwl)).status_code == 403
+    r = await api.post(f"/api/missing/reviews/{cid}/confirm", headers=hjj, json={"note": "家属到场确认"})
+    assert r.status_code == 200 and r.json()["status"] == "confirmed"
+    assert (await api.post(f"/api/missing/reviews/{cid}/reject", headers=hjj)).status_code == 400
+    mine = (await api.get(f"/api/missing/cases/{case.id}", headers=ha)).json()
+    assert mine["status"] == "found" and "candidates" not in mine and "score" not in str(mine)

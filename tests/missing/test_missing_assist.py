@@ -1,0 +1,51 @@
+"""人像协作: an officer asks officers of OTHER counties about a photo; they answer with a
+candidate case number or 未发现; the requester sees every answer."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from backend.missing.models import AssistAnswer
+from tests.conftest import texts
+from tests.missing.conftest import photo
+from tests.missing.test_missing_journey import register_found
+
+JJ, JJ2, WL, HY = 5401, 5402, 5403, 5404
+
+
+async def test_cross_region_request_and_answers(chat, ctx, faces):
+    await chat.as_role(JJ, "officer", "椒江区")
+    await chat.as_role(JJ2, "officer", "椒江区/海门街道")
+    await chat.as_role(WL, "officer", "温岭市")
+    await chat.as_role(HY, "officer", "黄岩区")
+    # WL has registered a found person of its own
+    assert "ZL-WL-20261128-0001" in texts(await register_found(chat, WL, pic="identities/kit_harington/1.jpg",
+                                                               county="温岭市"))
+
+    await chat.send(JJ, "/missing_assist")
+    assert "补充说明" in texts(await chat.photo(JJ, photo("identities/kit_harington/2.jpg")))
+    sent = texts(await chat.send(JJ, "椒江火车站发现一名男子，自称记不清家在哪里"))
+    assert "2 位民警" in sent
+
+    got = next(m for m in chat.inbox(WL) if "协作请求" in m.text)
+    assert got.photo is not None and "椒江区" in got.text and "火车站" in got.text
+    assert any("协作请求" in m.text for m in chat.inbox(HY))
+    assert not any("协作请求" in m.text for m in chat.inbox(JJ2))  # same county: not asked
+
+    # WL answers with its case (a wrong number first)
+    assert "案件号" in texts(await chat.press(WL, "提供候选案件"))
+    assert "没有找到您辖区内的案件" in texts(await chat.send(WL, "XR-HY-20990101-0001"))
+    assert "已回复" in texts(await chat.send(WL, "zl-wl-20261128-0001"))
+    # HY has nobody
+    assert "未发现" in texts(await chat.press(HY, "未发现"))
+
+    box = texts(chat.inbox(JJ))
+    assert "提供候选案件 ZL-WL-20261128-0001" in box
+    assert "未发现相符人员" in box
+    async with ctx.sm() as s:
+        answers = list(await s.scalars(select(AssistAnswer).order_by(AssistAnswer.id)))
+    assert len(answers) == 2 and answers[0].case_id is not None and answers[1].case_id is None
+
+    # answering twice is refused politely
+    m = next(m for m in chat.inbox(HY) if "协作请求" in m.text)
+    await chat.ch.press_callback(HY, m, m.inline[0][1][1])
+    assert "已经回复过" in [x for x in chat.ch.out[HY] if x.toast][-1].text

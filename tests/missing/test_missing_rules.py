@@ -1,0 +1,91 @@
+"""Rules without the model: consistency flags, parsing, callback data agreement, transitions."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from backend.core.errors import DomainError
+from backend.core.i18n import Translator
+from backend.missing import callbacks, service
+from backend.missing.models import PersonCase
+
+T0 = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)
+
+
+def case(kind, sex=None, age=None, seen_at=None):
+    return PersonCase(kind=kind, sex=sex, age=age, seen_at=seen_at, status="open")
+
+
+def codes(flags):
+    return [f["code"] for f in flags]
+
+
+def test_consistency_all_agree():
+    flags, pen = service.consistency(case("missing", "M", 78, T0), case("found", "M", 80, T0 + timedelta(days=2)))
+    assert codes(flags) == ["sex_match", "age_ok", "time_ok"] and pen == 0
+
+
+def test_consistency_conflicts_lower_the_rank():
+    flags, pen = service.consistency(case("missing", "M", 8, T0), case("found", "F", 30, T0 - timedelta(days=1)))
+    assert codes(flags) == ["sex_mismatch", "age_gap", "time_before"]
+    assert pen == pytest.approx(0.65)
+    text = service.explain_flags(Translator("zh"), flags)
+    assert "性别不一致：走失人员为男，滞留人员为女" in text
+    assert "相差 22 岁" in text and "早于" in text
+
+
+def test_consistency_unknowns_and_elapsed_years():
+    flags, pen = service.consistency(case("missing", None, 5, T0), case("found", "F", 17, T0 + timedelta(days=365 * 10)))
+    assert codes(flags) == ["sex_unknown", "age_ok", "time_ok"] and pen == 0
+    assert flags[1]["expected"] == 15  # a child missing for ten years has grown up
+    flags, _ = service.consistency(case("missing"), case("found"))
+    assert codes(flags) == ["sex_unknown", "age_unknown", "time_unknown"]
+    assert "❔" in service.explain_flags(Translator("en"), flags)
+
+
+@pytest.mark.parametrize("text,local", [
+    ("今天 08:30", (2026, 11, 28, 8, 30)),
+    ("昨天下午3点", (2026, 11, 27, 15, 0)),
+    ("前天", (2026, 11, 26, 12, 0)),
+    ("2026-11-27 08:00", (2026, 11, 27, 8, 0)),
+    ("11月25日 7时", (2026, 11, 25, 7, 0)),
+    ("9:15", (2026, 11, 28, 9, 15)),
+])
+def test_parse_seen_at(text, local):
+    ref = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)  # 10:00 in Taizhou
+    got = service.parse_seen_at(text, ref=ref).astimezone(service.TZ)
+    assert got.timetuple()[:5] == local
+
+
+@pytest.mark.parametrize("text", ["明天", "不知道", "2026-13-40 10:00", "23:59"])
+def test_parse_seen_at_refuses(text):
+    ref = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)
+    with pytest.raises(DomainError):
+        service.parse_seen_at(text, ref=ref)
+
+
+def test_parse_fields():
+    assert service.parse_sex("女") == "F" and service.parse_sex("不详") is None
+    assert service.parse_age("78岁") == 78 and service.parse_age("不详", allow_unknown=True) is None
+    assert service.parse_height("1.65") == 165 and service.parse_height("170cm") == 170
+    assert service.parse_phone("+86 138-1234-5678") == "13812345678"
+    for bad in (lambda: service.parse_age("两百"), lambda: service.parse_height("3米"),
+                lambda: service.parse_phone("12345"), lambda: service.parse_sex("?!")):
+        with pytest.raises(DomainError):
+            bad()
+
+
+def test_callback_data_matches_the_handlers_factories():
+    from handlers.missing import AssistCb, ReviewCb
+
+    assert callbacks.review_data("ok", 12) == ReviewCb(action="ok", id=12).pack()
+    assert callbacks.assist_data("none", 3) == AssistCb(action="none", id=3).pack()
+
+
+async def test_transitions_are_data_and_checked(ctx):
+    c = PersonCase(id=1, status="closed")
+    async with ctx.sm() as s:
+        with pytest.raises(DomainError):
+            await service.transition(s, c, "found", actor="test")
+    assert ("open", "found") in service.TRANSITIONS and ("closed", "open") not in service.TRANSITIONS
