@@ -23,7 +23,7 @@ from backend.users import service as users
 from backend.users.models import Role, User
 from bot.menu import MenuCb, inline, register_menu_item
 
-PRIORITY = 50
+PRIORITY = 45  # before disputes (50): our /queue answers procurators only and lets the rest through
 MAX_EVIDENCE = 10
 
 register_menu_item("sup_propose", "supervision.menu_propose", {Role.deputy}, order=30)
