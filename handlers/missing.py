@@ -443,7 +443,8 @@ def make_router() -> Router:
             return
         await _intake(message, bot, state, t, ctx, flow, session)
 
-    @r.message(StateFilter(MissingReport.photos, MissingFound.photo, MissingAssist.photo, MissingReport.choose, MissingFound.choose, MissingAssist.choose))
+    @r.message(StateFilter(MissingReport.photos, MissingFound.photo, MissingAssist.photo, MissingReport.choose,
+                           MissingFound.choose, MissingAssist.choose), ~F.text.startswith("/"))
     async def not_a_photo(message: Message, state: FSMContext, t: Translator) -> None:
         st = await state.get_state()
         if st in (MissingReport.choose.state, MissingFound.choose.state, MissingAssist.choose.state):

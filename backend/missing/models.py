@@ -36,7 +36,7 @@ class PersonCase(Base):
     health: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(20))  # normalized; shown masked to non-entitled
     photo_ids: Mapped[list] = mapped_column(JSON, default=list)  # StoredFile ids
-    # none | enrolled | pending (face service was unavailable) | scheduled | deleted
+    # none | enrolled | pending (face service was unavailable) | unusable | scheduled | deleted
     face_state: Mapped[str] = mapped_column(String(16), default="none")
     face_delete_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)

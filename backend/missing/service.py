@@ -346,7 +346,15 @@ async def _create(session: AsyncSession, *, kind: str, reporter: User, faces, fi
     if not available:
         case.face_state = "pending"
         return out
-    gallery, other = ("missing", "found") if kind == "missing" else ("found", "missing")
+    out.candidates = await _enrol_and_match(session, faces, case, vecs)
+    log.info("missing %s %s created by user %s: %d candidate(s)", kind, case.case_no, reporter.id,
+             len(out.candidates))
+    return out
+
+
+async def _enrol_and_match(session: AsyncSession, faces, case: PersonCase, vecs: list) -> list[MatchCandidate]:
+    """Put the vectors in the case's gallery and propose candidates from the other one."""
+    gallery, other = ("missing", "found") if case.kind == "missing" else ("found", "missing")
     try:
         await faces.engine.run(faces.enroll_vectors, gallery, case.face_key, vecs)
         case.face_state = "enrolled"
@@ -354,14 +362,32 @@ async def _create(session: AsyncSession, *, kind: str, reporter: User, faces, fi
         for v in vecs:
             for mt in await faces.engine.run(faces.search_vector, other, v, SEARCH_K, min_score=faces.threshold):
                 best[mt.person_id] = max(best.get(mt.person_id, -1.0), mt.score)
-        out.candidates = await _propose(session, case, best)
+        return await _propose(session, case, best)
     except BaseException:
         # the transaction will roll back: take the vectors back out too
         await faces.engine.run(faces.delete, case.face_key)
         raise
-    log.info("missing %s %s created by user %s: %d candidate(s)", kind, case.case_no, reporter.id,
-             len(out.candidates))
-    return out
+
+
+async def enrol_pending(session: AsyncSession, faces, files_dir, case: PersonCase) -> list[MatchCandidate]:
+    """Match a case saved while face matching was unavailable. Photos that now turn out to
+    show no face or several faces are skipped (an officer can register the person again)."""
+    if case.face_state != "pending" or case.status != OPEN:
+        return []
+    vecs = []
+    for fid in case.photo_ids or []:
+        f = await session.get(StoredFile, fid)
+        p = blob_path(files_dir, f.sha256) if f else None
+        if p is None or not p.exists():
+            continue
+        try:
+            vecs.append(await faces.aembed_for_enrolment(p.read_bytes()))
+        except DomainError:
+            continue
+    if not vecs:
+        case.face_state = "unusable"
+        return []
+    return await _enrol_and_match(session, faces, case, vecs)
 
 
 async def create_missing(session: AsyncSession, reporter: User, *, faces, files_dir, photos: list[Photo],

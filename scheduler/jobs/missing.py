@@ -48,6 +48,30 @@ async def sweep_face_deletions() -> None:
             log.exception("deleting face data of case %s failed", case_id)
 
 
+async def enrol_pending() -> None:
+    """Cases saved while the face model was unavailable are matched once it is back."""
+    from backend.missing import service
+    from backend.missing.models import PersonCase
+
+    ctx = get_context()
+    if not service.faces_ready(ctx.faces):
+        return
+    async with ctx.sm() as s:
+        ids = list(await s.scalars(select(PersonCase.id).where(
+            PersonCase.face_state == "pending", PersonCase.status == service.OPEN)))
+    for case_id in ids:
+        try:
+            async with session_scope(ctx.sm) as s:
+                case = await s.get(PersonCase, case_id)
+                found = await service.enrol_pending(s, ctx.faces, ctx.settings.files_dir, case)
+                await service.queue_for_review(s, ctx.settings.files_dir, found)
+        except Exception:  # noqa: BLE001 - one bad case must not stop the rest
+            log.exception("matching pending case %s failed", case_id)
+    ctx.deliverer.wake.set()
+
+
 def register(scheduler) -> None:
+    scheduler.add_job("scheduler.jobs.missing:enrol_pending", "interval", minutes=10,
+                      id="missing-enrol-pending", replace_existing=True)
     scheduler.add_job("scheduler.jobs.missing:sweep_face_deletions", "cron", hour=3, minute=30,
                       id="missing-face-sweep", replace_existing=True)

@@ -167,3 +167,22 @@ async def test_face_service_unavailable_still_saves(chat, ctx):
         c = await s.scalar(select(PersonCase))
         assert c.face_state == "pending" and len(c.photo_ids) == 1
         assert await s.scalar(select(func.count(StoredFile.id))) == 1
+
+
+async def test_pending_case_is_matched_when_faces_are_back(chat, ctx, faces):
+    ctx.faces = None
+    assert "暂时不可用" in texts(await report_missing(chat, CITIZEN))
+    ctx.faces = faces
+    await chat.as_role(OFFICER_JJ, "officer", "椒江区")
+    assert "0 个候选" in texts(await register_found(chat, OFFICER_JJ))
+
+    async def reviewed():
+        return any("待审核" in x.text for x in chat.inbox(OFFICER_JJ))
+
+    await run_due_jobs(ctx, DAYTIME + timedelta(minutes=11), until=reviewed)
+    assert await reviewed()
+    async with ctx.sm() as s:
+        m = await s.scalar(select(PersonCase).where(PersonCase.kind == "missing"))
+        assert m.face_state == "enrolled"
+        assert (await s.scalar(select(MatchCandidate))).missing_id == m.id
+    assert not any("待审核" in x.text or x.photo for x in chat.inbox(CITIZEN))
