@@ -103,15 +103,17 @@ def _run_pending_jobs(sync_session: Session) -> None:
     if not pending:
         return
     from scheduler import runtime
+    from scheduler.jobs.supervision import schedule_batch
 
-    for func_name, run_at, args, job_id in pending:
-        try:
+    try:
+        for func_name, run_at, args, job_id in pending:
             if func_name is None:
                 runtime.cancel(job_id)
-            else:
-                runtime.schedule_once(func_name, run_at, args, job_id)
-        except Exception:  # noqa: BLE001 - the change is committed; a lost reminder is logged, not fatal
-            log.exception("could not schedule %s", job_id)
+        adds = [p for p in pending if p[0] is not None]
+        if adds:
+            schedule_batch(adds)  # one job-store transaction for all reminders of this change
+    except Exception:  # noqa: BLE001 - the change is committed; a lost reminder is logged, not fatal
+        log.exception("could not schedule %s", [p[3] for p in pending])
 
 
 @sa_event.listens_for(Session, "after_rollback")
