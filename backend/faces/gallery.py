@@ -6,7 +6,8 @@ Search
 ------
 * up to ``hnsw_threshold`` vectors: exact search (one matrix-vector product);
 * above it: an hnswlib HNSW index (inner product on unit vectors = cosine), built
-  lazily on the first search, then updated incrementally by every ``add``.
+  lazily on the first search (in the background if ``background_build``; searches
+  stay exact until it is ready), then updated incrementally by every ``add``.
 
 Results are the best score per person (a person may have several photos).
 
@@ -32,13 +33,16 @@ Files not named by ``state.json`` (left over by a crash) are removed at load.
 As with any file deletion, blocks freed by the filesystem are not wiped: keep the
 data directory on an encrypted volume.
 
-Thread safety: every public method takes the gallery's lock.
+Thread safety: every public method takes the gallery's lock. An HNSW build runs
+outside it (in a background thread when ``background_build``, as the service does),
+so a gallery crossing the threshold keeps answering (exactly) while the index builds.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+from contextlib import contextmanager
 import re
 import threading
 import time
@@ -47,6 +51,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +110,22 @@ def normalize_rows(vecs) -> np.ndarray:
 
 class Gallery:
     def __init__(self, name: str, faces_dir: str | Path, *, hnsw_threshold: int = 20000,
-                 hnsw: HnswParams | None = None):
+                 hnsw: HnswParams | None = None, background_build: bool = False):
         if not GALLERY_NAME.match(name or ""):
             raise ValueError(f"invalid gallery name {name!r}")
         self.name = name
         self.dir = Path(faces_dir) / name
         self.hnsw_threshold = int(hnsw_threshold)
         self.params = hnsw or HnswParams()
+        self.background_build = background_build
         self._lock = threading.RLock()
+        self._build_lock = threading.Lock()
+        self._build_thread: threading.Thread | None = None
+        self._closed = False
         self._loaded = False
+        self._lockfd: int | None = None
+        self._flock_depth = 0
+        self._token = None  # what the files looked like after our last load or write
         self._reset_memory()
         self._gen = 0
         self._next_label = 0
@@ -157,7 +173,7 @@ class Gallery:
     # ------------------------------------------------------------------ loading
     def load(self) -> "Gallery":
         """(Re)load from disk. Safe to call again: drops in-memory state first."""
-        with self._lock:
+        with self._exclusive():
             self.dir.mkdir(parents=True, exist_ok=True)
             self._mm = None
             self._index = None
@@ -242,14 +258,46 @@ class Gallery:
             self._mm = np.memmap(self._vec_path(), dtype=np.float32, mode="r", shape=(self._n, DIM))
         return self._mm
 
-    def _ensure_loaded(self) -> None:
+    def _disk_token(self):
+        try:
+            st, rec = self._state_path.stat(), self._rec_path().stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size, rec.st_ino, rec.st_size)
+
+    def _sync(self) -> None:
+        """Load on first use; reload when another process (e.g. ``hehe faces delete``
+        while the server runs) changed the files since we last read or wrote them."""
         if not self._loaded:
             self.load()
+        elif self._disk_token() != self._token:
+            log.info("gallery %s changed on disk (another process); reloading", self.name)
+            self.load()
+
+    @contextmanager
+    def _exclusive(self):
+        """The gallery lock plus an advisory file lock, so processes sharing the folder
+        (server, CLI, a separate bot process) never write at the same time."""
+        with self._lock:
+            if self._flock_depth == 0 and fcntl is not None:
+                if self._lockfd is None:
+                    self.dir.mkdir(parents=True, exist_ok=True)
+                    self._lockfd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._lockfd, fcntl.LOCK_EX)
+            self._flock_depth += 1
+            try:
+                yield
+            finally:
+                self._flock_depth -= 1
+                if self._flock_depth == 0:
+                    self._token = self._disk_token()
+                    if fcntl is not None and self._lockfd is not None:
+                        fcntl.flock(self._lockfd, fcntl.LOCK_UN)
 
     # ------------------------------------------------------------------ info
     def __len__(self) -> int:
         with self._lock:
-            self._ensure_loaded()
+            self._sync()
             return self._n
 
     @property
@@ -258,17 +306,17 @@ class Gallery:
 
     def persons(self) -> list[str]:
         with self._lock:
-            self._ensure_loaded()
+            self._sync()
             return list(self._person_rows)
 
     def __contains__(self, person_id: str) -> bool:
         with self._lock:
-            self._ensure_loaded()
+            self._sync()
             return person_id in self._person_rows
 
     def vector_ids(self, person_id: str) -> list[str]:
         with self._lock:
-            self._ensure_loaded()
+            self._sync()
             return [self._vids[i] for i in self._person_rows.get(person_id, [])]
 
     # ------------------------------------------------------------------ add
@@ -287,8 +335,8 @@ class Gallery:
         for p in person_ids:
             if not isinstance(p, str) or not p or len(p) > 200:
                 raise ValueError(f"invalid person_id {p!r}")
-        with self._lock:
-            self._ensure_loaded()
+        with self._exclusive():
+            self._sync()
             out: list[str] = []
             rows: list[int] = []
             seen: set[tuple[str, str]] = set()
@@ -367,24 +415,72 @@ class Gallery:
         index.add_items(vecs, labels, num_threads=threads, replace_deleted=True)
 
     def build_index(self, save: bool = True) -> float:
-        """Build the HNSW index from all rows now (otherwise done on the first search)."""
-        with self._lock:
-            self._ensure_loaded()
+        """Build the HNSW index from all rows now (otherwise done on the first search).
+
+        The build itself runs without the gallery lock (searches, adds and deletes go
+        on meanwhile, searches exactly); at the end, rows added during the build are
+        inserted and rows deleted during it are scrubbed before the index is installed.
+        """
+        with self._build_lock:
+            with self._lock:
+                self._sync()
+                if self._index is not None:
+                    return 0.0
+                n0, labels0, next0 = self._n, self._labels.copy(), self._next_label
+                mat = self._matrix()  # this mapping stays valid even if a delete replaces the file
             t0 = time.perf_counter()
-            self._index = self._new_index(int(self._n * 1.25) + 1)
-            mat = self._matrix()
+            index = self._new_index(int(n0 * 1.25) + 1)
             step = 50_000
-            for s in range(0, self._n, step):
-                self._index.add_items(np.ascontiguousarray(mat[s:s + step]), self._labels[s:s + step],
-                                      num_threads=self._build_threads())
-            self._index_upto = self._next_label
-            self._index_dirty = True
-            self.last_build_seconds = time.perf_counter() - t0
-            log.info("gallery %s: HNSW index of %d vectors built in %.1fs", self.name, self._n,
-                     self.last_build_seconds)
-            if save:
-                self._save_index()
-            return self.last_build_seconds
+            for s in range(0, n0, step):
+                if self._closed:
+                    return 0.0
+                index.add_items(np.ascontiguousarray(mat[s:s + step]), labels0[s:s + step],
+                                num_threads=self._build_threads())
+            del mat
+            with self._exclusive():
+                if self._closed:
+                    return 0.0
+                self._sync()
+                if self._index is not None:  # a reload picked up an index another process saved
+                    return 0.0
+                gone = labels0[~np.isin(labels0, self._labels)]
+                self._index = index
+                self._index_upto = next0
+                if len(gone):
+                    self._scrub_index(gone)  # deleted while building: never saved
+                new_rows = np.nonzero(self._labels >= next0)[0]
+                if len(new_rows):
+                    self._index_add(np.ascontiguousarray(self._matrix()[new_rows]), self._labels[new_rows])
+                self._index_upto = self._next_label
+                self._index_dirty = True
+                self.last_build_seconds = time.perf_counter() - t0
+                log.info("gallery %s: HNSW index of %d vectors built in %.1fs", self.name, n0,
+                         self.last_build_seconds)
+                if self._n <= self.hnsw_threshold:
+                    self._index = None  # shrank below the threshold meanwhile
+                elif save:
+                    self._save_index()
+                return self.last_build_seconds
+
+    def _start_background_build(self) -> None:
+        if self._build_thread is not None and self._build_thread.is_alive():
+            return
+
+        def run():
+            try:
+                self.build_index()
+            except Exception:  # pragma: no cover - logged, searches stay exact
+                log.exception("gallery %s: HNSW build failed; searches stay exact", self.name)
+
+        self._build_thread = threading.Thread(target=run, name=f"hnsw-build-{self.name}", daemon=True)
+        self._build_thread.start()
+
+    def wait_for_index(self, timeout: float | None = None) -> bool:
+        """Wait for a background build (returns True when an index is in use)."""
+        t = self._build_thread
+        if t is not None:
+            t.join(timeout)
+        return self._index is not None
 
     def _load_index(self, hnsw_state: dict) -> None:
         import hnswlib
@@ -433,13 +529,17 @@ class Gallery:
 
     def flush(self) -> None:
         """Persist the HNSW index if it changed since it was last saved."""
-        with self._lock:
+        with self._exclusive():
+            self._sync()
             if self._index is not None and self._index_dirty:
                 self._save_index()
 
     def close(self) -> None:
+        """Save a changed index. A background build still running is abandoned (rebuilt next time)."""
         self.flush()
         with self._lock:
+            if self._build_thread is not None and self._build_thread.is_alive():
+                self._closed = True
             self._mm = None
 
     # ------------------------------------------------------------------ search
@@ -449,20 +549,24 @@ class Gallery:
         if k <= 0:
             return []
         with self._lock:
-            self._ensure_loaded()
+            self._sync()
             if self._n == 0:
                 return []
             if self._n > self.hnsw_threshold:
                 if self._index is None:
+                    if self.background_build:
+                        self._start_background_build()  # exact search until it is ready
+                        return self._search_exact(q, k)
                     self.build_index()
-                return self._search_hnsw(q, k)
+                if self._index is not None:
+                    return self._search_hnsw(q, k)
             return self._search_exact(q, k)
 
     def exact_search(self, vec, k: int = 5) -> list[tuple[str, float]]:
         """Brute-force search whatever the size (baseline for tests and benchmarks)."""
         q = normalize_rows(vec)[0]
         with self._lock:
-            self._ensure_loaded()
+            self._sync()
             return self._search_exact(q, k) if self._n and k > 0 else []
 
     def _best_per_person(self, rows, scores, k: int) -> list[tuple[str, float]]:
@@ -510,8 +614,8 @@ class Gallery:
 
         Returns how many vectors were removed (0 if the person was not enrolled).
         """
-        with self._lock:
-            self._ensure_loaded()
+        with self._exclusive():
+            self._sync()
             rows = self._person_rows.get(person_id)
             if not rows:
                 return 0

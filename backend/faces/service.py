@@ -60,7 +60,8 @@ class Match:
 class FaceService:
     def __init__(self, settings=None, *, det_size: int | None = None, max_side: int = MAX_SIDE,
                  hnsw: HnswParams | None = None, min_face_px: int = MIN_FACE_PX,
-                 min_det_score: float = MIN_DET_SCORE, rotation_fallback: bool = True):
+                 min_det_score: float = MIN_DET_SCORE, rotation_fallback: bool = True,
+                 background_build: bool = True):
         self.settings = settings or get_settings()
         self.engine = FaceEngine(self.settings, det_size=det_size)
         self.max_side = max_side
@@ -68,6 +69,7 @@ class FaceService:
         self.min_face_px = min_face_px
         self.min_det_score = min_det_score
         self.rotation_fallback = rotation_fallback
+        self.background_build = background_build  # HNSW builds off the request path
         self.threshold: float = float(self.settings.face_review_threshold)
         self._galleries: dict[str, Gallery] = {}
         self.ready = False
@@ -104,7 +106,7 @@ class FaceService:
         g = self._galleries.get(name)
         if g is None:
             g = Gallery(name, self.settings.faces_dir, hnsw_threshold=self.settings.face_hnsw_threshold,
-                        hnsw=self.hnsw).load()
+                        hnsw=self.hnsw, background_build=self.background_build).load()
             self._galleries[name] = g
         return g
 
@@ -184,6 +186,8 @@ class FaceService:
         if not images:
             raise ValueError("no images")
         choices = list(choices) if choices is not None else [None] * len(images)
+        if len(choices) != len(images):
+            raise ValueError("choices and images differ in length")
         vecs, vids = [], []
         for i, (data, choose) in enumerate(zip(images, choices)):
             try:
@@ -204,14 +208,12 @@ class FaceService:
         """Best ``k`` persons for the photo's one usable face (same rules as enrolment:
         several faces → MultipleFaces, pass ``choose``). ``min_score`` filters, e.g.
         ``min_score=service.threshold`` keeps only candidates worth an officer's review."""
-        g = self.gallery(gallery)
+        self.gallery(gallery)  # unknown name: fail before the model runs
         vec = self.embed_for_enrolment(data, choose)
-        return self.search_vector(gallery, vec, k, min_score=min_score, _g=g)
+        return self.search_vector(gallery, vec, k, min_score=min_score)
 
-    def search_vector(self, gallery: str, vec, k: int = 5, *, min_score: float | None = None,
-                      _g: Gallery | None = None) -> list[Match]:
-        g = _g or self.gallery(gallery)
-        res = [Match(p, s) for p, s in g.search(vec, k)]
+    def search_vector(self, gallery: str, vec, k: int = 5, *, min_score: float | None = None) -> list[Match]:
+        res = [Match(p, s) for p, s in self.gallery(gallery).search(vec, k)]
         if min_score is not None:
             res = [m for m in res if m.score >= min_score]
         return res

