@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import datetime
 
 from aiogram import Bot, F, Router
@@ -29,8 +30,11 @@ from backend.users.models import Role, User
 from bot.menu import ALL_ROLES, MenuCb, inline, register_menu_item
 
 log = logging.getLogger("hehe.missing")
-PRIORITY = 100
+# Before disputes (50): every handler here is bound to a missing-person state, command or
+# button, except the "someone is lost" hint, which must win over the complaint detector.
+PRIORITY = 40
 MAX_UPLOAD = 10 * 1024 * 1024
+LOST_WORDS = re.compile(r"走失|走丢|失踪|寻人|找不到.{0,6}(人|老人|孩子|儿子|女儿|父亲|母亲|爸|妈|爷|奶|婆|公)")
 
 register_menu_item("missing_report", "missing.menu_report", ALL_ROLES, order=20)
 register_menu_item("missing_mine", "missing.menu_mine", ALL_ROLES, order=21)
@@ -266,6 +270,11 @@ def make_router() -> Router:
     async def menu_report(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
         await cq.answer()
         await start_report(cq.message, state, t)
+
+    @r.message(StateFilter(None), F.text.func(lambda s: not s.startswith("/") and bool(LOST_WORDS.search(s))))
+    async def lost_hint(message: Message, t: Translator) -> None:
+        await message.answer(t("missing.lost_hint"), reply_markup=inline([[
+            (t("missing.menu_report"), MenuCb(action="missing_report").pack())]]))
 
     @r.message(MissingReport.name, F.text)
     async def got_name(message: Message, state: FSMContext, t: Translator) -> None:

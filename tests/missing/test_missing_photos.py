@@ -102,3 +102,9 @@ async def test_menu_entries_by_role(chat):
     await chat.as_role(OFFICER, "officer", "椒江区")
     await chat.send(OFFICER, "/start")
     assert {"🧾 登记滞留人员", "🗂 人像比对审核", "🤝 人像协作"} <= set(chat.buttons(OFFICER))
+
+
+async def test_someone_is_lost_hint(chat):
+    msgs = await chat.send(CITIZEN, "我爸爸早上出门后走丢了，有老年痴呆")
+    assert "110" in texts(msgs) and "🔎 报告走失人员" in chat.buttons(CITIZEN)
+    assert "姓名" in texts(await chat.press(CITIZEN, "报告走失人员"))
