@@ -243,6 +243,14 @@ async def _choose(cq: CallbackQuery, callback_data: FaceCb, bot: Bot, state: FSM
                     checked=faces is not None, session=session)
 
 
+async def _drop_buttons(cq: CallbackQuery) -> None:
+    """A decided review / answered request keeps its text but loses its buttons."""
+    try:
+        await cq.message.edit_reply_markup(reply_markup=None)
+    except Exception:  # noqa: BLE001 - too old to edit, or already edited: harmless
+        pass
+
+
 async def _photos(bot: Bot, items: list[dict]) -> list[service.Photo]:
     out = []
     for p in items:
@@ -608,6 +616,7 @@ def make_router() -> Router:
             await cq.answer(_err(t, e), show_alert=True)
             return
         await cq.answer()
+        await _drop_buttons(cq)
         await cq.message.answer(t(key, missing_no=c.missing.case_no, found_no=c.found.case_no))
 
     # ------------------------------------------------ citizen: my reports, withdraw + delete face data
@@ -714,6 +723,7 @@ def make_router() -> Router:
             await cq.answer(_err(t, e), show_alert=True)
             return
         await cq.answer()
+        await _drop_buttons(cq)
         await cq.message.answer(t("missing.assist_answered_none", no=callback_data.id))
 
     @r.message(MissingAssistReply.case_no, F.text)

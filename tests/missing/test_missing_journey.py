@@ -132,8 +132,13 @@ async def test_reject_keeps_cases_open(chat, ctx, faces):
         assert (await s.scalar(select(MatchCandidate))).status == "rejected"
     assert not any("找到" in x.text for x in chat.inbox(CITIZEN)[-1:])
     # pressing again is refused politely
+    from handlers.missing import ReviewCb
+
     review = next(x for x in chat.inbox(OFFICER_JJ) if "待审核" in x.text)
-    await chat.ch.press_callback(OFFICER_JJ, review, review.inline[0][0][1])
+    assert review.inline == []  # the decided review lost its buttons
+    async with ctx.sm() as s:
+        cid = (await s.scalar(select(MatchCandidate))).id
+    await chat.ch.press_callback(OFFICER_JJ, review, ReviewCb(action="ok", id=cid).pack())
     assert "处理过" in [m for m in chat.ch.out[OFFICER_JJ] if m.toast][-1].text
 
 
