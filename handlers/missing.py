@@ -34,6 +34,7 @@ log = logging.getLogger("hehe.missing")
 # button, except the "someone is lost" hint, which must win over the complaint detector.
 PRIORITY = 40
 MAX_UPLOAD = 10 * 1024 * 1024
+TEXT = F.text & ~F.text.startswith("/")  # commands (other slices' too) pass through our steps
 LOST_WORDS = re.compile(r"走失|走丢|失踪|寻人|找不到.{0,6}(人|老人|孩子|儿子|女儿|父亲|母亲|爸|妈|爷|奶|婆|公)")
 
 register_menu_item("missing_report", "missing.menu_report", ALL_ROLES, order=20)
@@ -284,7 +285,7 @@ def make_router() -> Router:
         await message.answer(t("missing.lost_hint"), reply_markup=inline([[
             (t("missing.menu_report"), MenuCb(action="missing_report").pack())]]))
 
-    @r.message(MissingReport.name, F.text)
+    @r.message(MissingReport.name, TEXT)
     async def got_name(message: Message, state: FSMContext, t: Translator) -> None:
         name = message.text.strip()
         if not 1 <= len(name) <= 64 or name.startswith("/"):
@@ -307,7 +308,7 @@ def make_router() -> Router:
         await state.set_state(MissingReport.age)
         await cq.message.answer(t("missing.ask_age"))
 
-    @r.message(MissingReport.sex, F.text)
+    @r.message(MissingReport.sex, TEXT)
     async def sex_text(message: Message, state: FSMContext, t: Translator) -> None:
         try:
             v = service.parse_sex(message.text)
@@ -318,7 +319,7 @@ def make_router() -> Router:
         await state.set_state(MissingReport.age)
         await message.answer(t("missing.ask_age"))
 
-    @r.message(MissingReport.age, F.text)
+    @r.message(MissingReport.age, TEXT)
     async def got_age(message: Message, state: FSMContext, t: Translator) -> None:
         try:
             age = service.parse_age(message.text)
@@ -333,7 +334,7 @@ def make_router() -> Router:
         await state.set_state(MissingReport.place)
         await reply.answer(t("missing.ask_place"), reply_markup=await place_kb(session))
 
-    @r.message(MissingReport.height, F.text)
+    @r.message(MissingReport.height, TEXT)
     async def got_height(message: Message, state: FSMContext, t: Translator, session: AsyncSession) -> None:
         try:
             h = service.parse_height(message.text)
@@ -359,7 +360,7 @@ def make_router() -> Router:
             await state.set_state(MissingReport.seen_at)
             await reply.answer(t("missing.ask_seen_at"), reply_markup=skip_kb(t, "missing.btn_unknown"))
 
-    @r.message(StateFilter(MissingReport.place, MissingFound.place), F.text)
+    @r.message(StateFilter(MissingReport.place, MissingFound.place), TEXT)
     async def place_text(message: Message, state: FSMContext, t: Translator, session: AsyncSession) -> None:
         j = await service.resolve_place(session, message.text)
         if j is None:
@@ -379,14 +380,14 @@ def make_router() -> Router:
         await state.update_data(jid=j.id, place=j.name)
         await _place_done(message, state, t)
 
-    @r.message(StateFilter(MissingReport.place_detail, MissingFound.place_detail), F.text)
+    @r.message(StateFilter(MissingReport.place_detail, MissingFound.place_detail), TEXT)
     async def place_detail(message: Message, state: FSMContext, t: Translator, session: AsyncSession) -> None:
         d = await state.get_data()
         finer = await service.resolve_place_within(session, d.get("jid"), message.text)
         await state.update_data(place=message.text.strip()[:255], jid=finer.id if finer else d.get("jid"))
         await _place_done(message, state, t)
 
-    @r.message(MissingReport.seen_at, F.text)
+    @r.message(MissingReport.seen_at, TEXT)
     async def got_seen_at(message: Message, state: FSMContext, t: Translator) -> None:
         try:
             at = service.parse_seen_at(message.text)
@@ -397,19 +398,19 @@ def make_router() -> Router:
         await state.set_state(MissingReport.clothing)
         await message.answer(t("missing.ask_clothing"), reply_markup=skip_kb(t))
 
-    @r.message(MissingReport.clothing, F.text)
+    @r.message(MissingReport.clothing, TEXT)
     async def got_clothing(message: Message, state: FSMContext, t: Translator) -> None:
         await state.update_data(clothing=message.text.strip()[:500])
         await state.set_state(MissingReport.health)
         await message.answer(t("missing.ask_health"), reply_markup=skip_kb(t, "missing.btn_none"))
 
-    @r.message(MissingReport.health, F.text)
+    @r.message(MissingReport.health, TEXT)
     async def got_health(message: Message, state: FSMContext, t: Translator) -> None:
         await state.update_data(health=message.text.strip()[:500])
         await state.set_state(MissingReport.phone)
         await message.answer(t("missing.ask_phone"))
 
-    @r.message(MissingReport.phone, F.text)
+    @r.message(MissingReport.phone, TEXT)
     async def got_phone(message: Message, state: FSMContext, t: Translator) -> None:
         try:
             phone = service.parse_phone(message.text)
@@ -526,7 +527,7 @@ def make_router() -> Router:
         await cq.answer()
         await start_found(cq.message, state, t, user)
 
-    @r.message(MissingFound.age, F.text)
+    @r.message(MissingFound.age, TEXT)
     async def found_age(message: Message, state: FSMContext, t: Translator) -> None:
         try:
             age = service.parse_age(message.text, allow_unknown=True)
@@ -537,7 +538,7 @@ def make_router() -> Router:
         await state.set_state(MissingFound.sex)
         await message.answer(t("missing.found_ask_sex"), reply_markup=sex_kb(t))
 
-    @r.message(MissingFound.sex, F.text)
+    @r.message(MissingFound.sex, TEXT)
     async def found_sex_text(message: Message, state: FSMContext, t: Translator, session: AsyncSession,
                              user: User, bot: Bot, ctx) -> None:
         try:
@@ -684,7 +685,7 @@ def make_router() -> Router:
         await cq.answer()
         await start_assist(cq.message, state, t, user)
 
-    @r.message(MissingAssist.note, F.text)
+    @r.message(MissingAssist.note, TEXT)
     async def assist_note(message: Message, state: FSMContext, t: Translator, session: AsyncSession,
                           user: User, bot: Bot, ctx) -> None:
         await _finish_assist(message, state, t, session, user, bot, ctx, message.text)
@@ -726,7 +727,7 @@ def make_router() -> Router:
         await _drop_buttons(cq)
         await cq.message.answer(t("missing.assist_answered_none", no=callback_data.id))
 
-    @r.message(MissingAssistReply.case_no, F.text)
+    @r.message(MissingAssistReply.case_no, TEXT)
     async def assist_case_no(message: Message, state: FSMContext, session: AsyncSession, user: User,
                              t: Translator) -> None:
         d = await state.get_data()

@@ -109,3 +109,9 @@ async def test_someone_is_lost_hint(chat):
     msgs = await chat.send(CITIZEN, "我爸爸早上出门后走丢了，有老年痴呆")
     assert "110" in texts(msgs) and "🔎 报告走失人员" in chat.buttons(CITIZEN)
     assert "姓名" in texts(await chat.press(CITIZEN, "报告走失人员"))
+
+
+async def test_commands_pass_through_conversation_steps(chat):
+    await chat.send(CITIZEN, "/missing")
+    assert "没有这个命令" in texts(await chat.send(CITIZEN, "/no_such_command"))
+    assert "已取消" in texts(await chat.send(CITIZEN, "/cancel"))
