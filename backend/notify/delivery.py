@@ -80,8 +80,11 @@ class Deliverer:
                 await self.deliver_due()
             except Exception:  # noqa: BLE001
                 log.exception("outbox worker error")
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # arrives while wake is set, and shutdown would then wait for this loop forever.
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout=interval)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(interval):
+                    await self.wake.wait()
+            except TimeoutError:
                 pass
             self.wake.clear()
