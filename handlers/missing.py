@@ -280,7 +280,7 @@ def make_router() -> Router:
         await cq.answer()
         await start_report(cq.message, state, t)
 
-    @r.message(StateFilter(None), F.text.func(lambda s: not s.startswith("/") and bool(LOST_WORDS.search(s))))
+    @r.message(StateFilter(None), F.text.func(lambda s: bool(s) and not s.startswith("/") and bool(LOST_WORDS.search(s))))
     async def lost_hint(message: Message, t: Translator) -> None:
         await message.answer(t("missing.lost_hint"), reply_markup=inline([[
             (t("missing.menu_report"), MenuCb(action="missing_report").pack())]]))
