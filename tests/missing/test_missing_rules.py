@@ -89,3 +89,26 @@ async def test_transitions_are_data_and_checked(ctx):
         with pytest.raises(DomainError):
             await service.transition(s, c, "found", actor="test")
     assert ("open", "found") in service.TRANSITIONS and ("closed", "open") not in service.TRANSITIONS
+
+
+def test_every_text_key_exists_in_both_languages():
+    import re
+    from pathlib import Path
+
+    from backend.core.i18n import catalog
+
+    root = Path(__file__).resolve().parents[2]
+    used = set()
+    for f in ("backend/missing/service.py", "backend/missing/api.py", "handlers/missing.py"):
+        used |= set(re.findall(r'"(missing\.[a-z_]+)"', (root / f).read_text(encoding="utf-8")))
+    used -= {"missing.assist_created", "missing.faces_deleted", "missing.match_confirmed",
+             "missing.match_rejected"}  # audit action names, not text
+    used |= {f"missing.flag_{c}" for c in ("sex_match", "sex_mismatch", "sex_unknown", "age_ok", "age_gap",
+                                           "age_unknown", "time_ok", "time_before", "time_unknown")}
+    used |= {f"missing.status_{s}" for s in ("open", "found", "closed")}
+    used |= {f"missing.face_state_{s}" for s in ("none", "enrolled", "pending", "unusable", "scheduled", "deleted")}
+    for lang in ("zh", "en"):
+        missing = sorted(k for k in used if k not in catalog(lang))
+        assert not missing, (lang, missing)
+    assert set(k for k in catalog("zh") if k.startswith("missing.")) == set(
+        k for k in catalog("en") if k.startswith("missing."))
