@@ -55,6 +55,7 @@ class Dispute(Base):
     phone: Mapped[str | None] = mapped_column(String(20))  # normalized; shown masked
     contact_name: Mapped[str | None] = mapped_column(String(128))  # Open311 first/last name
     contact_email: Mapped[str | None] = mapped_column(String(128))
+    media_url: Mapped[str | None] = mapped_column(String(512))  # Open311 media_url
     status: Mapped[str] = mapped_column(String(16), default=Status.new.value, index=True)
     month: Mapped[str] = mapped_column(String(7))  # local "YYYY-MM" of creation, for stats
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now, index=True)

@@ -208,7 +208,7 @@ async def create_case(
     files_dir: Path | None = None, address: str | None = None, lat: float | None = None,
     lon: float | None = None, other_party: str | None = None, phone: str | None = None,
     evidence: list[dict] | None = None, source: str = "chat", contact_name: str | None = None,
-    contact_email: str | None = None,
+    contact_email: str | None = None, media_url: str | None = None,
 ) -> Dispute:
     """Write the whole case in the caller's transaction: case, timeline, files, routing,
     notifications, risk. Raises before writing anything if an input is invalid."""
@@ -231,7 +231,8 @@ async def create_case(
         source=source, citizen_id=citizen.id if citizen else None, place_id=place.id, county_id=county.id,
         township_id=township.id if township else None, unit_id=unit.id, address=(address or "")[:255] or None,
         lat=lat, lon=lon, other_party=other_party, parties=risk.count_parties(description, other_party),
-        phone=phone, contact_name=contact_name, contact_email=contact_email, status=Status.new.value,
+        phone=phone, contact_name=contact_name, contact_email=contact_email, media_url=media_url,
+        status=Status.new.value,
         month=to_local(t).strftime("%Y-%m"), created_at=t, updated_at=t,
         escalated_county=1 if routing.LEVEL_INDEX[unit.level] <= routing.LEVEL_INDEX["county"] else 0,
     )

@@ -41,6 +41,7 @@ def upgrade() -> None:
     sa.Column('phone', sa.String(length=20), nullable=True),
     sa.Column('contact_name', sa.String(length=128), nullable=True),
     sa.Column('contact_email', sa.String(length=128), nullable=True),
+    sa.Column('media_url', sa.String(length=512), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('month', sa.String(length=7), nullable=False),
     sa.Column('created_at', backend.core.db.UTCDateTime(timezone=True), nullable=False),

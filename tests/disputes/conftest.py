@@ -82,3 +82,48 @@ async def staff(chat):
     await chat.as_role(5004, "official", "椒江区")
     await chat.as_role(5005, "mediator", "椒江区/白云街道")
     return {"med": 5001, "sup": 5002, "off_t": 5003, "off_c": 5004, "med2": 5005}
+
+
+# ---------------------------------------------------------------- HTTP API with the lifespan running
+class Api:
+    def __init__(self, app, client):
+        self.app, self.client = app, client
+
+    @property
+    def ctx(self):
+        return self.app.state.ctx
+
+    async def user(self, tg: int, role: str = "citizen", place: str | None = None, title: str | None = None):
+        from backend.core.db import session_scope
+        from backend.users import service as users
+        from backend.users.models import Role
+
+        async with session_scope(self.ctx.sm) as s:
+            u, _ = await users.get_or_create_user(s, tg, name=f"u{tg}", channel="local")
+            j = await users.find_jurisdiction(s, place) if place else None
+            await users.set_role(s, u, Role(role), j, actor="test", title=title)
+        return u
+
+    def auth(self, user) -> dict:
+        from backend.core.security import make_token
+
+        return {"Authorization": f"Bearer {make_token(self.ctx.secret, user.id)}"}
+
+
+@pytest.fixture
+async def api(tmp_path):
+    import httpx
+
+    from backend.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path, open311_api_keys="test-key-1, test-key-2"), models=False,
+                     telegram=False)
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hehe.test")
+    try:
+        yield Api(app, client)
+    finally:
+        await client.aclose()
+        await lifespan.__aexit__(None, None, None)
