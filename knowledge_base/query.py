@@ -121,6 +121,14 @@ class Filter:
             return None
         return parts[0] if len(parts) == 1 else {"$and": parts}
 
+    def match_chunk(self, md: dict) -> bool:
+        """The test on a chunk's Chroma metadata (``j_<id>`` / ``u_<id>`` keys)."""
+        meta = {"kind": md.get("kind"), "category": md.get("category"), "date": md.get("date") or 0,
+                "public": md.get("public"),
+                "jurisdiction_ids": [int(k[2:]) for k, v in md.items() if k.startswith("j_") and v is True],
+                "owner_user_ids": [int(k[2:]) for k, v in md.items() if k.startswith("u_") and v is True]}
+        return self.match(meta)
+
     def kind_set(self) -> tuple[str, ...]:
         return self.kinds if "document" in self.kinds else (*self.kinds, "document")
 
