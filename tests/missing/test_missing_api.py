@@ -97,3 +97,21 @@ async def test_cases_reviews_and_faces_api(chat, ctx, faces, api):
     assert (await api.post(f"/api/missing/reviews/{cid}/reject", headers=hjj)).status_code == 400
     mine = (await api.get(f"/api/missing/cases/{case.id}", headers=ha)).json()
     assert mine["status"] == "found" and "candidates" not in mine and "score" not in str(mine)
+
+
+async def test_close_case_over_api_deletes_face_data(chat, ctx, faces, api):
+    await chat.as_role(JJ, "officer", "椒江区")
+    await chat.as_role(WL, "officer", "温岭市")
+    await report_missing(chat, A)
+    await chat.send(B, "/start")
+    async with ctx.sm() as s:
+        case = await s.scalar(select(PersonCase))
+    assert case.face_key in faces.gallery("missing")
+    for uid in (B, WL):  # another citizen, an officer of another county
+        r = await api.post(f"/api/missing/cases/{case.id}/close", headers=await auth(ctx, uid))
+        assert r.status_code in (403, 404), uid
+    r = await api.post(f"/api/missing/cases/{case.id}/close", headers=await auth(ctx, JJ), json={"note": "家属已自行找回"})
+    assert r.status_code == 200 and r.json()["status"] == "closed" and r.json()["face_state"] == "deleted"
+    assert case.face_key not in faces.gallery("missing")
+    r = await api.post(f"/api/missing/cases/{case.id}/close", headers=await auth(ctx, JJ))
+    assert r.status_code == 400 and "已经关闭" in r.json()["message"]
