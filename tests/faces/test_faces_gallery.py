@@ -188,6 +188,16 @@ def test_torn_append_and_leftovers_are_repaired(tmp_path):
     assert Gallery("missing", tmp_path).load().search(-centers[0], 1)[0][0] == "p9"
 
 
+def test_corrupt_record_in_the_middle_is_not_silently_dropped(tmp_path):
+    centers, vecs, persons = _clustered(3, 1)
+    Gallery("missing", tmp_path).load().add_many(persons, vecs)
+    rec = tmp_path / "missing" / "records.0.jsonl"
+    lines = rec.read_bytes().splitlines(keepends=True)
+    rec.write_bytes(lines[0] + b"garbage\n" + lines[2])
+    with pytest.raises(RuntimeError, match="corrupt record"):
+        Gallery("missing", tmp_path).load()
+
+
 def test_concurrent_adds_searches_and_deletes(tmp_path):
     centers, vecs, persons = _clustered(200, 2)
     g = Gallery("found", tmp_path, hnsw_threshold=150).load()
