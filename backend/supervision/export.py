@@ -2,7 +2,7 @@
 
 PDF needs a CJK font: ``PDF_FONT_PATH`` (a module constant, overridable by the
 ``HEHE_SUP_PDF_FONT`` environment variable) or the first of ``FONT_CANDIDATES`` that
-exists. Without one, :func:`to_pdf` raises ``DomainError("supervision.err_no_font")``.
+exists, then the font of the PyPI package ``cvttf-notosanscjk-regular``. Without one, :func:`to_pdf` raises ``DomainError("supervision.err_no_font")``.
 """
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ from backend.users.models import User
 
 PDF_FONT_PATH: str | None = os.environ.get("HEHE_SUP_PDF_FONT") or None
 FONT_CANDIDATES = [
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",  # Debian fonts-noto-cjk (CI installs it)
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
     "/usr/share/fonts/truetype/arphic/uming.ttc",
 ]
+# Face inside a font collection: Noto CJK .ttc files hold JP, KR, SC, TC, HK — SC is number 2.
+COLLECTION_FACE = {"NotoSansCJK-Regular.ttc": 2}
 
 
 def _packaged_font() -> str | None:
@@ -38,7 +40,7 @@ def _packaged_font() -> str | None:
 
 
 def find_font() -> Path | None:
-    for p in ([PDF_FONT_PATH] if PDF_FONT_PATH else []) + [_packaged_font()] + FONT_CANDIDATES:
+    for p in ([PDF_FONT_PATH] if PDF_FONT_PATH else []) + FONT_CANDIDATES + [_packaged_font()]:
         if p and Path(p).is_file():
             return Path(p)
     return None
@@ -109,11 +111,9 @@ def to_pdf(d: dict, lang: str = "zh", font_path: Path | None = None) -> bytes:
     pdf = FPDF()
     pdf.set_auto_page_break(True, margin=15)
     pdf.add_page()
-    kw = {"collection_font_number": 0} if str(font).lower().endswith(".ttc") else {}
-    try:
-        pdf.add_font("cjk", "", str(font), **kw)
-    except TypeError:  # older fpdf2 without collection support
-        pdf.add_font("cjk", "", str(font))
+    kw = {"collection_font_number": COLLECTION_FACE.get(Path(font).name, 0)} \
+        if str(font).lower().endswith(".ttc") else {}
+    pdf.add_font("cjk", "", str(font), **kw)
     pdf.set_font("cjk", size=16)
     w = pdf.epw
     pdf.multi_cell(w, 9, f"{d['number']} {d['title']}", new_x="LMARGIN", new_y="NEXT")
