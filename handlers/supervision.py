@@ -159,10 +159,17 @@ async def show_list(target: Message, session: AsyncSession, user: User, t: Trans
         await target.answer(t("supervision.no_items"))
         return
     head = t("supervision.queue_header" if queue else "supervision.myitems_header", n=len(items))
-    lines = [t("supervision.list_line", number=i.number, title=i.title, status=svc.status_label(i.status, t.lang),
-               updated=fmt_local(i.updated_at)) for i in items]
+    lines = []
+    for i in items:
+        lines.append(t("supervision.list_line", number=i.number, title=i.title,
+                       status=svc.status_label(i.status, t.lang), updated=fmt_local(i.updated_at)))
+        if not queue:  # 代表督: each item with its latest steps; the button opens the full timeline
+            for e in (await svc.timeline(session, i))[-3:]:
+                lines.append(t("supervision.list_step", at=fmt_local(e.at),
+                               what=t(f"supervision.action_{e.action}")))
+    lines.append(t("supervision.list_hint"))
     rows = [[(f"{i.number}", SupCb(action="open", item_id=i.id).pack())] for i in items]
-    await target.answer(head + "\n" + "\n".join(lines), reply_markup=inline(rows))
+    await target.answer((head + "\n" + "\n".join(lines))[:4000], reply_markup=inline(rows))
 
 
 # ---------------------------------------------------------------- propose (代表提)

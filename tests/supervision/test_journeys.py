@@ -72,7 +72,8 @@ async def test_propose_accept_suggest_reply_close_rate(chat, ctx):
         assert "基本满意" in texts(msgs)
 
         # /myitems shows the item with its timeline
-        await chat.send(DEPUTY, "/myitems")
+        msgs = await chat.send(DEPUTY, "/myitems")
+        assert number in texts(msgs) and "评价" in texts(msgs) and "办结" in texts(msgs)
         msgs = await chat.press(DEPUTY, number)
         body = texts(msgs)
         for step in ("提出督办", "联名", "加入联合督办", "受理", "调查记录", "发出检察建议", "录入整改回复", "办结",
