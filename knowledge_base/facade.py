@@ -165,7 +165,10 @@ class KnowledgeBase:
             for row in rows:
                 if row.get("source"):
                     replaced += [i for i in self.store.ids_for_source(row["source"]) if i != row["id"]]
-            self.vector.delete_records([r["id"] for r in rows] + replaced)
+            # old chunks by their exact ids (fast), for records the store knows; new records have none
+            old = [f"{rid}::{c['idx']}" for rid in self.store.existing([r["id"] for r in rows] + replaced)
+                   for c in self.store.chunks_of(rid)]
+            self.vector.delete_ids(old)
             self.vector.add(texts, metas, ids)
             removed, added, _ = self.store.upsert(rows, chunks)
             self.keyword.note_changes(removed, added)
@@ -177,7 +180,8 @@ class KnowledgeBase:
         ids = [str(i) for i in ids]
         with self._lock:
             present = self.store.existing(ids)
-            self.vector.delete_records(ids)
+            self.vector.delete_ids([f"{rid}::{c['idx']}" for rid in present for c in self.store.chunks_of(rid)])
+            self.vector.delete_records(ids)  # and anything a crash may have left behind
             removed = self.store.delete(ids)
             self.keyword.note_changes(removed, [])
         return len(present)

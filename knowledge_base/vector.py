@@ -65,6 +65,10 @@ class VectorIndex:
             if part:
                 self.store.delete(where={"record_id": {"$in": part}})
 
+    def delete_ids(self, chunk_ids: list[str]) -> None:
+        for i in range(0, len(chunk_ids), 2000):
+            self.store.delete(ids=chunk_ids[i : i + 2000])
+
     def add(self, texts: list[str], metadatas: list[dict], ids: list[str], batch: int = 2000) -> None:
         for i in range(0, len(texts), batch):
             self.store.add_texts(texts[i : i + batch], metadatas=metadatas[i : i + batch], ids=ids[i : i + batch])

@@ -120,7 +120,7 @@ def test_minor_names_and_phones_masked_unless_entitled(make_kb):
     assert "王小明" in kb.answer("学生被推倒受伤", owner).answer
 
 
-def test_search_json_cli(tmp_path, monkeypatch):
+def test_search_json_cli(tmp_path, monkeypatch, use_embeddings):
     from typer.testing import CliRunner
 
     from backend.core.config import get_settings
@@ -128,6 +128,8 @@ def test_search_json_cli(tmp_path, monkeypatch):
     from tests.kb.conftest import RECORDS
 
     monkeypatch.setenv("HEHE_DATA_DIR", str(tmp_path / "cli"))
+    # the real CLI code path, with the session's already loaded USE model
+    monkeypatch.setattr("knowledge_base.embeddings.make_embeddings", lambda settings, workers=1: use_embeddings)
     get_settings.cache_clear()
     try:
         r = CliRunner().invoke(app, ["import", str(RECORDS)])
