@@ -1,0 +1,127 @@
+"""The web chat in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)
+against a real ``hehe serve`` process: send a message, see the reply, press a button."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path, template_db: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copyfile(template_db, data / "hehe.db")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEHE_")}
+    env.update(HEHE_DATA_DIR=str(data), HEHE_FACE_ENABLED="0", HEHE_KB_ENABLED="0", HEHE_LOG_LEVEL="WARNING",
+               PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
+    hehe = shutil.which("hehe", path=str(Path(sys.executable).parent))
+    cmd = [hehe] if hehe else [sys.executable, "-m", "backend.cli"]
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen([*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail("hehe serve exited:\n" + (tmp_path / "server.log").read_text())
+            try:
+                if urllib.request.urlopen(base + "/readyz", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("hehe serve did not become ready:\n" + (tmp_path / "server.log").read_text())
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_web_chat_send_and_press(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 900}, locale="zh-CN")
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server + "/chat")
+            expect(page.locator("#who option")).not_to_have_count(0, timeout=20_000)  # a local user exists
+
+            page.fill("#text", "/start")
+            page.press("#text", "Enter")
+            welcome = page.locator(".msg.bot", has_text="台州市数字法治助手")
+            expect(welcome).to_be_visible(timeout=20_000)
+            expect(page.locator(".msg.me", has_text="/start")).to_be_visible()
+            expect(welcome.locator(".kb button", has_text="帮助")).to_be_visible()
+
+            welcome.locator(".kb button", has_text="帮助").click()
+            help_msg = page.locator(".msg.bot", has_text="常用命令")
+            expect(help_msg).to_be_visible(timeout=20_000)
+
+            # Free text gets a polite answer, too.
+            page.fill("#text", "你好")
+            page.press("#text", "Enter")
+            expect(page.locator(".msg.me", has_text="你好")).to_be_visible()
+            expect(page.locator(".msg.bot")).to_have_count(3, timeout=20_000)
+
+            shot = tmp_path / "webchat.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 5_000
+            if os.environ.get("HEHE_SCREENSHOT_DIR"):  # keep a copy to look at
+                shutil.copy(shot, Path(os.environ["HEHE_SCREENSHOT_DIR"]) / "webchat.png")
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_web_chat_new_user_and_language(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(server + "/chat")
+            expect(page.locator("#who option")).not_to_have_count(0, timeout=20_000)
+            page.fill("#newname", "李四")
+            page.click("#adduser")
+            expect(page.locator("#who option", has_text="李四")).to_have_count(1, timeout=20_000)
+            page.fill("#text", "/lang")
+            page.press("#text", "Enter")
+            page.locator(".kb button", has_text="English").click()
+            expect(page.locator(".msg.bot", has_text="Language set to English.")).to_be_visible(timeout=20_000)
+        finally:
+            browser.close()
