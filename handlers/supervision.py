@@ -97,12 +97,12 @@ def _kb(t: Translator, rows: list[list[tuple[str, str]]]):
 
 
 # ---------------------------------------------------------------- rendering
-async def render_item(session: AsyncSession, item: SupervisionItem, t: Translator, with_timeline: bool = True
-                      ) -> str:
-    d = await export.summary(session, item, t.lang)
+async def render_item(session: AsyncSession, item: SupervisionItem, t: Translator, with_timeline: bool = True,
+                      mask: bool = False) -> str:
+    d = await export.summary(session, item, t.lang, mask=mask)
     text = t("supervision.item_card", number=item.number, title=item.title, area=item.area,
              place=d["place"], status=d["status"], agency=d["agency"], procuratorate=d["procuratorate"],
-             deputies="、".join(d["participants"]), created=d["created"])
+             deputies="、".join(d["participants"]), created=d["created"], description=d["description"][:600])
     if with_timeline:
         lines = [t("supervision.timeline_line", at=e["at"], who=e["who"], what=e["what"],
                    note=(" — " + e["note"][:200]) if e["note"] else "") for e in d["events"]]
@@ -146,7 +146,7 @@ async def show_item(target: Message, session: AsyncSession, user: User, t: Trans
                     ) -> None:
     await svc.require_view(session, user, item)
     is_dep = _role(user) == Role.deputy  # require_view above: a deputy here is attached to the item
-    text = await render_item(session, item, t)
+    text = await render_item(session, item, t, mask=not svc.sees_personal_data(user))
     await target.answer(text[:4000], reply_markup=_kb(t, item_buttons(user, item, is_dep)))
 
 
@@ -573,7 +573,7 @@ def make_router() -> Router:
             elif a in ("md", "pdf"):
                 item = await svc.get_item(session, iid)
                 await svc.require_view(session, user, item)
-                d = await export.summary(session, item, t.lang)
+                d = await export.summary(session, item, t.lang, mask=not svc.sees_personal_data(user))
                 if a == "md":
                     data_ = export.to_markdown(d, t.lang).encode("utf-8")
                 else:

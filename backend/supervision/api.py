@@ -68,8 +68,8 @@ async def list_items(session: SessionDep, user: User = Depends(require_roles(*RE
 async def get_item(number: str, session: SessionDep, user: User = Depends(require_roles(*READERS))):
     item = await svc.get_by_number(session, number)
     await svc.require_view(session, user, item)
-    d = await export.summary(session, item)
-    return ItemDetail(**_public(item), description=item.description, agency=item.agency,
+    d = await export.summary(session, item, mask=not svc.sees_personal_data(user))
+    return ItemDetail(**_public(item), description=d["description"], agency=item.agency,
                       deputies=d["participants"], timeline=[EventPublic(**e) for e in d["events"]],
                       suggestions=d["suggestions"])
 
@@ -79,7 +79,7 @@ async def export_item(number: str, session: SessionDep, user: User = Depends(req
                       format: Literal["md", "pdf"] = "md"):
     item = await svc.get_by_number(session, number)
     await svc.require_view(session, user, item)
-    d = await export.summary(session, item)
+    d = await export.summary(session, item, mask=not svc.sees_personal_data(user))
     if format == "md":
         return Response(export.to_markdown(d), media_type="text/markdown; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{item.number}.md"'})

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import fmt_local
 from backend.core.errors import DomainError
 from backend.core.i18n import gettext
+from backend.core.masking import mask_personal
 from backend.supervision import service as svc
 from backend.supervision.models import SupervisionItem
 from backend.users.models import User
@@ -46,8 +47,11 @@ def find_font() -> Path | None:
     return None
 
 
-async def summary(session: AsyncSession, item: SupervisionItem, lang: str = "zh") -> dict:
+async def summary(session: AsyncSession, item: SupervisionItem, lang: str = "zh", *, mask: bool = False) -> dict:
+    """Everything shown about an item. ``mask``: phones, ID numbers and minors' names in free
+    text are masked (for viewers not entitled to personal data, see ``service.sees_personal_data``)."""
     names: dict[int, str] = {}
+    m = mask_personal if mask else (lambda x: x)
 
     async def name(uid: int | None) -> str:
         if uid is None:
@@ -63,19 +67,19 @@ async def summary(session: AsyncSession, item: SupervisionItem, lang: str = "zh"
     events = []
     for e in await svc.timeline(session, item):
         events.append({"at": fmt_local(e.at), "who": await name(e.actor_id),
-                       "what": gettext(lang, f"supervision.action_{e.action}"), "note": e.note or ""})
-    sugg = [{"agency": s.agency, "content": s.content, "issued": fmt_local(s.issued_at), "due": fmt_local(s.reply_due),
-             "reply_date": s.reply_date or "-", "reply": s.reply_content or "-",
+                       "what": gettext(lang, f"supervision.action_{e.action}"), "note": m(e.note or "")})
+    sugg = [{"agency": s.agency, "content": m(s.content), "issued": fmt_local(s.issued_at), "due": fmt_local(s.reply_due),
+             "reply_date": s.reply_date or "-", "reply": m(s.reply_content or "-"),
              "rectified": gettext(lang, f"supervision.rectified_{s.rectified}") if s.rectified else "-"}
             for s in await svc.suggestions(session, item)]
     return {
         "number": item.number, "title": item.title, "area": item.area, "place": item.jurisdiction.name,
         "agency": item.agency or "-", "status": svc.status_label(item.status, lang),
         "procuratorate": item.procuratorate.name, "created": fmt_local(item.created_at),
-        "closed": fmt_local(item.closed_at), "description": item.description, "participants": parts,
+        "closed": fmt_local(item.closed_at), "description": m(item.description), "participants": parts,
         "events": events, "suggestions": sugg,
         "rating": svc.rating_label(item.rating, lang) if item.rating else "-",
-        "rating_comment": item.rating_comment or "",
+        "rating_comment": m(item.rating_comment or ""),
     }
 
 

@@ -211,6 +211,12 @@ async def require_view(session: AsyncSession, user: User, item: SupervisionItem)
         raise Forbidden("supervision.err_forbidden")
 
 
+def sees_personal_data(user: User) -> bool:
+    """Deputies attached to an item, procurators and admins see it unmasked; officials (read-only
+    overview) get phones, ID numbers and minors' names masked. Call after ``require_view``."""
+    return _role(user) != Role.official
+
+
 def require_handler(user: User, item: SupervisionItem) -> None:
     if not is_handler(user, item):
         raise Forbidden("supervision.err_forbidden")

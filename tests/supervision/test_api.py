@@ -142,3 +142,27 @@ def test_every_supervision_key_has_chinese_text():
     from backend.supervision.service import TRANSITIONS
     dynamic += [f"supervision.action_{a}" for _, a in TRANSITIONS]
     assert not (set(dynamic) - set(catalog("zh")))
+
+
+async def test_officials_see_personal_data_masked(chat, ctx, api):
+    with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True):
+        await people(chat)
+        await chat.send(DEPUTY, "/propose")
+        await chat.send(DEPUTY, "某工地欠薪")
+        await chat.send(DEPUTY, "工人代表电话13812345678，身份证330102199001011234，多次讨薪无果。")
+        await chat.press(DEPUTY, "其他")
+        await chat.press(DEPUTY, "椒江区")
+        await chat.press(DEPUTY, "整个")
+        await chat.press(DEPUTY, "跳过")
+        await chat.press(DEPUTY, "完成")
+        await chat.press(DEPUTY, "跳过")
+        number = re.search(r"DB-JJ-\d{4}-\d{4}", texts(await chat.press(DEPUTY, "确认提交"))).group(0)
+        raw = (await api(DEPUTY, f"/api/supervision/items/{number}")).json()["description"]
+        assert "13812345678" in raw
+        assert "13812345678" in texts(await chat.send(PROC, f"/item {number}"))
+        masked = (await api(OFFICIAL, f"/api/supervision/items/{number}")).json()["description"]
+        assert "13812345678" not in masked and "138****5678" in masked and "330102199001011234" not in masked
+        card = texts(await chat.send(OFFICIAL, f"/item {number}"))
+        assert "138****5678" in card and "13812345678" not in card
+        md = (await api(OFFICIAL, f"/api/supervision/items/{number}/export")).text
+        assert "13812345678" not in md
