@@ -2,8 +2,10 @@
 ratings and early warning. Plain arguments + AsyncSession; never imports aiogram."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -94,14 +96,40 @@ async def _kb_enqueue(session: AsyncSession, d: Dispute) -> None:
 
 
 # ---------------------------------------------------------------- after-commit work
-def _run_after_commit(sync_session) -> None:
-    todo = sync_session.info.pop("disputes_after_commit", [])
-    sync_session.info.pop("disputes_kb", None)
+# One worker thread, so job-store writes keep their order (cancel before re-schedule). The
+# job store is a synchronous connection: on SQLite it may wait for another update's write
+# lock, and waiting in the event loop would stop that update from ever committing.
+_SCHED_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disputes-sched")
+_PENDING: set = set()
+
+
+def _run_all(todo: list) -> None:
     for fn in todo:
         try:
             fn()
         except Exception:  # noqa: BLE001 - the periodic sweep catches up on missed schedules
             log.exception("after-commit scheduling failed")
+
+
+def _run_after_commit(sync_session) -> None:
+    todo = sync_session.info.pop("disputes_after_commit", [])
+    sync_session.info.pop("disputes_kb", None)
+    if not todo:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        _run_all(todo)
+        return
+    fut = loop.run_in_executor(_SCHED_POOL, _run_all, todo)
+    _PENDING.add(fut)
+    fut.add_done_callback(_PENDING.discard)
+
+
+async def settle() -> None:
+    """Wait until scheduling handed to the worker thread is done (tests, shutdown)."""
+    while _PENDING:
+        await asyncio.gather(*list(_PENDING), return_exceptions=True)
 
 
 def _drop_after_commit(sync_session) -> None:
@@ -119,16 +147,58 @@ def after_commit(session: AsyncSession, fn) -> None:
     ss.info.setdefault("disputes_after_commit", []).append(fn)
 
 
-def _schedule(session: AsyncSession, func: str, at: datetime, args: list, job_id: str) -> None:
+def _store_job(func: str, run_at: datetime, args: list, job_id: str) -> None:
+    """Persist a one-off job like ``scheduler.runtime.schedule_once`` does, but straight into
+    the job store from the worker thread, without the scheduler's internal lock.
+
+    Why: ``scheduler.add_job`` holds the scheduler's lock while the job store (a synchronous
+    SQLite connection) waits for the database write lock; meanwhile the event loop's own
+    ``_process_jobs`` blocks on that scheduler lock, so the update holding the write lock can
+    never commit — a deadlock under concurrent intake (seen in bench/disputes.py)."""
+    from apscheduler.job import Job
+    from apscheduler.jobstores.base import ConflictingIdError
+    from apscheduler.triggers.date import DateTrigger
+
     from scheduler import runtime
 
-    after_commit(session, lambda: runtime.schedule_once(f"{JOBS}:{func}", at, args, job_id))
+    ctx = runtime._CTX
+    sched = getattr(ctx, "scheduler", None)
+    if sched is None or not sched.running:
+        runtime.schedule_once(func, run_at, args, job_id)  # logs "not scheduled"
+        return
+    defaults = sched._job_defaults
+    job = Job(sched, id=job_id, func=func, trigger=DateTrigger(run_at, timezone=sched.timezone),
+              executor="default", args=list(args), kwargs={}, name=job_id,
+              misfire_grace_time=defaults["misfire_grace_time"], coalesce=defaults["coalesce"],
+              max_instances=defaults["max_instances"], next_run_time=run_at)
+    store = sched._lookup_jobstore("default")
+    try:
+        store.add_job(job)
+    except ConflictingIdError:
+        store.update_job(job)
+    sched._eventloop.call_soon_threadsafe(sched.wakeup)
+
+
+def _remove_job(job_id: str) -> None:
+    from apscheduler.jobstores.base import JobLookupError
+
+    from scheduler import runtime
+
+    sched = getattr(runtime._CTX, "scheduler", None)
+    if sched is None or not sched.running:
+        return
+    try:
+        sched._lookup_jobstore("default").remove_job(job_id)
+    except JobLookupError:
+        pass
+
+
+def _schedule(session: AsyncSession, func: str, at: datetime, args: list, job_id: str) -> None:
+    after_commit(session, lambda: _store_job(f"{JOBS}:{func}", at, args, job_id))
 
 
 def _cancel(session: AsyncSession, job_id: str) -> None:
-    from scheduler import runtime
-
-    after_commit(session, lambda: runtime.cancel(job_id))
+    after_commit(session, lambda: _remove_job(job_id))
 
 
 # ---------------------------------------------------------------- validation
