@@ -778,7 +778,7 @@ def rating_label(rating: str, lang: str = "zh") -> str:
 async def remind_acceptance(session: AsyncSession, item_id: int) -> int:
     """At the acceptance deadline: still not decided → procurators and the chief are told."""
     item = await session.get(SupervisionItem, item_id)
-    if item is None or item.status not in ("submitted", "appealed"):
+    if item is None or item.status not in ("submitted", "appealed") or await _accept_reminded(session, item):
         return 0
     tag = f"{item.id}:acceptdue:{item.procuratorate_id}"
     everyone = await procurators_of(session, item.procuratorate_id)
@@ -788,8 +788,54 @@ async def remind_acceptance(session: AsyncSession, item_id: int) -> int:
     chiefs = [c for c in await chiefs_of(session, item.procuratorate_id) if c.id not in {p.id for p in procs}]
     await tell_procurators(session, item, "supervision.accept_overdue_chief", tag + ":chief", users_=chiefs,
                            due=_fmt(item.acceptance_due))
-    await record_step(session, item, "remind_accept", None)
+    await record_step(session, item, "remind_accept", None, procuratorate=item.procuratorate_id)
     return len(procs) + len(chiefs)
+
+
+async def _accept_reminded(session: AsyncSession, item: SupervisionItem) -> bool:
+    """Already reminded for the procuratorate that holds it now (an appeal moves it on)?"""
+    rows = await session.scalars(select(ItemEvent).where(ItemEvent.item_id == item.id,
+                                                         ItemEvent.action == "remind_accept"))
+    return any((e.data or {}).get("procuratorate") == item.procuratorate_id for e in rows)
+
+
+async def missing_reminders(session: AsyncSession, job_exists, t: datetime) -> list[tuple[str, datetime, list, str]]:
+    """The reminder jobs open items should have but the job store lacks (the app ran without a
+    scheduler — demo data, CLI — or a job-store write failed after a commit). Returns
+    ``(func name, run_at, args, job id)``; a due one runs at once and its dedupe keys keep it
+    from repeating anything already sent."""
+    out: list[tuple[str, datetime, list, str]] = []
+    waiting = await session.scalars(select(SupervisionItem).where(
+        SupervisionItem.status.in_(("submitted", "appealed")), SupervisionItem.acceptance_due.is_not(None)))
+    for item in waiting:
+        jid = f"sup-accept-{item.id}"
+        if not job_exists(jid) and not await _accept_reminded(session, item):
+            out.append(("acceptance_due", max(item.acceptance_due, t), [item.id], jid))
+    rows = await session.execute(select(Suggestion, SupervisionItem.status).join(
+        SupervisionItem, SupervisionItem.id == Suggestion.item_id).where(Suggestion.replied_at.is_(None)))
+    day_len = timedelta(days=1)
+    for sug, status in rows:
+        if status != "suggested":
+            continue
+        for before in REMIND_BEFORE:
+            at, jid = sug.reply_due - before, f"sup-reply-{sug.id}-t{before.days}"
+            if at > t and not job_exists(jid):
+                out.append(("reply_reminder", at, [sug.id, before.days], jid))
+        # the overdue chain: the day whose reminder is next (or due now)
+        day = max(1, int((t - sug.reply_due) / day_len)) if t > sug.reply_due else 1
+        if not (job_exists(f"sup-reply-{sug.id}-over{day}") or job_exists(f"sup-reply-{sug.id}-over{day + 1}")):
+            out.append(("reply_overdue", max(sug.reply_due + day * day_len, t) if day > 1 else
+                        sug.reply_due + day_len, [sug.id, day], f"sup-reply-{sug.id}-over{day}"))
+    done = await session.scalars(select(Suggestion).where(Suggestion.followup_at.is_not(None)))
+    for sug in done:
+        jid = f"sup-followup-{sug.id}"
+        if job_exists(jid):
+            continue
+        ran = await session.scalar(select(ItemEvent.id).where(ItemEvent.item_id == sug.item_id,
+                                                              ItemEvent.action == "followup_due"))
+        if ran is None:
+            out.append(("followup", max(sug.followup_at, t), [sug.id], jid))
+    return out
 
 
 async def _suggestion_item(session: AsyncSession, sid: int) -> tuple[Suggestion, SupervisionItem] | None:

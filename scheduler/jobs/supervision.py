@@ -113,8 +113,25 @@ def schedule_batch(specs: list[tuple[str, datetime, list, str]]) -> int:
     return len(rows)
 
 
+async def sweep() -> None:
+    """At start-up and every morning: schedule the reminders open items lack."""
+    from backend.supervision import service as svc
+
+    ctx = runtime.get_context()
+    sched = ctx.scheduler
+    if sched is None:
+        return
+    async with ctx.sm() as s:
+        missing = await svc.missing_reminders(s, lambda jid: sched.get_job(jid) is not None, now())
+    if missing:
+        log.info("supervision sweep: %s reminders re-scheduled", len(missing))
+        schedule_batch([(f"{MOD}:{func}", at, args, jid) for func, at, args, jid in missing])
+
+
 def register(scheduler) -> None:
     scheduler.add_job(f"{MOD}:weekly_digest", "cron", day_of_week="mon", hour=9, minute=0,
                       id="sup-weekly-digest", replace_existing=True)
     scheduler.add_job(f"{MOD}:monthly_digest", "cron", day=1, hour=9, minute=30,
                       id="sup-monthly-digest", replace_existing=True)
+    scheduler.add_job(f"{MOD}:sweep", "cron", hour=8, minute=0, id="sup-sweep-daily", replace_existing=True)
+    scheduler.add_job(f"{MOD}:sweep", "date", id="sup-sweep-start", replace_existing=True)  # once, at start

@@ -162,3 +162,35 @@ async def test_restart_with_a_reminder_due_delivers_it_exactly_once(settings):
             assert n == 1
         finally:
             await c3.stop()
+
+
+async def test_items_created_without_a_scheduler_get_their_reminders_at_start(settings):
+    """Demo data and CLI runs have no scheduler: the start-up sweep schedules what is missing."""
+    with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True) as tm:
+        c1 = await start_context(settings, models=False, workers=False, telegram=False, scheduler=False)
+        try:
+            chat = ChatDriver(c1)
+            await people(chat)
+            number = await propose(chat)
+            await _suggest(chat, number, "2026-12-15")
+            await propose(chat, title="无人受理的事项")
+        finally:
+            await c1.stop()
+        tm.move_to(local(2026, 11, 20, 10, 0))
+        c2 = await start_context(settings, models=False, workers=False, telegram=False)
+        try:
+            await settle(c2)
+            ids = {j.id for j in c2.scheduler.get_jobs()}
+            assert {"sup-reply-1-t7", "sup-reply-1-t1", "sup-reply-1-over1"} <= ids
+            # the second item's acceptance deadline (11-12) passed while nobody watched: reminded once now
+            assert sum("受理期限" in m.text for m in c2.channel.out.get(PROC, [])) == 1
+            await settle(c2)
+            from scheduler.jobs.supervision import sweep
+            await sweep()  # a second sweep finds nothing missing
+            await settle(c2)
+            assert sum("受理期限" in m.text for m in c2.channel.out.get(PROC, [])) == 1
+            tm.move_to(local(2026, 12, 8, 17, 31))
+            await settle(c2)
+            assert sum("还有 7 天" in m.text for m in c2.channel.out.get(PROC, [])) == 1
+        finally:
+            await c2.stop()
