@@ -94,7 +94,18 @@ async def _load_models(ctx: AppContext) -> None:
         one("faces", "backend.faces.service", "FaceService", s.face_enabled),
         one("kb", "knowledge_base.facade", "KnowledgeBase", s.kb_enabled),
     )
+    if ctx.kb is not None:
+        start_kb_ingestion(ctx)
     ctx.models_ready.set()
+
+
+def start_kb_ingestion(ctx: AppContext) -> None:
+    """The index follows every change: slices enqueue in their transactions, this drains."""
+    from knowledge_base.models import discover_sources, drain_forever
+
+    ctx.kb.sessionmaker = ctx.sm
+    discover_sources()
+    ctx.tasks.append(asyncio.create_task(drain_forever(ctx.sm, ctx.kb), name="kb-drain"))
 
 
 async def start_context(
