@@ -198,3 +198,22 @@ async def test_export_markdown_and_pdf_in_chat(chat, ctx):
         msgs = await chat.press(DEPUTY, "导出 PDF")
         doc = next(m for m in msgs if m.document)
         assert ctx.channel.get_file(doc.document).data.startswith(b"%PDF")
+
+
+async def test_menu_entries_by_role_and_english(chat, ctx):
+    with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True):
+        await people(chat)
+        await chat.send(DEPUTY, "/start")
+        assert "📝 提出督办事项" in chat.buttons(DEPUTY)
+        msgs = await chat.press(DEPUTY, "提出督办事项")
+        assert "标题" in texts(msgs)
+        await chat.send(DEPUTY, "/cancel")
+        await chat.send(CITIZEN, "/start")
+        assert not any("督办" in b for b in chat.buttons(CITIZEN))
+        await chat.send(PROC, "/start")
+        assert "⚖️ 督办待办" in chat.buttons(PROC)
+        await chat.send(OFFICIAL, "/start")
+        assert "📊 督办统计" in chat.buttons(OFFICIAL)
+        await chat.send(COSIGNER, "/lang en")
+        msgs = await chat.send(COSIGNER, "/propose")
+        assert msgs[0].text.startswith("Title of the item")
