@@ -114,14 +114,14 @@ async def card_text(session: AsyncSession, d: Dispute, viewer: User, t: Translat
              category=cat_name(d.category, t), place=d.place.name, unit=d.unit.name,
              mediator=mediator.name if mediator else "-", other_party=d.other_party or "-",
              phone=service.phone_for(viewer, d), files=await service.evidence_count(session, d),
-             description=d.description, accept_due=fmt_local(d.accept_due), resolve_due=fmt_local(d.resolve_due),
+             description=service.text_for(viewer, d, d.description), accept_due=fmt_local(d.accept_due), resolve_due=fmt_local(d.resolve_due),
              session=sess, outcome=outcome)
     if with_timeline:
         lines = [t("disputes.timeline_title")]
         for ev in await service.timeline(session, d):
             actor = await session.get(User, ev.actor_id) if ev.actor_id else None
             status = "" if ev.from_status == ev.to_status else f" → {t(f'disputes.status_{ev.to_status}')}"
-            note = f"：{ev.note}" if ev.note and ev.action not in ("create", "overdue") else ""
+            note = f"：{service.text_for(viewer, d, ev.note)}" if ev.note and ev.action not in ("create", "overdue") else ""
             lines.append(t("disputes.timeline_line", when=fmt_local(ev.at), action=t(f"disputes.action_{ev.action}"),
                            actor=(actor.name or "-") if actor else t("disputes.system"), status=status, note=note))
         text += "\n\n" + "\n".join(lines)
@@ -147,6 +147,14 @@ async def say_error(target: Message | CallbackQuery, e: DomainError, t: Translat
         await target.answer(text)
 
 
+async def release(session: AsyncSession | None) -> None:
+    """End the update's read transaction before touching the FSM storage: it uses its own
+    pooled connection, and an update holding one connection while waiting for a second one
+    exhausts the pool under concurrency (20 citizens → QueuePool timeouts in the benchmark)."""
+    if session is not None and session.in_transaction():
+        await session.commit()
+
+
 # ---------------------------------------------------------------- intake prompts
 async def county_keyboard(session: AsyncSession, t: Translator):
     rows = await users.children(session, None)
@@ -155,6 +163,7 @@ async def county_keyboard(session: AsyncSession, t: Translator):
 
 async def prompt(step: str, message: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
     """Ask for ``step`` (also used to continue a draft after a restart)."""
+    await release(session)
     await state.set_state(getattr(Report, step))
     if step == "category":
         await message.answer(t("disputes.ask_category"), reply_markup=category_keyboard(t))
@@ -203,6 +212,7 @@ async def set_place(message: Message, state: FSMContext, session: AsyncSession, 
                     j: Jurisdiction, *, address: str | None = None, lat=None, lon=None) -> None:
     chain = await users.ancestors(session, j)
     label = "".join(a.name for a in chain[1:]) or j.name
+    await release(session)
     await state.update_data(place_id=j.id, place_label=label + (f"（{address}）" if address else ""),
                             address=address, lat=lat, lon=lon)
     await message.answer(t("disputes.place_set", place=label))
@@ -565,6 +575,7 @@ def make_router() -> Router:
                     (t(f"disputes.referral_{v}"), RefCb(v=v, id=d.id).pack()) for v in service.REFERRALS]]))
             else:
                 await cq.answer()
+                await release(session)
                 await state.set_state(Act.input)
                 await state.update_data(act=action, case_id=d.id)
                 await cq.message.answer(t(f"disputes.prompt_{action}"))

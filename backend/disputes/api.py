@@ -106,14 +106,15 @@ class RatingIn(BaseModel):
 async def out(session: AsyncSession, d: Dispute, user: User, timeline: bool = False) -> DisputeOut:
     o = DisputeOut(
         id=d.id, number=d.number, category=d.category, category_name=config.get().category(d.category).zh,
-        description=d.description, status=d.status, source=d.source, place_id=d.place_id, place=d.place.name,
+        description=service.text_for(user, d, d.description), status=d.status, source=d.source, place_id=d.place_id, place=d.place.name,
         unit_id=d.unit_id, unit=d.unit.name, other_party=d.other_party, phone=service.phone_for(user, d),
         risk=d.risk, risk_reasons=d.risk_reasons or [], created_at=d.created_at, accept_due=d.accept_due,
         resolve_due=d.resolve_due, overdue=bool(d.overdue), session_at=d.session_at, session_place=d.session_place,
-        outcome=d.outcome, agreement=d.agreement, referral=d.referral, rating=d.rating)
+        outcome=d.outcome, agreement=service.text_for(user, d, d.agreement) if d.agreement else None, referral=d.referral, rating=d.rating)
     if timeline:
         o.timeline = [EventOut(at=e.at, action=e.action, from_status=e.from_status, to_status=e.to_status,
-                               actor_id=e.actor_id, note=e.note) for e in await service.timeline(session, d)]
+                               actor_id=e.actor_id, note=service.text_for(user, d, e.note) if e.note else None)
+                      for e in await service.timeline(session, d)]
     return o
 
 

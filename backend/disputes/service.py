@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core import files as filestore
 from backend.core.clock import fmt_local, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
-from backend.core.masking import mask_phone, normalize_phone
+from backend.core.masking import mask_personal, mask_phone, normalize_phone
 from backend.core.security import within
 from backend.core.workdays import calendar_deadline, workday_deadline
 from backend.disputes import config, risk, routing
@@ -353,6 +353,17 @@ async def get_case(session: AsyncSession, case_id: int, user: User | None = None
 
 async def get_by_number(session: AsyncSession, number: str) -> Dispute | None:
     return await session.scalar(select(Dispute).where(Dispute.number == number))
+
+
+def text_for(user: User | None, d: Dispute, text: str | None) -> str:
+    """Free text as this viewer may see it: the reporter and the handling mediators see it
+    as written; everyone else (officials, the API for other roles) gets phones, ID numbers
+    and minors' names masked."""
+    if text is None:
+        return ""
+    if user is not None and (can_handle(user, d) or (d.citizen_id is not None and d.citizen_id == user.id)):
+        return text
+    return mask_personal(text)
 
 
 def phone_for(user: User | None, d: Dispute) -> str:
