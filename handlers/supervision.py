@@ -72,7 +72,8 @@ def _role(user: User) -> Role:
 
 
 def is_procurator(message: Message, user: User) -> bool:
-    return _role(user) in (Role.procurator, Role.admin)
+    """/queue is shared with disputes (mediators): we answer procurators only, the rest falls through."""
+    return _role(user) == Role.procurator
 
 
 async def _fail(session: AsyncSession, target: Message, t: Translator, e: DomainError) -> None:
@@ -224,7 +225,10 @@ def make_router() -> Router:
         await show_list(message, session, user, t, queue=True)
 
     @r.message(Command("supqueue"))
-    async def cmd_queue_other(message: Message, t: Translator) -> None:
+    async def cmd_queue_other(message: Message, session: AsyncSession, user: User, t: Translator) -> None:
+        if _role(user) == Role.admin:
+            await show_list(message, session, user, t, queue=True)
+            return
         await message.answer(t("supervision.err_forbidden"))
 
     @r.callback_query(MenuCb.filter(F.action == "sup_queue"))
