@@ -3,6 +3,7 @@ actions (/queue), /mycases with the timeline, ratings, /overdue and /stats.
 Thin: parse → backend.disputes.service → reply with t("disputes.…")."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -236,7 +237,11 @@ async def looks_like_complaint(message: Message, user: User, ctx: Any = None) ->
     text = message.text or ""
     if text.startswith("/") or Role(user.role) != Role.citizen or len(text) > service.MAX_DESCRIPTION:
         return False
-    code = routing.classify(text, getattr(ctx, "kb", None))
+    kb = getattr(ctx, "kb", None)
+    if routing._embedder(kb) is None:
+        code = routing.classify(text)
+    else:  # the embedder is CPU work: keep the event loop free
+        code = await asyncio.to_thread(routing.classify, text, kb)
     return {"suggested": code} if code else False
 
 

@@ -105,8 +105,19 @@ def _cos(a, b) -> float:
 
 
 def _embedder(kb: Any):
-    fn = getattr(kb, "embed", None) if kb is not None else None
+    """``kb.embed(texts)`` or the knowledge base's LangChain-style ``kb.embeddings.embed_documents``,
+    once the knowledge base is loaded; None otherwise (keywords only)."""
+    if kb is None or getattr(kb, "ready", True) is False:
+        return None
+    fn = getattr(kb, "embed", None)
+    if callable(fn):
+        return fn
+    emb = getattr(kb, "embeddings", None)
+    fn = getattr(emb, "embed_documents", None)
     return fn if callable(fn) else None
+
+
+_DESC_VECTORS: dict[int, list] = {}
 
 
 def classify(text: str, kb: Any = None, threshold: float = 0.35) -> str | None:
@@ -120,9 +131,11 @@ def classify(text: str, kb: Any = None, threshold: float = 0.35) -> str | None:
         return None
     try:  # optional: similarity to the category descriptions
         cats = [c for c in config.get().categories.values() if c.code != "other"]
-        vecs = embed([text] + [c.description for c in cats])
-        q = vecs[0]
-        sims = [(_cos(q, v), c.code) for v, c in zip(vecs[1:], cats)]
+        key = id(embed.__self__) if hasattr(embed, "__self__") else id(embed)
+        if key not in _DESC_VECTORS:
+            _DESC_VECTORS[key] = embed([c.description for c in cats])
+        q = embed([text])[0]
+        sims = [(_cos(q, v), c.code) for v, c in zip(_DESC_VECTORS[key], cats)]
         sim, code = max(sims)
         return code if sim >= threshold else None
     except Exception:  # noqa: BLE001 - the embedder is a bonus, keywords already answered
