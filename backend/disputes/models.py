@@ -106,3 +106,23 @@ class DisputeCounter(Base):
 
     key: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DisputeMonthly(Base):
+    """Stats rollup per (county, township, month of report), kept in step with every change
+    of a case in the same transaction, so the county × month table never scans the cases.
+    ``township_id`` 0 = no township."""
+
+    __tablename__ = "dispute_monthly"
+
+    county_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    township_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    decided: Mapped[int] = mapped_column(Integer, default=0)
+    resolved: Mapped[int] = mapped_column(Integer, default=0)
+    local_resolved: Mapped[int] = mapped_column(Integer, default=0)
+    days_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    rated: Mapped[int] = mapped_column(Integer, default=0)
+    satisfied: Mapped[int] = mapped_column(Integer, default=0)
+    overdue: Mapped[int] = mapped_column(Integer, default=0)

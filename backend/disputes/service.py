@@ -18,7 +18,7 @@ from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
 from backend.core.masking import mask_personal, mask_phone, normalize_phone
 from backend.core.security import within
 from backend.core.workdays import calendar_deadline, workday_deadline
-from backend.disputes import config, risk, routing
+from backend.disputes import config, risk, routing, stats
 from backend.disputes.models import OPEN_STATUSES, Dispute, DisputeCounter, DisputeEvent, Status
 from backend.notify.service import notify
 from backend.users import service as users
@@ -318,6 +318,7 @@ async def create_case(
                                    filename=ev.get("name"), owner_kind="dispute", owner_id=d.id,
                                    uploaded_by=citizen.id if citizen else None)
     _set_accept_deadline(session, d, unit)
+    await stats.apply_change(session, None, stats.contribution(d))
     await _notify_unit(session, d, mediators, "disputes.n_new_case")
     await refresh_risk(session, d)
     await users.audit(session, f"user:{citizen.id}" if citizen else source, "dispute.created",
@@ -479,10 +480,12 @@ async def _walk_up(session: AsyncSession, target: Jurisdiction) -> tuple[Jurisdi
 
 async def _move(session: AsyncSession, d: Dispute, user: User | None, action: str, unit: Jurisdiction,
                 mediators: list[User], note: str | None) -> None:
+    before = stats.contribution(d)
     await _transition(session, d, action, user, note)
     d.unit_id, d.unit, d.mediator_id = unit.id, unit, None
     if routing.LEVEL_INDEX[unit.level] <= routing.LEVEL_INDEX["county"]:
         d.escalated_county = 1
+    await stats.apply_change(session, before, stats.contribution(d))
     _cancel_stage(session, d, "resolve")
     _set_accept_deadline(session, d, unit)
     await _notify_unit(session, d, mediators, f"disputes.n_{action}_in", note=note or "-")
@@ -534,6 +537,7 @@ async def record_outcome(session: AsyncSession, d: Dispute, user: User, success:
         if referral not in REFERRALS:
             raise DomainError("disputes.err_referral")
         note = referral
+    before = stats.contribution(d)
     await _transition(session, d, "succeed" if success else "fail", user, note)
     t = now()
     d.outcome = "success" if success else "failed"
@@ -541,6 +545,7 @@ async def record_outcome(session: AsyncSession, d: Dispute, user: User, success:
     d.resolved_at = t
     d.resolved_level = d.unit.level
     d.resolution_days = round((t - d.created_at).total_seconds() / 86400, 3)
+    await stats.apply_change(session, before, stats.contribution(d))
     _cancel_stage(session, d, "resolve")
     await _notify_citizen(session, d, "disputes.n_success" if success else "disputes.n_failed",
                           agreement=agreement or "-", referral=REFERRAL_ZH.get(referral or "", "-"))
@@ -577,8 +582,11 @@ async def rate(session: AsyncSession, d: Dispute, user: User, value: str, commen
         raise DomainError("disputes.err_rating")
     if d.closed_at is None or d.rating is not None:
         raise Conflict("disputes.err_rating_state", number=d.number)
+    comment = _clean_note(comment)
+    before = stats.contribution(d)
     d.rating, d.rated_at = value, now()
-    d.rating_comment = _clean_note(comment)
+    d.rating_comment = comment
+    await stats.apply_change(session, before, stats.contribution(d))
     _cancel(session, f"disp{d.id}-rating")
     if value == "unsatisfied":
         # review one level up: the case reopens at the parent unit
@@ -666,8 +674,10 @@ async def deadline_due(session: AsyncSession, case_id: int, stage: str, due_iso:
         DisputeEvent.dispute_id == d.id, DisputeEvent.action == "overdue", DisputeEvent.note == marker))
     if seen:
         return False
+    before = stats.contribution(d)
     await _transition(session, d, "overdue", None, marker)
     d.overdue = 1
+    await stats.apply_change(session, before, stats.contribution(d))
     for sup in await routing.supervisors_above(session, d.unit):
         await notify(session, sup, f"disputes.n_overdue_{stage}", urgent=True,
                      dedupe_key=f"d{d.id}-overdue-{marker}-{sup.id}", number=d.number, unit=d.unit.name,

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import local_now, now
 from backend.disputes import config
-from backend.disputes.models import Dispute
+from backend.disputes.models import Dispute, DisputeMonthly
 from backend.notify.service import notify
 from backend.users.models import Jurisdiction, Level, Role, User
 
@@ -49,9 +49,10 @@ def _rate(a: int, b: int) -> float | None:
     return round(a / b, 4) if b else None
 
 
-async def compute(session: AsyncSession, scope: Jurisdiction | None, *, month_from: str | None = None,
-                  month_to: str | None = None, totals: bool = False) -> list[Row]:
-    """Rows per (child jurisdiction, month) of ``scope`` (None/city → counties)."""
+async def compute_raw(session: AsyncSession, scope: Jurisdiction | None, *, month_from: str | None = None,
+                      month_to: str | None = None, totals: bool = False) -> list[Row]:
+    """Rows per (child jurisdiction, month) of ``scope`` (None/city → counties), straight from
+    the cases (used below township level and as the benchmark's baseline)."""
     by_township = scope is not None and scope.level != Level.city.value
     key = Dispute.township_id if by_township else Dispute.county_id
     success = Dispute.outcome == "success"
@@ -91,6 +92,103 @@ async def compute(session: AsyncSession, scope: Jurisdiction | None, *, month_fr
                        round(float(days), 2) if days is not None else None, rated or 0, sat or 0,
                        _rate(sat or 0, rated or 0), overdue or 0, _rate(overdue or 0, total)))
     return out
+
+
+async def compute(session: AsyncSession, scope: Jurisdiction | None, *, month_from: str | None = None,
+                  month_to: str | None = None, totals: bool = False) -> list[Row]:
+    """Rows per (child jurisdiction, month) of ``scope``: counties for the city, townships for a
+    county or a township — read from the ``dispute_monthly`` rollup. Below township level the
+    cases themselves are grouped (:func:`compute_raw`)."""
+    if scope is not None and scope.level not in (Level.city.value, Level.county.value, Level.township.value):
+        return await compute_raw(session, scope, month_from=month_from, month_to=month_to, totals=totals)
+    m = DisputeMonthly
+    by_township = scope is not None and scope.level != Level.city.value
+    key = m.township_id if by_township else m.county_id
+    group = [key] if totals else [key, m.month]
+    q = select(*group, func.sum(m.total), func.sum(m.decided), func.sum(m.resolved), func.sum(m.local_resolved),
+               func.sum(m.days_sum), func.sum(m.rated), func.sum(m.satisfied), func.sum(m.overdue))
+    if scope is not None and scope.level == Level.county.value:
+        q = q.where(m.county_id == scope.id)
+    elif scope is not None and scope.level == Level.township.value:
+        q = q.where(m.township_id == scope.id)
+    if month_from:
+        q = q.where(m.month >= month_from)
+    if month_to:
+        q = q.where(m.month <= month_to)
+    rows = [r for r in (await session.execute(q.group_by(*group).order_by(*group))).all() if r[-8]]
+    ids = {r[0] for r in rows if r[0]}
+    names = {j.id: j for j in await session.scalars(select(Jurisdiction).where(Jurisdiction.id.in_(ids)))} if ids else {}
+    out = []
+    for r in rows:
+        jid = r[0] or None
+        month = "all" if totals else r[1]
+        total, decided, resolved, local, days_sum, rated, sat, overdue = (x or 0 for x in r[-8:])
+        j = names.get(jid)
+        out.append(Row(jid, j.name if j else "-", (j.code or f"#{jid}") if j else "-", month, int(total),
+                       int(decided), int(resolved), int(local), _rate(local, decided),
+                       round(float(days_sum) / resolved, 2) if resolved else None, int(rated), int(sat),
+                       _rate(sat, rated), int(overdue), _rate(overdue, total)))
+    return out
+
+
+def contribution(d: Dispute | None) -> dict | None:
+    """What one case adds to its rollup row."""
+    if d is None:
+        return None
+    success = d.outcome == "success"
+    return {"key": (d.county_id, d.township_id or 0, d.month), "total": 1, "decided": int(d.outcome is not None),
+            "resolved": int(success), "local_resolved": int(success and not d.escalated_county),
+            "days_sum": float(d.resolution_days or 0) if success else 0.0, "rated": int(d.rating is not None),
+            "satisfied": int(d.rating in ("satisfied", "basic")), "overdue": int(bool(d.overdue))}
+
+
+FIELDS = ("total", "decided", "resolved", "local_resolved", "days_sum", "rated", "satisfied", "overdue")
+
+
+async def apply_change(session: AsyncSession, before: dict | None, after: dict | None) -> None:
+    """Move a case's contribution from ``before`` to ``after`` (same transaction as the change)."""
+    deltas: dict[tuple, dict] = {}
+    for sign, c in ((-1, before), (1, after)):
+        if c is None:
+            continue
+        row = deltas.setdefault(c["key"], dict.fromkeys(FIELDS, 0))
+        for f in FIELDS:
+            row[f] += sign * c[f]
+    for (county, township, month), delta in deltas.items():
+        if not any(delta.values()):
+            continue
+        ins = _insert(session)(DisputeMonthly).values(county_id=county, township_id=township, month=month, **delta)
+        await session.execute(ins.on_conflict_do_update(
+            index_elements=["county_id", "township_id", "month"],
+            set_={f: getattr(DisputeMonthly, f) + ins.excluded[f] for f in FIELDS}))
+
+
+def _insert(session: AsyncSession):
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+async def rebuild(session: AsyncSession) -> int:
+    """Recompute the rollup from the cases (after bulk imports; ``hehe`` admin use)."""
+    from sqlalchemy import delete, text
+
+    await session.execute(delete(DisputeMonthly))
+    await session.execute(text("""
+        INSERT INTO dispute_monthly (county_id, township_id, month, total, decided, resolved, local_resolved,
+                                     days_sum, rated, satisfied, overdue)
+        SELECT county_id, COALESCE(township_id, 0), month, count(*),
+               sum(CASE WHEN outcome IS NOT NULL THEN 1 ELSE 0 END),
+               sum(CASE WHEN outcome = 'success' THEN 1 ELSE 0 END),
+               sum(CASE WHEN outcome = 'success' AND escalated_county = 0 THEN 1 ELSE 0 END),
+               coalesce(sum(CASE WHEN outcome = 'success' THEN resolution_days ELSE 0 END), 0),
+               sum(CASE WHEN rating IS NOT NULL THEN 1 ELSE 0 END),
+               sum(CASE WHEN rating IN ('satisfied', 'basic') THEN 1 ELSE 0 END),
+               sum(overdue)
+        FROM disputes GROUP BY county_id, COALESCE(township_id, 0), month"""))
+    return await session.scalar(select(func.count()).select_from(DisputeMonthly))
 
 
 def summary(rows: list[Row]) -> dict:

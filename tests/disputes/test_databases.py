@@ -45,5 +45,11 @@ async def test_workflow_and_stats_on_both_databases(db_settings, daytime):
             assert "135****5678" in service.text_for(o, d, d.description)
             assert d.risk in ("blue", "green", "yellow") and any(r["code"] == "repeat" for r in d.risk_reasons)
             assert len(await service.list_cases(s, o)) == 3
+            # the rollup agrees with grouping the cases themselves, before and after a rebuild
+            raw = [r.as_dict() for r in await stats.compute_raw(s, o.jurisdiction)]
+            assert [r.as_dict() for r in rows] == raw
+            assert await stats.rebuild(s) >= 1
+            assert [r.as_dict() for r in await stats.compute(s, o.jurisdiction)] == raw
+            assert stats.summary(await stats.compute(s, None)) == stats.summary(await stats.compute_raw(s, None))
     finally:
         await ctx.stop()

@@ -104,6 +104,11 @@ async def test_unsatisfied_reopens_one_level_up(chat, ctx, staff):
     assert "上一级复查" in texts(msgs)
     d = await case(ctx, number)
     assert d.status == "escalated" and d.unit.name == "椒江区" and d.rating == "unsatisfied"
+    from backend.disputes import stats
+
+    async with ctx.sm() as s:  # the rollup followed every change (outcome, rating, reopen)
+        assert [r.as_dict() for r in await stats.compute(s, None)] == \
+            [r.as_dict() for r in await stats.compute_raw(s, None)]
     assert "复查" in chat.last(staff["sup"]).text
     await chat.press(staff["sup"], "受理")
     assert (await case(ctx, number)).status == "accepted"
