@@ -128,8 +128,15 @@ def _run_after_commit(sync_session) -> None:
 
 async def settle() -> None:
     """Wait until scheduling handed to the worker thread is done (tests, shutdown)."""
-    while _PENDING:
-        await asyncio.gather(*list(_PENDING), return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    while True:
+        mine = [f for f in list(_PENDING) if f.get_loop() is loop and not f.done()]
+        for f in list(_PENDING):
+            if f.get_loop() is not loop or f.done():
+                _PENDING.discard(f)  # finished, or left behind by a closed loop
+        if not mine:
+            return
+        await asyncio.gather(*mine, return_exceptions=True)
 
 
 def _drop_after_commit(sync_session) -> None:
