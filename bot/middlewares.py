@@ -121,10 +121,11 @@ class DbUserMiddleware(BaseMiddleware):
         tg_user = data["event_from_user"]
         channel = getattr(data["bot"].session, "channel_name", "telegram")
         async with self.ctx.sm() as session:
-            user, _ = await get_or_create_user(
+            user, created = await get_or_create_user(
                 session, tg_user.id, name=tg_user.full_name, username=tg_user.username,
                 language_code=tg_user.language_code, channel=channel)
-            await session.commit()
+            if created or session.dirty:  # keep a new user even if the handler fails
+                await session.commit()
             data.update(session=session, user=user, t=Translator(user.language), ctx=self.ctx)
             try:
                 result = await handler(event, data)

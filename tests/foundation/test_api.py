@@ -74,6 +74,10 @@ async def test_lifespan_starts_and_stops_everything(settings):
         assert ctx.scheduler is not None and ctx.scheduler.running
         assert any(t.get_name() == "outbox" and not t.done() for t in ctx.tasks)
         sched = ctx.scheduler
+    for _ in range(100):  # AsyncIOScheduler.shutdown runs its work on the next loop iteration
+        if not sched.running:
+            break
+        await asyncio.sleep(0.01)
     assert not sched.running
     assert all(t.done() for t in ctx.tasks)
 

@@ -1,0 +1,196 @@
+"""Bot throughput through the full stack vs a bare aiogram Dispatcher, in the same run.
+
+Full stack = the real middlewares (dedupe, errors, ignore-bots, throttle, one DB session per
+update that loads/creates the user, i18n), the persistent SQL FSM storage, the real routers.
+Workloads:
+  start  — ``/start`` (user lookup, role-aware menu)
+  form   — a 3-step FSM form (``/bform`` → name → place; state and draft in the database)
+Baseline: a bare ``Dispatcher()`` (memory storage, no middlewares) with one echo handler,
+fed the same ``Update`` objects through the same offline session.
+
+    .venv/bin/python bench/bot.py [--users 100] [--rounds 3] [--concurrency 1] [--pg URL]
+
+Goals (issue #2): ≥ 200 updates/s on 2 cores and ≥ 0.3× the bare echo rate.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiogram import Dispatcher, F, Router  # noqa: E402
+from aiogram.filters import Command, StateFilter  # noqa: E402
+from aiogram.fsm.context import FSMContext  # noqa: E402
+from aiogram.fsm.state import State, StatesGroup  # noqa: E402
+from aiogram.types import Chat, Message, Update, User  # noqa: E402
+
+from backend.core.config import Settings  # noqa: E402
+
+_ids = itertools.count(10_000_000)
+
+
+class BenchForm(StatesGroup):
+    name = State()
+    place = State()
+
+
+def form_router() -> Router:
+    r = Router(name="bench-form")
+
+    @r.message(Command("bform"))
+    async def begin(message: Message, state: FSMContext, t) -> None:
+        await state.set_state(BenchForm.name)
+        await message.answer(t("common.help"))
+
+    @r.message(StateFilter(BenchForm.name), F.text)
+    async def got_name(message: Message, state: FSMContext, t) -> None:
+        await state.update_data(name=message.text)
+        await state.set_state(BenchForm.place)
+        await message.answer(t("common.help"))
+
+    @r.message(StateFilter(BenchForm.place), F.text)
+    async def got_place(message: Message, state: FSMContext, user, t) -> None:
+        data = await state.get_data()
+        await state.clear()
+        await message.answer(f"{data.get('name')} @ {message.text} ({user.role})")
+
+    return r
+
+
+def full_dispatcher(ctx) -> Dispatcher:
+    """Built exactly like bot.dispatcher.make_dispatcher, with the bench form router first."""
+    from bot.dispatcher import handler_modules
+    from bot.fsm_storage import SQLStorage
+    from bot.middlewares import (
+        DbUserMiddleware, DedupeMiddleware, ErrorMiddleware, IgnoreBotsMiddleware, ThrottleMiddleware,
+    )
+
+    dp = Dispatcher(storage=SQLStorage(ctx.sm))
+    dp.update.outer_middleware(DedupeMiddleware())
+    dp.update.outer_middleware(ErrorMiddleware())
+    dp.update.outer_middleware(IgnoreBotsMiddleware())
+    dp.update.outer_middleware(ThrottleMiddleware(ctx.settings.throttle_per_minute))
+    dp.update.outer_middleware(DbUserMiddleware(ctx))
+    dp.include_router(form_router())
+    dp.include_routers(*[m.make_router() for m in handler_modules()])
+    return dp
+
+
+def bare_dispatcher() -> Dispatcher:
+    dp = Dispatcher()
+    r = Router(name="echo")
+
+    @r.message()
+    async def echo(message: Message) -> None:
+        await message.answer(message.text or "")
+
+    dp.include_router(r)
+    return dp
+
+
+def update(uid: int, text: str) -> Update:
+    n = next(_ids)
+    return Update(update_id=n, message=Message(
+        message_id=n, date=datetime.now(timezone.utc), chat=Chat(id=uid, type="private"),
+        from_user=User(id=uid, is_bot=False, first_name=f"用户{uid}", language_code="zh-hans"), text=text))
+
+
+def workload(kind: str, users: list[int]) -> list[Update]:
+    if kind == "start":
+        return [update(u, "/start") for u in users]
+    out = []
+    for u in users:  # interleaved per step, as many people filling the form at once
+        out.append(update(u, "/bform"))
+    for u in users:
+        out.append(update(u, "张三"))
+    for u in users:
+        out.append(update(u, "椒江区海门街道"))
+    return out
+
+
+async def run(dp: Dispatcher, bot, updates: list[Update], concurrency: int) -> float:
+    t0 = time.perf_counter()
+    if concurrency <= 1:
+        for u in updates:
+            await dp.feed_update(bot, u)
+    else:
+        # Keep the step order per user: a batch never holds two updates of one person.
+        for i in range(0, len(updates), concurrency):
+            await asyncio.gather(*(dp.feed_update(bot, u) for u in updates[i:i + concurrency]))
+    return time.perf_counter() - t0
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--pg", default=None, help="PostgreSQL async URL instead of SQLite")
+    ap.add_argument("--profile", default=None, help="write cProfile stats of the full-stack runs here")
+    args = ap.parse_args()
+
+    from backend.context import start_context
+
+    tmp = Path(tempfile.mkdtemp(prefix="hehe-bench-bot-"))
+    s = Settings(_env_file=None, data_dir=tmp / "data", face_enabled=False, kb_enabled=False,
+                 throttle_per_minute=1_000_000, database_url=args.pg)
+    ctx = await start_context(s, models=False, workers=False, telegram=False, scheduler=False)
+    full = full_dispatcher(ctx)
+    ctx.dispatcher = full
+    ctx.channel.dispatcher = full
+    bare = bare_dispatcher()
+    bot = ctx.channel.bot
+    users = list(range(500_000, 500_000 + args.users))
+
+    # Warm up: creates the users (first contact), imports, caches; not measured.
+    for kind in ("start", "form"):
+        ups = workload(kind, users)
+        await run(full, bot, ups, 1)
+        await run(bare, bot, ups, 1)
+
+    prof = None
+    if args.profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+    results: dict[str, dict[str, float]] = {}
+    for kind in ("start", "form"):
+        best_full = best_bare = 0.0
+        for _ in range(args.rounds):
+            ups = workload(kind, users)
+            if prof:
+                prof.enable()
+            dt = await run(full, bot, ups, args.concurrency)
+            if prof:
+                prof.disable()
+            best_full = max(best_full, len(ups) / dt)
+            ups = workload(kind, users)
+            dt = await run(bare, bot, ups, args.concurrency)
+            best_bare = max(best_bare, len(ups) / dt)
+        results[kind] = {"full": best_full, "bare": best_bare, "ratio": best_full / best_bare}
+    await ctx.stop()
+    if prof:
+        prof.dump_stats(args.profile)
+
+    db = "PostgreSQL" if args.pg else "SQLite (WAL)"
+    print(f"# bench/bot.py  {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  python {platform.python_version()}  "
+          f"{os.cpu_count()} CPUs  db={db}  users={args.users}  rounds={args.rounds} (best)  "
+          f"concurrency={args.concurrency}")
+    print(f"{'workload':<10}{'full stack upd/s':>18}{'bare echo upd/s':>18}{'ratio':>8}  goal ≥200/s & ≥0.3×")
+    for kind, r in results.items():
+        ok = r["full"] >= 200 and r["ratio"] >= 0.3
+        print(f"{kind:<10}{r['full']:>18.0f}{r['bare']:>18.0f}{r['ratio']:>8.2f}  {'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
