@@ -150,3 +150,23 @@ async def test_facade_async_and_card(eval_kb):
     assert ans.citations[0] == "ZS-2026-0002"
     card = await eval_kb.acard("ZS-2026-0002", ADMIN)
     assert card["kind"] == "missing" and card["date"] == "2026-05-01" and card["snippet"]
+
+
+def test_dense_paths_agree(eval_kb, monkeypatch):
+    """Oversampled+filtered, ids-restricted, exact and Chroma-where paths return the same chunks."""
+    from knowledge_base.query import parse_query
+
+    vec = eval_kb.embeddings.embed_query("工人讨薪")
+    for scope in (HY_OFFICIAL, Scope("deputy", 501), Scope("official", 1, 6)):
+        flt = parse_query("纠纷", None, __import__("datetime").date(2026, 11, 28)).filter(scope)
+        sel, ids = eval_kb.keyword.allowed(flt)
+        where = [m["record_id"] for m, _, _ in eval_kb.vector.search(vec, flt, 10)]
+        over = [m["record_id"] for m, _, _ in eval_kb.vector.search(vec, flt, 10, selectivity=max(sel, 0.5))]
+        exact = [m["record_id"] for m, _, _ in eval_kb.vector.search(vec, flt, 10, allowed_ids=ids)]
+        monkeypatch.setattr(type(eval_kb.vector), "EXACT_MAX", 0)
+        by_ids = [m["record_id"] for m, _, _ in eval_kb.vector.search(vec, flt, 10, allowed_ids=ids)]
+        monkeypatch.undo()
+        assert where and set(where) == set(exact) == set(by_ids), scope
+        assert set(over) <= set(where) | set(exact)
+        for rid in where:
+            assert flt.match(eval_kb.store.get(rid))
