@@ -49,6 +49,16 @@ class AppContext:
     async def stop(self) -> None:
         from scheduler import runtime
 
+        if self.scheduler is not None and self.scheduler.running:
+            # Stop the scheduler first and let its running jobs end while the database is still
+            # there: AsyncIOScheduler shuts down on the next loop iteration and cancels running
+            # job tasks, which would otherwise be left half-done for the loop's close to reap.
+            jobs = [f for ex in getattr(self.scheduler, "_executors", {}).values()
+                    for f in getattr(ex, "_pending_futures", ())]
+            self.scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)
+            if jobs:
+                await asyncio.wait(jobs, timeout=10)
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
@@ -56,8 +66,6 @@ class AppContext:
                 await t
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
         if self.telegram_bot is not None:
             await self.telegram_bot.session.close()
         await self.engine.dispose()
