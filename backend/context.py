@@ -50,15 +50,15 @@ class AppContext:
         from scheduler import runtime
 
         if self.scheduler is not None and self.scheduler.running:
-            # Stop the scheduler first and let its running jobs end while the database is still
-            # there: AsyncIOScheduler shuts down on the next loop iteration and cancels running
-            # job tasks, which would otherwise be left half-done for the loop's close to reap.
+            # Stop the scheduler first and let running jobs finish while the database is still
+            # there (a job cancelled mid-query at shutdown left a task that hung the loop's close).
+            self.scheduler.pause()
             jobs = [f for ex in getattr(self.scheduler, "_executors", {}).values()
-                    for f in getattr(ex, "_pending_futures", ())]
-            self.scheduler.shutdown(wait=False)
-            await asyncio.sleep(0)
+                    for f in getattr(ex, "_pending_futures", ()) if not f.done()]
             if jobs:
                 await asyncio.wait(jobs, timeout=10)
+            self.scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next loop iteration
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
