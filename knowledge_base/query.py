@@ -305,6 +305,9 @@ def parse_query(text: str, gazetteer: Gazetteer | None, today: date, *, max_char
     head = (text or "")[:max_chars]
     kinds = parse_kinds(head)
     cats = parse_categories(head)
+    if cats:
+        # missing-person reports have no dispute category: "老板失联欠薪" is a wage dispute
+        kinds = tuple(k for k in kinds if k != "missing")
     if cats and not kinds:
         kinds = ()  # a category alone does not restrict the kind (督办 items have categories too)
     places: list[str] = []

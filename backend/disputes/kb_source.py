@@ -39,3 +39,74 @@ async def all_ids(session) -> list:
 
 
 register_source("dispute", build, all_ids)
+
+
+# ---------------------------------------------------------------- statistical questions
+# "本月椒江区有多少件未办结的纠纷？", "哪个乡镇欠薪纠纷最多？", "近半年纠纷趋势" are answered
+# from the database, never guessed from retrieval. The knowledge base parses the question.
+KB_CATEGORY_CODES = {
+    "劳动争议": ("labor",), "邻里纠纷": ("neighbor",), "婚姻家庭": ("family",),
+    "土地山林": ("land_contract", "homestead"), "物业纠纷": ("property",), "交通事故": ("traffic",),
+    "消费纠纷": ("consumer",), "医疗纠纷": ("medical",), "征地拆迁": ("expropriation",),
+}
+
+
+async def dispute_stats(session, q, scope):
+    from datetime import datetime, time
+
+    from sqlalchemy import func
+
+    from backend.core.clock import TZ
+    from backend.disputes.models import CLOSED_STATUSES, OPEN_STATUSES, Status
+    from backend.users.models import Jurisdiction, User
+    from knowledge_base.stats import StatsAnswer
+
+    base = select(Dispute).join(Jurisdiction, Jurisdiction.id == Dispute.place_id)
+    if not scope.sees_all:
+        me = await session.get(User, scope.user_id) if scope.user_id else None
+        if me is None or me.jurisdiction is None:
+            return StatsAnswer(value=0, note=gettext("zh", "common.err_out_of_jurisdiction"))
+        base = base.where(Jurisdiction.path.startswith(me.jurisdiction.path))
+    if q.place_id is not None:
+        place = await session.get(Jurisdiction, q.place_id)
+        if place is not None:
+            base = base.where(Jurisdiction.path.startswith(place.path))
+    if q.category:
+        codes = KB_CATEGORY_CODES.get(q.category)
+        if codes is None:
+            return StatsAnswer(value=0, rows=[], series=[])
+        base = base.where(Dispute.category.in_(codes))
+    if q.status == "open":
+        base = base.where(Dispute.status.in_([s.value for s in OPEN_STATUSES]))
+    elif q.status == "closed":
+        closed = list(CLOSED_STATUSES) + [Status.resolved, Status.failed]
+        base = base.where(Dispute.status.in_([s.value for s in closed]))
+    elif q.status == "overdue":
+        base = base.where(Dispute.overdue == 1, Dispute.status.in_([s.value for s in OPEN_STATUSES]))
+    if q.period is not None:
+        start = datetime.combine(q.period.start, time.min, tzinfo=TZ)
+        end = datetime.combine(q.period.end, time.max, tzinfo=TZ)
+        base = base.where(Dispute.created_at >= start, Dispute.created_at <= end)
+    sub = base.subquery()
+    if q.measure == "count":
+        return StatsAnswer(value=await session.scalar(select(func.count()).select_from(sub)) or 0)
+    if q.measure == "trend":
+        rows = (await session.execute(select(sub.c.month, func.count()).group_by(sub.c.month)
+                                      .order_by(sub.c.month))).all()
+        return StatsAnswer(series=[(m, n) for m, n in rows])
+    if q.group_by == "category":
+        rows = (await session.execute(select(sub.c.category, func.count()).group_by(sub.c.category))).all()
+        cfg = config.get()
+        labelled = [(cfg.category(c).zh, n) for c, n in rows]
+    else:
+        col = {"county": sub.c.county_id, "village": sub.c.place_id}.get(q.group_by, sub.c.township_id)
+        rows = (await session.execute(select(col, func.count()).where(col.is_not(None)).group_by(col))).all()
+        names = {j.id: j.name for j in await session.scalars(
+            select(Jurisdiction).where(Jurisdiction.id.in_([r[0] for r in rows])))} if rows else {}
+        labelled = [(names.get(jid, str(jid)), n) for jid, n in rows]
+    return StatsAnswer(rows=sorted(labelled, key=lambda r: (-r[1], r[0])))
+
+
+from knowledge_base.stats import register_stats_provider  # noqa: E402
+
+register_stats_provider("dispute", dispute_stats)

@@ -106,3 +106,32 @@ async def test_new_dispute_is_indexed_and_answerable(chat, kb_ctx):
     await chat.as_role(3009, "official", "黄岩区")
     await chat.send(3009, "/ask 物业占用消防通道设停车位")
     assert number not in " ".join(chat.buttons(3009))
+
+
+async def _cases(ctx, specs):
+    from backend.disputes import service as disputes
+
+    async with session_scope(ctx.sm) as s:
+        citizen, _ = await users.get_or_create_user(s, 3100, name="市民", channel="local")
+        for place, category in specs:
+            j = await users.find_jurisdiction(s, place)
+            await disputes.create_case(s, citizen=citizen, category=category, place=j,
+                                       description="这是一起用于统计测试的纠纷，情况描述足够长。")
+
+
+async def test_statistical_questions_are_answered_from_the_database(chat, kb_ctx):
+    await _cases(kb_ctx, [("椒江区/海门街道", "labor"), ("椒江区/海门街道", "labor"),
+                          ("椒江区/白云街道", "labor"), ("椒江区/白云街道", "neighbor"),
+                          ("黄岩区/东城街道", "labor")])
+    await chat.as_role(3101, "official", "椒江区")
+    msgs = await chat.send(3101, "/ask 本月椒江区有多少件未办结的纠纷？")
+    text = msgs[-1].text
+    assert "共有 4 件" in text and "统计口径" in text and "未办结" in text
+    msgs = await chat.send(3101, "/ask 哪个乡镇欠薪纠纷最多？")
+    assert "1. 海门街道：2 件" in msgs[-1].text
+    # the 黄岩区 case is outside this official's jurisdiction and is never counted
+    msgs = await chat.send(3101, "/ask 一共有多少件欠薪纠纷？")
+    assert "共有 3 件" in msgs[-1].text
+    await chat.as_role(3102, "official", "黄岩区")
+    msgs = await chat.send(3102, "/ask 一共有多少件欠薪纠纷？")
+    assert "共有 1 件" in msgs[-1].text
