@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     )
     face_threads: int = 1
     face_det_size: int = 640
-    face_review_threshold: float = 0.40
+    face_review_threshold: float = Field(0.35, description="Cosine score from which a candidate goes to review (docs/faces.md).")
     face_hnsw_threshold: int = 20000
     face_enabled: bool = Field(True, description="Load the face model at startup.")
 

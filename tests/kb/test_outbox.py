@@ -29,10 +29,15 @@ async def sm(tmp_path):
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'q.db'}")
     async with engine.begin() as conn:
         await conn.run_sync(KbQueue.__table__.create)
+    # Only the fake source during the test; the real slices' sources (registered by other
+    # tests through discover_sources) are put back afterwards.
+    saved = dict(models._SOURCES)
+    models._SOURCES.clear()
     register_source("dispute", build, all_ids)
     FAKE_DB.clear()
     yield make_sessionmaker(engine)
     unregister_source("dispute")
+    models._SOURCES.update(saved)
     await engine.dispose()
 
 

@@ -46,6 +46,9 @@ async def test_provider_registry_and_routing(kb):
         seen.append((q, scope))
         return StatsAnswer(value=3 if scope.jurisdiction_id == 2 else 0)
 
+    from knowledge_base import stats as stats_mod
+
+    real = stats_mod._PROVIDERS.get("dispute")  # the disputes slice's, if another test loaded it
     register_stats_provider("dispute", provider)
     try:
         with time_machine.travel("2026-11-28 10:00 +0800", tick=False):
@@ -59,5 +62,7 @@ async def test_provider_registry_and_routing(kb):
         assert ans.mode in ("none", "extractive")
     finally:
         unregister_stats_provider("dispute")
+        if real is not None:
+            register_stats_provider("dispute", real)
     ans = await kb.aanswer("哪个乡镇欠薪纠纷最多？", Scope.admin())
     assert ans.mode != "stats"  # no provider and no session: plain retrieval
