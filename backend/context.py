@@ -103,14 +103,21 @@ async def _load_models(ctx: AppContext) -> None:
         one("kb", "knowledge_base.facade", "KnowledgeBase", s.kb_enabled),
     )
     if ctx.kb is not None:
-        start_kb_ingestion(ctx)
+        await start_kb_ingestion(ctx)
     ctx.models_ready.set()
 
 
-def start_kb_ingestion(ctx: AppContext) -> None:
-    """The index follows every change: slices enqueue in their transactions, this drains."""
+async def start_kb_ingestion(ctx: AppContext) -> None:
+    """The index follows every change: slices enqueue in their transactions, this drains.
+    Place names in questions resolve to this database's jurisdiction ids."""
     from knowledge_base.models import discover_sources, drain_forever
+    from knowledge_base.places import gazetteer_from_db
 
+    async with ctx.sm() as session:
+        gazetteer = await gazetteer_from_db(session)
+    if gazetteer is not None:
+        await asyncio.to_thread(gazetteer.add_jieba_words)
+        ctx.kb.gazetteer = gazetteer
     ctx.kb.sessionmaker = ctx.sm
     discover_sources()
     ctx.tasks.append(asyncio.create_task(drain_forever(ctx.sm, ctx.kb), name="kb-drain"))

@@ -54,6 +54,9 @@ PENDING, CONFIRMED, REJECTED, SUPERSEDED, WITHDRAWN = "pending", "confirmed", "r
 CANDIDATE_TRANSITIONS = {(PENDING, CONFIRMED), (PENDING, REJECTED), (PENDING, SUPERSEDED), (PENDING, WITHDRAWN)}
 
 
+from knowledge_base.models import enqueue as kb_enqueue  # noqa: E402
+
+
 class MissingError(DomainError):
     pass
 
@@ -67,6 +70,7 @@ async def transition(session: AsyncSession, case: PersonCase, to: str, *, actor:
     case.status = to
     if to == CLOSED:
         case.closed_at = now()
+    await kb_enqueue(session, "missing", case.id)  # the knowledge base follows every change
 
 
 def _candidate_to(c: MatchCandidate, to: str) -> None:
@@ -340,6 +344,7 @@ async def _create(session: AsyncSession, *, kind: str, reporter: User, faces, fi
     session.add(CaseEvent(case_id=case.id, actor=f"user:{reporter.id}", from_status=None, to_status=OPEN,
                           note="reported" if kind == "missing" else "registered"))
     case.photo_ids = await _store_photos(session, files_dir, photos, case.id, reporter.id)
+    await kb_enqueue(session, "missing", case.id)
     await users.audit(session, f"user:{reporter.id}", f"missing.{kind}_created", f"missing:{case.id}",
                       case_no=case.case_no, phone=mask_phone(case.phone))
     out = Outcome(case=case, face_available=available)

@@ -29,10 +29,10 @@ async def kb_ctx(ctx, usem3):
     from knowledge_base.ingest import import_jsonl
 
     kb = KnowledgeBase(ctx.settings, embeddings=usem3).load()
+    ctx.kb = kb
+    await start_kb_ingestion(ctx)  # the app's wiring: the gazetteer comes from the database
     rep = import_jsonl(kb, KB_DATA, kb.gazetteer.resolve_ids, progress=False)
     assert rep.ok
-    ctx.kb = kb
-    start_kb_ingestion(ctx)
     yield ctx
     kb.close()
 
@@ -135,3 +135,32 @@ async def test_statistical_questions_are_answered_from_the_database(chat, kb_ctx
     await chat.as_role(3102, "official", "黄岩区")
     msgs = await chat.send(3102, "/ask 一共有多少件欠薪纠纷？")
     assert "共有 1 件" in msgs[-1].text
+
+
+async def test_missing_person_reports_are_indexed_without_personal_data(kb_ctx):
+    from knowledge_base.models import drain
+    from knowledge_base.records import Scope
+
+    from backend.missing.models import PersonCase
+    from backend.missing import service as missing
+
+    async with session_scope(kb_ctx.sm) as s:
+        reporter, _ = await users.get_or_create_user(s, 3200, name="家属", channel="local")
+        j = await users.find_jurisdiction(s, "温岭市/泽国镇")
+        c = PersonCase(kind="missing", status="open", face_key="k3200", reporter_id=reporter.id,
+                       case_no="XR-WL-20261128-0099", jurisdiction_id=j.id, name="王秀英", sex="F", age=78,
+                       clothing="蓝色外套，灰色裤子", health="阿尔茨海默症", phone="13812345678")
+        s.add(c)
+        await s.flush()
+        await missing.kb_enqueue(s, "missing", c.id)
+    await drain(kb_ctx.sm, kb_ctx.kb)
+    async with kb_ctx.sm() as s:
+        wl = await users.find_jurisdiction(s, "温岭市")
+        hy = await users.find_jurisdiction(s, "黄岩区")
+    ans = kb_ctx.kb.answer("泽国镇走失的老人，蓝色外套", Scope("officer", 999, wl.id))
+    assert "XR-WL-20261128-0099" in ans.citations
+    record = kb_ctx.kb.store.get("XR-WL-20261128-0099")
+    assert "王秀英" not in record["text"] and "13812345678" not in record["text"]
+    assert "阿尔茨海默" not in record["text"]
+    assert "XR-WL-20261128-0099" not in kb_ctx.kb.answer("泽国镇走失的老人，蓝色外套",
+                                                         Scope("officer", 999, hy.id)).citations
