@@ -68,22 +68,10 @@ def form_router() -> Router:
 
 
 def full_dispatcher(ctx) -> Dispatcher:
-    """Built exactly like bot.dispatcher.make_dispatcher, with the bench form router first."""
-    from bot.dispatcher import handler_modules
-    from bot.fsm_storage import SQLStorage
-    from bot.middlewares import (
-        DbUserMiddleware, DedupeMiddleware, ErrorMiddleware, IgnoreBotsMiddleware, ThrottleMiddleware,
-    )
+    """The real factory (bot.dispatcher.make_dispatcher), with the bench form router first."""
+    from bot.dispatcher import make_dispatcher
 
-    dp = Dispatcher(storage=SQLStorage(ctx.sm))
-    dp.update.outer_middleware(DedupeMiddleware())
-    dp.update.outer_middleware(ErrorMiddleware())
-    dp.update.outer_middleware(IgnoreBotsMiddleware())
-    dp.update.outer_middleware(ThrottleMiddleware(ctx.settings.throttle_per_minute))
-    dp.update.outer_middleware(DbUserMiddleware(ctx))
-    dp.include_router(form_router())
-    dp.include_routers(*[m.make_router() for m in handler_modules()])
-    return dp
+    return make_dispatcher(ctx, first=[form_router()])
 
 
 def bare_dispatcher() -> Dispatcher:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiogram import Dispatcher
+from aiogram import Dispatcher, Router
 
 import handlers
 from bot.fsm_storage import SQLStorage
@@ -23,13 +24,39 @@ def handler_modules() -> list[Any]:
     return sorted(mods, key=lambda m: (getattr(m, "PRIORITY", 500), m.__name__))
 
 
-def make_dispatcher(ctx: Any) -> Dispatcher:
-    """A fresh Dispatcher with fresh Routers (a Router can be attached only once)."""
+def _inline_call(fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+    return call
+
+
+def run_sync_filters_inline(router: Router) -> int:
+    """aiogram runs every synchronous filter — each ``F.text…`` magic filter included — in a
+    worker thread: one thread hop per filter per update, the largest cost of routing a message
+    (docs/benchmarks.md). Hehe's filters are pure and cheap, so they run on the event loop.
+    Returns how many filters were switched. Rule for handler authors: a filter must not block."""
+    switched = 0
+    for observer in router.observers.values():
+        for handler in [observer._handler, *observer.handlers]:
+            for flt in handler.filters or []:
+                if not flt.awaitable:
+                    flt.callback = _inline_call(flt.callback)
+                    flt.awaitable = True
+                    switched += 1
+    for sub in router.sub_routers:
+        switched += run_sync_filters_inline(sub)
+    return switched
+
+
+def make_dispatcher(ctx: Any, first: Sequence[Router] = ()) -> Dispatcher:
+    """A fresh Dispatcher with fresh Routers (a Router can be attached only once).
+    ``first``: extra routers put in front of the capabilities' (benchmarks, tests)."""
     dp = Dispatcher(storage=SQLStorage(ctx.sm))
     dp.update.outer_middleware(DedupeMiddleware())
     dp.update.outer_middleware(ErrorMiddleware())
     dp.update.outer_middleware(IgnoreBotsMiddleware())
     dp.update.outer_middleware(ThrottleMiddleware(ctx.settings.throttle_per_minute))
     dp.update.outer_middleware(DbUserMiddleware(ctx))
-    dp.include_routers(*[m.make_router() for m in handler_modules()])
+    dp.include_routers(*first, *[m.make_router() for m in handler_modules()])
+    run_sync_filters_inline(dp)
     return dp

@@ -6,12 +6,14 @@ live in ``fsm_state`` (same database, SQLite or PostgreSQL).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
-from sqlalchemy import JSON, String, select
+from sqlalchemy import JSON, String, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,15 +28,53 @@ class FsmState(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
+# One statement per write, the same on SQLite (≥ 3.24) and PostgreSQL. Written as text: building
+# the equivalent ORM upsert per call cost ~0.9 ms, more than the database round trip.
+_UPSERT = text(
+    "INSERT INTO fsm_state (key, state, data) VALUES (:k, :s, :d) "
+    "ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data"
+).bindparams(bindparam("d", type_=JSON))
+_DELETE = text("DELETE FROM fsm_state WHERE key = :k")
+
+
 def _key(k: StorageKey) -> str:
     return f"{k.bot_id}:{k.chat_id}:{k.user_id}:{k.thread_id or 0}:{k.destiny}"
 
 
+class UpdateWrites:
+    """The FSM changes made while one update is handled. ``DbUserMiddleware`` writes them in
+    the update's own transaction, so a step of a conversation and what the handler saved
+    commit together — or, when the handler fails, not at all (the person stays at the step
+    they were at, and nothing is half-written)."""
+
+    def __init__(self, storage: "SQLStorage"):
+        self.storage = storage
+        self.changes: dict[str, tuple[str | None, dict[str, Any]]] = {}
+
+    async def write(self, session: AsyncSession) -> None:
+        for k, (state, data) in self.changes.items():
+            await self.storage.write_row(session, k, state, data)
+
+    def forget(self) -> None:
+        """The transaction was rolled back: the cache must not keep what never committed."""
+        for k in self.changes:
+            self.storage.forget(k)
+        self.changes.clear()
+
+
+_update_writes: ContextVar[UpdateWrites | None] = ContextVar("hehe_fsm_update_writes", default=None)
+
+
 class SQLStorage(BaseStorage):
-    """Writes go to the database at once; reads are served from a write-through cache after
-    the first load (aiogram reads the state of every update, most updates change nothing).
-    The process that runs the Dispatcher owns the conversations, so the cache cannot go stale;
-    after a restart it starts empty and reads the database."""
+    """Persistent FSM storage with a write-through cache.
+
+    * Reads are served from the cache after the first load (aiogram reads the state of every
+      update; most updates change nothing). The process that runs the Dispatcher owns the
+      conversations, so the cache cannot go stale; after a restart it starts empty.
+    * Writes made while an update is handled (inside :meth:`update_writes`) are collected and
+      written by the update's transaction, one statement per conversation key; writes made
+      elsewhere (a scheduler job, the API) are written at once in their own transaction.
+    """
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], cache_size: int = 20000):
         self.sm = sessionmaker
@@ -44,12 +84,23 @@ class SQLStorage(BaseStorage):
     async def close(self) -> None:
         return None
 
-    async def _row(self, s: AsyncSession, key: StorageKey) -> FsmState:
-        row = await s.get(FsmState, _key(key))
-        if row is None:
-            row = FsmState(key=_key(key), state=None, data={})
-            s.add(row)
-        return row
+    @contextmanager
+    def update_writes(self) -> Iterator[UpdateWrites]:
+        uw = UpdateWrites(self)
+        token = _update_writes.set(uw)
+        try:
+            yield uw
+        finally:
+            _update_writes.reset(token)
+
+    async def write_row(self, s: AsyncSession, k: str, state: str | None, data: dict[str, Any]) -> None:
+        if state is None and not data:  # a finished conversation leaves no row behind
+            await s.execute(_DELETE, {"k": k})
+        else:
+            await s.execute(_UPSERT, {"k": k, "s": state, "d": data})
+
+    def forget(self, k: str) -> None:
+        self._cache.pop(k, None)
 
     def _remember(self, k: str, state: str | None, data: dict[str, Any]) -> None:
         self._cache[k] = (state, data)
@@ -68,25 +119,32 @@ class SQLStorage(BaseStorage):
         self._remember(k, *value)
         return value
 
+    async def _store(self, key: StorageKey, state: str | None, data: dict[str, Any]) -> None:
+        k = _key(key)
+        self._remember(k, state, data)
+        uw = _update_writes.get()
+        if uw is not None and uw.storage is self:
+            uw.changes[k] = (state, data)
+            return
+        try:
+            async with self.sm() as s:
+                await self.write_row(s, k, state, data)
+                await s.commit()
+        except BaseException:
+            self.forget(k)
+            raise
+
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state
-        async with self.sm() as s:
-            row = await self._row(s, key)
-            row.state = value
-            data = dict(row.data or {})
-            await s.commit()
-        self._remember(_key(key), value, data)
+        _, data = await self._load(key)
+        await self._store(key, value, dict(data))
 
     async def get_state(self, key: StorageKey) -> str | None:
         return (await self._load(key))[0]
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
-        async with self.sm() as s:
-            row = await self._row(s, key)
-            row.data = dict(data)
-            value = row.state
-            await s.commit()
-        self._remember(_key(key), value, dict(data))
+        state, _ = await self._load(key)
+        await self._store(key, state, dict(data))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         return dict((await self._load(key))[1])

@@ -27,8 +27,12 @@ _ITEMS: dict[str, MenuItem] = {}
 ALL_ROLES = frozenset(Role)
 
 
+_KEYBOARDS: dict[tuple[Role, str], InlineKeyboardMarkup] = {}
+
+
 def register_menu_item(action: str, label_key: str, roles=ALL_ROLES, order: int = 100) -> None:
     _ITEMS[action] = MenuItem(action, label_key, frozenset(roles), order)
+    _KEYBOARDS.clear()
 
 
 def menu_items(role: Role) -> list[MenuItem]:
@@ -37,6 +41,15 @@ def menu_items(role: Role) -> list[MenuItem]:
 
 
 def menu_keyboard(role: Role, t: Translator) -> InlineKeyboardMarkup:
+    """The main menu for ``role`` in ``t``'s language (built once; aiogram objects are immutable)."""
+    key = (role, t.lang)
+    kb = _KEYBOARDS.get(key)
+    if kb is None:
+        kb = _KEYBOARDS[key] = _build_menu(role, t)
+    return kb
+
+
+def _build_menu(role: Role, t: Translator) -> InlineKeyboardMarkup:
     items = menu_items(role)
     rows, row = [], []
     for item in items:

@@ -7,6 +7,7 @@ import traceback
 import uuid
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import Any
 
 from aiogram import BaseMiddleware
@@ -14,7 +15,9 @@ from aiogram.types import TelegramObject, Update
 
 from backend.core.i18n import Translator, gettext
 from backend.core.masking import mask_text
+from backend.users.cache import UserCache
 from backend.users.service import get_or_create_user
+from bot.fsm_storage import SQLStorage
 
 log = logging.getLogger("hehe.bot")
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
@@ -111,27 +114,41 @@ class ThrottleMiddleware(BaseMiddleware):
 
 
 class DbUserMiddleware(BaseMiddleware):
-    """One DB session per update; loads (or creates, as a citizen) the user; injects
-    ``session``, ``user``, ``t`` and ``ctx``. Commits when the handler returns."""
+    """One DB session — and one transaction — per update: loads (or creates, as a citizen)
+    the user, injects ``session``, ``user``, ``t`` and ``ctx``, and commits what the handler
+    did together with the conversation's FSM step when the handler returns.
+
+    Recently seen users come from a :class:`~backend.users.cache.UserCache` (no query)."""
 
     def __init__(self, ctx: Any):
         self.ctx = ctx
+        self.cache = UserCache(ttl=ctx.settings.user_cache_seconds)
 
     async def __call__(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
         tg_user = data["event_from_user"]
         channel = getattr(data["bot"].session, "channel_name", "telegram")
-        async with self.ctx.sm() as session:
-            user, created = await get_or_create_user(
-                session, tg_user.id, name=tg_user.full_name, username=tg_user.username,
-                language_code=tg_user.language_code, channel=channel)
-            if created or session.dirty:  # keep a new user even if the handler fails
-                await session.commit()
-            data.update(session=session, user=user, t=Translator(user.language), ctx=self.ctx)
-            try:
-                result = await handler(event, data)
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
+        storage = data.get("fsm_storage")
+        writes = storage.update_writes() if isinstance(storage, SQLStorage) else nullcontext(None)
+        version = self.cache.version(tg_user.id)
+        with writes as fsm_writes:
+            async with self.ctx.sm() as session:
+                user, created = await get_or_create_user(
+                    session, tg_user.id, name=tg_user.full_name, username=tg_user.username,
+                    language_code=tg_user.language_code, channel=channel, cache=self.cache)
+                if created or session.dirty:  # keep a new user even if the handler fails
+                    await session.commit()
+                data.update(session=session, user=user, t=Translator(user.language), ctx=self.ctx)
+                try:
+                    result = await handler(event, data)
+                    if fsm_writes is not None:
+                        await fsm_writes.write(session)
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    self.cache.invalidate(tg_user.id)
+                    if fsm_writes is not None:
+                        fsm_writes.forget()
+                    raise
+        self.cache.settle(tg_user.id, user, version)
         self.ctx.deliverer.wake.set()  # notifications the handler queued go out now
         return result

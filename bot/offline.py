@@ -225,9 +225,13 @@ class OfflineChannel:
         )
         return await self.feed(Update(update_id=next(self._update_ids), callback_query=cq))
 
-    def as_message(self, m: OutMessage) -> Message:
-        kb = InlineKeyboardMarkup(inline_keyboard=[
-            [{"text": t, "callback_data": d} for t, d in row] for row in m.inline]) if m.inline else None
+    def as_message(self, m: OutMessage, markup: InlineKeyboardMarkup | None = None) -> Message:
+        """The ``Message`` Telegram would return for ``m``; ``markup`` is the keyboard object
+        the bot just sent (reused as is: aiogram objects are immutable)."""
+        kb = markup
+        if kb is None and m.inline:
+            kb = InlineKeyboardMarkup(inline_keyboard=[
+                [{"text": t, "callback_data": d} for t, d in row] for row in m.inline])
         extra: dict[str, Any] = {}
         if m.photo:
             extra["photo"] = [PhotoSize(file_id=m.photo, file_unique_id=m.photo[-16:], width=1, height=1)]
@@ -289,7 +293,8 @@ class OfflineSession(BaseSession):
             elif isinstance(p.reply_markup, ReplyKeyboardRemove):
                 ch.reply_keyboards[chat_id] = None
             await ch._record(m)
-            return ch.as_message(m)
+            sent = p.reply_markup if isinstance(p.reply_markup, InlineKeyboardMarkup) else None
+            return ch.as_message(m, sent)
         if name in ("editMessageText", "editMessageReplyMarkup", "editMessageCaption"):
             m = ch.find(int(p.chat_id), int(p.message_id))
             if m is None:

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     # --- bot behaviour
     throttle_per_minute: int = Field(30, description="Max updates per user per minute.")
+    user_cache_seconds: float = Field(
+        30, description="How long the bot trusts a cached user row changed by another process; 0 = off.")
     quiet_hours_start: int = 22
     quiet_hours_end: int = 7
     default_language: str = "zh"

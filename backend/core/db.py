@@ -4,6 +4,9 @@ SQLite (WAL) is the embedded default; the same models run on PostgreSQL.
 """
 from __future__ import annotations
 
+import asyncio
+import re
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -12,6 +15,7 @@ from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -68,7 +72,74 @@ def make_engine(url: str, **kw) -> AsyncEngine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        _queue_sqlite_writers(engine)
     return engine
+
+
+_WRITE_SQL = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
+_HOLDS_WRITE_LOCK = "hehe_holds_write_lock"
+
+
+def _queue_sqlite_writers(engine: AsyncEngine, timeout: float = 30.0) -> None:
+    """SQLite has one writer at a time. When two write transactions meet, the second one polls
+    with sleeps (1, 2, 5, 10 … 100 ms) until the first commits — under load most of the time is
+    spent sleeping (docs/benchmarks.md). Writers of this engine therefore queue on an asyncio
+    lock instead: taken just before a transaction's first write statement (where SQLite takes its
+    own write lock: pysqlite begins a transaction there) and released right after its commit or
+    rollback. Readers are not affected (WAL). Other processes still meet ``busy_timeout``."""
+    locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+    sync = engine.sync_engine
+    dialect = sync.dialect
+
+    def lock() -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if loop not in locks:
+            locks[loop] = asyncio.Lock()
+        return locks[loop]
+
+    async def acquire() -> asyncio.Lock:
+        held = lock()
+        try:
+            await asyncio.wait_for(held.acquire(), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"database busy: no write slot within {timeout:.0f} s") from None
+        return held
+
+    def release(conn) -> None:
+        try:
+            info = conn.info
+        except (AttributeError, NotImplementedError):  # a bare DBAPI connection (first connect)
+            return
+        held = info.pop(_HOLDS_WRITE_LOCK, None)
+        if held is not None:
+            held.release()
+
+    @event.listens_for(sync, "before_cursor_execute")
+    def _before_write(conn, _cursor, statement, _params, _context, _many):
+        if _HOLDS_WRITE_LOCK in conn.info or not _WRITE_SQL.match(statement) or not in_greenlet():
+            return  # (outside SQLAlchemy's async bridge there is no loop to queue on)
+        conn.info[_HOLDS_WRITE_LOCK] = await_only(acquire())
+
+    do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
+
+    def commit_then_release(dbapi_conn) -> None:
+        try:
+            do_commit(dbapi_conn)
+        finally:
+            release(dbapi_conn)
+
+    def rollback_then_release(dbapi_conn) -> None:
+        try:
+            do_rollback(dbapi_conn)
+        finally:
+            release(dbapi_conn)
+
+    dialect.do_commit = commit_then_release
+    dialect.do_rollback = rollback_then_release
+
+    @event.listens_for(sync, "checkin")
+    def _checkin(_dbapi_conn, record):  # a connection never returns to the pool holding it
+        release(record)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

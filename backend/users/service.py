@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import now
 from backend.core.errors import DomainError, NotFound
 from backend.core.i18n import normalize_language
+from backend.users.cache import UserCache
 from backend.users.models import AuditLog, InviteCode, Jurisdiction, Level, Role, User
 
 SEED_DIR = Path(__file__).resolve().parent / "seed"
@@ -32,9 +33,13 @@ async def audit(session: AsyncSession, actor: str, action: str, subject: str | N
 # ---------------------------------------------------------------- users
 async def get_or_create_user(
     session: AsyncSession, telegram_id: int, *, name: str = "", username: str | None = None,
-    language_code: str | None = None, channel: str = "telegram",
+    language_code: str | None = None, channel: str = "telegram", cache: UserCache | None = None,
 ) -> tuple[User, bool]:
-    user = await session.scalar(select(User).where(User.telegram_id == telegram_id))
+    """The person behind ``telegram_id``, created as a citizen on first contact. With a
+    ``cache`` (the bot's), a recently seen person is attached without a query."""
+    user = cache.attach(session, telegram_id) if cache is not None else None
+    if user is None:
+        user = await session.scalar(select(User).where(User.telegram_id == telegram_id))
     if user is not None:
         if name and user.name != name:
             user.name = name

@@ -1,0 +1,133 @@
+"""One update, one transaction: the conversation step and what the handler saved commit
+together; the people the bot talks to are served from memory but never with a stale role."""
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.fsm.storage.base import StorageKey
+from aiogram.types import Message
+from sqlalchemy import event, select, text
+
+from backend.users.models import AuditLog
+from bot.dispatcher import make_dispatcher
+from bot.fsm_storage import SQLStorage
+from bot.offline import BOT_ID
+from tests.conftest import ChatDriver, texts
+
+
+class Steps(StatesGroup):
+    first = State()
+    second = State()
+
+
+def steps_router() -> Router:
+    r = Router(name="test-steps")
+
+    @r.message(Command("steps"))
+    async def begin(message: Message, state: FSMContext) -> None:
+        await state.set_state(Steps.first)
+        await state.update_data(started=True)
+        await message.answer("第一步")
+
+    @r.message(Steps.first, F.text, ~F.text.startswith("/"))
+    async def first(message: Message, state: FSMContext, session, user) -> None:
+        await state.set_state(Steps.second)
+        await state.update_data(answer=message.text)
+        session.add(AuditLog(actor=f"user:{user.id}", action="test.step", note=message.text))
+        if message.text == "boom":
+            raise RuntimeError("handler failed after writing")
+        await message.answer("第二步")
+
+    return r
+
+
+def use_dispatcher(ctx, *routers: Router) -> None:
+    ctx.dispatcher = make_dispatcher(ctx, first=list(routers))
+    ctx.channel.dispatcher = ctx.dispatcher
+
+
+async def test_a_failed_step_commits_nothing_and_the_person_stays_where_they_were(ctx):
+    use_dispatcher(ctx, steps_router())
+    chat = ChatDriver(ctx)
+    await chat.send(5001, "/steps")
+    out = await chat.send(5001, "boom")
+    assert "出错" in texts(out) or "没有丢失" in texts(out)
+
+    key = StorageKey(bot_id=BOT_ID, chat_id=5001, user_id=5001)
+    assert await ctx.dispatcher.storage.get_state(key) == Steps.first.state  # the failed step was forgotten
+    async with ctx.sm() as s:
+        assert await s.scalar(select(AuditLog).where(AuditLog.action == "test.step")) is None
+    restarted = SQLStorage(ctx.sm)  # what a restart reads from the database
+    assert await restarted.get_state(key) == Steps.first.state
+    assert await restarted.get_data(key) == {"started": True}
+
+    out = await chat.send(5001, "好的")  # the person simply tries again
+    assert texts(out) == "第二步"
+    async with ctx.sm() as s:
+        notes = list(await s.scalars(select(AuditLog.note).where(AuditLog.action == "test.step")))
+    assert notes == ["好的"]
+    restarted = SQLStorage(ctx.sm)
+    assert await restarted.get_state(key) == Steps.second.state
+    assert await restarted.get_data(key) == {"started": True, "answer": "好的"}
+
+
+async def test_one_update_writes_its_step_in_one_transaction(ctx):
+    use_dispatcher(ctx, steps_router())
+    chat = ChatDriver(ctx)
+    await chat.send(5002, "/start")  # first contact: the user is created
+    commits: list[int] = []
+    event.listen(ctx.engine.sync_engine, "commit", lambda conn: commits.append(1))
+    await chat.send(5002, "/steps")  # set_state + update_data (two FSM writes)
+    assert len(commits) == 1
+
+
+async def test_a_role_granted_in_this_process_applies_to_the_very_next_message(ctx, chat):
+    await chat.send(5003, "/me")  # cached as a citizen now
+    await chat.as_role(5003, "mediator", "椒江区")
+    out = await chat.send(5003, "/me")
+    assert "调解员" in texts(out)
+
+
+async def test_a_role_changed_by_another_process_is_seen_within_the_cache_lifetime(ctx, chat):
+    mw = next(m for m in ctx.dispatcher.update.outer_middleware._middlewares
+              if type(m).__name__ == "DbUserMiddleware")
+    now = [1000.0]
+    mw.cache.clock = lambda: now[0]
+    await chat.send(5004, "/me")
+    await chat.send(5004, "/me")  # stored in the cache after this update
+    async with ctx.sm() as s:  # another process: a plain UPDATE, no ORM flush in this one
+        await s.execute(text("UPDATE users SET role = 'official' WHERE telegram_id = 5004"))
+        await s.commit()
+    assert "群众" in texts(await chat.send(5004, "/me"))  # still the cached row
+    now[0] += ctx.settings.user_cache_seconds + 1
+    assert "领导/工作人员" in texts(await chat.send(5004, "/me"))
+
+
+async def test_magic_filters_run_on_the_event_loop(ctx):
+    handlers = [h for r in ctx.dispatcher.chain_tail for o in r.observers.values() for h in o.handlers]
+    filters = [f for h in handlers for f in (h.filters or [])]
+    assert filters and all(f.awaitable for f in filters)
+
+
+async def test_conversation_steps_survive_a_restart_on_both_databases(db_settings):
+    """The FSM upsert and delete are plain SQL shared by SQLite and PostgreSQL."""
+    from backend.context import start_context
+
+    ctx = await start_context(db_settings, models=False, workers=False, telegram=False)
+    try:
+        use_dispatcher(ctx, steps_router())
+        chat = ChatDriver(ctx)
+        await chat.send(5010, "/steps")
+        assert texts(await chat.send(5010, "邻居装修")) == "第二步"
+        await chat.send(5010, "/steps")  # the row is updated in place
+        key = StorageKey(bot_id=BOT_ID, chat_id=5010, user_id=5010)
+        restarted = SQLStorage(ctx.sm)
+        assert await restarted.get_state(key) == Steps.first.state
+        assert await restarted.get_data(key) == {"started": True, "answer": "邻居装修"}
+        await chat.send(5010, "/cancel")  # a finished conversation leaves no row behind
+        async with ctx.sm() as s:
+            assert await s.scalar(text("SELECT count(*) FROM fsm_state WHERE key LIKE '%:5010:%'")) == 0
+    finally:
+        await ctx.stop()
