@@ -151,7 +151,7 @@ async def start_context(
     runtime.set_context(ctx)
 
     if scheduler:
-        ctx.scheduler = make_scheduler(settings.sync_db_url, settings.timezone)
+        ctx.scheduler = make_scheduler(settings.scheduler_db_url, settings.timezone)
         register_recurring(ctx.scheduler)
         ctx.scheduler.start()
     if workers:

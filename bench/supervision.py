@@ -7,7 +7,7 @@ Each figure is printed next to a baseline measured in the same run.
     python bench/supervision.py burst --n 100
 
 - schedule: add N one-off reminder jobs (ids, args, far in the future) into the running app's
-  SQLite job store the way the app does (``schedule_batch``: one job-store transaction per
+  SQLite job store the way the app does (``scheduler.runtime.schedule_many``: one job-store transaction per
   change, 3 reminders each), and in one batch. Goal ≤ 10 s. Baseline: the same jobs with
   add_job on an AsyncIOScheduler with a MemoryJobStore; also shown: plain add_job into the
   SQLite store (one commit = one fsync per reminder), extrapolated from 1,000.
@@ -69,7 +69,7 @@ def pct(xs: list[float], p: float) -> float:
 # ----------------------------------------------------------------------------- schedule
 async def bench_schedule(n: int, d: Path) -> dict:
     from scheduler import runtime
-    from scheduler.jobs.supervision import schedule_batch
+    from scheduler.runtime import schedule_many as schedule_batch
 
     def specs(tag: str):
         return [("scheduler.jobs.supervision:reply_reminder", FAR + timedelta(seconds=i), [i, 7], f"{tag}-{i}")
@@ -125,9 +125,8 @@ async def bench_restart(n: int, d: Path, fresh: Path) -> dict:
     s = settings_for(d)
     if n:
         ctx = await start(s)
-        from scheduler import runtime
         if len(ctx.scheduler.get_jobs()) < n:
-            from scheduler.jobs.supervision import schedule_batch
+            from scheduler.runtime import schedule_many as schedule_batch
             schedule_batch([("scheduler.jobs.supervision:reply_reminder", FAR + timedelta(seconds=i), [i, 7],
                              f"sup-reply-{i}-t7") for i in range(n)])
         await ctx.stop()

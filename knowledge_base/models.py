@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, String, Text, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Index, Integer, String, Text, event, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from backend.core.clock import now
 from backend.core.db import Base, UTCDateTime
@@ -47,13 +47,28 @@ class KbQueue(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-async def enqueue(session, kind: str, ref_id, op: str = "upsert") -> KbQueue:
-    """Record that ``kind``/``ref_id`` changed. Call inside the caller's transaction; no commit here."""
+_PENDING = "kb_enqueued"
+
+
+async def enqueue(session, kind: str, ref_id, op: str = "upsert") -> KbQueue | None:
+    """Record that ``kind``/``ref_id`` changed. Call inside the caller's transaction; no commit
+    here. One queue row per record and operation per transaction (None when already queued)."""
     if op not in OPS:
         raise ValueError(f"op must be one of {OPS}")
+    key = (kind, str(ref_id), op)
+    pending = session.sync_session.info.setdefault(_PENDING, set())
+    if key in pending:
+        return None
+    pending.add(key)
     row = KbQueue(kind=kind, ref_id=str(ref_id), op=op, created_at=now())
     session.add(row)
     return row
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _transaction_ended(sync_session: Session) -> None:
+    sync_session.info.pop(_PENDING, None)
 
 
 # ----------------------------------------------------------------------------- sources

@@ -69,9 +69,18 @@ class Settings(BaseSettings):
 
     @property
     def sync_db_url(self) -> str:
-        """Synchronous URL for Alembic and the APScheduler job store."""
+        """Synchronous URL of the application database (Alembic)."""
         url = self.db_url
         return url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg2")
+
+    @property
+    def scheduler_db_url(self) -> str:
+        """The APScheduler job store. On SQLite it is a file of its own (``scheduler.db``): the
+        scheduler writes it synchronously, and it must never wait for the application's single
+        write lock. On PostgreSQL it is a table in the application database."""
+        if self.db_url.startswith("sqlite"):
+            return f"sqlite:///{(self.data_dir / 'scheduler.db').resolve()}"
+        return self.sync_db_url
 
     @property
     def faces_dir(self) -> Path:

@@ -2,14 +2,12 @@
 ratings and early warning. Plain arguments + AsyncSession; never imports aiogram."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import event, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core import files as filestore
@@ -23,6 +21,7 @@ from backend.disputes.models import OPEN_STATUSES, Dispute, DisputeCounter, Disp
 from backend.notify.service import notify
 from backend.users import service as users
 from backend.users.models import Jurisdiction, Level, Role, User
+from scheduler import runtime
 
 log = logging.getLogger("hehe.disputes")
 
@@ -88,124 +87,16 @@ async def _kb_enqueue(session: AsyncSession, d: Dispute) -> None:
         from knowledge_base.models import enqueue
     except ImportError:
         return
-    pending = session.info.setdefault("disputes_kb", set())
-    if d.id not in pending:  # one queue row per case per transaction
-        pending.add(d.id)
-        after_commit(session, lambda: None)  # clears the per-transaction set on commit
-        await enqueue(session, "dispute", d.id)
+    await enqueue(session, "dispute", d.id)  # one queue row per case per transaction
 
 
-# ---------------------------------------------------------------- after-commit work
-# One worker thread, so job-store writes keep their order (cancel before re-schedule). The
-# job store is a synchronous connection: on SQLite it may wait for another update's write
-# lock, and waiting in the event loop would stop that update from ever committing.
-_SCHED_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disputes-sched")
-_PENDING: set = set()
-
-
-def _run_all(todo: list) -> None:
-    for fn in todo:
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 - the periodic sweep catches up on missed schedules
-            log.exception("after-commit scheduling failed")
-
-
-def _run_after_commit(sync_session) -> None:
-    todo = sync_session.info.pop("disputes_after_commit", [])
-    sync_session.info.pop("disputes_kb", None)
-    if not todo:
-        return
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        _run_all(todo)
-        return
-    fut = loop.run_in_executor(_SCHED_POOL, _run_all, todo)
-    _PENDING.add(fut)
-    fut.add_done_callback(_PENDING.discard)
-
-
-async def settle() -> None:
-    """Wait until scheduling handed to the worker thread is done (tests, shutdown)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        mine = [f for f in list(_PENDING) if f.get_loop() is loop and not f.done()]
-        for f in list(_PENDING):
-            if f.get_loop() is not loop or f.done():
-                _PENDING.discard(f)  # finished, or left behind by a closed loop
-        if not mine:
-            return
-        await asyncio.gather(*mine, return_exceptions=True)
-
-
-def _drop_after_commit(sync_session) -> None:
-    sync_session.info.pop("disputes_after_commit", None)
-    sync_session.info.pop("disputes_kb", None)
-
-
-def after_commit(session: AsyncSession, fn) -> None:
-    """Schedule jobs only once the case is committed: the job store is another connection
-    (on SQLite it would wait for our own write lock) and a rolled-back case needs no jobs."""
-    ss = session.sync_session
-    if not event.contains(ss, "after_commit", _run_after_commit):
-        event.listen(ss, "after_commit", _run_after_commit)
-        event.listen(ss, "after_rollback", _drop_after_commit)
-    ss.info.setdefault("disputes_after_commit", []).append(fn)
-
-
-def _store_job(func: str, run_at: datetime, args: list, job_id: str) -> None:
-    """Persist a one-off job like ``scheduler.runtime.schedule_once`` does, but straight into
-    the job store from the worker thread, without the scheduler's internal lock.
-
-    Why: ``scheduler.add_job`` holds the scheduler's lock while the job store (a synchronous
-    SQLite connection) waits for the database write lock; meanwhile the event loop's own
-    ``_process_jobs`` blocks on that scheduler lock, so the update holding the write lock can
-    never commit — a deadlock under concurrent intake (seen in bench/disputes.py)."""
-    from apscheduler.job import Job
-    from apscheduler.jobstores.base import ConflictingIdError
-    from apscheduler.triggers.date import DateTrigger
-
-    from scheduler import runtime
-
-    ctx = runtime._CTX
-    sched = getattr(ctx, "scheduler", None)
-    if sched is None or not sched.running:
-        runtime.schedule_once(func, run_at, args, job_id)  # logs "not scheduled"
-        return
-    defaults = sched._job_defaults
-    job = Job(sched, id=job_id, func=func, trigger=DateTrigger(run_at, timezone=sched.timezone),
-              executor="default", args=list(args), kwargs={}, name=job_id,
-              misfire_grace_time=defaults["misfire_grace_time"], coalesce=defaults["coalesce"],
-              max_instances=defaults["max_instances"], next_run_time=run_at)
-    store = sched._lookup_jobstore("default")
-    try:
-        store.add_job(job)
-    except ConflictingIdError:
-        store.update_job(job)
-    sched._eventloop.call_soon_threadsafe(sched.wakeup)
-
-
-def _remove_job(job_id: str) -> None:
-    from apscheduler.jobstores.base import JobLookupError
-
-    from scheduler import runtime
-
-    sched = getattr(runtime._CTX, "scheduler", None)
-    if sched is None or not sched.running:
-        return
-    try:
-        sched._lookup_jobstore("default").remove_job(job_id)
-    except JobLookupError:
-        pass
-
-
+# ---------------------------------------------------------------- deadline jobs
 def _schedule(session: AsyncSession, func: str, at: datetime, args: list, job_id: str) -> None:
-    after_commit(session, lambda: _store_job(f"{JOBS}:{func}", at, args, job_id))
+    runtime.schedule_after_commit(session, f"{JOBS}:{func}", at, args, job_id)
 
 
 def _cancel(session: AsyncSession, job_id: str) -> None:
-    after_commit(session, lambda: _remove_job(job_id))
+    runtime.cancel_after_commit(session, job_id)
 
 
 # ---------------------------------------------------------------- validation

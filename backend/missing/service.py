@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from PIL import Image, ImageDraw, ImageOps
-from sqlalchemy import event, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import TZ, fmt_local, now, to_local
@@ -598,29 +598,14 @@ async def reject(session: AsyncSession, user: User, cid: int, note: str | None =
 
 
 # ---------------------------------------------------------------- biometric deletion
-def after_commit(session: AsyncSession, fn, *args) -> None:
-    """Run ``fn(*args)`` once this transaction has committed (never if it rolls back).
-
-    The job store lives in the same database: writing it while our transaction holds
-    SQLite's write lock would wait for ourselves. It also keeps a job from existing for a
-    change that was rolled back."""
-    def run(_session) -> None:
-        try:
-            fn(*args)
-        except Exception:  # noqa: BLE001 - the daily sweep is the safety net
-            log.exception("after-commit action %s failed", getattr(fn, "__name__", fn))
-
-    event.listen(session.sync_session, "after_commit", run, once=True)
-
-
 def schedule_face_deletion(session: AsyncSession, case: PersonCase, when: datetime) -> None:
-    from scheduler.runtime import schedule_once
+    from scheduler.runtime import schedule_after_commit
 
     if case.face_state in ("deleted", "none"):
         return
     case.face_state, case.face_delete_at = "scheduled", when
-    after_commit(session, schedule_once, "scheduler.jobs.missing:delete_faces", when, [case.id],
-                 f"missing-faces-{case.id}")
+    schedule_after_commit(session, "scheduler.jobs.missing:delete_faces", when, [case.id],
+                          f"missing-faces-{case.id}")
 
 
 async def delete_faces_now(session: AsyncSession, case: PersonCase, faces_or_settings, *, actor: str) -> int:
@@ -658,9 +643,9 @@ async def close_case(session: AsyncSession, user: User, case_id: int, faces, set
         or_(MatchCandidate.missing_id == case.id, MatchCandidate.found_id == case.id)))
     for c in pend:
         _candidate_to(c, WITHDRAWN)
-    from scheduler.runtime import cancel
+    from scheduler.runtime import cancel_after_commit
 
-    after_commit(session, cancel, f"missing-faces-{case.id}")
+    cancel_after_commit(session, f"missing-faces-{case.id}")
     await delete_faces_now(session, case, faces if faces is not None else settings, actor=f"user:{user.id}")
     return case
 

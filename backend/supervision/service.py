@@ -6,8 +6,7 @@ decline or register a clue, handle (检e办) and track the agency's rectificatio
 One state machine (``TRANSITIONS``), checked in :func:`transition` only; every change is
 recorded in ``sup_events`` with who, when and a note, and told to everyone attached to the
 item in the same transaction (outbox). Reminder jobs are scheduled after the commit
-(``_after_commit``): the APScheduler job store is a separate connection, and writing to it
-while this transaction holds SQLite's write lock would block.
+(``scheduler.runtime.schedule_after_commit``), never for a change that was rolled back.
 """
 from __future__ import annotations
 
@@ -17,9 +16,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import event as sa_event, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from backend.core.clock import TZ, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
@@ -29,6 +27,7 @@ from backend.notify.service import notify
 from backend.supervision.models import ItemCounter, ItemEvent, ItemParticipant, Suggestion, SupervisionItem
 from backend.users import service as users
 from backend.users.models import Jurisdiction, Level, Role, User
+from scheduler import runtime
 
 log = logging.getLogger("hehe.supervision")
 
@@ -88,37 +87,13 @@ def allowed_actions(status: str) -> list[str]:
     return [a for (s, a) in TRANSITIONS if s == status]
 
 
-# ---------------------------------------------------------------- after-commit scheduling
+# ---------------------------------------------------------------- reminder jobs
 def _after_commit(session: AsyncSession, func_name: str, run_at: datetime, args: list, job_id: str) -> None:
-    session.sync_session.info.setdefault("sup_jobs", []).append((f"{JOBS}:{func_name}", run_at, args, job_id))
+    runtime.schedule_after_commit(session, f"{JOBS}:{func_name}", run_at, args, job_id)
 
 
 def _cancel_after_commit(session: AsyncSession, job_id: str) -> None:
-    session.sync_session.info.setdefault("sup_jobs", []).append((None, None, None, job_id))
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _run_pending_jobs(sync_session: Session) -> None:
-    pending = sync_session.info.pop("sup_jobs", None)
-    if not pending:
-        return
-    from scheduler import runtime
-    from scheduler.jobs.supervision import schedule_batch
-
-    try:
-        for func_name, run_at, args, job_id in pending:
-            if func_name is None:
-                runtime.cancel(job_id)
-        adds = [p for p in pending if p[0] is not None]
-        if adds:
-            schedule_batch(adds)  # one job-store transaction for all reminders of this change
-    except Exception:  # noqa: BLE001 - the change is committed; a lost reminder is logged, not fatal
-        log.exception("could not schedule %s", [p[3] for p in pending])
-
-
-@sa_event.listens_for(Session, "after_rollback")
-def _drop_pending_jobs(sync_session: Session) -> None:
-    sync_session.info.pop("sup_jobs", None)
+    runtime.cancel_after_commit(session, job_id)
 
 
 # ---------------------------------------------------------------- knowledge base seam

@@ -3,8 +3,6 @@ does nothing if the state moved on (dedupe keys make a second run a no-op)."""
 from __future__ import annotations
 
 import logging
-import pickle
-from datetime import datetime
 
 from backend.core.clock import now
 from backend.core.db import session_scope
@@ -74,45 +72,6 @@ async def monthly_digest() -> None:
     ctx.deliverer.wake.set()
 
 
-def schedule_batch(specs: list[tuple[str, datetime, list, str]]) -> int:
-    """Persist several one-off jobs ``(func ref, run_at, args, job id)`` in ONE job-store
-    transaction (replace_existing semantics), then wake the scheduler once.
-
-    ``schedule_once`` commits once per job, and each SQLite commit is an fsync (~3 ms here):
-    10,000 reminders took ~37 s that way. APScheduler 3 has no batch API, so this builds the
-    same ``Job`` objects it would and writes their rows the way ``SQLAlchemyJobStore.add_job``
-    does. Any other job store (or no running scheduler) falls back to ``schedule_once``.
-    """
-    from apscheduler.job import Job
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    from apscheduler.triggers.date import DateTrigger
-    from apscheduler.util import datetime_to_utc_timestamp
-
-    ctx = runtime._CTX
-    sched = getattr(ctx, "scheduler", None)
-    store = sched._jobstores.get("default") if sched is not None and sched.running else None
-    if not isinstance(store, SQLAlchemyJobStore):
-        for func, run_at, args, job_id in specs:
-            runtime.schedule_once(func, run_at, args, job_id)
-        return len(specs)
-    d = sched._job_defaults
-    rows, t = {}, now()
-    for func, run_at, args, job_id in specs:
-        trigger = DateTrigger(run_date=run_at, timezone=sched.timezone)
-        job = Job(sched, id=job_id, func=func, trigger=trigger, executor="default", args=list(args), kwargs={},
-                  name=func.rsplit(":", 1)[-1], misfire_grace_time=d["misfire_grace_time"], coalesce=d["coalesce"],
-                  max_instances=d["max_instances"], next_run_time=trigger.get_next_fire_time(None, t))
-        rows[job_id] = {"id": job_id, "next_run_time": datetime_to_utc_timestamp(job.next_run_time),
-                        "job_state": pickle.dumps(job.__getstate__(), store.pickle_protocol)}
-    ids = list(rows)
-    with store.engine.begin() as conn:
-        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-            conn.execute(store.jobs_t.delete().where(store.jobs_t.c.id.in_(ids[i:i + 500])))
-        conn.execute(store.jobs_t.insert(), list(rows.values()))
-    sched.wakeup()
-    return len(rows)
-
-
 async def sweep() -> None:
     """At start-up and every morning: schedule the reminders open items lack."""
     from backend.supervision import service as svc
@@ -125,7 +84,7 @@ async def sweep() -> None:
         missing = await svc.missing_reminders(s, lambda jid: sched.get_job(jid) is not None, now())
     if missing:
         log.info("supervision sweep: %s reminders re-scheduled", len(missing))
-        schedule_batch([(f"{MOD}:{func}", at, args, jid) for func, at, args, jid in missing])
+        runtime.schedule_many([(f"{MOD}:{func}", at, args, jid) for func, at, args, jid in missing])
 
 
 def register(scheduler) -> None:

@@ -18,9 +18,6 @@ PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 50
 
 async def run_scheduler_at(ctx, when: datetime, settle: float = 0.6) -> None:
     """Travel to ``when`` and let the real AsyncIOScheduler fire whatever is due then."""
-    from backend.disputes.service import settle as scheduling_done
-
-    await scheduling_done()
     with time_machine.travel(when, tick=True):
         ctx.scheduler.wakeup()
         for _ in range(int(settle / 0.1)):

@@ -12,9 +12,6 @@ from tests.disputes.conftest import DAY, case, report, run_scheduler_at
 
 
 async def _jobs(ctx, prefix):
-    from backend.disputes.service import settle
-
-    await settle()
     return sorted(j.id for j in ctx.scheduler.get_jobs() if j.id.startswith(prefix))
 
 
