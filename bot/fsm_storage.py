@@ -13,9 +13,9 @@ from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
-from sqlalchemy import JSON, String, bindparam, select, text
+from sqlalchemy import JSON, String, bindparam, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from backend.core.db import Base
 
@@ -42,24 +42,39 @@ def _key(k: StorageKey) -> str:
 
 
 class UpdateWrites:
-    """The FSM changes made while one update is handled. ``DbUserMiddleware`` writes them in
-    the update's own transaction, so a step of a conversation and what the handler saved
-    commit together — or, when the handler fails, not at all (the person stays at the step
-    they were at, and nothing is half-written)."""
+    """The FSM changes made while one update is handled. They are written by the update's own
+    session at its next commit (a ``before_commit`` hook), so a step of a conversation commits
+    together with what the handler saved — or, when the handler fails, not at all (the person
+    stays at the step they were at, and nothing is half-written)."""
 
     def __init__(self, storage: "SQLStorage"):
         self.storage = storage
-        self.changes: dict[str, tuple[str | None, dict[str, Any]]] = {}
+        self.changes: dict[str, tuple[str | None, dict[str, Any]]] = {}  # not yet written
+        self.touched: set[str] = set()  # every key changed during the update
 
-    async def write(self, session: AsyncSession) -> None:
-        for k, (state, data) in self.changes.items():
-            await self.storage.write_row(session, k, state, data)
+    def add(self, k: str, state: str | None, data: dict[str, Any]) -> None:
+        self.changes[k] = (state, data)
+        self.touched.add(k)
+
+    def bind(self, session: AsyncSession) -> None:
+        """Write the pending changes whenever ``session`` commits (also mid-handler)."""
+        event.listen(session.sync_session, "before_commit", self._write)
+
+    def _write(self, sync_session: Session) -> None:
+        changes, self.changes = self.changes, {}
+        for k, (state, data) in changes.items():
+            if state is None and not data:  # a finished conversation leaves no row behind
+                sync_session.execute(_DELETE, {"k": k})
+            else:
+                sync_session.execute(_UPSERT, {"k": k, "s": state, "d": data})
 
     def forget(self) -> None:
-        """The transaction was rolled back: the cache must not keep what never committed."""
-        for k in self.changes:
+        """A transaction of the update rolled back: the cache must not keep what may not have
+        committed (the next read goes to the database)."""
+        for k in self.touched:
             self.storage.forget(k)
         self.changes.clear()
+        self.touched.clear()
 
 
 _update_writes: ContextVar[UpdateWrites | None] = ContextVar("hehe_fsm_update_writes", default=None)
@@ -72,7 +87,7 @@ class SQLStorage(BaseStorage):
       update; most updates change nothing). The process that runs the Dispatcher owns the
       conversations, so the cache cannot go stale; after a restart it starts empty.
     * Writes made while an update is handled (inside :meth:`update_writes`) are collected and
-      written by the update's transaction, one statement per conversation key; writes made
+      written by the update's session when it commits, one statement per conversation key; writes made
       elsewhere (a scheduler job, the API) are written at once in their own transaction.
     """
 
@@ -92,12 +107,6 @@ class SQLStorage(BaseStorage):
             yield uw
         finally:
             _update_writes.reset(token)
-
-    async def write_row(self, s: AsyncSession, k: str, state: str | None, data: dict[str, Any]) -> None:
-        if state is None and not data:  # a finished conversation leaves no row behind
-            await s.execute(_DELETE, {"k": k})
-        else:
-            await s.execute(_UPSERT, {"k": k, "s": state, "d": data})
 
     def forget(self, k: str) -> None:
         self._cache.pop(k, None)
@@ -124,11 +133,13 @@ class SQLStorage(BaseStorage):
         self._remember(k, state, data)
         uw = _update_writes.get()
         if uw is not None and uw.storage is self:
-            uw.changes[k] = (state, data)
+            uw.add(k, state, data)
             return
         try:
-            async with self.sm() as s:
-                await self.write_row(s, k, state, data)
+            async with self.sm() as s:  # outside an update: a transaction of its own
+                uw = UpdateWrites(self)
+                uw.bind(s)
+                uw.add(k, state, data)
                 await s.commit()
         except BaseException:
             self.forget(k)

@@ -132,6 +132,8 @@ class DbUserMiddleware(BaseMiddleware):
         version = self.cache.version(tg_user.id)
         with writes as fsm_writes:
             async with self.ctx.sm() as session:
+                if fsm_writes is not None:
+                    fsm_writes.bind(session)
                 user, created = await get_or_create_user(
                     session, tg_user.id, name=tg_user.full_name, username=tg_user.username,
                     language_code=tg_user.language_code, channel=channel, cache=self.cache)
@@ -140,9 +142,7 @@ class DbUserMiddleware(BaseMiddleware):
                 data.update(session=session, user=user, t=Translator(user.language), ctx=self.ctx)
                 try:
                     result = await handler(event, data)
-                    if fsm_writes is not None:
-                        await fsm_writes.write(session)
-                    await session.commit()
+                    await session.commit()  # what the handler did + the conversation's step
                 except BaseException:
                     await session.rollback()
                     self.cache.invalidate(tg_user.id)

@@ -45,6 +45,8 @@ class OutMessage:
     deleted: bool = False
     seq: int = 0  # change counter for pollers
     toast: bool = False  # an answerCallbackQuery notice
+    markup: Any = field(default=None, compare=False, repr=False)  # the InlineKeyboardMarkup sent
+    recorded: bool = field(default=False, compare=False, repr=False)
 
     def as_json(self, user: int | None = None) -> dict:
         return {
@@ -100,7 +102,8 @@ class OfflineChannel:
     # ------------------------------------------------------------- outgoing (bot → person)
     async def _record(self, msg: OutMessage) -> OutMessage:
         msg.seq = next(self._seq)
-        if msg not in self.out[msg.chat_id]:
+        if not msg.recorded:  # an edit re-records the same message
+            msg.recorded = True
             self.out[msg.chat_id].append(msg)
         async with self._changed:
             self._changed.notify_all()
@@ -225,10 +228,10 @@ class OfflineChannel:
         )
         return await self.feed(Update(update_id=next(self._update_ids), callback_query=cq))
 
-    def as_message(self, m: OutMessage, markup: InlineKeyboardMarkup | None = None) -> Message:
-        """The ``Message`` Telegram would return for ``m``; ``markup`` is the keyboard object
-        the bot just sent (reused as is: aiogram objects are immutable)."""
-        kb = markup
+    def as_message(self, m: OutMessage) -> Message:
+        """The ``Message`` Telegram would return for ``m``, with the keyboard object the bot
+        sent (reused: nothing changes a sent keyboard)."""
+        kb = m.markup
         if kb is None and m.inline:
             kb = InlineKeyboardMarkup(inline_keyboard=[
                 [{"text": t, "callback_data": d} for t, d in row] for row in m.inline])
@@ -287,14 +290,14 @@ class OfflineSession(BaseSession):
             else:
                 m.text = f"📍 {p.latitude:.5f}, {p.longitude:.5f}"
             m.inline = _inline(p.reply_markup)
+            m.markup = p.reply_markup if isinstance(p.reply_markup, InlineKeyboardMarkup) else None
             if isinstance(p.reply_markup, ReplyKeyboardMarkup):
                 ch.reply_keyboards[chat_id] = [[b.text for b in row] for row in p.reply_markup.keyboard]
                 m.reply_keyboard = ch.reply_keyboards[chat_id]
             elif isinstance(p.reply_markup, ReplyKeyboardRemove):
                 ch.reply_keyboards[chat_id] = None
             await ch._record(m)
-            sent = p.reply_markup if isinstance(p.reply_markup, InlineKeyboardMarkup) else None
-            return ch.as_message(m, sent)
+            return ch.as_message(m)
         if name in ("editMessageText", "editMessageReplyMarkup", "editMessageCaption"):
             m = ch.find(int(p.chat_id), int(p.message_id))
             if m is None:
@@ -305,6 +308,7 @@ class OfflineSession(BaseSession):
             elif name == "editMessageCaption":
                 m.text = p.caption or ""
             m.inline = _inline(p.reply_markup)
+            m.markup = p.reply_markup if isinstance(p.reply_markup, InlineKeyboardMarkup) else None
             m.edited = True
             await ch._record(m)
             return ch.as_message(m)

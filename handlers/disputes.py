@@ -20,7 +20,7 @@ from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
 from backend.core.i18n import Translator
 from backend.core.masking import mask_phone
 from backend.disputes import config, routing, service, stats
-from backend.disputes.models import Dispute, Status
+from backend.disputes.models import Dispute
 from backend.users import service as users
 from backend.users.models import Jurisdiction, Role, User
 from bot.menu import MenuCb, inline, register_menu_item
@@ -470,8 +470,8 @@ def make_router() -> Router:
             await session.rollback()
             await say_error(cq.message, e, t)
             return
-        await session.commit()  # the case is complete; the FSM store is another connection
         await state.clear()
+        await session.commit()  # the case and the end of the conversation, before we say so
         await cq.message.answer(t("disputes.created", number=d.number, status=t(f"disputes.status_{d.status}"),
                                   unit=d.unit.name))
 

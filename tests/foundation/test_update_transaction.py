@@ -38,6 +38,9 @@ def steps_router() -> Router:
         session.add(AuditLog(actor=f"user:{user.id}", action="test.step", note=message.text))
         if message.text == "boom":
             raise RuntimeError("handler failed after writing")
+        if message.text == "saved":
+            await session.commit()  # e.g. a case is complete before the bot says so
+            raise RuntimeError("failed after the commit")
         await message.answer("第二步")
 
     return r
@@ -71,6 +74,18 @@ async def test_a_failed_step_commits_nothing_and_the_person_stays_where_they_wer
     restarted = SQLStorage(ctx.sm)
     assert await restarted.get_state(key) == Steps.second.state
     assert await restarted.get_data(key) == {"started": True, "answer": "好的"}
+
+
+async def test_a_commit_inside_the_handler_carries_the_conversation_step_with_it(ctx):
+    use_dispatcher(ctx, steps_router())
+    chat = ChatDriver(ctx)
+    await chat.send(5005, "/steps")
+    await chat.send(5005, "saved")
+    key = StorageKey(bot_id=BOT_ID, chat_id=5005, user_id=5005)
+    restarted = SQLStorage(ctx.sm)
+    assert await restarted.get_state(key) == Steps.second.state  # committed with the handler's data
+    async with ctx.sm() as s:
+        assert list(await s.scalars(select(AuditLog.note).where(AuditLog.action == "test.step"))) == ["saved"]
 
 
 async def test_one_update_writes_its_step_in_one_transaction(ctx):
