@@ -72,28 +72,38 @@ def _run(coro_fn):
 @app.command()
 def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.Option(None)) -> None:
     """Run Hehe: API, web chat (/chat), bot, scheduler. Telegram only when HEHE_TELEGRAM_TOKEN is set."""
+    from backend.core import preload
+
+    s = get_settings()
+    _setup_logging(s)
+    s.ensure_dirs()
+    preload.start(s)  # the models load while the imports below and the migrations run
+
     import uvicorn
 
     from backend.app import create_app
 
-    s = get_settings()
-    _setup_logging(s)
     uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
 
 
 @app.command()
 def demo(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.Option(None)) -> None:
     """Like serve, with demo users of every role and sample data (data dir ./data-demo by default)."""
-    import uvicorn
-
-    from backend.app import create_app
-    from backend.demo import seed_demo
+    from backend.core import preload
 
     os.environ["HEHE_DEMO"] = "1"
     os.environ.setdefault("HEHE_DATA_DIR", "./data-demo")
     get_settings.cache_clear()
     s = get_settings()
     _setup_logging(s)
+    s.ensure_dirs()
+    preload.start(s)
+
+    import uvicorn
+
+    from backend.app import create_app
+    from backend.demo import seed_demo
+
     asyncio.run(seed_demo(s))
     typer.echo(f"Hehe demo: open http://{host or s.host}:{port or s.port}/chat")
     uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())

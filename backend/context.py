@@ -6,7 +6,6 @@ tests) and torn down by :meth:`AppContext.stop`.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from aiogram import Bot, Dispatcher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from backend.core import migrate
+from backend.core import migrate, preload
 from backend.core.config import Settings
 from backend.core.db import make_engine, make_sessionmaker, session_scope
 from backend.core.security import load_secret
@@ -73,35 +72,21 @@ class AppContext:
             runtime.set_context(None)
 
 
-def _load_optional(module: str, cls: str, settings: Settings) -> Any:
-    """Slices that ship a heavy model expose a class with ``load()``; absent slice → None."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name == module:
-            return None
-        raise
-    obj = getattr(mod, cls)(settings)
-    obj.load()
-    return obj
-
-
 async def _load_models(ctx: AppContext) -> None:
     s = ctx.settings
 
-    async def one(name: str, module: str, cls: str, enabled: bool) -> None:
-        if not enabled:
+    async def one(name: str, module: str, cls: str, flag: str) -> None:
+        if not getattr(s, flag):
             return
         try:
-            setattr(ctx, name, await asyncio.to_thread(_load_optional, module, cls, s))
+            started = preload.take(name, s)  # `hehe serve` started it before the imports
+            setattr(ctx, name, await (asyncio.wrap_future(started) if started is not None
+                                      else asyncio.to_thread(preload.load_model, module, cls, s)))
         except Exception as e:  # noqa: BLE001 - reported by /readyz, the app still serves chat
             log.exception("loading %s failed", name)
             ctx.model_errors[name] = str(e)
 
-    await asyncio.gather(
-        one("faces", "backend.faces.service", "FaceService", s.face_enabled),
-        one("kb", "knowledge_base.facade", "KnowledgeBase", s.kb_enabled),
-    )
+    await asyncio.gather(*(one(name, *spec) for name, spec in preload.MODELS.items()))
     if ctx.kb is not None:
         await start_kb_ingestion(ctx)
     ctx.models_ready.set()
