@@ -5,13 +5,17 @@ SQLite (WAL) is the embedded default; the same models run on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import re
+import sqlite3
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, MetaData, event
+import aiosqlite
+from sqlalchemy import DateTime, MetaData, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -59,7 +63,7 @@ class UTCDateTime(TypeDecorator):
 
 def make_engine(url: str, **kw) -> AsyncEngine:
     if url.startswith("sqlite"):
-        kw.setdefault("connect_args", {"timeout": 30})
+        kw.setdefault("async_creator", _one_trip_connector(make_url(url).database or ":memory:"))
     engine = create_async_engine(url, **kw)
     if url.startswith("sqlite"):
 
@@ -74,6 +78,89 @@ def make_engine(url: str, **kw) -> AsyncEngine:
 
         _queue_sqlite_writers(engine)
     return engine
+
+
+class _OneTripCursor:
+    """An aiosqlite cursor that runs a statement and fetches its rows in ONE trip to the
+    connection's worker thread. aiosqlite's own cursor makes four (create, execute, fetch,
+    close); each trip is a thread hand-off and an event-loop wake-up, and they were most of the
+    cost of a bot update's database work (docs/benchmarks.md). Results are fetched whole, as
+    SQLAlchemy does anyway for non-streaming results."""
+
+    arraysize = 1
+
+    def __init__(self, conn: "_OneTripConnection"):
+        self._conn = conn
+        self._cursor: sqlite3.Cursor | None = None
+        self._rows: collections.deque = collections.deque()
+
+    def __await__(self):
+        return self._ready().__await__()
+
+    async def _ready(self) -> "_OneTripCursor":
+        return self
+
+    async def __aenter__(self) -> "_OneTripCursor":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._rows.clear()
+
+    def _run(self, method: str, sql: str, params):  # on the worker thread
+        cur = self._conn._conn.cursor()
+        getattr(cur, method)(sql, params)
+        return cur, (cur.fetchall() if cur.description else [])
+
+    async def execute(self, sql: str, parameters=None) -> "_OneTripCursor":
+        self._cursor, rows = await self._conn._execute(self._run, "execute", sql, parameters or ())
+        self._rows = collections.deque(rows)
+        return self
+
+    async def executemany(self, sql: str, seq_of_parameters) -> "_OneTripCursor":
+        self._cursor, rows = await self._conn._execute(self._run, "executemany", sql, seq_of_parameters)
+        self._rows = collections.deque(rows)
+        return self
+
+    async def fetchone(self):
+        return self._rows.popleft() if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> list:
+        n = size or self.arraysize
+        return [self._rows.popleft() for _ in range(min(n, len(self._rows)))]
+
+    async def fetchall(self) -> list:
+        rows = list(self._rows)
+        self._rows.clear()
+        return rows
+
+    async def close(self) -> None:  # the sqlite3 cursor is released with this object
+        self._rows.clear()
+
+    @property
+    def description(self):
+        return self._cursor.description if self._cursor is not None else None
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount if self._cursor is not None else -1
+
+    @property
+    def lastrowid(self):
+        return self._cursor.lastrowid if self._cursor is not None else None
+
+
+class _OneTripConnection(aiosqlite.Connection):
+    def cursor(self) -> _OneTripCursor:  # type: ignore[override] - no trip to create it
+        return _OneTripCursor(self)
+
+
+def _one_trip_connector(path: str):
+    async def connect() -> _OneTripConnection:
+        conn = _OneTripConnection(
+            functools.partial(sqlite3.connect, path, timeout=30, check_same_thread=False), 64)
+        conn._thread.daemon = True  # as SQLAlchemy does for aiosqlite
+        return await conn
+    return connect
 
 
 _WRITE_SQL = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)

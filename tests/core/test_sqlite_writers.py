@@ -65,3 +65,29 @@ async def test_readers_do_not_wait_for_a_writer(sm):
     assert n == 0
     await w.commit()
     await w.close()
+
+
+async def test_the_one_trip_driver_answers_exactly_like_aiosqlite(tmp_path):
+    """Hehe's SQLite connections run a statement and fetch its rows in one trip to the worker
+    thread; results, row counts and generated ids must be those of plain aiosqlite."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'same.db'}"
+    ours, plain = make_engine(url), make_engine(url, async_creator=None)
+    try:
+        async with ours.begin() as c:
+            await c.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n INTEGER)"))
+        results = []
+        for engine in (ours, plain):
+            async with engine.begin() as c:
+                ins = await c.execute(text("INSERT INTO t (name, n) VALUES ('甲', 1)"))
+                many = await c.execute(text("INSERT INTO t (name, n) VALUES (:name, :n)"),
+                                       [{"name": f"名{i}", "n": i} for i in range(2500)])
+                upd = await c.execute(text("UPDATE t SET n = n + 1 WHERE n < 10"))
+                rows = (await c.execute(text("SELECT name, n FROM t ORDER BY id"))).all()
+                none = (await c.execute(text("SELECT name FROM t WHERE n < 0"))).all()
+                await c.execute(text("DELETE FROM t"))
+                results.append((ins.lastrowid, many.rowcount, upd.rowcount, rows, none))
+        assert results[0] == results[1]
+        assert len(results[0][3]) == 2501 and results[0][3][0] == ("甲", 2)
+    finally:
+        await ours.dispose()
+        await plain.dispose()
