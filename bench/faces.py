@@ -3,7 +3,7 @@
     python bench/faces.py                          # everything, quick sizes (10k, 100k)
     python bench/faces.py detect --repeat 5        # detect+embed p50/p95, 640 vs 320, vs raw app.get
     python bench/faces.py memory                   # peak RSS of the face service (own process)
-    python bench/faces.py gallery --sizes 10000,100000,1000000 --ef 128,256,512,1024
+    python bench/faces.py gallery --sizes 10000,100000,1000000 --shortlist 5000,1000,2000,10000
     python bench/faces.py enrol                    # bulk enrolment throughput
     python bench/faces.py distributions            # same/different-person cosines, threshold table
 
@@ -11,7 +11,7 @@ Photos come from ../shared/data/faces beside the checkout. Gallery vectors are
 synthetic (see ``face_like``): random "people" whose impostor-cosine spread matches
 the one measured on the real photos (≈0.07) and whose probes sit at cosine ≈0.6 to
 their enrolled vector (the real same-person range is 0.52–0.78). ``--data uniform``
-uses isotropic random vectors instead (a harder, unrealistic worst case for HNSW).
+uses isotropic random vectors instead (a harder, unrealistic worst case).
 """
 from __future__ import annotations
 
@@ -221,24 +221,30 @@ def exact_topk(G: np.ndarray, Q: np.ndarray, k: int) -> np.ndarray:
 def bench_gallery(args, tmp: Path) -> dict:
     import dataclasses
 
-    from backend.faces.gallery import Gallery, HnswParams
+    import faiss
+
+    from backend.faces.gallery import Gallery, IndexParams
 
     header(f"gallery search ({args.data} synthetic vectors, k=10, {args.queries} queries)")
     results = {}
+    shortlists = [int(x) for x in args.shortlist.split(",")]
     sizes = [int(x) for x in args.sizes.split(",")] if not args.reuse else [0]
     for n in sizes:
-        params = HnswParams(M=args.M, ef_construction=args.efc, ef_search=64)
-        if args.reuse:  # a gallery folder kept from an earlier run (--keep): measure other ef values
+        params = IndexParams(M=args.M, shortlist=shortlists[0])
+        r = {}
+        if args.reuse:  # a gallery folder kept from an earlier run (--keep): reload its saved index
             folder = Path(args.reuse)
-            g = Gallery("found", folder, hnsw_threshold=0, hnsw=params).load()
+            t = time.perf_counter()
+            g = Gallery("found", folder, index_threshold=0, params=params).load()
+            r["index_reload_s"] = round(time.perf_counter() - t, 2)
             n = len(g)
-            gen = FaceLike(args.data, seed=n + 1)
+            gen = FaceLike(args.data, seed=n + 1)  # not the generator that made the rows: independent probe noise
             G = np.array(g._matrix())
             add_s = float("nan")
         else:
             gen = FaceLike(args.data, seed=n)
             folder = Path(tempfile.mkdtemp(prefix=f"gal{n}-", dir=tmp))
-            g = Gallery("found", folder, hnsw_threshold=n + 1, hnsw=params).load()  # exact path first
+            g = Gallery("found", folder, index_threshold=n + 1, params=params).load()  # exact path first
             G = np.empty((n, DIM), dtype=np.float32)
             t = time.perf_counter()
             for s in range(0, n, 100_000):
@@ -250,7 +256,8 @@ def bench_gallery(args, tmp: Path) -> dict:
         qi = np.random.default_rng(n).choice(n, args.queries, replace=False)
         Q = gen.probes(G[qi])
         truth = exact_topk(G, Q, 10)
-        r = {"n": n, "append_vectors_per_s": round(n / add_s) if add_s == add_s else None}
+        r |= {"n": n, "append_vectors_per_s": round(n / add_s) if add_s == add_s else None,
+              "vectors_file_mb": round(n * DIM * 4 / 2**20)}
 
         # baseline: numpy brute force on a matrix in RAM
         lat = []
@@ -261,6 +268,8 @@ def bench_gallery(args, tmp: Path) -> dict:
             top[np.argsort(-S[top])]
             lat.append(time.perf_counter() - t)
         r["numpy_bruteforce_p50_ms"] = ms(lat)
+        r["numpy_bruteforce_p95_ms"] = ms(lat, 95)
+        r["loadavg_bruteforce"] = round(os.getloadavg()[0], 2)
 
         # the gallery's exact path (memory-mapped file, best score per person)
         lat = []
@@ -270,42 +279,55 @@ def bench_gallery(args, tmp: Path) -> dict:
             lat.append(time.perf_counter() - t)
         r["gallery_exact_p50_ms"] = ms(lat)
 
-        # HNSW path
-        g.hnsw_threshold = 0
+        # compressed index: PQ fast scan + exact re-rank
+        g.index_threshold = 0
         rss0 = rss_mb()
         if g._index is None:
-            r["hnsw_build_s"] = round(g.build_index(save=True), 1)
-            r["hnsw_rss_delta_mb"] = round(rss_mb() - rss0)
+            r["index_build_s"] = round(g.build_index(save=True), 1)
+            r["index_build_rss_delta_mb"] = round(rss_mb() - rss0)
+            t = time.perf_counter()  # a restart: rows (records.jsonl) and the saved index
+            Gallery("found", folder, index_threshold=0, params=params).load().close()
+            r["index_reload_s"] = round(time.perf_counter() - t, 2)
         else:
-            r["hnsw_build_s"] = r["hnsw_rss_delta_mb"] = None  # reused
-        r["hnsw_index_mb"] = round(g._index.index_file_size() / 2**20)
-        r["hnsw_params"] = {"M": args.M, "ef_construction": args.efc}
-        r["per_ef"] = {}
-        for ef in [int(x) for x in args.ef.split(",")]:
-            g.params = dataclasses.replace(g.params, ef_search=ef)
-            lat, rec, hit, rawlat = [], [], [], []
+            r["index_build_s"] = r["index_build_rss_delta_mb"] = None  # reused
+        index_file = next((folder / "found").glob("pq.*.faiss"))
+        r["index_file_mb"] = round(index_file.stat().st_size / 2**20, 1)
+        t = time.perf_counter()
+        faiss.read_index(str(index_file))
+        r["index_read_s"] = round(time.perf_counter() - t, 3)  # the index part of a reload
+        r["index_params"] = {"M": args.M, "bits": 4, "bytes_per_vector": args.M // 2}
+        r["per_shortlist"] = {}
+        for sl in shortlists:
+            g.params = dataclasses.replace(g.params, shortlist=sl)
+            lat, rec, hit, scan = [], [], [], []
             for q, tr, i in zip(Q, truth, qi):
                 t = time.perf_counter()
                 res = g.search(q, 10)
                 lat.append(time.perf_counter() - t)
-                got = {int(p[1:]) for p, _ in res}
-                rec.append(len(got & set(tr.tolist())) / 10)
-                hit.append(res[0][0] == f"p{i}")
-                g._index.set_ef(ef)
+                got = {p for p, _ in res}  # one vector per person: rows ↔ persons
+                rec.append(len(got & {g._persons[j] for j in tr.tolist()}) / 10)
+                hit.append(res[0][0] == g._persons[i])
+                faiss.omp_set_num_threads(g.params.search_threads)
                 t = time.perf_counter()
-                g._index.knn_query(q, k=10, num_threads=1)
-                rawlat.append(time.perf_counter() - t)
-            r["per_ef"][ef] = {"p50_ms": ms(lat), "p95_ms": ms(lat, 95), "raw_knn_p50_ms": ms(rawlat),
-                               "recall_at_10": round(float(np.mean(rec)), 4),
-                               "true_match_top1": round(float(np.mean(hit)), 4)}
+                g._index.search(q[None], sl)
+                scan.append(time.perf_counter() - t)
+            r["per_shortlist"][sl] = {"p50_ms": ms(lat), "p95_ms": ms(lat, 95), "scan_p50_ms": ms(scan),
+                                      "recall_at_10": round(float(np.mean(rec)), 4),
+                                      "true_match_top1": round(float(np.mean(hit)), 4),
+                                      "loadavg": round(os.getloadavg()[0], 2)}
+        t = time.perf_counter()  # rewrites the vector/record files, compacts and saves the index
+        g.delete(g._persons[qi[0]])
+        r["delete_one_person_s"] = round(time.perf_counter() - t, 2)
         results[n] = r
         print(f"n={n:>9,}: append {r['append_vectors_per_s']} vec/s; numpy brute force p50 "
-              f"{r['numpy_bruteforce_p50_ms']} ms; gallery exact p50 {r['gallery_exact_p50_ms']} ms; "
-              f"HNSW(M={args.M}, efc={args.efc}) build {r['hnsw_build_s']} s, +{r['hnsw_rss_delta_mb']} MB RSS, "
-              f"file {r['hnsw_index_mb']} MB")
-        for ef, e in r["per_ef"].items():
-            print(f"    ef={ef:>5}: p50 {e['p50_ms']:7.2f} ms  p95 {e['p95_ms']:7.2f} ms  (raw knn {e['raw_knn_p50_ms']} ms)"
-                  f"  recall@10 {e['recall_at_10']:.4f}  true match #1 {e['true_match_top1']:.3f}")
+              f"{r['numpy_bruteforce_p50_ms']} ms (p95 {r['numpy_bruteforce_p95_ms']}, load {r['loadavg_bruteforce']}); "
+              f"gallery exact p50 {r['gallery_exact_p50_ms']} ms")
+        print(f"    index PQ{args.M}x4fs: build {r['index_build_s']} s, +{r['index_build_rss_delta_mb']} MB RSS, "
+              f"file {r['index_file_mb']} MB (read {r['index_read_s']} s; whole gallery reload {r['index_reload_s']} s); vectors file {r['vectors_file_mb']} MB "
+              f"(memory-mapped, read by the re-rank); delete one person {r['delete_one_person_s']} s")
+        for sl, e in r["per_shortlist"].items():
+            print(f"    shortlist={sl:>6}: p50 {e['p50_ms']:7.2f} ms  p95 {e['p95_ms']:7.2f} ms  (scan alone {e['scan_p50_ms']} ms)"
+                  f"  recall@10 {e['recall_at_10']:.4f}  true match #1 {e['true_match_top1']:.3f}  load {e['loadavg']}")
         del G
         g.close()
         if not args.keep and not args.reuse:
@@ -333,10 +355,10 @@ def bench_enrol(args, tmp: Path) -> dict:
             n += 1
     el = time.perf_counter() - t
     photos_s = n / el
-    # storage-only: vectors per second into a gallery (exact, then with a live HNSW index)
+    # storage-only: vectors per second into a gallery (exact, then with a live index)
     gen = FaceLike("face", seed=3)
     V = gen.people(20_000)
-    g = Gallery("found", tmp / "enrol-vec", hnsw_threshold=10**9).load()
+    g = Gallery("found", tmp / "enrol-vec", index_threshold=10**9).load()
     t = time.perf_counter()
     for i in range(0, 2000):
         g.add(f"x{i}", V[i])
@@ -344,19 +366,19 @@ def bench_enrol(args, tmp: Path) -> dict:
     t = time.perf_counter()
     g.add_many([f"y{i}" for i in range(2000, 20_000)], V[2000:])
     batch = 18_000 / (time.perf_counter() - t)
-    g.hnsw_threshold = 0
+    g.index_threshold = 0
     g.build_index()
     W = gen.people(2000)
     t = time.perf_counter()
     for i in range(2000):
         g.add(f"z{i}", W[i])
-    hnsw_single = 2000 / (time.perf_counter() - t)
+    index_single = 2000 / (time.perf_counter() - t)
     r = {"photos_per_s": round(photos_s, 1), "ms_per_photo": round(1000 / photos_s, 1),
          "vectors_per_s_single_add_fsync": round(single), "vectors_per_s_batch_add": round(batch),
-         "vectors_per_s_single_add_with_hnsw": round(hnsw_single)}
+         "vectors_per_s_single_add_with_index": round(index_single)}
     print(f"  FaceService.enroll, one photo per call: {r['photos_per_s']} photos/s ({r['ms_per_photo']} ms/photo)")
     print(f"  Gallery.add (fsync per call): {r['vectors_per_s_single_add_fsync']} vec/s; add_many batch: "
-          f"{r['vectors_per_s_batch_add']} vec/s; add with a live HNSW index: {r['vectors_per_s_single_add_with_hnsw']} vec/s")
+          f"{r['vectors_per_s_batch_add']} vec/s; add with a live index: {r['vectors_per_s_single_add_with_index']} vec/s")
     svc.close()
     return r
 
@@ -470,12 +492,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     ap.add_argument("--sizes", default="10000,100000", help="gallery sizes, e.g. 10000,100000,1000000")
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--ef", default="64,128,256,512", help="HNSW ef values to measure")
-    ap.add_argument("--M", type=int, default=32)
-    ap.add_argument("--efc", type=int, default=200)
+    ap.add_argument("--shortlist", default="5000,1000,2000,10000",
+                    help="rows re-ranked exactly (first = the build's setting; each is measured)")
+    ap.add_argument("--M", type=int, default=128, help="4-bit PQ sub-quantizers (M/2 bytes per vector)")
     ap.add_argument("--data", choices=["face", "uniform"], default="face")
     ap.add_argument("--keep", action="store_true", help="keep the gallery folders")
-    ap.add_argument("--reuse", help="gallery folder kept by --keep: skip generation and build")
+    ap.add_argument("--reuse", help="gallery folder kept by --keep: skip generation, reload the saved index")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     if not (FACES / "identities").is_dir():

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     face_threads: int = 1
     face_det_size: int = 640
     face_review_threshold: float = Field(0.35, description="Cosine score from which a candidate goes to review (docs/faces.md).")
-    face_hnsw_threshold: int = 20000
+    face_index_threshold: int = Field(20000, description="Gallery size above which search uses the compressed index.")
     face_enabled: bool = Field(True, description="Load the face model at startup.")
 
     # --- knowledge base

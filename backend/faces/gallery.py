@@ -4,38 +4,54 @@ One :class:`Gallery` per name ("missing", "found") under ``settings.faces_dir/<n
 
 Search
 ------
-* up to ``hnsw_threshold`` vectors: exact search (one matrix-vector product);
-* above it: an hnswlib HNSW index (inner product on unit vectors = cosine), built
-  lazily on the first search (in the background if ``background_build``; searches
-  stay exact until it is ready), then updated incrementally by every ``add``.
+* up to ``index_threshold`` vectors: exact search (one matrix-vector product);
+* above it: a compressed full scan plus exact re-rank. A faiss ``IndexPQFastScan``
+  (product quantization, ``M`` sub-quantizers of 4 bits = ``M/2`` bytes per vector,
+  scanned with SIMD shuffles) scores every row approximately; the best ``shortlist``
+  rows are re-scored exactly against the float32 rows of the vector file and ranked.
+  The index is built lazily on the first search (in the background if
+  ``background_build``; searches stay exact until it is ready), then updated by every
+  ``add``. Why not a graph index (HNSW): on face-like vectors, which are nearly random
+  at the scale of impostor scores, HNSW needed ~55 ms for recall@10 0.98 at 1M and a
+  25–100 minute build; the scan + re-rank gives recall@10 0.99 in ~14 ms after an 11 s
+  build (docs/faces.md, "Gallery search").
 
-Results are the best score per person (a person may have several photos).
+Results are the best score per person (a person may have several photos); scores
+are always exact cosines (the re-rank), only the candidate set is approximate.
 
 Files (``<faces_dir>/<name>/``)
 -------------------------------
 ``state.json``            the commit point, replaced atomically: generation, next label,
-                          and which HNSW file (if any) is current.
+                          and which index file (if any) is current.
 ``vectors.<gen>.f32``     raw float32 rows, appended (fsync) on ``add``; memory-mapped.
 ``records.<gen>.jsonl``   one ``{"l": label, "p": person_id, "v": vector_id}`` per row.
-``hnsw.<gen>.<n>.bin``    the saved HNSW index (saved after a build, a delete, ``flush()``).
+``pq.<gen>.<n>.faiss``    the saved index (saved after a build, a delete, ``flush()``).
 
-Rows appended after the last HNSW save are re-inserted into it at load (labels are
-never reused, so re-inserting is idempotent). A torn append (crash mid-write) is cut
-back to the last complete row at load.
+Index entry ``i`` is row ``i`` of the vector file. Rows appended after the last index
+save are encoded into it at load. A torn append (crash mid-write) is cut back to the
+last complete row at load. Files of an older layout (``hnsw.*.bin``) are removed.
 
 Deletion (biometric data)
 -------------------------
 ``delete(person_id)`` writes a new generation of the vector/record files without the
-person, overwrites the person's vectors *inside* the HNSW index with random vectors
-before marking them deleted (hnswlib's mark_deleted alone keeps the data in the
-saved file), saves the index, switches ``state.json`` and removes the old files.
-Files not named by ``state.json`` (left over by a crash) are removed at load.
-As with any file deletion, blocks freed by the filesystem are not wiped: keep the
-data directory on an encrypted volume.
+person, removes the person's codes from the index (faiss compacts the packed codes;
+the slots past the end of the last 32-vector block, where ``remove_ids`` leaves a
+stale copy of the last code, are then overwritten with zeros), saves the index,
+switches ``state.json`` and removes the old files. Files not named by ``state.json``
+(left over by a crash) are removed at load. The PQ codebooks (16 centroids per 4-d
+sub-space, each the mean of thousands of training sub-vectors, padded with random
+vectors for small galleries) are not per-person data and are kept. As with any file
+deletion, blocks freed by the filesystem are not wiped: keep the data directory on an
+encrypted volume.
 
-Thread safety: every public method takes the gallery's lock. An HNSW build runs
-outside it (in a background thread when ``background_build``, as the service does),
-so a gallery crossing the threshold keeps answering (exactly) while the index builds.
+Threads: every public method takes the gallery's lock. An index build runs outside
+it (in a background thread when ``background_build``, as the service does), so a
+gallery crossing the threshold keeps answering (exactly) while the index builds.
+faiss' OpenMP thread count is per calling thread: a query's scan uses
+``search_threads`` (1: on the busy 2-core host a second thread barely changed the
+latency of a single query, and the service runs queries concurrently), a build
+``build_threads`` (1: OpenMP threads competing with another busy process made the
+1M build 6× slower, 64 s instead of 11 s).
 """
 from __future__ import annotations
 
@@ -62,15 +78,24 @@ log = logging.getLogger(__name__)
 DIM = 512
 _ROW_BYTES = DIM * 4
 GALLERY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-_OUR_FILES = re.compile(r"^(vectors\.\d+\.f32|records\.\d+\.jsonl|hnsw\.\d+\.\d+\.bin|.*\.tmp)$")
+# hnsw.*.bin: the index files of the former HNSW version, removed at load
+_OUR_FILES = re.compile(r"^(vectors\.\d+\.f32|records\.\d+\.jsonl|pq\.\d+\.\d+\.faiss|hnsw\.\d+\.\d+\.bin|.*\.tmp)$")
+_MIN_TRAIN = 1024  # training rows; small galleries are padded with random unit vectors
 
 
 @dataclass(frozen=True)
-class HnswParams:
-    M: int = 32
-    ef_construction: int = 200
-    ef_search: int = 512  # docs/faces.md: true match found 200/200 at 1M, ~9 ms; recall@10 0.975 at 100k
-    build_threads: int = 0  # 0 = all cores (building only; queries use one thread)
+class IndexParams:
+    M: int = 128  # 4-bit sub-quantizers: M/2 = 64 bytes per vector, 4 dimensions each
+    shortlist: int = 5000  # rows re-ranked exactly (docs/faces.md: recall@10 ≥ 0.99 at 1M)
+    train_rows: int = 65536  # codebook training sample
+    build_threads: int = 1  # 0 = all cores; 2 OpenMP threads built 1M in 64 s instead of 11 s on the busy 2-core host
+    search_threads: int = 1  # OpenMP threads for one query's scan
+
+
+def _faiss():
+    import faiss  # imported on first use: galleries below the threshold never need it
+
+    return faiss
 
 
 def _fsync_dir(d: Path) -> None:
@@ -108,15 +133,27 @@ def normalize_rows(vecs) -> np.ndarray:
     return np.ascontiguousarray(a / norms, dtype=np.float32)
 
 
+def index_slots(index) -> np.ndarray:
+    """Every packed code slot of an ``IndexPQFastScan``, unpacked (one row per slot,
+    including the padding of the last block): what the index, or its file, holds."""
+    faiss = _faiss()
+    packer = index.get_CodePacker()
+    n2 = -(-index.ntotal // index.bbs) * index.bbs
+    out = np.zeros((n2, index.code_size), dtype=np.uint8)
+    for s in range(n2):
+        packer.unpack_1_c(index.codes.get(), s, faiss.swig_ptr(out[s]))
+    return out
+
+
 class Gallery:
-    def __init__(self, name: str, faces_dir: str | Path, *, hnsw_threshold: int = 20000,
-                 hnsw: HnswParams | None = None, background_build: bool = False):
+    def __init__(self, name: str, faces_dir: str | Path, *, index_threshold: int = 20000,
+                 params: IndexParams | None = None, background_build: bool = False):
         if not GALLERY_NAME.match(name or ""):
             raise ValueError(f"invalid gallery name {name!r}")
         self.name = name
         self.dir = Path(faces_dir) / name
-        self.hnsw_threshold = int(hnsw_threshold)
-        self.params = hnsw or HnswParams()
+        self.index_threshold = int(index_threshold)
+        self.params = params or IndexParams()
         self.background_build = background_build
         self._lock = threading.RLock()
         self._build_lock = threading.Lock()
@@ -130,8 +167,7 @@ class Gallery:
         self._gen = 0
         self._next_label = 0
         self._mm: np.memmap | None = None
-        self._index = None  # hnswlib.Index when active
-        self._index_upto = 0  # every live label < this is in the index
+        self._index = None  # faiss.IndexPQFastScan when active; entry i = row i
         self._index_file: str | None = None
         self._index_saves = 0
         self._index_dirty = False
@@ -143,7 +179,6 @@ class Gallery:
         self._labels = np.empty(0, dtype=np.int64)
         self._persons: list[str] = []
         self._vids: list[str] = []
-        self._label_row: dict[int, int] = {}
         self._person_rows: dict[str, list[int]] = {}
 
     def _vec_path(self, gen: int | None = None) -> Path:
@@ -157,17 +192,11 @@ class Gallery:
         return self.dir / "state.json"
 
     def _write_state(self) -> None:
-        hnsw = None
+        index = None
         if self._index is not None and self._index_file:
-            hnsw = {
-                "file": self._index_file,
-                "upto_label": self._index_upto,
-                "elements": int(self._index.element_count),
-                "M": self.params.M,
-                "ef_construction": self.params.ef_construction,
-            }
+            index = {"file": self._index_file, "rows": int(self._index.ntotal), "M": int(self._index.M)}
         _atomic_write_json(self._state_path, {
-            "version": 1, "dim": DIM, "gen": self._gen, "next_label": self._next_label, "hnsw": hnsw,
+            "version": 1, "dim": DIM, "gen": self._gen, "next_label": self._next_label, "index": index,
         })
 
     # ------------------------------------------------------------------ loading
@@ -186,20 +215,20 @@ class Gallery:
                     raise RuntimeError(f"gallery {self.name}: dimension {state.get('dim')} != {DIM}")
             self._gen = int(state.get("gen", 0))
             self._next_label = int(state.get("next_label", 0))
-            hnsw_state = state.get("hnsw")
+            index_state = state.get("index")
             keep = {"state.json", self._vec_path().name, self._rec_path().name}
-            if hnsw_state:
-                keep.add(hnsw_state["file"])
-            for p in self.dir.iterdir():  # leftovers of an interrupted write or delete
+            if index_state:
+                keep.add(index_state["file"])
+            for p in self.dir.iterdir():  # leftovers of an interrupted write or delete, old HNSW files
                 if p.is_file() and p.name not in keep and _OUR_FILES.match(p.name):
                     p.unlink()
             self._load_rows()
-            if not state:
+            if not state or "hnsw" in state:
                 self._write_state()
-            if self._n > self.hnsw_threshold and hnsw_state and (self.dir / hnsw_state["file"]).exists():
-                self._load_index(hnsw_state)
-            elif hnsw_state:  # below the threshold now (deletions or a new setting)
-                (self.dir / hnsw_state["file"]).unlink(missing_ok=True)
+            if self._n > self.index_threshold and index_state and (self.dir / index_state["file"]).exists():
+                self._load_index(index_state)
+            elif index_state:  # below the threshold now (deletions or a new setting)
+                (self.dir / index_state["file"]).unlink(missing_ok=True)
                 self._write_state()
             self._loaded = True
             return self
@@ -248,7 +277,6 @@ class Gallery:
             self._next_label = max(self._next_label, int(self._labels.max()) + 1)
 
     def _reindex(self) -> None:
-        self._label_row = {int(label): i for i, label in enumerate(self._labels.tolist())}
         self._person_rows = {}
         for i, p in enumerate(self._persons):
             self._person_rows.setdefault(p, []).append(i)
@@ -303,8 +331,8 @@ class Gallery:
             return self._n
 
     @property
-    def uses_hnsw(self) -> bool:
-        return self._n > self.hnsw_threshold
+    def uses_index(self) -> bool:
+        return self._n > self.index_threshold
 
     def persons(self) -> list[str]:
         with self._lock:
@@ -362,14 +390,12 @@ class Gallery:
             self._labels = np.concatenate([self._labels, labels])
             self._persons.extend(new_p)
             self._vids.extend(new_v)
-            for i, (label, p) in enumerate(zip(labels.tolist(), new_p)):
-                self._label_row[label] = base + i
+            for i, p in enumerate(new_p):
                 self._person_rows.setdefault(p, []).append(base + i)
             self._n += k
             self._next_label += k
             if self._index is not None:
-                self._index_add(new, labels)
-                self._index_upto = self._next_label
+                self._index_add(self._index, new)
                 self._index_dirty = True
             return out
 
@@ -394,34 +420,57 @@ class Gallery:
             os.truncate(rec_path, rec_size)
             raise
 
-    # ------------------------------------------------------------------ hnsw
-    def _new_index(self, capacity: int):
-        import hnswlib
-
-        index = hnswlib.Index(space="ip", dim=DIM)
-        index.init_index(max_elements=max(1024, capacity), M=self.params.M,
-                         ef_construction=self.params.ef_construction, random_seed=100,
-                         allow_replace_deleted=True)
-        index.set_ef(self.params.ef_search)
-        return index
-
+    # ------------------------------------------------------------------ index
     def _build_threads(self) -> int:
         return self.params.build_threads or (os.cpu_count() or 1)
 
-    def _index_add(self, vecs: np.ndarray, labels: np.ndarray) -> None:
-        index = self._index
-        need = index.element_count + len(labels)
-        if need > index.get_max_elements():
-            index.resize_index(max(need, int(index.get_max_elements() * 1.5)))
-        threads = 1 if len(labels) < 1000 else self._build_threads()
-        index.add_items(vecs, labels, num_threads=threads, replace_deleted=True)
+    def _index_add(self, index, vecs: np.ndarray) -> None:
+        """Encode rows into the index (they become its next entries)."""
+        _faiss().omp_set_num_threads(1 if len(vecs) < 1000 else self._build_threads())
+        index.add(np.ascontiguousarray(vecs, dtype=np.float32))
+
+    def _new_index(self, mat: np.ndarray, n: int):
+        """Train the codebooks on a sample of ``mat[:n]`` and encode those rows (None if closed meanwhile)."""
+        faiss = _faiss()
+        faiss.omp_set_num_threads(self._build_threads())
+        index = faiss.IndexPQFastScan(DIM, self.params.M, 4, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        t = min(n, self.params.train_rows)
+        sample = np.sort(rng.choice(n, t, replace=False)) if t < n else np.arange(n)
+        train = np.asarray(mat[sample], dtype=np.float32)
+        if len(train) < _MIN_TRAIN:  # k-means needs points; tiny galleries get random padding
+            pad = rng.standard_normal((_MIN_TRAIN - len(train), DIM)).astype(np.float32)
+            train = np.concatenate([train, pad / np.linalg.norm(pad, axis=1, keepdims=True)])
+        index.train(np.ascontiguousarray(train))
+        del train
+        step = 65536
+        for s in range(0, n, step):
+            if self._closed:
+                return None
+            index.add(np.ascontiguousarray(mat[s:min(n, s + step)]))
+        return index
+
+    @staticmethod
+    def _remove_rows(index, rows: np.ndarray) -> None:
+        """Remove entries (= rows) from the index, then zero the slots past its end: faiss'
+        remove_ids compacts the packed codes but leaves the previous last code(s) in the
+        padding of the last 32-vector block (it would be saved with the index)."""
+        if not len(rows):
+            return
+        faiss = _faiss()
+        index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(rows, dtype=np.int64)))
+        packer = index.get_CodePacker()
+        zero = np.zeros(index.code_size, dtype=np.uint8)
+        end = -(-index.ntotal // index.bbs) * index.bbs
+        for s in range(int(index.ntotal), end):
+            packer.pack_1_c(faiss.swig_ptr(zero), s, index.codes.get())
 
     def build_index(self, save: bool = True) -> float:
-        """Build the HNSW index from all rows now (otherwise done on the first search).
+        """Build the index from all rows now (otherwise done on the first search).
 
         The build itself runs without the gallery lock (searches, adds and deletes go
-        on meanwhile, searches exactly); at the end, rows added during the build are
-        inserted and rows deleted during it are scrubbed before the index is installed.
+        on meanwhile, searches exactly); at the end, rows deleted during the build are
+        removed and rows added during it are encoded before the index is installed.
         """
         with self._build_lock:
             with self._lock:
@@ -431,34 +480,30 @@ class Gallery:
                 n0, labels0, next0 = self._n, self._labels.copy(), self._next_label
                 mat = self._matrix()  # this mapping stays valid even if a delete replaces the file
             t0 = time.perf_counter()
-            index = self._new_index(int(n0 * 1.25) + 1)
-            step = 50_000
-            for s in range(0, n0, step):
-                if self._closed:
-                    return 0.0
-                index.add_items(np.ascontiguousarray(mat[s:s + step]), labels0[s:s + step],
-                                num_threads=self._build_threads())
+            index = self._new_index(mat, n0)
             del mat
+            if index is None:
+                return 0.0
             with self._exclusive():
                 if self._closed:
                     return 0.0
                 self._sync()
                 if self._index is not None:  # a reload picked up an index another process saved
                     return 0.0
-                gone = labels0[~np.isin(labels0, self._labels)]
-                self._index = index
-                self._index_upto = next0
-                if len(gone):
-                    self._scrub_index(gone)  # deleted while building: never saved
+                still = np.isin(labels0, self._labels)
+                self._remove_rows(index, np.nonzero(~still)[0])  # deleted while building: never saved
                 new_rows = np.nonzero(self._labels >= next0)[0]
                 if len(new_rows):
-                    self._index_add(np.ascontiguousarray(self._matrix()[new_rows]), self._labels[new_rows])
-                self._index_upto = self._next_label
+                    self._index_add(index, self._matrix()[new_rows])
+                if index.ntotal != self._n or not np.array_equal(
+                        np.concatenate([labels0[still], self._labels[new_rows]]), self._labels):
+                    log.error("gallery %s: index does not line up with the rows; dropped", self.name)
+                    return 0.0
+                self._index = index
                 self._index_dirty = True
                 self.last_build_seconds = time.perf_counter() - t0
-                log.info("gallery %s: HNSW index of %d vectors built in %.1fs", self.name, n0,
-                         self.last_build_seconds)
-                if self._n <= self.hnsw_threshold:
+                log.info("gallery %s: index of %d vectors built in %.1fs", self.name, n0, self.last_build_seconds)
+                if self._n <= self.index_threshold:
                     self._index = None  # shrank below the threshold meanwhile
                 elif save:
                     self._save_index()
@@ -472,9 +517,9 @@ class Gallery:
             try:
                 self.build_index()
             except Exception:  # pragma: no cover - logged, searches stay exact
-                log.exception("gallery %s: HNSW build failed; searches stay exact", self.name)
+                log.exception("gallery %s: index build failed; searches stay exact", self.name)
 
-        self._build_thread = threading.Thread(target=run, name=f"hnsw-build-{self.name}", daemon=True)
+        self._build_thread = threading.Thread(target=run, name=f"index-build-{self.name}", daemon=True)
         self._build_thread.start()
 
     def wait_for_index(self, timeout: float | None = None) -> bool:
@@ -484,41 +529,40 @@ class Gallery:
             t.join(timeout)
         return self._index is not None
 
-    def _load_index(self, hnsw_state: dict) -> None:
-        import hnswlib
-
-        path = self.dir / hnsw_state["file"]
-        index = hnswlib.Index(space="ip", dim=DIM)
+    def _load_index(self, index_state: dict) -> None:
+        faiss = _faiss()
+        name = index_state["file"]
+        path = self.dir / name
         try:
-            index.load_index(str(path), max_elements=0, allow_replace_deleted=True)
+            index = faiss.read_index(str(path))
         except Exception as e:  # corrupt file: rebuild from the vectors
-            log.warning("gallery %s: cannot load %s (%s); will rebuild", self.name, path.name, e)
+            log.warning("gallery %s: cannot load %s (%s); will rebuild", self.name, name, e)
             path.unlink(missing_ok=True)
+            self._write_state()
             return
-        if int(index.element_count) != int(hnsw_state.get("elements", -1)):
-            log.warning("gallery %s: %s does not match state.json; will rebuild", self.name, path.name)
+        ok = (isinstance(index, faiss.IndexPQFastScan) and index.d == DIM and index.M == self.params.M
+              and int(index.ntotal) == int(index_state.get("rows", -1)) and index.ntotal <= self._n
+              and name.startswith(f"pq.{self._gen}."))
+        if not ok:  # other parameters, or does not match the rows: rebuild
+            log.warning("gallery %s: %s does not match the gallery; will rebuild", self.name, name)
             path.unlink(missing_ok=True)
+            self._write_state()
             return
-        index.set_ef(self.params.ef_search)
         self._index = index
-        self._index_file = hnsw_state["file"]
-        self._index_saves = int(hnsw_state["file"].split(".")[2]) if hnsw_state["file"].count(".") == 3 else 0
-        self._index_upto = int(hnsw_state.get("upto_label", 0))
-        missing = np.nonzero(self._labels >= self._index_upto)[0]
-        if len(missing):
-            mat = self._matrix()
-            self._index_add(np.ascontiguousarray(mat[missing]), self._labels[missing])
+        self._index_file = name
+        self._index_saves = int(name.split(".")[2])
+        if index.ntotal < self._n:  # rows appended after the last save
+            self._index_add(index, self._matrix()[int(index.ntotal):])
             self._index_dirty = True
-        self._index_upto = self._next_label
 
     def _save_index(self) -> None:
         """Save the index to a new file and switch state.json to it (then drop the old file)."""
         if self._index is None:
             return
         self._index_saves += 1
-        name = f"hnsw.{self._gen}.{self._index_saves}.bin"
+        name = f"pq.{self._gen}.{self._index_saves}.faiss"
         tmp = self.dir / (name + ".tmp")
-        self._index.save_index(str(tmp))
+        _faiss().write_index(self._index, str(tmp))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, self.dir / name)
@@ -530,7 +574,7 @@ class Gallery:
         self._index_dirty = False
 
     def flush(self) -> None:
-        """Persist the HNSW index if it changed since it was last saved."""
+        """Persist the index if it changed since it was last saved."""
         with self._exclusive():
             self._sync()
             if self._index is not None and self._index_dirty:
@@ -554,14 +598,14 @@ class Gallery:
             self._sync()
             if self._n == 0:
                 return []
-            if self._n > self.hnsw_threshold:
+            if self._n > self.index_threshold:
                 if self._index is None:
                     if self.background_build:
                         self._start_background_build()  # exact search until it is ready
                         return self._search_exact(q, k)
                     self.build_index()
                 if self._index is not None:
-                    return self._search_hnsw(q, k)
+                    return self._search_index(q, k)
             return self._search_exact(q, k)
 
     def exact_search(self, vec, k: int = 5) -> list[tuple[str, float]]:
@@ -594,21 +638,25 @@ class Gallery:
                 return res
             m = min(n, m * 4)
 
-    def _search_hnsw(self, q: np.ndarray, k: int) -> list[tuple[str, float]]:
+    def _search_index(self, q: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """Approximate scores of every row from the codes; the best ``shortlist`` re-scored exactly."""
+        faiss = _faiss()
         n = self._n
-        m = min(n, max(4 * k, 32))
-        while True:
-            self._index.set_ef(max(self.params.ef_search, m))
-            try:
-                labels, dists = self._index.knn_query(q, k=m, num_threads=1)
-            except RuntimeError:  # hnswlib could not find m live neighbours
-                return self._search_exact(q, k)
-            pairs = [(self._label_row[lb], 1.0 - float(d))
-                     for lb, d in zip(labels[0].tolist(), dists[0].tolist()) if lb in self._label_row]
-            res = self._best_per_person([r for r, _ in pairs], [s for _, s in pairs], k)
-            if len(res) >= k or m >= n:
+        m = max(self.params.shortlist, 4 * k)
+        while m < n:
+            faiss.omp_set_num_threads(self.params.search_threads)
+            _, ids = self._index.search(q[None, :], m)
+            rows = np.sort(ids[0][ids[0] >= 0])  # file order: sequential-ish reads
+            scores = np.empty(len(rows), dtype=np.float32)
+            faiss.fvec_inner_products_by_idx(faiss.swig_ptr(scores), faiss.swig_ptr(q),
+                                             faiss.swig_ptr(self._matrix()), faiss.swig_ptr(rows),
+                                             DIM, 1, len(rows))
+            order = np.argsort(-scores, kind="stable")
+            res = self._best_per_person(rows[order], scores[order], k)
+            if len(res) >= k:
                 return res
-            m = min(n, m * 4)
+            m *= 4  # persons with many rows filled the shortlist: widen it
+        return self._search_exact(q, k)  # the shortlist would be every row
 
     # ------------------------------------------------------------------ delete
     def delete(self, person_id: str) -> int:
@@ -623,7 +671,6 @@ class Gallery:
                 return 0
             keep = np.ones(self._n, dtype=bool)
             keep[rows] = False
-            gone_labels = self._labels[~keep]
             mat = self._matrix()
             new_gen = self._gen + 1
             new_vec, new_rec = self._vec_path(new_gen), self._rec_path(new_gen)
@@ -647,6 +694,7 @@ class Gallery:
             old_files = [self._vec_path(), self._rec_path()]
             if self._index_file:
                 old_files.append(self.dir / self._index_file)
+            del mat
             self._mm = None
             self._gen = new_gen
             self._labels, self._persons, self._vids = labels, persons, vids
@@ -654,9 +702,8 @@ class Gallery:
             self._reindex()
 
             if self._index is not None:
-                # overwrite the stored vectors, then hide them (mark_deleted alone keeps the data)
-                self._scrub_index(gone_labels)
-                if self._n > self.hnsw_threshold:
+                self._remove_rows(self._index, np.asarray(rows, dtype=np.int64))
+                if self._n > self.index_threshold:
                     self._index_saves = 0
                     self._save_index()  # writes state.json (the commit point)
                 else:
@@ -671,14 +718,3 @@ class Gallery:
             _fsync_dir(self.dir)
             log.info("gallery %s: deleted %d vectors of one person", self.name, len(rows))
             return len(rows)
-
-    def _scrub_index(self, labels: np.ndarray) -> None:
-        in_index = np.asarray([lb for lb in labels.tolist() if lb < self._index_upto], dtype=np.int64)
-        if not len(in_index):
-            return
-        rng = np.random.default_rng()
-        noise = normalize_rows(rng.standard_normal((len(in_index), DIM)).astype(np.float32))
-        self._index.add_items(noise, in_index, num_threads=1)  # update in place
-        for lb in in_index.tolist():
-            self._index.mark_deleted(int(lb))
-        self._index_dirty = True

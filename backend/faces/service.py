@@ -40,7 +40,7 @@ from backend.faces.enrolment import (
 )
 from backend.core.errors import DomainError
 from backend.faces.errors import FacesNotReady, UnknownGallery
-from backend.faces.gallery import Gallery, HnswParams
+from backend.faces.gallery import Gallery, IndexParams
 from backend.faces.images import MAX_SIDE, PreparedImage, load_image
 
 log = logging.getLogger(__name__)
@@ -59,17 +59,17 @@ class Match:
 
 class FaceService:
     def __init__(self, settings=None, *, det_size: int | None = None, max_side: int = MAX_SIDE,
-                 hnsw: HnswParams | None = None, min_face_px: int = MIN_FACE_PX,
+                 index_params: IndexParams | None = None, min_face_px: int = MIN_FACE_PX,
                  min_det_score: float = MIN_DET_SCORE, rotation_fallback: bool = True,
                  background_build: bool = True):
         self.settings = settings or get_settings()
         self.engine = FaceEngine(self.settings, det_size=det_size)
         self.max_side = max_side
-        self.hnsw = hnsw
+        self.index_params = index_params
         self.min_face_px = min_face_px
         self.min_det_score = min_det_score
         self.rotation_fallback = rotation_fallback
-        self.background_build = background_build  # HNSW builds off the request path
+        self.background_build = background_build  # index builds off the request path
         self.threshold: float = float(self.settings.face_review_threshold)
         self._galleries: dict[str, Gallery] = {}
         self.ready = False
@@ -105,8 +105,8 @@ class FaceService:
             raise UnknownGallery(name)
         g = self._galleries.get(name)
         if g is None:
-            g = Gallery(name, self.settings.faces_dir, hnsw_threshold=self.settings.face_hnsw_threshold,
-                        hnsw=self.hnsw, background_build=self.background_build).load()
+            g = Gallery(name, self.settings.faces_dir, index_threshold=self.settings.face_index_threshold,
+                        params=self.index_params, background_build=self.background_build).load()
             self._galleries[name] = g
         return g
 

@@ -1,17 +1,19 @@
-"""Gallery: enrol/search with the real photos, persistence, deletion, HNSW path."""
+"""Gallery: enrol/search with the real photos, persistence, deletion, the compressed index."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
 from backend.faces.errors import UnknownGallery
-from backend.faces.gallery import DIM, Gallery, HnswParams, normalize_rows
+from backend.faces.gallery import DIM, Gallery, IndexParams, index_slots, normalize_rows
 
 from .conftest import IDENTITIES, STRANGER, identity_photos
 
@@ -76,44 +78,66 @@ def _bytes_on_disk(folder) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
 
 
-@pytest.mark.parametrize("hnsw_threshold", [20000, 2], ids=["exact", "hnsw"])
-def test_deleted_person_never_found_again(make_service, embed, tmp_path, hnsw_threshold):
-    svc = make_service(face_hnsw_threshold=hnsw_threshold)
+def _saved_index(folder: Path):
+    files = list(folder.glob("pq.*.faiss"))
+    assert len(files) == 1, files
+    return faiss.read_index(str(files[0]))
+
+
+def _holds_code(slots: np.ndarray, code: np.ndarray) -> bool:
+    return bool((slots == code).all(axis=1).any())
+
+
+@pytest.mark.parametrize("index_threshold", [20000, 2], ids=["exact", "index"])
+def test_deleted_person_never_found_again(make_service, embed, tmp_path, index_threshold):
+    svc = make_service(face_index_threshold=index_threshold)
     _enrol_identities(svc, embed)
     obama = [embed(p) for p in identity_photos()["obama"]]
     svc.enroll_vectors("missing", "obama", obama[1:2], ["2.jpg"])  # two vectors for obama
     svc.enroll_vectors("found", "obama", obama[2:3], ["3.jpg"])  # and one in the other gallery
     probe = obama[3]
     assert svc.search_vector("missing", probe, k=1)[0].person_id == "obama"
-    if hnsw_threshold == 2:
-        assert svc.gallery("missing").wait_for_index(60)  # built in the background
+    codes = None
+    if index_threshold == 2:
+        g = svc.gallery("missing")
+        assert g.wait_for_index(60)  # built in the background
         assert svc.search_vector("missing", probe, k=1)[0].person_id == "obama"
+        codes = g._index.sa_encode(normalize_rows(obama[:2]))  # obama's two rows, as the index stores them
     svc.flush()
     stored = [normalize_rows(v).tobytes()[:64] for v in obama[:3]]
     disk = _bytes_on_disk(svc.settings.faces_dir)
     assert all(b in disk for b in stored)  # the check below can see them
+    if codes is not None:
+        slots = index_slots(_saved_index(svc.settings.faces_dir / "missing"))
+        assert all(_holds_code(slots, c) for c in codes)
 
     assert svc.delete("obama") == 3
     for g in ("missing", "found"):
         assert all(m.person_id != "obama" for m in svc.search_vector(g, probe, k=10))
         assert "obama" not in svc.gallery(g)
-    # nothing of obama left in any file of the gallery folder (vectors, records, HNSW index)
+    # nothing of obama left in any file of the gallery folder (vectors, records, index)
     disk = _bytes_on_disk(svc.settings.faces_dir)
     assert b"obama" not in disk
     assert not any(b in disk for b in stored)
+    if codes is not None:
+        assert svc.gallery("missing")._index is not None
+        for slots in (index_slots(svc.gallery("missing")._index),
+                      index_slots(_saved_index(svc.settings.faces_dir / "missing"))):
+            assert not any(_holds_code(slots, c) for c in codes)
 
     # after a restart the person is still gone and the others still found
-    again = make_service(data_dir=svc.settings.data_dir, face_hnsw_threshold=hnsw_threshold)
+    again = make_service(data_dir=svc.settings.data_dir, face_index_threshold=index_threshold)
     for g in ("missing", "found"):
         assert all(m.person_id != "obama" for m in again.search_vector(g, probe, k=10))
     assert again.search_vector("missing", embed(identity_photos()["biden"][1]), k=1)[0].person_id == "biden"
     assert svc.delete("obama") == 0
 
 
-def test_hnsw_gives_the_same_top_result_as_exact(make_service, embed, faces_data):
-    svc = make_service(face_hnsw_threshold=3)
+def test_index_gives_the_same_top_result_as_exact(make_service, embed, faces_data):
+    svc = make_service(face_index_threshold=3)
     _enrol_identities(svc, embed)
     g = svc.gallery("missing")
+    g.params = IndexParams(shortlist=4)  # shortlist < rows: the compressed scan really chooses
     g.search(embed(_probes()[0][1]), 1)  # starts the background build
     assert g.wait_for_index(60)
     for person, probe in _probes():
@@ -133,40 +157,127 @@ def _clustered(n_people: int, per: int, seed: int = 0):
     return centers, vecs, persons
 
 
-def test_hnsw_persisted_incremental_and_matches_exact(tmp_path):
+def _face_like(n: int, seed: int = 0) -> np.ndarray:
+    """Like bench/faces.py FaceLike: 32-d latent structure + isotropic noise, impostor cosine std ≈ 0.07."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((DIM, 32)).astype(np.float32)
+    z = normalize_rows(rng.standard_normal((n, 32)).astype(np.float32) @ W.T)
+    return normalize_rows(0.6 * z + 0.8 * normalize_rows(rng.standard_normal((n, DIM))))
+
+
+def test_index_recall_against_exact_on_face_like_vectors(tmp_path):
+    n = 6000
+    G = _face_like(n)
+    g = Gallery("found", tmp_path, index_threshold=1000, params=IndexParams(shortlist=600)).load()
+    g.add_many([f"p{i}" for i in range(n)], G)
+    rng = np.random.default_rng(1)
+    qi = rng.choice(n, 40, replace=False)
+    noise = normalize_rows(rng.standard_normal((40, DIM)))
+    noise = normalize_rows(noise - (noise * G[qi]).sum(1, keepdims=True) * G[qi])
+    Q = normalize_rows(0.6 * G[qi] + 0.8 * noise)  # another "photo" at cosine 0.6
+    recall, first = [], 0
+    for i, q in zip(qi, Q):
+        got = g.search(q, 10)
+        exact = g.exact_search(q, 10)
+        assert g._index is not None
+        recall.append(len({p for p, _ in got} & {p for p, _ in exact}) / 10)
+        first += got[0][0] == f"p{i}"
+        common = dict(exact)
+        assert all(s == pytest.approx(common[p], abs=1e-5) for p, s in got if p in common)  # exact scores
+    assert first == 40
+    assert np.mean(recall) >= 0.97, np.mean(recall)
+
+
+def test_index_persisted_incremental_and_matches_exact(tmp_path):
     centers, vecs, persons = _clustered(1500, 2)
-    g = Gallery("found", tmp_path, hnsw_threshold=1000, hnsw=HnswParams(M=16, ef_construction=100)).load()
+    params = IndexParams(shortlist=200)
+    g = Gallery("found", tmp_path, index_threshold=1000, params=params).load()
     g.add_many(persons[:2000], vecs[:2000])
     assert g.search(centers[0], 5)[0][0] == "p0"  # first search builds the index (and saves it)
-    assert g.last_build_seconds is not None
-    g.add_many(persons[2000:], vecs[2000:])  # incremental
-    queries = range(0, 1500, 37)
+    assert g.last_build_seconds is not None and g._index.ntotal == 2000
+    g.add_many(persons[2000:2600], vecs[2000:2600])  # incremental, not saved yet
+    assert g._index.ntotal == 2600
+    queries = range(0, 1300, 37)
     agree = sum(g.search(centers[i], 1)[0][0] == g.exact_search(centers[i], 1)[0][0] == f"p{i}" for i in queries)
     assert agree == len(queries)
     res = g.search(centers[5], 5)
     assert len({p for p, _ in res}) == 5  # best score per person, no duplicates
-    g.close()
 
-    again = Gallery("found", tmp_path, hnsw_threshold=1000).load()
+    # another instance loads the saved index (2000 rows) and encodes the 600 rows appended since
+    again = Gallery("found", tmp_path, index_threshold=1000, params=params).load()
     assert again._index is not None and again.last_build_seconds is None  # loaded, not rebuilt
-    assert len(again) == 3000
-    assert again.search(centers[1400], 1)[0][0] == "p1400"  # rows added after the save are in it
+    assert again._index.ntotal == len(again) == 2600
+    assert again.search(centers[1250], 1)[0][0] == "p1250"
+    again.add_many(persons[2600:], vecs[2600:])
+    assert again.search(centers[1400], 1)[0][0] == "p1400"
+    again.close()
+    assert _saved_index(tmp_path / "found").ntotal == 3000
     assert again.delete("p1400") == 2
     assert again.search(centers[1400], 1)[0][0] != "p1400"
-    third = Gallery("found", tmp_path, hnsw_threshold=1000).load()
+    third = Gallery("found", tmp_path, index_threshold=1000, params=params).load()
+    assert third._index is not None and third._index.ntotal == 2998
     assert all(p != "p1400" for p, _ in third.search(centers[1400], 20))
+    assert third.search(centers[1401], 1)[0][0] == "p1401"  # rows after the deleted ones line up
     assert sorted(f.name for f in tmp_path.joinpath("found").iterdir() if f.name != ".lock") == [
-        "hnsw.1.1.bin", "records.1.jsonl", "state.json", "vectors.1.f32"]
+        "pq.1.1.faiss", "records.1.jsonl", "state.json", "vectors.1.f32"]
+
+
+def test_deleting_the_last_rows_leaves_no_code_in_the_block_padding(tmp_path):
+    """faiss' remove_ids leaves the former last code in the padding of the last 32-slot block."""
+    centers, vecs, persons = _clustered(45, 1)
+    g = Gallery("found", tmp_path, index_threshold=10, params=IndexParams(shortlist=8)).load()
+    g.add_many(persons, vecs)
+    g.build_index()
+    codes = g._index.sa_encode(normalize_rows(vecs))
+    slots = index_slots(g._index)
+    assert len(slots) == 64 and all(_holds_code(slots, c) for c in codes)
+    for i in (44, 20):  # the last row, then one in the middle
+        assert g.delete(f"p{i}") == 1
+        for slots in (index_slots(g._index), index_slots(_saved_index(tmp_path / "found"))):
+            assert not _holds_code(slots, codes[i])
+            assert all(_holds_code(slots, codes[j]) for j in (0, 21, 43))
+        assert all(p != f"p{i}" for p, _ in g.search(centers[i], 20))
+    assert g.search(centers[43], 1)[0][0] == "p43"
+
+
+def test_corrupt_or_mismatched_index_file_is_rebuilt(tmp_path):
+    centers, vecs, persons = _clustered(60, 1)
+    g = Gallery("found", tmp_path, index_threshold=40).load()
+    g.add_many(persons, vecs)
+    g.build_index()
+    d = tmp_path / "found"
+    (next(d.glob("pq.*.faiss"))).write_bytes(b"not an index")
+    g2 = Gallery("found", tmp_path, index_threshold=40).load()
+    assert g2._index is None and not list(d.glob("pq.*")) and json.loads((d / "state.json").read_text())["index"] is None
+    assert g2.search(centers[5], 1)[0][0] == "p5" and g2._index is not None  # rebuilt
+    g3 = Gallery("found", tmp_path, index_threshold=40, params=IndexParams(M=64)).load()  # other parameters
+    assert g3._index is None and g3.search(centers[6], 1)[0][0] == "p6" and g3._index.M == 64
+
+
+def test_files_of_the_former_hnsw_index_are_removed(tmp_path):
+    centers, vecs, persons = _clustered(3, 1)
+    g = Gallery("missing", tmp_path).load()
+    g.add_many(persons, vecs)
+    d = tmp_path / "missing"
+    state = json.loads((d / "state.json").read_text())
+    state.pop("index")
+    state["hnsw"] = {"file": "hnsw.0.1.bin", "upto_label": 3, "elements": 3, "M": 32, "ef_construction": 200}
+    (d / "state.json").write_text(json.dumps(state))
+    (d / "hnsw.0.1.bin").write_bytes(normalize_rows(vecs).tobytes())
+    g2 = Gallery("missing", tmp_path).load()
+    assert not (d / "hnsw.0.1.bin").exists()
+    assert "hnsw" not in json.loads((d / "state.json").read_text())
+    assert g2.search(centers[2], 1)[0][0] == "p2"
 
 
 def test_below_threshold_after_delete_drops_the_index(tmp_path):
     centers, vecs, persons = _clustered(6, 1)
-    g = Gallery("missing", tmp_path, hnsw_threshold=5).load()
+    g = Gallery("missing", tmp_path, index_threshold=5).load()
     g.add_many(persons, vecs)
     g.search(centers[0], 1)
-    assert g._index is not None
+    assert g._index is not None and list(tmp_path.joinpath("missing").glob("pq.*"))
     g.delete("p0")
-    assert g._index is None and not list(tmp_path.joinpath("missing").glob("hnsw*"))
+    assert g._index is None and not list(tmp_path.joinpath("missing").glob("pq.*"))
     assert g.search(centers[1], 1)[0][0] == "p1"
 
 
@@ -200,7 +311,7 @@ def test_corrupt_record_in_the_middle_is_not_silently_dropped(tmp_path):
 
 def test_concurrent_adds_searches_and_deletes(tmp_path):
     centers, vecs, persons = _clustered(200, 2)
-    g = Gallery("found", tmp_path, hnsw_threshold=150).load()
+    g = Gallery("found", tmp_path, index_threshold=150, params=IndexParams(shortlist=50)).load()
     errors = []
 
     def writer(lo, hi):
@@ -236,7 +347,7 @@ def test_concurrent_adds_searches_and_deletes(tmp_path):
     t.join()
     assert not errors
     assert len(g) == 400 - 20
-    assert Gallery("found", tmp_path, hnsw_threshold=150).load().search(centers[10], 1)[0][0] == "p10"
+    assert Gallery("found", tmp_path, index_threshold=150).load().search(centers[10], 1)[0][0] == "p10"
 
 
 def test_invalid_inputs(tmp_path):
@@ -254,16 +365,16 @@ def test_invalid_inputs(tmp_path):
 
 def test_background_build_keeps_answering_and_reconciles(tmp_path, monkeypatch):
     centers, vecs, persons = _clustered(300, 1)
-    g = Gallery("found", tmp_path, hnsw_threshold=200, background_build=True,
-                hnsw=HnswParams(M=16, ef_construction=64)).load()
+    g = Gallery("found", tmp_path, index_threshold=200, background_build=True,
+                params=IndexParams(shortlist=50)).load()
     g.add_many(persons[:250], vecs[:250])
     started, proceed = threading.Event(), threading.Event()
     real_new_index = g._new_index
 
-    def slow_new_index(capacity):
+    def slow_new_index(mat, n):
         started.set()
         assert proceed.wait(30)
-        return real_new_index(capacity)
+        return real_new_index(mat, n)
 
     monkeypatch.setattr(g, "_new_index", slow_new_index)
     assert g.search(centers[3], 1)[0][0] == "p3"  # exact answer, build started
@@ -272,15 +383,16 @@ def test_background_build_keeps_answering_and_reconciles(tmp_path, monkeypatch):
     assert g.search(centers[7], 1)[0][0] == "p7"
     assert g.delete("p7") == 1
     g.add_many(persons[250:], vecs[250:])
-    stored7 = normalize_rows(vecs[7]).tobytes()[:64]
-    stored8 = normalize_rows(vecs[8]).tobytes()[:64]
     proceed.set()
     assert g.wait_for_index(60)
+    assert g._index.ntotal == len(g) == 299
     assert g.search(centers[280], 1)[0][0] == "p280"  # added during the build
+    assert g.search(centers[100], 1)[0][0] == "p100"  # rows line up after the removal
     assert all(p != "p7" for p, _ in g.search(centers[7], 20))  # deleted during the build
-    hnsw_file = next(tmp_path.joinpath("found").glob("hnsw.*.bin")).read_bytes()
-    assert stored8 in hnsw_file and stored7 not in hnsw_file
-    again = Gallery("found", tmp_path, hnsw_threshold=200).load()
+    code7, code8 = g._index.sa_encode(normalize_rows(vecs[7:9]))
+    saved = index_slots(_saved_index(tmp_path / "found"))
+    assert _holds_code(saved, code8) and not _holds_code(saved, code7)
+    again = Gallery("found", tmp_path, index_threshold=200).load()
     assert again._index is not None and all(p != "p7" for p, _ in again.search(centers[7], 20))
 
 
@@ -288,10 +400,10 @@ def test_two_processes_share_a_gallery_folder(tmp_path):
     """A second instance on the same folder (the CLI while the server runs) sees and
     is seen: deletions made elsewhere are honoured at the next call, not at restart."""
     centers, vecs, persons = _clustered(40, 1)
-    server = Gallery("missing", tmp_path, hnsw_threshold=30, hnsw=HnswParams(M=16, ef_construction=64)).load()
+    server = Gallery("missing", tmp_path, index_threshold=30).load()
     server.add_many(persons[:35], vecs[:35])
     assert server.search(centers[1], 1)[0][0] == "p1"  # builds the index (synchronously here)
-    cli = Gallery("missing", tmp_path, hnsw_threshold=30).load()
+    cli = Gallery("missing", tmp_path, index_threshold=30).load()
     assert cli._index is not None and len(cli) == 35
     assert cli.delete("p1") == 1
     cli.add("p36", vecs[36])
@@ -300,7 +412,7 @@ def test_two_processes_share_a_gallery_folder(tmp_path):
     server.add("p37", vecs[37])  # written into the current generation, not the deleted one
     assert cli.search(centers[37], 1)[0][0] == "p37"
     server.close()
-    fresh = Gallery("missing", tmp_path, hnsw_threshold=30).load()
+    fresh = Gallery("missing", tmp_path, index_threshold=30).load()
     assert len(fresh) == 36 and "p1" not in fresh and "p37" in fresh
 
 
