@@ -58,15 +58,18 @@ class UpdateWrites:
 
     def bind(self, session: AsyncSession) -> None:
         """Write the pending changes whenever ``session`` commits (also mid-handler)."""
-        event.listen(session.sync_session, "before_commit", self._write)
+        session.sync_session.info[_WRITES] = self
 
-    def _write(self, sync_session: Session) -> None:
+    def write(self, sync_session: Session) -> None:
+        if not self.changes:
+            return
         changes, self.changes = self.changes, {}
+        conn = sync_session.connection()  # plain SQL on the session's transaction, no ORM layer
         for k, (state, data) in changes.items():
             if state is None and not data:  # a finished conversation leaves no row behind
-                sync_session.execute(_DELETE, {"k": k})
+                conn.execute(_DELETE, {"k": k})
             else:
-                sync_session.execute(_UPSERT, {"k": k, "s": state, "d": data})
+                conn.execute(_UPSERT, {"k": k, "s": state, "d": data})
 
     def forget(self) -> None:
         """A transaction of the update rolled back: the cache must not keep what may not have
@@ -75,6 +78,16 @@ class UpdateWrites:
             self.storage.forget(k)
         self.changes.clear()
         self.touched.clear()
+
+
+_WRITES = "hehe_fsm_writes"
+
+
+@event.listens_for(Session, "before_commit")
+def _write_fsm_steps(sync_session: Session) -> None:
+    uw = sync_session.info.get(_WRITES)
+    if uw is not None:
+        uw.write(sync_session)
 
 
 _update_writes: ContextVar[UpdateWrites | None] = ContextVar("hehe_fsm_update_writes", default=None)

@@ -62,8 +62,15 @@ class UTCDateTime(TypeDecorator):
 
 
 def make_engine(url: str, **kw) -> AsyncEngine:
+    # Keep enough connections open for the updates in flight (an update may hold two: its own
+    # session and a cache miss of the FSM storage). Beyond pool_size, SQLAlchemy opens and closes
+    # an overflow connection per checkout — on SQLite a new thread plus the PRAGMAs each time,
+    # which halved bot throughput with 8 updates in flight (docs/benchmarks.md).
+    kw.setdefault("pool_size", 20)
+    kw.setdefault("max_overflow", 20)
     if url.startswith("sqlite"):
         kw.setdefault("async_creator", _one_trip_connector(make_url(url).database or ":memory:"))
+        kw.setdefault("pool_reset_on_return", None)  # see _rollback_only_if_open
     engine = create_async_engine(url, **kw)
     if url.startswith("sqlite"):
 
@@ -77,6 +84,14 @@ def make_engine(url: str, **kw) -> AsyncEngine:
             cur.close()
 
         _queue_sqlite_writers(engine)
+
+        @event.listens_for(engine.sync_engine, "reset")
+        def _rollback_only_if_open(dbapi_conn, _record, state):
+            """The pool's reset-on-return rolls back every connection it gets back, even right
+            after a commit: one more trip to the worker thread per transaction. Roll back only
+            a connection that really has a transaction open."""
+            if state.asyncio_safe and not state.transaction_was_reset and dbapi_conn._connection.in_transaction:
+                dbapi_conn.rollback()
     return engine
 
 
@@ -186,6 +201,9 @@ def _queue_sqlite_writers(engine: AsyncEngine, timeout: float = 30.0) -> None:
 
     async def acquire() -> asyncio.Lock:
         held = lock()
+        if not held.locked():  # the common case: no queue, no timer
+            await held.acquire()
+            return held
         try:
             await asyncio.wait_for(held.acquire(), timeout)
         except asyncio.TimeoutError:
