@@ -5,6 +5,7 @@ live in ``fsm_state`` (same database, SQLite or PostgreSQL).
 """
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from sqlalchemy import JSON, String, bindparam, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from backend.core.db import Base
+from backend.core.db import Base, execute_at_commit
 
 
 class FsmState(Base):
@@ -35,6 +36,10 @@ _UPSERT = text(
     "ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data"
 ).bindparams(bindparam("d", type_=JSON))
 _DELETE = text("DELETE FROM fsm_state WHERE key = :k")
+# The same on SQLite, sent along with the commit (backend.core.db.execute_at_commit).
+_UPSERT_RAW = ("INSERT INTO fsm_state (key, state, data) VALUES (?, ?, ?) "
+               "ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data")
+_DELETE_RAW = "DELETE FROM fsm_state WHERE key = ?"
 
 
 def _key(k: StorageKey) -> str:
@@ -67,8 +72,9 @@ class UpdateWrites:
         conn = sync_session.connection()  # plain SQL on the session's transaction, no ORM layer
         for k, (state, data) in changes.items():
             if state is None and not data:  # a finished conversation leaves no row behind
-                conn.execute(_DELETE, {"k": k})
-            else:
+                if not execute_at_commit(conn, _DELETE_RAW, (k,)):
+                    conn.execute(_DELETE, {"k": k})
+            elif not execute_at_commit(conn, _UPSERT_RAW, (k, state, json.dumps(data, ensure_ascii=False))):
                 conn.execute(_UPSERT, {"k": k, "s": state, "d": data})
 
     def forget(self) -> None:

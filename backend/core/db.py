@@ -165,8 +165,43 @@ class _OneTripCursor:
 
 
 class _OneTripConnection(aiosqlite.Connection):
+    """aiosqlite connection with one-trip cursors, and statements that can ride along with
+    the commit (see :func:`execute_at_commit`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.at_commit: list[tuple[str, tuple]] = []
+
     def cursor(self) -> _OneTripCursor:  # type: ignore[override] - no trip to create it
         return _OneTripCursor(self)
+
+    def _run_then_commit(self, todo: list[tuple[str, tuple]]) -> None:  # on the worker thread
+        for sql, params in todo:
+            self._conn.execute(sql, params)
+        self._conn.commit()
+
+    async def commit(self) -> None:
+        todo, self.at_commit = self.at_commit, []
+        await self._execute(self._run_then_commit, todo)
+
+    async def rollback(self) -> None:
+        self.at_commit = []
+        await super().rollback()
+
+
+def execute_at_commit(conn, sql: str, params: tuple) -> bool:
+    """Run ``sql`` (SQLite ``?`` parameters) in the same trip to the database thread as the
+    commit of ``conn``'s transaction, instead of a trip of its own. A bot update's conversation
+    step is written this way: its whole database work becomes one trip (docs/benchmarks.md).
+    Takes the engine's write slot like any write. Returns False on other databases: the
+    caller then executes its statement normally."""
+    driver = getattr(conn.connection.dbapi_connection, "_connection", None)
+    take_slot = getattr(conn.engine, "_hehe_take_write_slot", None)
+    if not isinstance(driver, _OneTripConnection) or take_slot is None or not in_greenlet():
+        return False
+    take_slot(conn)
+    driver.at_commit.append((sql, params))
+    return True
 
 
 def _one_trip_connector(path: str):
@@ -219,11 +254,17 @@ def _queue_sqlite_writers(engine: AsyncEngine, timeout: float = 30.0) -> None:
         if held is not None:
             held.release()
 
+    def take_slot(conn) -> None:
+        if _HOLDS_WRITE_LOCK not in conn.info:
+            conn.info[_HOLDS_WRITE_LOCK] = await_only(acquire())
+
+    sync._hehe_take_write_slot = take_slot
+
     @event.listens_for(sync, "before_cursor_execute")
     def _before_write(conn, _cursor, statement, _params, _context, _many):
         if _HOLDS_WRITE_LOCK in conn.info or not _WRITE_SQL.match(statement) or not in_greenlet():
             return  # (outside SQLAlchemy's async bridge there is no loop to queue on)
-        conn.info[_HOLDS_WRITE_LOCK] = await_only(acquire())
+        take_slot(conn)
 
     do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
 
