@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     # --- bot behaviour
     throttle_per_minute: int = Field(30, description="Max updates per user per minute.")
+    loop_cpu: int | None = Field(
+        None, description="Pin the event loop and its SQLite threads to this CPU; unset = no pinning.")
     user_cache_seconds: float = Field(
         30, description="How long the bot trusts a cached user row changed by another process; 0 = off.")
     quiet_hours_start: int = 22

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
+import os
 import re
 import sqlite3
 import weakref
@@ -61,7 +61,18 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(timezone.utc)
 
 
-def make_engine(url: str, **kw) -> AsyncEngine:
+def pin_current_thread(cpu: int | None) -> set[int] | None:
+    """Pin the calling thread (Linux) to ``cpu``; returns its previous CPU set (None: no change)."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return None
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    return before
+
+
+def make_engine(url: str, loop_cpu: int | None = None, **kw) -> AsyncEngine:
+    """``loop_cpu``: the CPU the event loop is pinned to (``HEHE_LOOP_CPU``); SQLite's worker
+    threads are pinned there too, so a hand-off to them is a context switch on one core."""
     # Keep enough connections open for the updates in flight (an update may hold two: its own
     # session and a cache miss of the FSM storage). Beyond pool_size, SQLAlchemy opens and closes
     # an overflow connection per checkout — on SQLite a new thread plus the PRAGMAs each time,
@@ -69,7 +80,7 @@ def make_engine(url: str, **kw) -> AsyncEngine:
     kw.setdefault("pool_size", 20)
     kw.setdefault("max_overflow", 20)
     if url.startswith("sqlite"):
-        kw.setdefault("async_creator", _one_trip_connector(make_url(url).database or ":memory:"))
+        kw.setdefault("async_creator", _one_trip_connector(make_url(url).database or ":memory:", loop_cpu))
         kw.setdefault("pool_reset_on_return", None)  # see _rollback_only_if_open
     engine = create_async_engine(url, **kw)
     if url.startswith("sqlite"):
@@ -204,10 +215,13 @@ def execute_at_commit(conn, sql: str, params: tuple) -> bool:
     return True
 
 
-def _one_trip_connector(path: str):
+def _one_trip_connector(path: str, cpu: int | None = None):
+    def open_here() -> sqlite3.Connection:  # runs on the connection's worker thread
+        pin_current_thread(cpu)
+        return sqlite3.connect(path, timeout=30, check_same_thread=False)
+
     async def connect() -> _OneTripConnection:
-        conn = _OneTripConnection(
-            functools.partial(sqlite3.connect, path, timeout=30, check_same_thread=False), 64)
+        conn = _OneTripConnection(open_here, 64)
         conn._thread.daemon = True  # as SQLAlchemy does for aiosqlite
         return await conn
     return connect
