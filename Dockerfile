@@ -4,7 +4,7 @@
 
 # ---------------------------------------------------------------- build
 FROM python:3.11-slim AS build
-# Compilers for dependencies without a wheel for this platform (e.g. hnswlib).
+# Compilers for dependencies without a wheel for this platform.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
