@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import logging
 import os
 import pkgutil
@@ -58,7 +57,9 @@ async def _with_session(fn):
         await engine.dispose()
 
 
-def _run(coro_fn):
+def run_in_session(coro_fn):
+    """``coro_fn(session)`` in one transaction against a migrated, seeded database; a
+    DomainError becomes its Chinese message and exit code 2. Slice CLIs use it too."""
     from backend.core.errors import DomainError
     from backend.core.i18n import gettext
 
@@ -155,7 +156,7 @@ def invite_create(
         inv = await service.create_invite(session, r, j, service.parse_duration(expires), actor="cli", title=title)
         return inv.code
 
-    typer.echo(_run(go))
+    typer.echo(run_in_session(go))
 
 
 @jur_app.command("import")
@@ -163,7 +164,7 @@ def jurisdictions_import(file: Path = typer.Argument(..., exists=True, readable=
     """Import a CSV with columns county,township,village,grid (optional lat,lon)."""
     from backend.users import service
 
-    n = _run(lambda session: service.import_csv(session, file))
+    n = run_in_session(lambda session: service.import_csv(session, file))
     typer.echo(f"imported: {n} new places")
 
 
@@ -177,7 +178,7 @@ def jurisdictions_list(parent: Optional[str] = typer.Argument(None)) -> None:
             _fail(f"未知辖区 / unknown jurisdiction: {parent}")
         return [(j.id, j.name, j.level) for j in await service.children(session, p.id if p else None)]
 
-    for jid, name, level in _run(go):
+    for jid, name, level in run_in_session(go):
         typer.echo(f"{jid}\t{name}\t{level}")
 
 
@@ -195,7 +196,7 @@ def token_create(user: int = typer.Option(..., help="the user's Telegram / local
             _fail(f"no such user: {user}")
         return make_token(load_secret(get_settings().data_dir, get_settings().api_token_secret), u.id)
 
-    typer.echo(_run(go))
+    typer.echo(run_in_session(go))
 
 
 # ------------------------------------------------------------------ chat

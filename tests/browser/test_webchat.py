@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.serving import hehe_serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -23,49 +20,14 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path: Path, template_db: Path):
     data = tmp_path / "data"
     data.mkdir()
     shutil.copyfile(template_db, data / "hehe.db")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEHE_")}
-    env.update(HEHE_DATA_DIR=str(data), HEHE_FACE_ENABLED="0", HEHE_KB_ENABLED="0", HEHE_LOG_LEVEL="WARNING",
-               PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
-    hehe = shutil.which("hehe", path=str(Path(sys.executable).parent))
-    cmd = [hehe] if hehe else [sys.executable, "-m", "backend.cli"]
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail("hehe serve exited:\n" + (tmp_path / "server.log").read_text())
-            try:
-                if urllib.request.urlopen(base + "/readyz", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("hehe serve did not become ready:\n" + (tmp_path / "server.log").read_text())
-            time.sleep(0.3)
+    with hehe_serve(tmp_path, data, timeout=180, HEHE_FACE_ENABLED="0", HEHE_KB_ENABLED="0",
+                    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1") as (base, _checks):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_web_chat_send_and_press(server, tmp_path):
