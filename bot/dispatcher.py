@@ -30,22 +30,19 @@ def _inline_call(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def run_sync_filters_inline(router: Router) -> int:
+def run_sync_filters_inline(router: Router) -> None:
     """aiogram runs every synchronous filter — each ``F.text…`` magic filter included — in a
     worker thread: one thread hop per filter per update, the largest cost of routing a message
     (docs/benchmarks.md). Hehe's filters are pure and cheap, so they run on the event loop.
-    Returns how many filters were switched. Rule for handler authors: a filter must not block."""
-    switched = 0
+    Rule for handler authors: a filter must not block."""
     for observer in router.observers.values():
         for handler in [observer._handler, *observer.handlers]:
             for flt in handler.filters or []:
                 if not flt.awaitable:
                     flt.callback = _inline_call(flt.callback)
                     flt.awaitable = True
-                    switched += 1
     for sub in router.sub_routers:
-        switched += run_sync_filters_inline(sub)
-    return switched
+        run_sync_filters_inline(sub)
 
 
 def make_dispatcher(ctx: Any, first: Sequence[Router] = ()) -> Dispatcher:

@@ -30,16 +30,14 @@ class FsmState(Base):
 
 
 # One statement per write, the same on SQLite (≥ 3.24) and PostgreSQL. Written as text: building
-# the equivalent ORM upsert per call cost ~0.9 ms, more than the database round trip.
-_UPSERT = text(
-    "INSERT INTO fsm_state (key, state, data) VALUES (:k, :s, :d) "
-    "ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data"
-).bindparams(bindparam("d", type_=JSON))
-_DELETE = text("DELETE FROM fsm_state WHERE key = :k")
-# The same on SQLite, sent along with the commit (backend.core.db.execute_at_commit).
-_UPSERT_RAW = ("INSERT INTO fsm_state (key, state, data) VALUES (?, ?, ?) "
+# the equivalent ORM upsert per call cost ~0.9 ms, more than the database round trip. The ``?``
+# form is sent along with the commit on SQLite (backend.core.db.execute_at_commit).
+_UPSERT_SQL = ("INSERT INTO fsm_state (key, state, data) VALUES ({}, {}, {}) "
                "ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data")
-_DELETE_RAW = "DELETE FROM fsm_state WHERE key = ?"
+_DELETE_SQL = "DELETE FROM fsm_state WHERE key = {}"
+_UPSERT = text(_UPSERT_SQL.format(":k", ":s", ":d")).bindparams(bindparam("d", type_=JSON))
+_DELETE = text(_DELETE_SQL.format(":k"))
+_UPSERT_RAW, _DELETE_RAW = _UPSERT_SQL.format("?", "?", "?"), _DELETE_SQL.format("?")
 
 
 def _key(k: StorageKey) -> str:

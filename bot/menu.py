@@ -41,7 +41,7 @@ def menu_items(role: Role) -> list[MenuItem]:
 
 
 def menu_keyboard(role: Role, t: Translator) -> InlineKeyboardMarkup:
-    """The main menu for ``role`` in ``t``'s language (built once; aiogram objects are immutable)."""
+    """The main menu for ``role`` in ``t``'s language (built once per role and language; nothing changes a sent keyboard)."""
     key = (role, t.lang)
     kb = _KEYBOARDS.get(key)
     if kb is None:

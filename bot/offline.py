@@ -48,6 +48,12 @@ class OutMessage:
     markup: Any = field(default=None, compare=False, repr=False)  # the InlineKeyboardMarkup sent
     recorded: bool = field(default=False, compare=False, repr=False)
 
+    def keep_keyboard(self, markup: Any) -> None:
+        """Remember the inline keyboard the bot sent with this message (none: no buttons)."""
+        self.markup = markup if isinstance(markup, InlineKeyboardMarkup) else None
+        self.inline = [[(b.text, b.callback_data or b.url or "") for b in row]
+                       for row in self.markup.inline_keyboard] if self.markup else []
+
     def as_json(self, user: int | None = None) -> dict:
         return {
             "user": self.chat_id if user is None else user,
@@ -232,9 +238,6 @@ class OfflineChannel:
         """The ``Message`` Telegram would return for ``m``, with the keyboard object the bot
         sent (reused: nothing changes a sent keyboard)."""
         kb = m.markup
-        if kb is None and m.inline:
-            kb = InlineKeyboardMarkup(inline_keyboard=[
-                [{"text": t, "callback_data": d} for t, d in row] for row in m.inline])
         extra: dict[str, Any] = {}
         if m.photo:
             extra["photo"] = [PhotoSize(file_id=m.photo, file_unique_id=m.photo[-16:], width=1, height=1)]
@@ -244,12 +247,6 @@ class OfflineChannel:
         return Message(message_id=m.message_id, date=datetime.now(timezone.utc),
                        chat=Chat(id=m.chat_id, type="private"),
                        from_user=User(id=BOT_ID, is_bot=True, first_name="和合"), reply_markup=kb, **extra)
-
-
-def _inline(markup: Any) -> list[list[tuple[str, str]]]:
-    if isinstance(markup, InlineKeyboardMarkup):
-        return [[(b.text, b.callback_data or b.url or "") for b in row] for row in markup.inline_keyboard]
-    return []
 
 
 class OfflineSession(BaseSession):
@@ -289,8 +286,7 @@ class OfflineSession(BaseSession):
                 m.text = p.caption or ""
             else:
                 m.text = f"📍 {p.latitude:.5f}, {p.longitude:.5f}"
-            m.inline = _inline(p.reply_markup)
-            m.markup = p.reply_markup if isinstance(p.reply_markup, InlineKeyboardMarkup) else None
+            m.keep_keyboard(p.reply_markup)
             if isinstance(p.reply_markup, ReplyKeyboardMarkup):
                 ch.reply_keyboards[chat_id] = [[b.text for b in row] for row in p.reply_markup.keyboard]
                 m.reply_keyboard = ch.reply_keyboards[chat_id]
@@ -307,8 +303,7 @@ class OfflineSession(BaseSession):
                 m.text = p.text
             elif name == "editMessageCaption":
                 m.text = p.caption or ""
-            m.inline = _inline(p.reply_markup)
-            m.markup = p.reply_markup if isinstance(p.reply_markup, InlineKeyboardMarkup) else None
+            m.keep_keyboard(p.reply_markup)
             m.edited = True
             await ch._record(m)
             return ch.as_message(m)

@@ -120,12 +120,6 @@ class _OneTripCursor:
         self._cursor: sqlite3.Cursor | None = None
         self._rows: collections.deque = collections.deque()
 
-    def __await__(self):
-        return self._ready().__await__()
-
-    async def _ready(self) -> "_OneTripCursor":
-        return self
-
     async def __aenter__(self) -> "_OneTripCursor":
         return self
 
@@ -276,26 +270,19 @@ def _queue_sqlite_writers(engine: AsyncEngine, timeout: float = 30.0) -> None:
 
     @event.listens_for(sync, "before_cursor_execute")
     def _before_write(conn, _cursor, statement, _params, _context, _many):
-        if _HOLDS_WRITE_LOCK in conn.info or not _WRITE_SQL.match(statement) or not in_greenlet():
-            return  # (outside SQLAlchemy's async bridge there is no loop to queue on)
-        take_slot(conn)
+        if _WRITE_SQL.match(statement) and in_greenlet():  # (outside the async bridge: no loop)
+            take_slot(conn)
 
-    do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
+    def then_release(end):  # the dialect's commit or rollback, then the slot is free again
+        def run(dbapi_conn) -> None:
+            try:
+                end(dbapi_conn)
+            finally:
+                release(dbapi_conn)
+        return run
 
-    def commit_then_release(dbapi_conn) -> None:
-        try:
-            do_commit(dbapi_conn)
-        finally:
-            release(dbapi_conn)
-
-    def rollback_then_release(dbapi_conn) -> None:
-        try:
-            do_rollback(dbapi_conn)
-        finally:
-            release(dbapi_conn)
-
-    dialect.do_commit = commit_then_release
-    dialect.do_rollback = rollback_then_release
+    dialect.do_commit = then_release(dialect.do_commit)
+    dialect.do_rollback = then_release(dialect.do_rollback)
 
     @event.listens_for(sync, "checkin")
     def _checkin(_dbapi_conn, record):  # a connection never returns to the pool holding it

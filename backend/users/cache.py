@@ -2,7 +2,7 @@
 
 Every update needs the sender's user row (role, jurisdiction, language). Reading it from the
 database costs more than everything else ``/start`` does, so the bot keeps recently seen users
-in memory and attaches them to the update's session with ``merge(load=False)`` — no query.
+in memory and attaches them to the update's session without a query (:meth:`UserCache.attach`).
 
 Freshness rules (one place):
 
@@ -89,7 +89,6 @@ class UserCache:
     def invalidate(self, telegram_id: int) -> None:
         self._versions[telegram_id] = self._versions.get(telegram_id, 0) + 1
         self._items.pop(telegram_id, None)
-
 
 
 _CACHES: "weakref.WeakSet[UserCache]" = weakref.WeakSet()
