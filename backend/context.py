@@ -19,6 +19,7 @@ from backend.core.config import Settings
 from backend.core.db import make_engine, make_sessionmaker, pin_current_thread, session_scope
 from backend.core.security import load_secret
 from backend.notify.delivery import Deliverer
+from bot import lazy_aiogram
 from bot.offline import OfflineChannel
 
 log = logging.getLogger("hehe")
@@ -137,6 +138,7 @@ async def start_context(
                      deliverer=deliverer, secret=load_secret(settings.data_dir, settings.api_token_secret),
                      unpin_to=pinned_from)
     ctx.dispatcher = make_dispatcher(ctx)
+    lazy_aiogram.warm_up()
     channel.dispatcher = ctx.dispatcher
     ctx.bots["local"] = channel.bot
     runtime.set_context(ctx)

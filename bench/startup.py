@@ -1,5 +1,5 @@
-"""Cold start of ``hehe serve`` to ``/readyz`` 200 (database migrated, models loaded), and the
-idle resident memory of the process with its models loaded.
+"""Cold start of ``hehe serve`` to ``/readyz`` 200 (database migrated, models loaded), the
+time of the first chat message after that, and the idle resident memory of the process with its models loaded.
 
     .venv/bin/python bench/startup.py [--runs 2] [--no-models]
 
@@ -81,6 +81,16 @@ def one_run(models: bool, timeout: float) -> dict:
                 pass
             time.sleep(0.05)
         first_http = first_http or ready
+        replies = []
+        if ready:  # the first chat messages after start (first one: what lazily built parts still cost)
+            for user in (1001, 1002):
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/chat/api/send", method="POST",
+                                             data=json.dumps({"user": user, "text": "/start"}).encode(),
+                                             headers={"Content-Type": "application/json"})
+                t1 = time.perf_counter()
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    r.read()
+                replies.append(time.perf_counter() - t1)
         time.sleep(5)
         rss = rss_mb(proc.pid)
     finally:
@@ -91,7 +101,8 @@ def one_run(models: bool, timeout: float) -> dict:
             proc.kill()
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"ready_s": ready, "http_s": first_http, "cpu_s": cpu, "rss_mb": rss, "checks": checks}
+    return {"ready_s": ready, "http_s": first_http, "cpu_s": cpu, "rss_mb": rss, "checks": checks,
+            "replies_s": replies}
 
 
 BASELINE = "import aiogram.types, aiogram.client.bot, fastapi, uvicorn, sqlalchemy.ext.asyncio, onnxruntime"
@@ -123,7 +134,8 @@ def main() -> None:
     for i, r in enumerate(runs, 1):
         ready = f"{r['ready_s']:.1f} s" if r["ready_s"] else "NOT READY"
         print(f"run {i}: first HTTP answer {r['http_s'] or float('nan'):.1f} s, /readyz 200 {ready}, "
-              f"CPU {r['cpu_s'] or float('nan'):.1f} s to ready, idle RSS {r['rss_mb']:.0f} MB  checks={r['checks']}")
+              f"CPU {r['cpu_s'] or float('nan'):.1f} s to ready, /start reply of the first "
+              f"and second new user {' / '.join(f'{x * 1000:.0f}' for x in r['replies_s'])} ms, idle RSS {r['rss_mb']:.0f} MB  checks={r['checks']}")
     ok = [r["ready_s"] for r in runs if r["ready_s"]]
     if ok:
         med = statistics.median(ok)
