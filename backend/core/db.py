@@ -21,6 +21,10 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util.concurrency import await_only, in_greenlet
 
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+BUSY_TIMEOUT_MS = 30_000
+INLINE_COMMITS_PER_CHECKPOINT = 250  # a conversation step writes 2–4 pages; SQLite's own is 1,000 pages
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -88,10 +92,8 @@ def make_engine(url: str, loop_cpu: int | None = None, **kw) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _rec):  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            for pragma in (*SQLITE_PRAGMAS, f"busy_timeout={BUSY_TIMEOUT_MS}"):
+                cur.execute(f"PRAGMA {pragma}")
             cur.close()
 
         _queue_sqlite_writers(engine)
@@ -171,33 +173,109 @@ class _OneTripCursor:
 
 class _OneTripConnection(aiosqlite.Connection):
     """aiosqlite connection with one-trip cursors, and statements that can ride along with
-    the commit (see :func:`execute_at_commit`)."""
+    the commit (see :func:`execute_at_commit`).
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    A transaction that consists only of such statements — a bot update's conversation step — is
+    committed right on the event loop instead of on the worker thread: a few small writes to the
+    WAL file (no fsync: ``synchronous=NORMAL``) cost less than the thread hand-off and wake-up
+    they replace (docs/benchmarks.md). Such a transaction has nothing else in it, so it can be
+    committed on a second connection to the file, set up so that it never blocks the loop: it
+    tries the write lock without waiting (held by another process → the commit goes to the
+    worker thread as before, where it waits as usual), and it never checkpoints the WAL (every
+    ``INLINE_COMMITS_PER_CHECKPOINT`` inline commits to a database, a checkpoint runs on the
+    worker thread instead)."""
+
+    _inline_commits: collections.Counter = collections.Counter()  # database path → since checkpoint
+
+    def __init__(self, connector, iter_chunk_size: int, path: str):
+        super().__init__(connector, iter_chunk_size)
         self.at_commit: list[tuple[str, tuple]] = []
+        self._path = path
+        # Trips queued (counted on the loop) and finished (counted on the worker thread): equal
+        # when the worker is idle. One writer each, so no lost updates. A trip whose caller was
+        # cancelled still runs to its end.
+        self._trips_queued = self._trips_done = 0
+        self._inline: sqlite3.Connection | None = None
+
+    async def _execute(self, fn, *args, **kwargs):
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")  # as aiosqlite, before anything is queued
+
+        def tracked():
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._trips_done += 1
+
+        self._trips_queued += 1
+        return await super()._execute(tracked)
 
     def cursor(self) -> _OneTripCursor:  # type: ignore[override] - no trip to create it
         return _OneTripCursor(self)
+
+    def _checkpoint(self) -> None:  # on the worker thread
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _run_then_commit(self, todo: list[tuple[str, tuple]]) -> None:  # on the worker thread
         for sql, params in todo:
             self._conn.execute(sql, params)
         self._conn.commit()
 
+    def _inline_connection(self) -> sqlite3.Connection | None:
+        """A second connection to the same file, for commits on the loop: it never waits for
+        the lock (``timeout=0``) and never checkpoints (``wal_autocheckpoint=0``). Opened on first
+        use and closed with this one; used only by whoever has this connection checked out."""
+        if self._inline is None and self._path not in ("", ":memory:"):
+            conn = sqlite3.connect(self._path, timeout=0, check_same_thread=False)
+            for pragma in (*SQLITE_PRAGMAS, "wal_autocheckpoint=0"):
+                conn.execute(f"PRAGMA {pragma}")
+            self._inline = conn
+        return self._inline
+
+    def _commit_inline(self, todo: list[tuple[str, tuple]]) -> bool:
+        """On the event loop; False (nothing written) when another process holds the write lock."""
+        conn = self._inline_connection()
+        if conn is None:
+            return False
+        try:
+            for sql, params in todo:
+                conn.execute(sql, params)
+            conn.commit()
+        except sqlite3.OperationalError as e:
+            conn.rollback()
+            if getattr(e, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            return False
+        return True
+
     async def commit(self) -> None:
         todo, self.at_commit = self.at_commit, []
+        idle = self._trips_queued == self._trips_done
+        if todo and idle and not self._conn.in_transaction and self._commit_inline(todo):
+            n = self._inline_commits
+            n[self._path] += 1
+            if n[self._path] >= INLINE_COMMITS_PER_CHECKPOINT:
+                n[self._path] = 0
+                await self._execute(self._checkpoint)
+            return
         await self._execute(self._run_then_commit, todo)
 
     async def rollback(self) -> None:
         self.at_commit = []
         await super().rollback()
 
+    async def close(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
+        await super().close()
+
 
 def execute_at_commit(conn, sql: str, params: tuple) -> bool:
-    """Run ``sql`` (SQLite ``?`` parameters) in the same trip to the database thread as the
-    commit of ``conn``'s transaction, instead of a trip of its own. A bot update's conversation
-    step is written this way: its whole database work becomes one trip (docs/benchmarks.md).
+    """Run ``sql`` (SQLite ``?`` parameters) together with the commit of ``conn``'s transaction,
+    instead of in a trip of its own to the database thread. A bot update's conversation step is
+    written this way: its whole database work becomes one trip, or none when the step is all the
+    transaction writes (:class:`_OneTripConnection` commits it on the loop; docs/benchmarks.md).
     Takes the engine's write slot like any write. Returns False on other databases: the
     caller then executes its statement normally."""
     driver = getattr(conn.connection.dbapi_connection, "_connection", None)
@@ -212,10 +290,10 @@ def execute_at_commit(conn, sql: str, params: tuple) -> bool:
 def _one_trip_connector(path: str, cpu: int | None = None):
     def open_here() -> sqlite3.Connection:  # runs on the connection's worker thread
         pin_current_thread(cpu)
-        return sqlite3.connect(path, timeout=30, check_same_thread=False)
+        return sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
 
     async def connect() -> _OneTripConnection:
-        conn = _OneTripConnection(open_here, 64)
+        conn = _OneTripConnection(open_here, 64, path)
         conn._thread.daemon = True  # as SQLAlchemy does for aiosqlite
         return await conn
     return connect

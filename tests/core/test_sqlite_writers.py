@@ -91,3 +91,53 @@ async def test_the_one_trip_driver_answers_exactly_like_aiosqlite(tmp_path):
     finally:
         await ours.dispose()
         await plain.dispose()
+
+
+async def _step(sm, who: int) -> None:
+    """A transaction whose only write rides with the commit — a bot update's conversation step."""
+    from backend.core.db import execute_at_commit
+
+    async with sm() as s:
+        conn = await s.connection()
+        assert await conn.run_sync(lambda c: execute_at_commit(
+            c, "INSERT INTO notes (who, note) VALUES (?, 'step')", (who,)))
+        await s.commit()
+
+
+async def test_a_step_commits_on_the_loop_but_never_waits_there_for_another_process(sm, tmp_path):
+    """Steps commit on the event loop without waiting for the lock: while another process holds
+    SQLite's write lock, a step waits on the worker thread and the loop keeps serving."""
+    import sqlite3
+
+    await _step(sm, 1)  # the common case: committed at once
+    other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+    other.execute("INSERT INTO notes (who, note) VALUES (99, 'other')")
+    step = asyncio.create_task(_step(sm, 2))
+    ticks = 0
+    for _ in range(20):  # the loop stays free while the step waits
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert ticks == 20 and not step.done()
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(step, 5)
+    async with sm() as s:
+        rows = (await s.execute(text("SELECT who FROM notes ORDER BY id"))).scalars().all()
+    assert rows == [1, 99, 2]
+
+
+async def test_steps_committed_on_the_loop_are_checkpointed_into_the_database_file(sm, tmp_path):
+    import sqlite3
+
+    from backend.core.db import INLINE_COMMITS_PER_CHECKPOINT
+
+    for i in range(INLINE_COMMITS_PER_CHECKPOINT + 5):
+        await _step(sm, i)
+    # the main file alone (WAL ignored): holds what the checkpoint copied, at least the first batch
+    main_file = sqlite3.connect(f"file:{tmp_path / 'w.db'}?immutable=1", uri=True)
+    try:
+        in_file = main_file.execute("SELECT count(*) FROM notes").fetchone()[0]
+    finally:
+        main_file.close()
+    assert INLINE_COMMITS_PER_CHECKPOINT <= in_file <= INLINE_COMMITS_PER_CHECKPOINT + 5
