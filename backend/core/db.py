@@ -227,14 +227,21 @@ class _OneTripConnection(aiosqlite.Connection):
         use and closed with this one; used only by whoever has this connection checked out."""
         if self._inline is None and self._path not in ("", ":memory:"):
             conn = sqlite3.connect(self._path, timeout=0, check_same_thread=False)
-            for pragma in (*SQLITE_PRAGMAS, "wal_autocheckpoint=0"):
-                conn.execute(f"PRAGMA {pragma}")
+            try:
+                for pragma in (*SQLITE_PRAGMAS, "wal_autocheckpoint=0"):
+                    conn.execute(f"PRAGMA {pragma}")
+            except sqlite3.Error:
+                conn.close()
+                raise
             self._inline = conn
         return self._inline
 
     def _commit_inline(self, todo: list[tuple[str, tuple]]) -> bool:
         """On the event loop; False (nothing written) when another process holds the write lock."""
-        conn = self._inline_connection()
+        try:
+            conn = self._inline_connection()
+        except sqlite3.OperationalError:  # e.g. the file is busy being recovered: not now
+            return False
         if conn is None:
             return False
         try:
