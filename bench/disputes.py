@@ -2,7 +2,9 @@
 
 1. Intake: complete reports per second through the offline channel (the real Dispatcher,
    FSM storage, services, scheduler job store) with 20 concurrent simulated citizens;
-   baseline from the same run: one citizen reporting sequentially.
+   baseline from the same run: one citizen reporting sequentially. Also a deterministic figure:
+   the SQL statements and commits one complete report costs (a citizen's second report, alone),
+   and their average over the concurrent run.
 2. Statistics: the county × month table (``backend.disputes.stats.compute``) over N
    generated cases (default 1,000,000) on SQLite, and on PostgreSQL when a URL is given
    (``--pg`` or HEHE_TEST_PG_URL); baseline from the same run: a bare ``count(*)`` scan.
@@ -24,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from sqlalchemy import select, text  # noqa: E402
+from sqlalchemy import event, select  # noqa: E402
 
 from backend.core.config import Settings  # noqa: E402
 
@@ -53,6 +55,31 @@ async def one_report(ch, uid: int, i: int) -> None:
         raise RuntimeError(f"report failed: {last[:80]}")
 
 
+class SqlCounter:
+    """SQL statements sent (``before_cursor_execute``) and transactions committed (``commit``)
+    on one engine. Statements that SQLite runs in the commit's own trip (the conversation step,
+    ``backend.core.db.execute_at_commit``) are part of that commit, not counted as statements;
+    the scheduler's job store (another engine) is not counted."""
+
+    def __init__(self, engine):
+        self.statements = self.commits = 0
+        event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
+        event.listen(engine.sync_engine, "commit", self._commit)
+
+    def _statement(self, *_args) -> None:
+        self.statements += 1
+
+    def _commit(self, *_args) -> None:
+        self.commits += 1
+
+    def mark(self) -> tuple[int, int]:
+        return self.statements, self.commits
+
+    def per(self, since: tuple[int, int], n: int) -> dict:
+        return {"statements": round((self.statements - since[0]) / n, 1),
+                "commits": round((self.commits - since[1]) / n, 1)}
+
+
 async def bench_intake(citizens: int, reports: int) -> dict:
     from backend.context import start_context
     from backend.web.chat_service import set_role_direct
@@ -63,6 +90,11 @@ async def bench_intake(citizens: int, reports: int) -> dict:
             await set_role_direct(ctx, 90001, "mediator", "椒江区/海门街道")
             ch = ctx.channel
             errors = 0
+            sql = SqlCounter(ctx.engine)
+            await one_report(ch, 99999, 0)  # first contact and first report: warm-up
+            mark = sql.mark()
+            await one_report(ch, 99999, 1)
+            one = sql.per(mark, 1)
 
             async def citizen(uid: int, n: int) -> int:
                 bad = 0
@@ -79,8 +111,10 @@ async def bench_intake(citizens: int, reports: int) -> dict:
             errors += await citizen(100000, reports * 2)
             base = reports * 2 / (time.perf_counter() - t)
             t = time.perf_counter()
+            mark = sql.mark()
             errors += sum(await asyncio.gather(*(citizen(100001 + c, reports) for c in range(citizens))))
             dt = time.perf_counter() - t
+            concurrent = sql.per(mark, citizens * reports)
             from backend.disputes.models import Dispute
             from sqlalchemy import func
 
@@ -89,7 +123,8 @@ async def bench_intake(citizens: int, reports: int) -> dict:
                 dup = await s.scalar(select(func.count(func.distinct(Dispute.number))))
             return {"reports": citizens * reports, "seconds": round(dt, 2),
                     "per_second": round(citizens * reports / dt, 1), "baseline_1_citizen_per_second": round(base, 1),
-                    "errors": errors, "cases_in_db": n, "distinct_numbers": dup}
+                    "errors": errors, "cases_in_db": n, "distinct_numbers": dup,
+                    "sql_per_report": one, "sql_per_report_concurrent": concurrent}
         finally:
             await ctx.stop()
 
@@ -283,6 +318,10 @@ async def main() -> None:
         r = await bench_intake(a.citizens, a.reports)
         print(f"intake: {r['per_second']} complete reports/s with {a.citizens} concurrent citizens "
               f"(baseline 1 citizen sequential: {r['baseline_1_citizen_per_second']}/s); {r}")
+        one, many = r["sql_per_report"], r["sql_per_report_concurrent"]
+        print(f"intake SQL per complete report: {one['statements']:g} statements, {one['commits']:g} commits "
+              f"(one citizen's second report); {many['statements']:g} statements, {many['commits']:g} commits "
+              f"on average with {a.citizens} concurrent citizens (first reports included)")
     if not a.skip_stats:
         r = await bench_stats_sqlite(a.rows)
         print(f"stats: {r}")

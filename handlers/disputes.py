@@ -22,7 +22,8 @@ from backend.core.masking import mask_phone
 from backend.disputes import config, routing, service, stats
 from backend.disputes.models import Dispute
 from backend.users import service as users
-from backend.users.models import Jurisdiction, Role, User
+from backend.users.models import Role, User
+from backend.users.tree import Node
 from bot.menu import MenuCb, inline, register_menu_item
 
 log = logging.getLogger("hehe.handlers.disputes")
@@ -210,7 +211,7 @@ async def advance(done: str, message: Message, state: FSMContext, session: Async
 
 
 async def set_place(message: Message, state: FSMContext, session: AsyncSession, t: Translator,
-                    j: Jurisdiction, *, address: str | None = None, lat=None, lon=None) -> None:
+                    j: Node, *, address: str | None = None, lat=None, lon=None) -> None:
     chain = await users.ancestors(session, j)
     label = "".join(a.name for a in chain[1:]) or j.name
     await release(session)
@@ -337,7 +338,7 @@ def make_router() -> Router:
         if callback_data.id == 0:
             await cq.message.answer(t("disputes.ask_place"), reply_markup=await county_keyboard(session, t))
             return
-        j = await session.get(Jurisdiction, callback_data.id)
+        j = await users.jurisdiction(session, callback_data.id)
         if j is None or j.level == "city":
             await cq.message.answer(t("disputes.err_place"), reply_markup=await county_keyboard(session, t))
             return
@@ -456,7 +457,7 @@ def make_router() -> Router:
                       t: Translator) -> None:
         await cq.answer()
         data = await state.get_data()
-        place = await session.get(Jurisdiction, data.get("place_id") or 0)
+        place = await users.jurisdiction(session, data.get("place_id"))
         if place is None:
             await prompt("place", cq.message, state, session, t)
             return

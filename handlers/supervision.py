@@ -2,7 +2,6 @@
 handle; officials see the figures. Thin: parse → backend.supervision.service → t(...)."""
 from __future__ import annotations
 
-import mimetypes
 from typing import Any
 
 from aiogram import F, Router
@@ -192,7 +191,7 @@ async def ask_county(target: Message, session: AsyncSession, t: Translator) -> N
 
 
 async def summary_text(session: AsyncSession, data: dict, t: Translator) -> str:
-    place = await session.get(svc.Jurisdiction, data["place_id"])
+    place = await users.jurisdiction(session, data["place_id"])
     return t("supervision.summary", title=data["title"], description=data["description"][:500],
              area=data["area"], place=place.name if place else "-", agency=data.get("agency") or t("common.none"),
              files=len(data.get("files", [])), cosigners=data.get("cosigners") or t("common.none"))
@@ -685,7 +684,7 @@ def make_router() -> Router:
                            t: Translator) -> None:
         data = await state.get_data()
         try:
-            item = await svc.rate(session, user, data["item_id"], data["rating"], message.text)
+            await svc.rate(session, user, data["item_id"], data["rating"], message.text)
         except DomainError as e:
             await _fail(session, message, t, e)
             await state.clear()

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         None, description="Pin the event loop and its SQLite threads to this CPU; unset = no pinning.")
     user_cache_seconds: float = Field(
         30, description="How long the bot trusts a cached user row changed by another process; 0 = off.")
+    jurisdiction_cache_seconds: float = Field(
+        60, description="How long the in-memory jurisdiction tree is trusted against another process's "
+                        "changes; 0 = read it at every lookup.")
     quiet_hours_start: int = 22
     quiet_hours_end: int = 7
     default_language: str = "zh"

@@ -17,7 +17,8 @@ from backend.core.security import within
 from backend.disputes import config, routing, service, stats
 from backend.disputes.models import Dispute
 from backend.users import service as users
-from backend.users.models import Jurisdiction, Role, User
+from backend.users.models import Role, User
+from backend.users.tree import Node
 
 router = APIRouter(prefix="/api", tags=["disputes"])
 Official = Annotated[User, Depends(require_roles(Role.official))]
@@ -125,9 +126,9 @@ async def categories(user: CurrentUser) -> list[dict]:
             for c in config.get().categories.values()]
 
 
-async def resolve_place(session: AsyncSession, body: DisputeCreate) -> Jurisdiction:
+async def resolve_place(session: AsyncSession, body: DisputeCreate) -> Node:
     if body.place_id is not None:
-        j = await session.get(Jurisdiction, body.place_id)
+        j = await users.jurisdiction(session, body.place_id)
         if j is None or j.level == "city":
             raise DomainError("disputes.err_place")
         return j
@@ -190,7 +191,7 @@ async def note(case_id: int, body: NoteIn, session: SessionDep, user: CurrentUse
 @router.post("/disputes/{case_id}/transfer")
 async def transfer(case_id: int, body: TransferIn, session: SessionDep, user: CurrentUser) -> DisputeOut:
     d = await service.get_case(session, case_id, user)
-    target = await session.get(Jurisdiction, body.target_id)
+    target = await users.jurisdiction(session, body.target_id)
     if target is None:
         raise NotFound("disputes.err_transfer_target", name=str(body.target_id))
     await service.transfer(session, d, user, target, body.reason)
@@ -242,7 +243,7 @@ async def dispute_stats(session: SessionDep, user: Official, jurisdiction_id: in
                         format: Literal["json", "png"] = "json"):
     scope = user.jurisdiction
     if jurisdiction_id is not None:
-        scope = await session.get(Jurisdiction, jurisdiction_id)
+        scope = await users.jurisdiction(session, jurisdiction_id)
         if scope is None:
             raise NotFound("common.err_not_found")
     if Role(user.role) != Role.admin and (scope is None or not within(user, scope)):

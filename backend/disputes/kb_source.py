@@ -58,6 +58,7 @@ async def dispute_stats(session, q, scope):
 
     from backend.core.clock import TZ
     from backend.disputes.models import CLOSED_STATUSES, OPEN_STATUSES, Status
+    from backend.users import service as users
     from backend.users.models import Jurisdiction, User
     from knowledge_base.stats import StatsAnswer
 
@@ -68,7 +69,7 @@ async def dispute_stats(session, q, scope):
             return StatsAnswer(value=0, note=gettext("zh", "common.err_out_of_jurisdiction"))
         base = base.where(Jurisdiction.path.startswith(me.jurisdiction.path))
     if q.place_id is not None:
-        place = await session.get(Jurisdiction, q.place_id)
+        place = await users.jurisdiction(session, q.place_id)
         if place is not None:
             base = base.where(Jurisdiction.path.startswith(place.path))
     if q.category:
@@ -101,9 +102,8 @@ async def dispute_stats(session, q, scope):
     else:
         col = {"county": sub.c.county_id, "village": sub.c.place_id}.get(q.group_by, sub.c.township_id)
         rows = (await session.execute(select(col, func.count()).where(col.is_not(None)).group_by(col))).all()
-        names = {j.id: j.name for j in await session.scalars(
-            select(Jurisdiction).where(Jurisdiction.id.in_([r[0] for r in rows])))} if rows else {}
-        labelled = [(names.get(jid, str(jid)), n) for jid, n in rows]
+        places = {jid: await users.jurisdiction(session, jid) for jid, _n in rows}
+        labelled = [(places[jid].name if places[jid] else str(jid), n) for jid, n in rows]
     return StatsAnswer(rows=sorted(labelled, key=lambda r: (-r[1], r[0])))
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from backend.core.clock import now
 from backend.core.errors import DomainError
@@ -123,10 +123,8 @@ async def create_request(request: Request):
                 return error(400, "location is outside Taizhou (台州市)")
             place = await users.nearest(session, lat, lon)
         if place is None and form.get("address_id"):
-            from backend.users.models import Jurisdiction
-
             try:
-                place = await session.get(Jurisdiction, int(form["address_id"]))
+                place = await users.jurisdiction(session, int(form["address_id"]))
             except ValueError:
                 place = None
         if place is None and address:

@@ -11,29 +11,29 @@ import logging
 import math
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.disputes import config
-from backend.users import service as users
-from backend.users.models import Jurisdiction, Level, Role, User
+from backend.users import service as users, tree
+from backend.users.models import Level, Role, User
+from backend.users.tree import Node, Place
 
 log = logging.getLogger("hehe.disputes")
 LEVEL_INDEX = users.LEVEL_INDEX  # city 0 … grid 4
 
 
-async def ancestor_at(session: AsyncSession, j: Jurisdiction, level: str) -> Jurisdiction | None:
+async def ancestor_at(session: AsyncSession, j: Place, level: str) -> Node | None:
     for a in await users.ancestors(session, j):
         if a.level == level:
             return a
     return None
 
 
-async def mediators_at(session: AsyncSession, j: Jurisdiction) -> list[User]:
+async def mediators_at(session: AsyncSession, j: Place) -> list[User]:
     return await users.users_with_role(session, Role.mediator, j, exact=True)
 
 
-async def route(session: AsyncSession, place: Jurisdiction, category: str) -> tuple[Jurisdiction, list[User]]:
+async def route(session: AsyncSession, place: Place, category: str) -> tuple[Node, list[User]]:
     """The handling unit and its mediators (empty list if nobody up to the city is registered)."""
     cat = config.get().category(category)
     chain = await users.ancestors(session, place)  # city … place
@@ -52,7 +52,7 @@ async def route(session: AsyncSession, place: Jurisdiction, category: str) -> tu
     return unit, []
 
 
-async def parent_unit(session: AsyncSession, unit: Jurisdiction) -> tuple[Jurisdiction | None, list[User]]:
+async def parent_unit(session: AsyncSession, unit: Place) -> tuple[Node | None, list[User]]:
     """The next level up that has mediators (for 上报 and review of 不满意)."""
     chain = await users.ancestors(session, unit)
     for j in reversed(chain[:-1]):
@@ -62,7 +62,7 @@ async def parent_unit(session: AsyncSession, unit: Jurisdiction) -> tuple[Jurisd
     return None, []
 
 
-async def supervisors_above(session: AsyncSession, unit: Jurisdiction) -> list[User]:
+async def supervisors_above(session: AsyncSession, unit: Place) -> list[User]:
     """Who hears about a missed deadline: supervisors at the unit's level or above (title
     "supervisor"), else the mediators of the next level up, else officials of the county."""
     chain = await users.ancestors(session, unit)
@@ -77,11 +77,12 @@ async def supervisors_above(session: AsyncSession, unit: Jurisdiction) -> list[U
     return await users.users_with_role(session, Role.official, county, exact=True) if county else []
 
 
-async def place_from_text(session: AsyncSession, text: str) -> Jurisdiction | None:
+async def place_from_text(session: AsyncSession, text: str) -> Node | None:
     """The most specific jurisdiction named in a typed address ("椒江区海门街道xx路12号")."""
-    rows = list(await session.scalars(select(Jurisdiction).where(Jurisdiction.level != Level.city.value)))
-    best: Jurisdiction | None = None
-    for j in rows:
+    best: Node | None = None
+    for j in (await tree.current(session)).nodes:
+        if j.level == Level.city.value:
+            continue
         short = users._short_name(j.name)
         if j.name in text or (len(short) >= 2 and short in text):
             if best is None or LEVEL_INDEX[j.level] > LEVEL_INDEX[best.level] or (

@@ -21,6 +21,7 @@ from backend.disputes.models import OPEN_STATUSES, Dispute, DisputeCounter, Disp
 from backend.notify.service import notify
 from backend.users import service as users
 from backend.users.models import Jurisdiction, Level, Role, User
+from backend.users.tree import Place
 from scheduler import runtime
 
 log = logging.getLogger("hehe.disputes")
@@ -155,7 +156,7 @@ def keep_evidence(files_dir: Path, data: bytes, *, photo: bool) -> dict:
 
 
 # ---------------------------------------------------------------- intake
-async def next_number(session: AsyncSession, county: Jurisdiction, at: datetime) -> str:
+async def next_number(session: AsyncSession, county: Place, at: datetime) -> str:
     """TZ-<county code>-YYYYMMDD-NNNN. UPDATE first so the row lock serializes concurrent intakes."""
     day = to_local(at).strftime("%Y%m%d")
     code = county.code or f"C{county.id}"
@@ -172,7 +173,7 @@ async def next_number(session: AsyncSession, county: Jurisdiction, at: datetime)
 
 
 async def create_case(
-    session: AsyncSession, *, citizen: User | None, category: str, description: str, place: Jurisdiction,
+    session: AsyncSession, *, citizen: User | None, category: str, description: str, place: Place,
     files_dir: Path | None = None, address: str | None = None, lat: float | None = None,
     lon: float | None = None, other_party: str | None = None, phone: str | None = None,
     evidence: list[dict] | None = None, source: str = "chat", contact_name: str | None = None,
@@ -204,7 +205,7 @@ async def create_case(
         month=to_local(t).strftime("%Y-%m"), created_at=t, updated_at=t,
         escalated_county=1 if routing.LEVEL_INDEX[unit.level] <= routing.LEVEL_INDEX["county"] else 0,
     )
-    d.unit, d.place = unit, place
+    d.unit, d.place = await users.jurisdiction_row(session, unit), await users.jurisdiction_row(session, place)
     session.add(d)
     await session.flush()
     await _transition(session, d, "create", citizen, note=source)
@@ -342,7 +343,7 @@ async def add_note(session: AsyncSession, d: Dispute, user: User, note: str) -> 
     return d
 
 
-async def transfer(session: AsyncSession, d: Dispute, user: User, target: Jurisdiction, reason: str) -> Dispute:
+async def transfer(session: AsyncSession, d: Dispute, user: User, target: Place, reason: str) -> Dispute:
     _require_handle(user, d)
     reason = _clean_note(reason, required=True, key="disputes.err_reason")
     if target.id == d.unit_id:
@@ -368,7 +369,7 @@ async def escalate(session: AsyncSession, d: Dispute, user: User | None, reason:
     return d
 
 
-async def _walk_up(session: AsyncSession, target: Jurisdiction) -> tuple[Jurisdiction, list[User]]:
+async def _walk_up(session: AsyncSession, target: Place) -> tuple[Place, list[User]]:
     for j in reversed(await users.ancestors(session, target)):
         found = await routing.mediators_at(session, j)
         if found:
@@ -376,11 +377,11 @@ async def _walk_up(session: AsyncSession, target: Jurisdiction) -> tuple[Jurisdi
     return target, []
 
 
-async def _move(session: AsyncSession, d: Dispute, user: User | None, action: str, unit: Jurisdiction,
+async def _move(session: AsyncSession, d: Dispute, user: User | None, action: str, unit: Place,
                 mediators: list[User], note: str | None) -> None:
     before = stats.contribution(d)
     await _transition(session, d, action, user, note)
-    d.unit_id, d.unit, d.mediator_id = unit.id, unit, None
+    d.unit_id, d.unit, d.mediator_id = unit.id, await users.jurisdiction_row(session, unit), None
     if routing.LEVEL_INDEX[unit.level] <= routing.LEVEL_INDEX["county"]:
         d.escalated_county = 1
     await stats.apply_change(session, before, stats.contribution(d))
@@ -532,7 +533,7 @@ def _cancel_stage(session: AsyncSession, d: Dispute, stage: str) -> None:
     _cancel(session, _job_id(d, stage, "due"))
 
 
-def _set_accept_deadline(session: AsyncSession, d: Dispute, unit: Jurisdiction) -> None:
+def _set_accept_deadline(session: AsyncSession, d: Dispute, unit: Place) -> None:
     cfg = config.get().deadline(unit.level)
     d.accept_due = workday_deadline(now(), int(cfg["accept_workdays"]))
     d.resolve_due = None

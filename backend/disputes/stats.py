@@ -20,6 +20,7 @@ from backend.core.clock import local_now, now
 from backend.disputes import config
 from backend.disputes.models import Dispute, DisputeMonthly
 from backend.notify.service import notify
+from backend.users import service as users
 from backend.users.models import Jurisdiction, Level, Role, User
 
 
@@ -80,7 +81,7 @@ async def compute_raw(session: AsyncSession, scope: Jurisdiction | None, *, mont
         q = q.where(Dispute.month <= month_to)
     rows = (await session.execute(q.group_by(*group).order_by(*group))).all()
     ids = {r[0] for r in rows if r[0] is not None}
-    names = {j.id: j for j in await session.scalars(select(Jurisdiction).where(Jurisdiction.id.in_(ids)))} if ids else {}
+    names = {jid: await users.jurisdiction(session, jid) for jid in ids}
     out = []
     for r in rows:
         jid = r[0]
@@ -117,7 +118,7 @@ async def compute(session: AsyncSession, scope: Jurisdiction | None, *, month_fr
         q = q.where(m.month <= month_to)
     rows = [r for r in (await session.execute(q.group_by(*group).order_by(*group))).all() if r[-8]]
     ids = {r[0] for r in rows if r[0]}
-    names = {j.id: j for j in await session.scalars(select(Jurisdiction).where(Jurisdiction.id.in_(ids)))} if ids else {}
+    names = {jid: await users.jurisdiction(session, jid) for jid in ids}
     out = []
     for r in rows:
         jid = r[0] or None
@@ -251,7 +252,7 @@ async def hot_spots(session: AsyncSession, scope: Jurisdiction | None) -> list[d
     for jid, cat, this_week, before in rows:
         avg = (before or 0) / 4
         if (this_week or 0) >= cfg.hotspot_min and this_week > avg:
-            j = await session.get(Jurisdiction, jid)
+            j = await users.jurisdiction(session, jid)
             out.append({"place": j.name if j else "-", "category": cfg.category(cat).zh,
                         "week": int(this_week), "avg": round(avg, 1)})
     return sorted(out, key=lambda h: (-h["week"], h["place"]))

@@ -34,6 +34,7 @@ from backend.missing.models import (
 from backend.notify.service import notify
 from backend.users import service as users
 from backend.users.models import Jurisdiction, Level, Role, User
+from backend.users.tree import Node, Place
 
 log = logging.getLogger("hehe.missing")
 
@@ -208,14 +209,14 @@ async def resolve_place(session: AsyncSession, text: str) -> Jurisdiction | None
 
 async def resolve_place_within(session: AsyncSession, parent_id: int | None, text: str) -> Jurisdiction | None:
     """A township named in the detail text, if it lies inside the county already chosen."""
-    parent = await session.get(Jurisdiction, parent_id) if parent_id else None
+    parent = await users.jurisdiction(session, parent_id)
     j = await resolve_place(session, text)
     if parent is None or j is None or not j.path.startswith(parent.path):
         return None
     return j
 
 
-async def counties(session: AsyncSession) -> list[Jurisdiction]:
+async def counties(session: AsyncSession) -> list[Node]:
     return await users.children(session, None)
 
 
@@ -244,7 +245,7 @@ class Outcome:
 
 
 # ---------------------------------------------------------------- case numbers
-async def next_case_no(session: AsyncSession, kind: str, j: Jurisdiction | None) -> str:
+async def next_case_no(session: AsyncSession, kind: str, j: Place | None) -> str:
     county = await users.county_of(session, j) if j is not None else None
     code = (county.code if county and county.code else "TZ")
     prefix = f"{'XR' if kind == 'missing' else 'ZL'}-{code}-{to_local(now()).strftime('%Y%m%d')}-"

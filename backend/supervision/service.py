@@ -27,6 +27,7 @@ from backend.notify.service import notify
 from backend.supervision.models import ItemCounter, ItemEvent, ItemParticipant, Suggestion, SupervisionItem
 from backend.users import service as users
 from backend.users.models import Jurisdiction, Level, Role, User
+from backend.users.tree import Node
 from scheduler import runtime
 
 log = logging.getLogger("hehe.supervision")
@@ -240,7 +241,7 @@ async def open_suggestion(session: AsyncSession, item: SupervisionItem) -> Sugge
 
 # ---------------------------------------------------------------- notifications
 async def procurators_of(session: AsyncSession, j_id: int, title: str | None = None) -> list[User]:
-    j = await session.get(Jurisdiction, j_id)
+    j = await users.jurisdiction(session, j_id)
     return await users.users_with_role(session, Role.procurator, j, exact=True, title=title)
 
 
@@ -248,7 +249,7 @@ async def chiefs_of(session: AsyncSession, j_id: int) -> list[User]:
     chiefs = await procurators_of(session, j_id, "chief")
     if chiefs:
         return chiefs
-    j = await session.get(Jurisdiction, j_id)
+    j = await users.jurisdiction(session, j_id)
     if j is not None and j.parent_id:  # no chief registered here: the level above
         return await procurators_of(session, j.parent_id, "chief")
     return []
@@ -339,9 +340,9 @@ def check_text(text: str, limit: int = DESCRIPTION_MAX) -> str:
     return text
 
 
-async def check_place(session: AsyncSession, place_id: int) -> tuple[Jurisdiction, Jurisdiction]:
+async def check_place(session: AsyncSession, place_id: int) -> tuple[Node, Node]:
     """The place and its county. Only places inside a county of Taizhou are accepted."""
-    j = await session.get(Jurisdiction, place_id)
+    j = await users.jurisdiction(session, place_id)
     if j is None or j.level == Level.city.value:
         raise DomainError("supervision.err_place")
     county = j if j.level == Level.county.value else await users.county_of(session, j)
@@ -374,7 +375,7 @@ async def resolve_cosigners(session: AsyncSession, proposer: User, text: str) ->
     return out
 
 
-async def _next_number(session: AsyncSession, county: Jurisdiction, at: datetime) -> str:
+async def _next_number(session: AsyncSession, county: Node, at: datetime) -> str:
     code = county.code or "TZ"
     key = f"{code}-{to_local(at).year}"
     counter = await session.scalar(select(ItemCounter).where(ItemCounter.key == key).with_for_update())
@@ -414,6 +415,8 @@ async def propose(session: AsyncSession, proposer: User, draft: Draft) -> Superv
         proposer_id=proposer.id, status="submitted", created_at=t, updated_at=t,
         acceptance_due=workday_deadline(t, ACCEPT_WORKDAYS),
     )
+    item.jurisdiction = await users.jurisdiction_row(session, place)
+    item.county = item.procuratorate = await users.jurisdiction_row(session, county)
     session.add(item)
     await session.flush()
     session.add(ItemParticipant(item_id=item.id, user_id=proposer.id, kind="proposer", confirmed=True,

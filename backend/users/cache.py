@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import event, inspect
 from sqlalchemy.exc import InvalidRequestError
@@ -92,13 +92,28 @@ class UserCache:
 
 
 _CACHES: "weakref.WeakSet[UserCache]" = weakref.WeakSet()
+_FORGET: list[tuple[type, Callable[[Session, Any], None]]] = []
+
+
+def forget_on_flush(model: type, forget: Callable[[Session, Any], None]) -> None:
+    """Call ``forget(session, obj)`` for every ``model`` object (new, changed or deleted) that a
+    session of this process flushes: how process-local caches (these users, the jurisdiction
+    tree in ``backend.users.tree``) learn about this process's own writes."""
+    _FORGET.append((model, forget))
 
 
 @event.listens_for(Session, "after_flush")
-def _forget_changed_users(session: Session, _flush_context: Any) -> None:
-    if not _CACHES:
-        return
+def _forget_changed(session: Session, _flush_context: Any) -> None:
     for obj in (*session.new, *session.dirty, *session.deleted):
-        if isinstance(obj, User) and obj.telegram_id is not None:
-            for cache in list(_CACHES):
-                cache.invalidate(obj.telegram_id)
+        for model, forget in _FORGET:
+            if isinstance(obj, model):
+                forget(session, obj)
+
+
+def _forget_user(_session: Session, user: User) -> None:
+    if user.telegram_id is not None:
+        for cache in list(_CACHES):
+            cache.invalidate(user.telegram_id)
+
+
+forget_on_flush(User, _forget_user)

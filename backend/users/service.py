@@ -5,7 +5,6 @@ import csv
 import math
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import now
 from backend.core.errors import DomainError, NotFound
 from backend.core.i18n import normalize_language
+from backend.users import tree
 from backend.users.cache import UserCache
 from backend.users.models import AuditLog, InviteCode, Jurisdiction, Level, Role, User
+from backend.users.tree import Node, Place
 
 SEED_DIR = Path(__file__).resolve().parent / "seed"
 CITY_NAME = "台州市"
@@ -196,25 +197,35 @@ LEVEL_INDEX = {lvl.value: i for i, lvl in enumerate([Level.city, Level.county, L
                                                        Level.village, Level.grid])}
 
 
-async def children(session: AsyncSession, parent_id: int | None) -> list[Jurisdiction]:
-    q = select(Jurisdiction).order_by(Jurisdiction.id)
-    q = q.where(Jurisdiction.parent_id == parent_id) if parent_id else q.where(
-        Jurisdiction.level == Level.county.value)
-    return list(await session.scalars(q))
+# Reads of the tree come from memory (backend/users/tree.py): keyboards, routing, case numbers
+# and summaries need names, levels and paths, not ORM objects.
+async def jurisdiction(session: AsyncSession, jid: int | None) -> Node | None:
+    """The place ``jid`` (None if there is no such place)."""
+    return (await tree.current(session, need=jid)).get(jid) if jid else None
 
 
-async def ancestors(session: AsyncSession, j: Jurisdiction) -> list[Jurisdiction]:
+async def jurisdiction_row(session: AsyncSession, j: Place) -> Jurisdiction:
+    """The ORM row of a place, for relationships and writes (no query if the session has it)."""
+    if isinstance(j, Jurisdiction):
+        return j
+    row = await session.get(Jurisdiction, j.id)
+    if row is None:
+        raise NotFound("common.err_not_found")
+    return row
+
+
+async def children(session: AsyncSession, parent_id: int | None) -> list[Node]:
+    """The children of ``parent_id`` by id; no parent → the county-level divisions."""
+    return list((await tree.current(session, need=parent_id or None)).children(parent_id))
+
+
+async def ancestors(session: AsyncSession, j: Place) -> list[Node]:
     """From the city down to j itself."""
-    ids = [int(x) for x in j.path.strip("/").split("/") if x]
-    rows = {r.id: r for r in await session.scalars(select(Jurisdiction).where(Jurisdiction.id.in_(ids)))}
-    return [rows[i] for i in ids if i in rows]
+    return list((await tree.current(session, need=j.id)).ancestors(j))
 
 
-async def county_of(session: AsyncSession, j: Jurisdiction) -> Jurisdiction | None:
-    for a in await ancestors(session, j):
-        if a.level == Level.county.value:
-            return a
-    return None
+async def county_of(session: AsyncSession, j: Place) -> Node | None:
+    return (await tree.current(session, need=j.id)).county_of(j)
 
 
 def in_taizhou(lat: float, lon: float) -> bool:
@@ -229,14 +240,15 @@ def _distance_km(lat1, lon1, lat2, lon2) -> float:
     return 6371 * math.hypot(x, y)
 
 
-async def nearest(session: AsyncSession, lat: float, lon: float) -> Jurisdiction | None:
+async def nearest(session: AsyncSession, lat: float, lon: float) -> Node | None:
     """Most specific known place near a shared location (village/community if we have its
     coordinates, else township, else county). None if the point is outside Taizhou."""
     if not in_taizhou(lat, lon):
         return None
-    rows = list(await session.scalars(select(Jurisdiction).where(Jurisdiction.lat.is_not(None))))
-    best: tuple[float, int, Jurisdiction] | None = None
-    for j in rows:
+    best: tuple[float, int, Node] | None = None
+    for j in (await tree.current(session)).nodes:
+        if j.lat is None:
+            continue
         d = _distance_km(lat, lon, j.lat, j.lon)
         # a village within 3 km beats a county seat that is closer on paper
         radius = {"village": 3.0, "grid": 1.0, "township": 8.0, "county": 60.0, "city": 200.0}[j.level]
