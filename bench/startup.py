@@ -4,7 +4,8 @@ time of the first chat message after that, and the idle resident memory of the p
     .venv/bin/python bench/startup.py [--runs 2] [--no-models]
 
 Each run starts a real ``hehe serve`` subprocess on an empty data dir (so the migrations run
-too: a true first start), polls /readyz every 50 ms, then waits 5 s idle and reads VmRSS.
+too: a true first start), polls /readyz every 50 ms, sends two chat messages, waits 5 s idle
+and reads VmRSS; then stops it and starts it again on the same data dir (a restart).
 Goals (issue #2): ≤ 10 s to ready; ≤ 800 MB idle RSS with models loaded.
 """
 from __future__ import annotations
@@ -46,8 +47,8 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_run(models: bool, timeout: float) -> dict:
-    tmp = Path(tempfile.mkdtemp(prefix="hehe-bench-start-"))
+def one_run(models: bool, timeout: float, tmp: Path) -> dict:
+    """One ``hehe serve`` on the data dir ``tmp / "data"`` (empty: a first start)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEHE_")}
     env.update(HEHE_DATA_DIR=str(tmp / "data"), HEHE_LOG_LEVEL="WARNING", HF_HUB_OFFLINE="1",
@@ -55,7 +56,7 @@ def one_run(models: bool, timeout: float) -> dict:
                HEHE_FACE_ENABLED="1" if models else "0", HEHE_KB_ENABLED="1" if models else "0")
     hehe = shutil.which("hehe", path=str(Path(sys.executable).parent))
     cmd = [hehe] if hehe else [sys.executable, "-m", "backend.cli"]
-    log = (tmp / "serve.log").open("w")
+    log = (tmp / "serve.log").open("a")
     t0 = time.perf_counter()
     proc = subprocess.Popen([*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=tmp,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -100,7 +101,6 @@ def one_run(models: bool, timeout: float) -> dict:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
     return {"ready_s": ready, "http_s": first_http, "cpu_s": cpu, "rss_mb": rss, "checks": checks,
             "replies_s": replies}
 
@@ -127,24 +127,31 @@ def main() -> None:
     runs, bases = [], []
     for _ in range(args.runs):
         bases.append(baseline_s())
-        runs.append(one_run(models, args.timeout))
+        tmp = Path(tempfile.mkdtemp(prefix="hehe-bench-start-"))
+        try:  # a first start on an empty data dir, then a restart on the data it left
+            runs.append(("first start", one_run(models, args.timeout, tmp)))
+            runs.append(("restart", one_run(models, args.timeout, tmp)))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     print(f"# bench/startup.py  {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  python {platform.python_version()}  "
           f"{os.cpu_count()} CPUs  models={'face+kb' if models else 'off'}  runs={args.runs}  "
           f"load={os.getloadavg()[0]:.1f}")
-    for i, r in enumerate(runs, 1):
+    for i, (kind, r) in enumerate(runs, 1):
         ready = f"{r['ready_s']:.1f} s" if r["ready_s"] else "NOT READY"
-        print(f"run {i}: first HTTP answer {r['http_s'] or float('nan'):.1f} s, /readyz 200 {ready}, "
+        print(f"run {(i + 1) // 2} {kind}: first HTTP answer {r['http_s'] or float('nan'):.1f} s, /readyz 200 {ready}, "
               f"CPU {r['cpu_s'] or float('nan'):.1f} s to ready, /start reply of the first "
-              f"and second new user {' / '.join(f'{x * 1000:.0f}' for x in r['replies_s'])} ms, idle RSS {r['rss_mb']:.0f} MB  checks={r['checks']}")
-    ok = [r["ready_s"] for r in runs if r["ready_s"]]
-    if ok:
-        med = statistics.median(ok)
-        rss = max(r["rss_mb"] for r in runs)
-        base = statistics.median(bases)
-        print(f"median cold start to ready: {med:.1f} s (goal ≤ 10 s: {'met' if med <= 10 else 'NOT met'}); "
-              f"max idle RSS {rss:.0f} MB (goal ≤ 800 MB: {'met' if rss <= 800 else 'NOT met'})")
-        print(f"baseline, same run: importing the frameworks alone ({BASELINE[7:]}) took {base:.1f} s; "
-              f"cold start = {med / base:.1f}× that")
+              f"and second new user {' / '.join(f'{x * 1000:.0f}' for x in r['replies_s'])} ms, idle RSS "
+              f"{r['rss_mb']:.0f} MB  checks={r['checks']}")
+    base = statistics.median(bases)
+    for kind in ("first start", "restart"):
+        ok = [r["ready_s"] for k, r in runs if k == kind and r["ready_s"]]
+        if ok:
+            med = statistics.median(ok)
+            rss = max(r["rss_mb"] for k, r in runs if k == kind)
+            print(f"{kind}: median to ready {med:.1f} s (goal ≤ 10 s: {'met' if med <= 10 else 'NOT met'}), "
+                  f"{med / base:.2f}× the baseline; max idle RSS {rss:.0f} MB "
+                  f"(goal ≤ 800 MB: {'met' if rss <= 800 else 'NOT met'})")
+    print(f"baseline, same run: importing the frameworks alone ({BASELINE[7:]}) took {base:.1f} s")
 
 
 if __name__ == "__main__":

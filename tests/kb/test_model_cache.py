@@ -1,0 +1,31 @@
+"""The USE tokenizer is parsed once per data dir and read back from a cache at later starts
+(knowledge_base.embeddings.load_use): same tokens, same vectors; a damaged cache is rebuilt."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from knowledge_base.embeddings import _tokenizer_cache_file, load_use
+
+TEXTS = ["隔壁装修天天吵到半夜，影响老人休息", "老板拖欠三个月工资不给", "TZ-JJ-20261128-0001 物业纠纷"]
+
+
+def test_the_tokenizer_cache_gives_the_same_vectors_and_is_rebuilt_when_damaged(tmp_path, use_embeddings):
+    cache = tmp_path / "models" / "usem3"
+    reference = np.array(use_embeddings.embed_documents(TEXTS))  # the session model: no cache
+
+    first = load_use(1, cache)  # parses, writes the cache
+    path = _tokenizer_cache_file(cache)
+    assert path.exists() and not list(cache.glob("*.tmp"))
+    t0 = time.perf_counter()
+    second = load_use(1, cache)  # reads it back
+    cached_s = time.perf_counter() - t0
+    for model in (first, second):
+        assert np.allclose(np.array(model.encode(TEXTS)), reference, atol=1e-6)
+    assert cached_s < 0.5  # parsing takes ~1 s here; reading the pickle ~0.1 s
+
+    path.write_bytes(b"not a pickle")  # damaged (a disk error, a killed write)
+    third = load_use(1, cache)
+    assert np.allclose(np.array(third.encode(TEXTS)), reference, atol=1e-6)
+    assert path.stat().st_size > 1_000_000  # rewritten
