@@ -6,6 +6,7 @@ tests) and torn down by :meth:`AppContext.stop`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from dataclasses import dataclass, field
@@ -94,7 +95,18 @@ async def _load_models(ctx: AppContext) -> None:
     await asyncio.gather(*(one(name, *spec) for name, spec in preload.MODELS.items()))
     if ctx.kb is not None:
         await start_kb_ingestion(ctx)
+    freeze_heap(ctx.settings)
     ctx.models_ready.set()
+
+
+def freeze_heap(settings: Settings) -> None:
+    """Exempt everything loaded so far (modules, routers, models, schemas) from the cyclic garbage
+    collector. A full collection otherwise walks all of it — a ~160 ms pause every few hundred
+    bot updates, measured during intake (docs/benchmarks.md). Called once start-up is done and
+    again when the models have loaded. Not in tests (``HEHE_GC_FREEZE=0``): frozen cycles are
+    never freed, and a test process starts hundreds of applications."""
+    if settings.gc_freeze:
+        gc.freeze()
 
 
 async def start_kb_ingestion(ctx: AppContext) -> None:
@@ -157,4 +169,5 @@ async def start_context(
         from bot.telegram import start_telegram
 
         await start_telegram(ctx)
+    freeze_heap(settings)
     return ctx

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiogram import Dispatcher, Router
+from aiogram.filters.callback_data import CallbackQueryFilter
+from aiogram.types import CallbackQuery
 
 import handlers
 from bot.fsm_storage import SQLStorage
@@ -45,6 +47,30 @@ def run_sync_filters_inline(router: Router) -> None:
         run_sync_filters_inline(sub)
 
 
+def skip_foreign_callbacks(router: Router) -> None:
+    """A button press is offered to every router in turn, and each router tries each of its
+    handlers — a dispute button went through ~30 other handlers' callback-data parsing before
+    reaching its own (docs/benchmarks.md). A router whose button handlers all take typed
+    callback data gets one router-level check: is the data one of its prefixes? Routers with any
+    other kind of button handler are left alone."""
+    for sub in router.sub_routers:
+        skip_foreign_callbacks(sub)
+    prefixes = set()
+    for handler in router.callback_query.handlers:
+        typed = [f.callback for f in handler.filters or [] if isinstance(f.callback, CallbackQueryFilter)]
+        if not typed:
+            return
+        cb = typed[0].callback_data
+        prefixes.add(cb.__prefix__ + cb.__separator__)
+    if prefixes and not router.sub_routers:
+        mine = tuple(sorted(prefixes))
+
+        def ours(query: CallbackQuery) -> bool:
+            return (query.data or "").startswith(mine)
+
+        router.callback_query.filter(ours)
+
+
 def make_dispatcher(ctx: Any, first: Sequence[Router] = ()) -> Dispatcher:
     """A fresh Dispatcher with fresh Routers (a Router can be attached only once).
     ``first``: extra routers put in front of the capabilities' (benchmarks, tests)."""
@@ -54,6 +80,9 @@ def make_dispatcher(ctx: Any, first: Sequence[Router] = ()) -> Dispatcher:
     dp.update.outer_middleware(IgnoreBotsMiddleware())
     dp.update.outer_middleware(ThrottleMiddleware(ctx.settings.throttle_per_minute))
     dp.update.outer_middleware(DbUserMiddleware(ctx))
-    dp.include_routers(*first, *[m.make_router() for m in handler_modules()])
+    capabilities = [m.make_router() for m in handler_modules()]
+    for router in capabilities:
+        skip_foreign_callbacks(router)
+    dp.include_routers(*first, *capabilities)
     run_sync_filters_inline(dp)
     return dp

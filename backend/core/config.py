@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     throttle_per_minute: int = Field(30, description="Max updates per user per minute.")
     loop_cpu: int | None = Field(
         None, description="Pin the event loop and its SQLite threads to this CPU; unset = no pinning.")
+    gc_freeze: bool = Field(
+        True, description="After start-up, exempt everything loaded so far from Python's cyclic garbage "
+                          "collector (gc.freeze): full collections then scan only what requests create.")
     user_cache_seconds: float = Field(
         30, description="How long the bot trusts a cached user row changed by another process; 0 = off.")
     jurisdiction_cache_seconds: float = Field(
