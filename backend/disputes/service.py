@@ -65,14 +65,14 @@ def allowed_actions(d: Dispute) -> list[str]:
 
 
 async def _transition(session: AsyncSession, d: Dispute, action: str, actor: User | None,
-                      note: str | None = None) -> DisputeEvent:
-    """The one place a status changes: check the table, record who/when/why."""
+                      note: str | None = None, at: datetime | None = None) -> DisputeEvent:
+    """The one place a status changes: check the table, record who/when (default: now)/why."""
     sources, to = TRANSITIONS[action]
     current = Status(d.status) if d.status else None
     if action != "create" and current not in sources:
         raise Conflict("disputes.err_bad_state", number=d.number, status=current.value if current else "-")
     new = to or current
-    ev = DisputeEvent(dispute_id=d.id, at=now(), actor_id=actor.id if actor else None, action=action,
+    ev = DisputeEvent(dispute_id=d.id, at=at or now(), actor_id=actor.id if actor else None, action=action,
                       from_status=current.value if current and action != "create" else None,
                       to_status=new.value, note=note)
     d.status = new.value
@@ -161,14 +161,12 @@ async def next_number(session: AsyncSession, county: Place, at: datetime) -> str
     day = to_local(at).strftime("%Y%m%d")
     code = county.code or f"C{county.id}"
     key = f"{code}-{day}"
-    res = await session.execute(update(DisputeCounter).where(DisputeCounter.key == key)
-                                .values(value=DisputeCounter.value + 1))
-    if res.rowcount == 0:
+    n = await session.scalar(update(DisputeCounter).where(DisputeCounter.key == key)
+                             .values(value=DisputeCounter.value + 1).returning(DisputeCounter.value))
+    if n is None:  # the county's first case of the day
         session.add(DisputeCounter(key=key, value=1))
         await session.flush()
         n = 1
-    else:
-        n = await session.scalar(select(DisputeCounter.value).where(DisputeCounter.key == key))
     return f"TZ-{code}-{day}-{n:04d}"
 
 
@@ -206,9 +204,13 @@ async def create_case(
         escalated_county=1 if routing.LEVEL_INDEX[unit.level] <= routing.LEVEL_INDEX["county"] else 0,
     )
     d.unit, d.place = await users.jurisdiction_row(session, unit), await users.jurisdiction_row(session, place)
+    # Deadline and risk grade go into the INSERT itself (not two UPDATEs after it); what needs
+    # the case's id — the deadline's jobs, a red alert — follows the flush.
+    deadline_cfg = _accept_deadline(d, unit)
+    turned_red = await refresh_risk(session, d, alert=False)
     session.add(d)
     await session.flush()
-    await _transition(session, d, "create", citizen, note=source)
+    await _transition(session, d, "create", citizen, note=source, at=t)
     for ev in evidence:
         blob = filestore.blob_path(files_dir, ev["sha256"]) if files_dir else None
         if blob is None or not blob.exists():
@@ -216,10 +218,11 @@ async def create_case(
         await filestore.store_file(session, files_dir, blob.read_bytes(), mime=ev.get("mime", "image/jpeg"),
                                    filename=ev.get("name"), owner_kind="dispute", owner_id=d.id,
                                    uploaded_by=citizen.id if citizen else None)
-    _set_accept_deadline(session, d, unit)
+    _schedule_stage(session, d, "accept", d.accept_due, deadline_cfg)
     await stats.apply_change(session, None, stats.contribution(d))
     await _notify_unit(session, d, mediators, "disputes.n_new_case")
-    await refresh_risk(session, d)
+    if turned_red:
+        await alert_red(session, d)
     await users.audit(session, f"user:{citizen.id}" if citizen else source, "dispute.created",
                       f"dispute:{d.id}", number=d.number)
     return d
@@ -533,11 +536,16 @@ def _cancel_stage(session: AsyncSession, d: Dispute, stage: str) -> None:
     _cancel(session, _job_id(d, stage, "due"))
 
 
-def _set_accept_deadline(session: AsyncSession, d: Dispute, unit: Place) -> None:
+def _accept_deadline(d: Dispute, unit: Place) -> dict:
+    """Set the case's due dates for acceptance by ``unit``; returns the level's deadline rules."""
     cfg = config.get().deadline(unit.level)
     d.accept_due = workday_deadline(now(), int(cfg["accept_workdays"]))
     d.resolve_due = None
-    _schedule_stage(session, d, "accept", d.accept_due, cfg)
+    return cfg
+
+
+def _set_accept_deadline(session: AsyncSession, d: Dispute, unit: Place) -> None:
+    _schedule_stage(session, d, "accept", d.accept_due, _accept_deadline(d, unit))
 
 
 def _stage_pending(d: Dispute, stage: str, due_iso: str) -> bool:
@@ -625,13 +633,16 @@ async def rating_reminder(session: AsyncSession, case_id: int) -> bool:
 
 
 # ---------------------------------------------------------------- early warning (预警研判)
-async def refresh_risk(session: AsyncSession, d: Dispute) -> str:
+async def refresh_risk(session: AsyncSession, d: Dispute, *, alert: bool = True) -> bool:
+    """Re-grade the case; True if it has just turned red, which alerts the officials at once
+    (``alert=False``: the caller alerts, once the new case has its id)."""
     before = d.risk
     grade, reasons = await risk.assess(session, d)
     d.risk, d.risk_reasons = grade, reasons
-    if grade == "red" and before != "red":
+    turned_red = grade == "red" and before != "red"
+    if turned_red and alert:
         await alert_red(session, d)
-    return grade
+    return turned_red
 
 
 async def alert_red(session: AsyncSession, d: Dispute) -> None:

@@ -9,11 +9,12 @@ Grouped by jurisdiction (counties for the city, townships inside a county) and m
 """
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import local_now, now
@@ -158,18 +159,21 @@ async def apply_change(session: AsyncSession, before: dict | None, after: dict |
     for (county, township, month), delta in deltas.items():
         if not any(delta.values()):
             continue
-        ins = _insert(session)(DisputeMonthly).values(county_id=county, township_id=township, month=month, **delta)
-        await session.execute(ins.on_conflict_do_update(
-            index_elements=["county_id", "township_id", "month"],
-            set_={f: getattr(DisputeMonthly, f) + ins.excluded[f] for f in FIELDS}))
+        await session.execute(_upsert(session.bind.dialect.name),
+                              {"county_id": county, "township_id": township, "month": month, **delta})
 
 
-def _insert(session: AsyncSession):
-    if session.bind.dialect.name == "postgresql":
+@functools.cache
+def _upsert(dialect: str):
+    """Add a delta to a rollup row, creating it if needed. Built once per dialect: building
+    the statement cost more than running it, on every change of every case (bench/disputes.py)."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert
+    ins = insert(DisputeMonthly).values({c: bindparam(c) for c in ("county_id", "township_id", "month", *FIELDS)})
+    return ins.on_conflict_do_update(index_elements=["county_id", "township_id", "month"],
+                                     set_={f: getattr(DisputeMonthly, f) + ins.excluded[f] for f in FIELDS})
 
 
 async def rebuild(session: AsyncSession) -> int:

@@ -45,7 +45,9 @@ class Jurisdiction(Base):
     lat: Mapped[float | None] = mapped_column()
     lon: Mapped[float | None] = mapped_column()
 
-    parent: Mapped["Jurisdiction | None"] = relationship(remote_side=[id], lazy="selectin")
+    # Not loaded with the row (the in-memory tree, backend.users.tree, answers ancestry): a
+    # selectin parent made every jurisdiction read a chain of queries up to the city.
+    parent: Mapped["Jurisdiction | None"] = relationship(remote_side=[id], lazy="raise")
 
     def contains(self, other: "Jurisdiction") -> bool:
         return other.path.startswith(self.path)

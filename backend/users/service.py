@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from backend.core.clock import now
 from backend.core.errors import DomainError, NotFound
@@ -323,7 +324,8 @@ async def users_with_role(session: AsyncSession, role: Role, jurisdiction: Juris
         else:
             q = q.join(Jurisdiction, Jurisdiction.id == User.jurisdiction_id).where(
                 Jurisdiction.path.startswith(jurisdiction.path))
-    return list(await session.scalars(q.order_by(User.id)))
+    # the jurisdiction in the same statement (a JOIN), not a second query
+    return list(await session.scalars(q.options(joinedload(User.jurisdiction)).order_by(User.id)))
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User:
