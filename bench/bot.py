@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -167,6 +168,7 @@ async def main() -> None:
             best_bare = max(best_bare, len(ups) / dt)
         results[kind] = {"full": best_full, "bare": best_bare, "ratio": best_full / best_bare}
     await ctx.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
     if prof:
         prof.dump_stats(args.profile)
 

@@ -18,7 +18,7 @@ from sqlalchemy import JSON, String, bindparam, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from backend.core.db import Base, execute_at_commit
+from backend.core.db import Base, commit_alone, execute_at_commit
 
 
 class FsmState(Base):
@@ -63,17 +63,32 @@ class UpdateWrites:
         """Write the pending changes whenever ``session`` commits (also mid-handler)."""
         session.sync_session.info[_WRITES] = self
 
+    def _raw(self, changes: dict[str, tuple[str | None, dict[str, Any]]]) -> list[tuple[str, tuple]]:
+        """The SQLite (``?``) statements that write ``changes``."""
+        return [(_DELETE_RAW, (k,)) if state is None and not data  # a finished conversation leaves no row
+                else (_UPSERT_RAW, (k, state, json.dumps(data, ensure_ascii=False)))
+                for k, (state, data) in changes.items()]
+
     def write(self, sync_session: Session) -> None:
         if not self.changes:
             return
         changes, self.changes = self.changes, {}
         conn = sync_session.connection()  # plain SQL on the session's transaction, no ORM layer
-        for k, (state, data) in changes.items():
-            if state is None and not data:  # a finished conversation leaves no row behind
-                if not execute_at_commit(conn, _DELETE_RAW, (k,)):
-                    conn.execute(_DELETE, {"k": k})
-            elif not execute_at_commit(conn, _UPSERT_RAW, (k, state, json.dumps(data, ensure_ascii=False))):
+        for (sql, params), (k, (state, data)) in zip(self._raw(changes), changes.items()):
+            if execute_at_commit(conn, sql, params):
+                continue
+            if sql == _DELETE_RAW:
+                conn.execute(_DELETE, {"k": k})
+            else:
                 conn.execute(_UPSERT, {"k": k, "s": state, "d": data})
+
+    def commit_alone(self, session: AsyncSession) -> bool:
+        """At the end of an update: if the step is all there is to commit, commit it without the
+        session (``backend.core.db.commit_alone``). False: commit the session as usual."""
+        if commit_alone(session, self._raw(self.changes), ignore_info=(_WRITES,)):
+            self.changes = {}
+            return True
+        return False
 
     def forget(self) -> None:
         """A transaction of the update rolled back: the cache must not keep what may not have

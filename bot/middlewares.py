@@ -142,7 +142,9 @@ class DbUserMiddleware(BaseMiddleware):
                 data.update(session=session, user=user, t=Translator(user.language), ctx=self.ctx)
                 try:
                     result = await handler(event, data)
-                    await session.commit()  # what the handler did + the conversation's step
+                    # what the handler did + the conversation's step, in one transaction
+                    if fsm_writes is None or not fsm_writes.commit_alone(session):
+                        await session.commit()
                 except BaseException:
                     await session.rollback()
                     self.cache.invalidate(tg_user.id)

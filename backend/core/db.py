@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import re
 import sqlite3
+import threading
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +19,7 @@ from datetime import datetime, timezone
 import aiosqlite
 from sqlalchemy import DateTime, MetaData, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util.concurrency import await_only, in_greenlet
 
@@ -97,6 +99,11 @@ def make_engine(url: str, loop_cpu: int | None = None, **kw) -> AsyncEngine:
             cur.close()
 
         _queue_sqlite_writers(engine)
+        path = make_url(url).database or ":memory:"
+
+        @event.listens_for(engine.sync_engine, "engine_disposed")
+        def _close_loop_connection(_engine) -> None:
+            LOOP_COMMITS.close(path)
 
         @event.listens_for(engine.sync_engine, "reset")
         def _rollback_only_if_open(dbapi_conn, _record, state):
@@ -171,21 +178,82 @@ class _OneTripCursor:
         return self._cursor.lastrowid if self._cursor is not None else None
 
 
+class _LoopCommits:
+    """Small write transactions committed right on the event loop.
+
+    A bot update's conversation step is one or two tiny writes. Committed on the event loop, a
+    few writes to the WAL file (no fsync: ``synchronous=NORMAL``) cost less than the hand-off
+    to a worker thread and the wake-ups they replace (docs/benchmarks.md). They run on a
+    connection of their own per database file and thread, set up so that the loop never
+    blocks: it tries SQLite's write lock without waiting (held by anyone else → the caller
+    commits the usual way, on a worker thread, where waiting is harmless), and it never
+    checkpoints the WAL (every ``INLINE_COMMITS_PER_CHECKPOINT`` such commits to a file, a
+    checkpoint runs in a worker thread)."""
+
+    def __init__(self) -> None:
+        self._conns: dict[tuple[str, int], sqlite3.Connection] = {}
+        self._since_checkpoint: collections.Counter = collections.Counter()
+        self._checkpoints: set[asyncio.Future] = set()
+
+    def _connection(self, path: str) -> sqlite3.Connection:
+        key = (path, threading.get_ident())
+        conn = self._conns.get(key)
+        if conn is None:
+            conn = sqlite3.connect(path, timeout=0, check_same_thread=False)
+            try:
+                for pragma in (*SQLITE_PRAGMAS, "wal_autocheckpoint=0"):
+                    conn.execute(f"PRAGMA {pragma}")
+            except sqlite3.Error:
+                conn.close()
+                raise
+            self._conns[key] = conn
+        return conn
+
+    def commit(self, path: str, todo: list[tuple[str, tuple]]) -> bool:
+        """Run ``todo`` (``?`` statements) as one transaction now; False (nothing written) when
+        the write lock is busy or the file cannot be opened right now."""
+        if path in ("", ":memory:"):
+            return False
+        try:
+            conn = self._connection(path)
+        except sqlite3.OperationalError:
+            return False
+        try:
+            for sql, params in todo:
+                conn.execute(sql, params)
+            conn.commit()
+        except sqlite3.OperationalError as e:
+            conn.rollback()
+            if getattr(e, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            return False
+        self._since_checkpoint[path] += 1
+        if self._since_checkpoint[path] >= INLINE_COMMITS_PER_CHECKPOINT:
+            self._since_checkpoint[path] = 0
+            job = asyncio.get_running_loop().run_in_executor(None, _checkpoint, path)
+            self._checkpoints.add(job)
+            job.add_done_callback(self._checkpoints.discard)
+        return True
+
+    def close(self, path: str) -> None:
+        """Close this thread's connection to ``path`` (an engine was disposed; reopened if used)."""
+        conn = self._conns.pop((path, threading.get_ident()), None)
+        if conn is not None:
+            conn.close()
+
+
+def _checkpoint(path: str) -> None:  # in a worker thread
+    with contextlib.closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+LOOP_COMMITS = _LoopCommits()
+
+
 class _OneTripConnection(aiosqlite.Connection):
     """aiosqlite connection with one-trip cursors, and statements that can ride along with
-    the commit (see :func:`execute_at_commit`).
-
-    A transaction that consists only of such statements — a bot update's conversation step — is
-    committed right on the event loop instead of on the worker thread: a few small writes to the
-    WAL file (no fsync: ``synchronous=NORMAL``) cost less than the thread hand-off and wake-up
-    they replace (docs/benchmarks.md). Such a transaction has nothing else in it, so it can be
-    committed on a second connection to the file, set up so that it never blocks the loop: it
-    tries the write lock without waiting (held by another process → the commit goes to the
-    worker thread as before, where it waits as usual), and it never checkpoints the WAL (every
-    ``INLINE_COMMITS_PER_CHECKPOINT`` inline commits to a database, a checkpoint runs on the
-    worker thread instead)."""
-
-    _inline_commits: collections.Counter = collections.Counter()  # database path → since checkpoint
+    the commit (see :func:`execute_at_commit`). A transaction made only of such statements is
+    committed on the event loop (:class:`_LoopCommits`) when it can be."""
 
     def __init__(self, connector, iter_chunk_size: int, path: str):
         super().__init__(connector, iter_chunk_size)
@@ -195,7 +263,6 @@ class _OneTripConnection(aiosqlite.Connection):
         # when the worker is idle. One writer each, so no lost updates. A trip whose caller was
         # cancelled still runs to its end.
         self._trips_queued = self._trips_done = 0
-        self._inline: sqlite3.Connection | None = None
 
     async def _execute(self, fn, *args, **kwargs):
         if not self._running or not self._connection:
@@ -213,57 +280,15 @@ class _OneTripConnection(aiosqlite.Connection):
     def cursor(self) -> _OneTripCursor:  # type: ignore[override] - no trip to create it
         return _OneTripCursor(self)
 
-    def _checkpoint(self) -> None:  # on the worker thread
-        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
     def _run_then_commit(self, todo: list[tuple[str, tuple]]) -> None:  # on the worker thread
         for sql, params in todo:
             self._conn.execute(sql, params)
         self._conn.commit()
 
-    def _inline_connection(self) -> sqlite3.Connection | None:
-        """A second connection to the same file, for commits on the loop: it never waits for
-        the lock (``timeout=0``) and never checkpoints (``wal_autocheckpoint=0``). Opened on first
-        use and closed with this one; used only by whoever has this connection checked out."""
-        if self._inline is None and self._path not in ("", ":memory:"):
-            conn = sqlite3.connect(self._path, timeout=0, check_same_thread=False)
-            try:
-                for pragma in (*SQLITE_PRAGMAS, "wal_autocheckpoint=0"):
-                    conn.execute(f"PRAGMA {pragma}")
-            except sqlite3.Error:
-                conn.close()
-                raise
-            self._inline = conn
-        return self._inline
-
-    def _commit_inline(self, todo: list[tuple[str, tuple]]) -> bool:
-        """On the event loop; False (nothing written) when another process holds the write lock."""
-        try:
-            conn = self._inline_connection()
-        except sqlite3.OperationalError:  # e.g. the file is busy being recovered: not now
-            return False
-        if conn is None:
-            return False
-        try:
-            for sql, params in todo:
-                conn.execute(sql, params)
-            conn.commit()
-        except sqlite3.OperationalError as e:
-            conn.rollback()
-            if getattr(e, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
-                raise
-            return False
-        return True
-
     async def commit(self) -> None:
         todo, self.at_commit = self.at_commit, []
         idle = self._trips_queued == self._trips_done
-        if todo and idle and not self._conn.in_transaction and self._commit_inline(todo):
-            n = self._inline_commits
-            n[self._path] += 1
-            if n[self._path] >= INLINE_COMMITS_PER_CHECKPOINT:
-                n[self._path] = 0
-                await self._execute(self._checkpoint)
+        if todo and idle and not self._conn.in_transaction and LOOP_COMMITS.commit(self._path, todo):
             return
         await self._execute(self._run_then_commit, todo)
 
@@ -271,11 +296,31 @@ class _OneTripConnection(aiosqlite.Connection):
         self.at_commit = []
         await super().rollback()
 
-    async def close(self) -> None:
-        if self._inline is not None:
-            self._inline.close()
-            self._inline = None
-        await super().close()
+
+_USED_DB = "hehe_used_database"
+
+
+@event.listens_for(Session, "after_begin")
+def _mark_used(session: Session, _transaction, _connection) -> None:
+    """A session's first statement (or flush) begins a transaction on a connection: from then
+    on its work must be committed through it (see :func:`commit_alone`)."""
+    session.info[_USED_DB] = True
+
+
+def commit_alone(session: AsyncSession, todo: list[tuple[str, tuple]], *, ignore_info: tuple[str, ...] = ()) -> bool:
+    """Commit ``todo`` (SQLite ``?`` statements) on the event loop, bypassing ``session``, if the
+    session has not touched the database: no transaction begun, nothing to flush, no work waiting
+    for its commit (``session.info`` holds only ``ignore_info`` keys). A bot update whose only
+    write is its conversation step is committed this way: no pool checkout, no ORM commit.
+    False: do it the usual way (``session.commit()``) — other databases, a session that did
+    something, a busy write lock."""
+    ss = session.sync_session
+    if ss.new or ss.dirty or ss.deleted or any(k not in ignore_info for k in ss.info):
+        return False  # (a session that began a transaction on a connection has _USED_DB in info)
+    url = session.bind.url
+    if url.get_backend_name() != "sqlite":
+        return False
+    return not todo or LOOP_COMMITS.commit(url.database or ":memory:", todo)
 
 
 def execute_at_commit(conn, sql: str, params: tuple) -> bool:

@@ -134,10 +134,18 @@ async def test_steps_committed_on_the_loop_are_checkpointed_into_the_database_fi
 
     for i in range(INLINE_COMMITS_PER_CHECKPOINT + 5):
         await _step(sm, i)
-    # the main file alone (WAL ignored): holds what the checkpoint copied, at least the first batch
-    main_file = sqlite3.connect(f"file:{tmp_path / 'w.db'}?immutable=1", uri=True)
-    try:
-        in_file = main_file.execute("SELECT count(*) FROM notes").fetchone()[0]
-    finally:
-        main_file.close()
-    assert INLINE_COMMITS_PER_CHECKPOINT <= in_file <= INLINE_COMMITS_PER_CHECKPOINT + 5
+
+    def rows_in_main_file() -> int:  # the main file alone, WAL ignored: what checkpoints copied
+        main_file = sqlite3.connect(f"file:{tmp_path / 'w.db'}?immutable=1", uri=True)
+        try:
+            return main_file.execute("SELECT count(*) FROM notes").fetchone()[0]
+        except sqlite3.OperationalError:  # not even the table yet
+            return 0
+        finally:
+            main_file.close()
+
+    for _ in range(100):  # the checkpoint runs in a worker thread, after the 250th commit
+        if rows_in_main_file() >= INLINE_COMMITS_PER_CHECKPOINT:
+            break
+        await asyncio.sleep(0.05)
+    assert INLINE_COMMITS_PER_CHECKPOINT <= rows_in_main_file() <= INLINE_COMMITS_PER_CHECKPOINT + 5

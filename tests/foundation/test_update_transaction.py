@@ -146,3 +146,32 @@ async def test_conversation_steps_survive_a_restart_on_both_databases(db_setting
             assert await s.scalar(text("SELECT count(*) FROM fsm_state WHERE key LIKE '%:5010:%'")) == 0
     finally:
         await ctx.stop()
+
+
+async def test_a_step_waits_for_another_process_off_the_event_loop(ctx):
+    """A step that is all its update writes commits right on the event loop, never waiting
+    there: while another process holds SQLite's write lock it waits on a worker thread, the
+    bot keeps answering others, and the step is saved once the lock is free."""
+    import asyncio
+    import sqlite3
+
+    use_dispatcher(ctx, steps_router())
+    chat = ChatDriver(ctx)
+    for uid in (5020, 5021):
+        await chat.send(uid, "/start")
+        await chat.send(uid, "/start")  # now served from the user cache: the step is all it writes
+    other = sqlite3.connect(ctx.settings.data_dir / "hehe.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+    step = asyncio.create_task(chat.send(5020, "/steps"))
+    try:
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+        assert not step.done()
+        assert "和合" in texts(await asyncio.wait_for(chat.send(5021, "/start"), 2))  # others are served
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert texts(await asyncio.wait_for(step, 5)) == "第一步"
+    restarted = SQLStorage(ctx.sm)
+    key = StorageKey(bot_id=BOT_ID, chat_id=5020, user_id=5020)
+    assert await restarted.get_state(key) == Steps.first.state
