@@ -139,7 +139,10 @@ async def start_context(
     pinned_from = pin_current_thread(settings.loop_cpu)
     engine = make_engine(settings.db_url, loop_cpu=settings.loop_cpu)
     sm = make_sessionmaker(engine)
+    from backend.users import tree
     from backend.users.service import seed_jurisdictions
+
+    tree.cache_for(engine.sync_engine, ttl=settings.jurisdiction_cache_seconds)
 
     async with session_scope(sm) as s:
         await seed_jurisdictions(s)

@@ -142,11 +142,15 @@ class TreeCache:
 _BY_ENGINE: "weakref.WeakKeyDictionary[Engine, TreeCache]" = weakref.WeakKeyDictionary()
 
 
-def cache_for(engine: Engine) -> TreeCache:
-    """The tree cache of one database engine (created on first use; TTL from the settings)."""
+def cache_for(engine: Engine, ttl: float | None = None) -> TreeCache:
+    """The tree cache of one database engine, created on first use with ``ttl`` (default: the
+    process settings'; ``start_context`` passes the application's own settings)."""
     cache = _BY_ENGINE.get(engine)
     if cache is None:
-        cache = _BY_ENGINE[engine] = TreeCache(ttl=get_settings().jurisdiction_cache_seconds)
+        cache = _BY_ENGINE[engine] = TreeCache(
+            ttl=get_settings().jurisdiction_cache_seconds if ttl is None else ttl)
+    elif ttl is not None:
+        cache.ttl = float(ttl)
     return cache
 
 
