@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import os
 import re
 import sqlite3
@@ -26,6 +27,8 @@ from sqlalchemy.util.concurrency import await_only, in_greenlet
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
 BUSY_TIMEOUT_MS = 30_000
 INLINE_COMMITS_PER_CHECKPOINT = 250  # a conversation step writes 2–4 pages; SQLite's own is 1,000 pages
+
+log = logging.getLogger("hehe.db")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -222,18 +225,31 @@ class _LoopCommits:
             for sql, params in todo:
                 conn.execute(sql, params)
             conn.commit()
-        except sqlite3.OperationalError as e:
-            conn.rollback()
-            if getattr(e, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
-                raise
-            return False
+        except BaseException as e:
+            conn.rollback()  # never leave this connection holding the write lock
+            if isinstance(e, sqlite3.OperationalError) and getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+                return False
+            raise
         self._since_checkpoint[path] += 1
         if self._since_checkpoint[path] >= INLINE_COMMITS_PER_CHECKPOINT:
             self._since_checkpoint[path] = 0
-            job = asyncio.get_running_loop().run_in_executor(None, _checkpoint, path)
-            self._checkpoints.add(job)
-            job.add_done_callback(self._checkpoints.discard)
+            self._checkpoint_soon(path)
         return True
+
+    def _checkpoint_soon(self, path: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop to keep free: checkpoint right here
+            _checkpoint(path)
+            return
+        job = loop.run_in_executor(None, _checkpoint, path)
+        self._checkpoints.add(job)
+        job.add_done_callback(self._checkpoint_done)
+
+    def _checkpoint_done(self, job: asyncio.Future) -> None:
+        self._checkpoints.discard(job)
+        if not job.cancelled() and job.exception() is not None:  # e.g. the file is gone: next time
+            log.warning("WAL checkpoint failed: %s", job.exception())
 
     def close(self, path: str) -> None:
         """Close this thread's connection to ``path`` (an engine was disposed; reopened if used)."""

@@ -149,3 +149,21 @@ async def test_steps_committed_on_the_loop_are_checkpointed_into_the_database_fi
             break
         await asyncio.sleep(0.05)
     assert INLINE_COMMITS_PER_CHECKPOINT <= rows_in_main_file() <= INLINE_COMMITS_PER_CHECKPOINT + 5
+
+
+async def test_a_failed_step_on_the_loop_writes_nothing_and_frees_the_lock(sm):
+    from backend.core.db import execute_at_commit
+
+    async def failing_step() -> None:  # the same id twice: IntegrityError at the second insert
+        async with sm() as s:
+            conn = await s.connection()
+            for note in ("a", "b"):
+                await conn.run_sync(lambda c, n=note: execute_at_commit(
+                    c, "INSERT INTO notes (id, who, note) VALUES (7, 7, ?)", (n,)))
+            await s.commit()
+
+    with pytest.raises(Exception, match="UNIQUE"):
+        await failing_step()
+    await asyncio.wait_for(_step(sm, 8), 2)  # would wait 30 s behind a held write lock
+    async with sm() as s:
+        assert (await s.execute(text("SELECT who FROM notes ORDER BY id"))).scalars().all() == [8]
