@@ -13,7 +13,8 @@ import scheduler.jobs as jobs_pkg
 
 
 def _sync_engine(url: str):
-    engine = create_engine(url, pool_pre_ping=True)
+    # A server connection can die between uses (pinged); a file cannot (a ping per job-store write).
+    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if url.startswith("sqlite"):
         @event.listens_for(engine, "connect")
         def _wal(dbapi_conn, _rec):  # pragma: no cover - trivial
