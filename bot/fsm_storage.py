@@ -18,7 +18,7 @@ from sqlalchemy import JSON, String, bindparam, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from backend.core.db import Base, commit_alone, execute_at_commit
+from backend.core.db import LOOP_COMMITS, Base, execute_at_commit, loop_commit_path
 
 
 class FsmState(Base):
@@ -38,6 +38,14 @@ _DELETE_SQL = "DELETE FROM fsm_state WHERE key = {}"
 _UPSERT = text(_UPSERT_SQL.format(":k", ":s", ":d")).bindparams(bindparam("d", type_=JSON))
 _DELETE = text(_DELETE_SQL.format(":k"))
 _UPSERT_RAW, _DELETE_RAW = _UPSERT_SQL.format("?", "?", "?"), _DELETE_SQL.format("?")
+
+
+def _statements(k: str, state: str | None, data: dict[str, Any]) -> tuple[tuple[str, tuple], tuple[Any, dict]]:
+    """Writing one conversation's step: the SQLite ``?`` form and the portable form."""
+    if state is None and not data:  # a finished conversation leaves no row behind
+        return (_DELETE_RAW, (k,)), (_DELETE, {"k": k})
+    return ((_UPSERT_RAW, (k, state, json.dumps(data, ensure_ascii=False))),
+            (_UPSERT, {"k": k, "s": state, "d": data}))
 
 
 def _key(k: StorageKey) -> str:
@@ -63,32 +71,28 @@ class UpdateWrites:
         """Write the pending changes whenever ``session`` commits (also mid-handler)."""
         session.sync_session.info[_WRITES] = self
 
-    def _raw(self, changes: dict[str, tuple[str | None, dict[str, Any]]]) -> list[tuple[str, tuple]]:
-        """The SQLite (``?``) statements that write ``changes``."""
-        return [(_DELETE_RAW, (k,)) if state is None and not data  # a finished conversation leaves no row
-                else (_UPSERT_RAW, (k, state, json.dumps(data, ensure_ascii=False)))
-                for k, (state, data) in changes.items()]
-
     def write(self, sync_session: Session) -> None:
         if not self.changes:
             return
         changes, self.changes = self.changes, {}
         conn = sync_session.connection()  # plain SQL on the session's transaction, no ORM layer
-        for (sql, params), (k, (state, data)) in zip(self._raw(changes), changes.items()):
-            if execute_at_commit(conn, sql, params):
-                continue
-            if sql == _DELETE_RAW:
-                conn.execute(_DELETE, {"k": k})
-            else:
-                conn.execute(_UPSERT, {"k": k, "s": state, "d": data})
+        for k, (state, data) in changes.items():
+            raw, portable = _statements(k, state, data)
+            if not execute_at_commit(conn, *raw):
+                conn.execute(*portable)
 
     def commit_alone(self, session: AsyncSession) -> bool:
-        """At the end of an update: if the step is all there is to commit, commit it without the
-        session (``backend.core.db.commit_alone``). False: commit the session as usual."""
-        if commit_alone(session, self._raw(self.changes), ignore_info=(_WRITES,)):
-            self.changes = {}
-            return True
-        return False
+        """At the end of an update: if the step is all there is to commit, commit it on the event
+        loop without the session (``backend.core.db.loop_commit_path``). False: commit the
+        session as usual."""
+        path = loop_commit_path(session, ignore_info=(_WRITES,))
+        if path is None:
+            return False
+        if self.changes and not LOOP_COMMITS.commit(
+                path, [_statements(k, state, data)[0] for k, (state, data) in self.changes.items()]):
+            return False  # the write lock is busy: the session's commit waits for it
+        self.changes = {}
+        return True
 
     def forget(self) -> None:
         """A transaction of the update rolled back: the cache must not keep what may not have

@@ -54,8 +54,8 @@ def load_use(threads: int, cache_dir: Path | None = None):
     model = USE(threads=threads)
     if cache_dir is None or not hasattr(model, "_sp"):
         return model
+    path = _tokenizer_cache_file(cache_dir)
     try:
-        path = _tokenizer_cache_file(cache_dir)
         with path.open("rb") as f:
             model._sp = pickle.load(f)
         return model

@@ -88,8 +88,9 @@ def make_engine(url: str, loop_cpu: int | None = None, **kw) -> AsyncEngine:
     # which halved bot throughput with 8 updates in flight (docs/benchmarks.md).
     kw.setdefault("pool_size", 20)
     kw.setdefault("max_overflow", 20)
+    path = make_url(url).database or ":memory:"
     if url.startswith("sqlite"):
-        kw.setdefault("async_creator", _one_trip_connector(make_url(url).database or ":memory:", loop_cpu))
+        kw.setdefault("async_creator", _one_trip_connector(path, loop_cpu))
         kw.setdefault("pool_reset_on_return", None)  # see _rollback_only_if_open
     engine = create_async_engine(url, **kw)
     if url.startswith("sqlite"):
@@ -102,7 +103,6 @@ def make_engine(url: str, loop_cpu: int | None = None, **kw) -> AsyncEngine:
             cur.close()
 
         _queue_sqlite_writers(engine)
-        path = make_url(url).database or ":memory:"
 
         @event.listens_for(engine.sync_engine, "engine_disposed")
         def _close_loop_connection(_engine) -> None:
@@ -222,9 +222,7 @@ class _LoopCommits:
         except sqlite3.OperationalError:
             return False
         try:
-            for sql, params in todo:
-                conn.execute(sql, params)
-            conn.commit()
+            _execute_then_commit(conn, todo)
         except BaseException as e:
             conn.rollback()  # never leave this connection holding the write lock
             if isinstance(e, sqlite3.OperationalError) and getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
@@ -256,6 +254,12 @@ class _LoopCommits:
         conn = self._conns.pop((path, threading.get_ident()), None)
         if conn is not None:
             conn.close()
+
+
+def _execute_then_commit(conn: sqlite3.Connection, todo: list[tuple[str, tuple]]) -> None:
+    for sql, params in todo:
+        conn.execute(sql, params)
+    conn.commit()
 
 
 def _checkpoint(path: str) -> None:  # in a worker thread
@@ -296,17 +300,12 @@ class _OneTripConnection(aiosqlite.Connection):
     def cursor(self) -> _OneTripCursor:  # type: ignore[override] - no trip to create it
         return _OneTripCursor(self)
 
-    def _run_then_commit(self, todo: list[tuple[str, tuple]]) -> None:  # on the worker thread
-        for sql, params in todo:
-            self._conn.execute(sql, params)
-        self._conn.commit()
-
     async def commit(self) -> None:
         todo, self.at_commit = self.at_commit, []
         idle = self._trips_queued == self._trips_done
         if todo and idle and not self._conn.in_transaction and LOOP_COMMITS.commit(self._path, todo):
             return
-        await self._execute(self._run_then_commit, todo)
+        await self._execute(lambda: _execute_then_commit(self._conn, todo))
 
     async def rollback(self) -> None:
         self.at_commit = []
@@ -319,24 +318,24 @@ _USED_DB = "hehe_used_database"
 @event.listens_for(Session, "after_begin")
 def _mark_used(session: Session, _transaction, _connection) -> None:
     """A session's first statement (or flush) begins a transaction on a connection: from then
-    on its work must be committed through it (see :func:`commit_alone`)."""
+    on its work must be committed through it (see :func:`loop_commit_path`)."""
     session.info[_USED_DB] = True
 
 
-def commit_alone(session: AsyncSession, todo: list[tuple[str, tuple]], *, ignore_info: tuple[str, ...] = ()) -> bool:
-    """Commit ``todo`` (SQLite ``?`` statements) on the event loop, bypassing ``session``, if the
-    session has not touched the database: no transaction begun, nothing to flush, no work waiting
-    for its commit (``session.info`` holds only ``ignore_info`` keys). A bot update whose only
-    write is its conversation step is committed this way: no pool checkout, no ORM commit.
-    False: do it the usual way (``session.commit()``) — other databases, a session that did
-    something, a busy write lock."""
+def loop_commit_path(session: AsyncSession, *, ignore_info: tuple[str, ...] = ()) -> str | None:
+    """The SQLite file ``session`` works on, if writes can be committed on the event loop
+    without it (``LOOP_COMMITS.commit``): the session has not touched the database — no
+    transaction begun on a connection, nothing to flush, no work waiting for its commit
+    (``session.info`` holds only ``ignore_info`` keys). A bot update whose only write is its
+    conversation step is committed this way: no pool checkout, no ORM commit. None: commit the
+    session as usual (other databases, a session that did something)."""
     ss = session.sync_session
     if ss.new or ss.dirty or ss.deleted or any(k not in ignore_info for k in ss.info):
-        return False  # (a session that began a transaction on a connection has _USED_DB in info)
+        return None  # (a session that began a transaction on a connection has _USED_DB in info)
     url = session.bind.url
     if url.get_backend_name() != "sqlite":
-        return False
-    return not todo or LOOP_COMMITS.commit(url.database or ":memory:", todo)
+        return None
+    return url.database or ":memory:"
 
 
 def execute_at_commit(conn, sql: str, params: tuple) -> bool:
