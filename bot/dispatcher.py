@@ -52,9 +52,10 @@ def skip_foreign_callbacks(router: Router) -> None:
     handlers — a dispute button went through ~30 other handlers' callback-data parsing before
     reaching its own (docs/benchmarks.md). A router whose button handlers all take typed
     callback data gets one router-level check: is the data one of its prefixes? Routers with any
-    other kind of button handler are left alone."""
-    for sub in router.sub_routers:
-        skip_foreign_callbacks(sub)
+    other kind of button handler, or with sub-routers (which the check would also cut off), are
+    left alone."""
+    if router.sub_routers:
+        return
     prefixes = set()
     for handler in router.callback_query.handlers:
         typed = [f.callback for f in handler.filters or [] if isinstance(f.callback, CallbackQueryFilter)]
@@ -62,7 +63,7 @@ def skip_foreign_callbacks(router: Router) -> None:
             return
         cb = typed[0].callback_data
         prefixes.add(cb.__prefix__ + cb.__separator__)
-    if prefixes and not router.sub_routers:
+    if prefixes:
         mine = tuple(sorted(prefixes))
 
         def ours(query: CallbackQuery) -> bool:
