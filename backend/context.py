@@ -48,17 +48,11 @@ class AppContext:
 
     async def stop(self) -> None:
         from scheduler import runtime
+        from scheduler.factory import stop_scheduler
 
-        if self.scheduler is not None and self.scheduler.running:
-            # Stop the scheduler first and let running jobs finish while the database is still
-            # there (a job cancelled mid-query at shutdown left a task that hung the loop's close).
-            self.scheduler.pause()
-            jobs = [f for ex in getattr(self.scheduler, "_executors", {}).values()
-                    for f in getattr(ex, "_pending_futures", ()) if not f.done()]
-            if jobs:
-                await asyncio.wait(jobs, timeout=10)
-            self.scheduler.shutdown(wait=False)
-            await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next loop iteration
+        if self.scheduler is not None:
+            # First, while the database is still there: running jobs finish.
+            await stop_scheduler(self.scheduler)
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
