@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from backend.core.db import make_engine, make_sessionmaker
 
@@ -42,7 +43,7 @@ async def test_every_end_of_a_write_transaction_frees_the_slot(sm, ending):
     elif ending == "close":
         await s.close()  # abandoned without commit
     else:
-        with pytest.raises(Exception):
+        with pytest.raises(OperationalError):
             await s.execute(text("INSERT INTO no_such_table VALUES (1)"))
         await s.close()
 
