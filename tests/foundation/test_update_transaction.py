@@ -143,9 +143,9 @@ async def test_conversation_steps_survive_a_restart_on_both_databases(db_setting
 
 
 async def test_a_step_waits_for_another_process_off_the_event_loop(ctx):
-    """A step that is all its update writes commits right on the event loop, never waiting
-    there: while another process holds SQLite's write lock it waits on a worker thread, the
-    bot keeps answering others, and the step is saved once the lock is free."""
+    """While another process holds SQLite's write lock, a step waits for it on the connection's
+    worker thread (busy timeout), never on the event loop: the bot keeps answering others, and
+    the step is saved once the lock is free."""
     import asyncio
     import sqlite3
 
