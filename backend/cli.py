@@ -74,13 +74,17 @@ def refuse_public_demo(s, host: Optional[str]) -> None:
     """Demo mode lets anyone act as anyone: only on a loopback address, unless the operator says
     HEHE_DEMO_ALLOW_PUBLIC=true. The address is kept in the settings (the console SMS provider
     checks it too)."""
-    from backend.auth.sms import loopback
+    from backend.auth.sms import SmsConfigError, loopback, provider_for
 
     if host:
         s.host = host
     if s.demo and not loopback(s.host) and not s.demo_allow_public:
         _fail(f"HEHE_DEMO is on and the address {s.host} is not loopback: anyone reaching it could act as "
               "anyone. Bind 127.0.0.1, or set HEHE_DEMO_ALLOW_PUBLIC=true if that is really meant.")
+    try:
+        provider_for(s)
+    except SmsConfigError as e:
+        _fail(f"SMS provider: {e}")
 
 
 @app.command()

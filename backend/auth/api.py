@@ -218,6 +218,7 @@ async def setup(body: SetupIn, user: SetupUser, session: SessionDep):
         raise DomainError("auth.err_login_taken")
     account.login, account.password_hash = login, staff.PASSWORDS.hash(body.password)
     account = await staff.start_totp_setup(session, user)
+    await session.commit()  # before answering: the next request must see it
     return {"totp_secret": account.totp_secret, "totp_uri": staff.totp_uri(account)}
 
 
@@ -228,6 +229,7 @@ async def new_totp(user: SetupUser, session: SessionDep):
     if account is not None and not account.totp_confirmed:
         account.totp_secret = None
     account = await staff.start_totp_setup(session, user)
+    await session.commit()
     return {"totp_secret": account.totp_secret, "totp_uri": staff.totp_uri(account)}
 
 
@@ -276,6 +278,7 @@ async def sessions(request: Request, user: SetupUser, ws: CurrentWebSession, ses
 async def end_one(session_id: int, user: SetupUser, session: SessionDep):
     if not 0 < session_id < 2 ** 62 or not await end_session(session, user, session_id):
         raise NotFound("common.err_not_found")
+    await session.commit()
     return {"ended": session_id}
 
 
@@ -283,6 +286,7 @@ async def end_one(session_id: int, user: SetupUser, session: SessionDep):
 async def logout(response: Response, user: SetupUser, ws: CurrentWebSession, session: SessionDep):
     await end_session(session, user, ws.id)
     end_cookies(response)
+    await session.commit()
     return {"signed_out": True}
 
 
@@ -311,6 +315,7 @@ async def demo_users(session: SessionDep):
 async def demo_new(body: DemoNew, request: Request, response: Response, session: SessionDep):
     user = await new_web_user(session, name=body.name, language=body.language)
     await start_session(session, request, response, user, method="demo", second_factor=True)
+    await session.commit()
     return {"user": {"id": user.id, **person(user)}}
 
 
@@ -320,6 +325,7 @@ async def demo_login(body: DemoLogin, request: Request, response: Response, sess
     if user is None or user.channel != "web" or not user.active:
         raise NotFound("common.err_not_found")
     await start_session(session, request, response, user, method="demo", second_factor=True)
+    await session.commit()
     return {"user": {"id": user.id, **person(user)}}
 
 
@@ -336,4 +342,5 @@ async def demo_role(body: DemoRole, user: WebUser, session: SessionDep):
             raise NotFound("common.err_not_found")
     me_ = await session.get(User, user.id)
     await users.set_role(session, me_, role, j, actor="demo", title=body.title, note="set directly (demo)")
+    await session.commit()
     return {"user": person(me_)}
