@@ -100,9 +100,15 @@ def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.
 
     import uvicorn
 
+    uvicorn.run(_web_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
+
+
+def _web_app(s):
     from backend.app import create_app
 
-    uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
+    web = create_app(s)
+    web.state.demo_web_bridge = s.demo  # demo people (channel "local") use the web page
+    return web
 
 
 @app.command()
@@ -121,12 +127,11 @@ def demo(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.O
 
     import uvicorn
 
-    from backend.app import create_app
     from backend.demo import seed_demo
 
     asyncio.run(seed_demo(s))
     typer.echo(f"Hehe demo: open http://{host or s.host}:{port or s.port}/chat")
-    uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
+    uvicorn.run(_web_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
 
 
 # ------------------------------------------------------------------ db

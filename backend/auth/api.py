@@ -7,13 +7,21 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from backend.auth import linking, phone as phone_codes, staff
+from backend.auth import linking, staff
+from backend.auth import phone as phone_codes
 from backend.auth.accounts import account_of, new_web_user
 from backend.auth.guards import DEMO_ONLY, PUBLIC
 from backend.auth.models import WebSession
 from backend.auth.sessions import (
-    CurrentWebSession, SetupUser, WebUser, client_address, end_cookies, end_session, my_sessions,
-    needs_second_factor, start_session,
+    CurrentWebSession,
+    SetupUser,
+    WebUser,
+    client_address,
+    end_cookies,
+    end_session,
+    my_sessions,
+    needs_second_factor,
+    start_session,
 )
 from backend.auth.sms import SmsError
 from backend.core.clock import now
@@ -25,6 +33,7 @@ from backend.users import service as users
 from backend.users.models import Role, User
 
 router = APIRouter(prefix="/auth/api", tags=["web sign-in"])
+DEMO_CHANNELS = ("web", "local")  # demo mode: web people and the seeded demo people (hehe demo)
 
 
 class Refused(DomainError):
@@ -126,7 +135,7 @@ async def send_code(body: PhoneIn, request: Request):
         out = await phone_codes.issue_code(s, ctx.secret, phone, client_address(request))
     if isinstance(out, phone_codes.Refused):
         raise Refused(out.key, status=out.status, seconds=out.retry_after or 0)
-    code, row = out
+    code, _row = out
     try:
         await provider.send_code(phone, code)
     except SmsError as e:
@@ -307,7 +316,8 @@ async def link_telegram(body: CodeIn, request: Request, response: Response, user
 # ---------------------------------------------------------------- demo mode only
 @router.get("/demo/users", dependencies=[PUBLIC, DEMO_ONLY])
 async def demo_users(session: SessionDep):
-    rows = await session.scalars(select(User).where(User.channel == "web", User.active.is_(True)).order_by(User.id))
+    rows = await session.scalars(select(User).where(User.channel.in_(DEMO_CHANNELS), User.active.is_(True))
+                                 .order_by(User.id))
     return {"users": [{"id": u.id, **person(u)} for u in rows]}
 
 
@@ -322,7 +332,7 @@ async def demo_new(body: DemoNew, request: Request, response: Response, session:
 @router.post("/demo/login", dependencies=[PUBLIC, DEMO_ONLY])
 async def demo_login(body: DemoLogin, request: Request, response: Response, session: SessionDep):
     user = await session.get(User, body.user) if 0 < body.user < 2 ** 31 else None
-    if user is None or user.channel != "web" or not user.active:
+    if user is None or user.channel not in DEMO_CHANNELS or not user.active:
         raise NotFound("common.err_not_found")
     await start_session(session, request, response, user, method="demo", second_factor=True)
     await session.commit()

@@ -14,11 +14,18 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 
-from backend.auth.sms import AliyunSms, ConsoleSms, SmsConfigError, SmsError, provider_for
+from backend.auth.sms import (
+    AliyunSms,
+    ConsoleSms,
+    SmsConfigError,
+    SmsError,
+    provider_for,
+)
 from tests.conftest import make_settings
 from tests.foundation.test_compose import compose, needs_compose
 
@@ -31,7 +38,7 @@ def run_serve(tmp_path: Path, *args: str, **env_extra: str) -> subprocess.Comple
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **env_extra)
     cmd = [HEHE] if HEHE else [sys.executable, "-m", "backend.cli"]
     return subprocess.run([*cmd, "serve", *args], capture_output=True, text=True, env=env, timeout=120,
-                          cwd=tmp_path)
+                          cwd=tmp_path, check=False)
 
 
 def test_serve_refuses_demo_mode_on_a_public_address(tmp_path):
@@ -79,12 +86,12 @@ class _Aliyun(BaseHTTPRequestHandler):
     """A mock of dysmsapi.aliyuncs.com: checks the signature the way Aliyun does."""
 
     secret = "test-secret"
-    seen: list[dict] = []
+    seen: ClassVar[list[dict]] = []
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
         sig = params.pop("Signature", "")
-        enc = lambda s: quote(s, safe="~")  # noqa: E731
+        enc = lambda s: quote(s, safe="~")
         canonical = "&".join(f"{enc(k)}={enc(v)}" for k, v in sorted(params.items()))
         expected = base64.b64encode(hmac.new(f"{self.secret}&".encode(),
                                              f"GET&%2F&{enc(canonical)}".encode(), hashlib.sha1).digest()).decode()
