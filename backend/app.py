@@ -47,12 +47,16 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
     async def lifespan(app: FastAPI):
         ctx = await start_context(settings, **start_kw)
         app.state.ctx = ctx
+        if settings.demo and getattr(app.state, "demo_web_bridge", False):
+            # `hehe demo`/`serve` in demo mode: the seeded "local" demo people chat on the web
+            # page, so their notifications go to the web channel (backend.web, docs/security.md).
+            ctx.deliverer.bots["local"] = ctx.web.bot
         try:
             yield
         finally:
             await ctx.stop()
 
-    app = FastAPI(title="Hehe 和合 API", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Hehe 和合 API", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Taizhou digital rule-of-law assistant: disputes (五环智控), missing persons "
                               "(灯塔工程), deputies' and procurators' supervision (人大·检察智联督办).")
 
@@ -101,4 +105,7 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
 
     for r in slice_routers():
         app.include_router(r)
+    from backend.web.hardening import install
+
+    install(app, settings)  # allowed hosts, CSRF, security headers, web sessions
     return app
