@@ -101,4 +101,7 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
 
     for r in slice_routers():
         app.include_router(r)
+    from backend.web.hardening import install
+
+    install(app, settings)  # allowed hosts, CSRF, security headers, web sessions
     return app

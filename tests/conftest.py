@@ -27,6 +27,7 @@ PG_URL = os.environ.get("HEHE_TEST_PG_URL")
 def make_settings(tmp_path: Path, **kw) -> Settings:
     base = dict(data_dir=tmp_path / "data", demo=True, face_enabled=False, kb_enabled=False,
                 throttle_per_minute=10_000, gc_freeze=False, _env_file=None)
+    base.setdefault("allowed_hosts", "localhost,127.0.0.1,test,hehe.test,testserver")  # the ASGI test clients' hosts
     base.update(kw)
     return Settings(**base)
 

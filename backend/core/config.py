@@ -69,6 +69,25 @@ class Settings(BaseSettings):
     llm_model: str = "qwen2.5-7b-instruct"
     llm_api_key: str = "not-needed"
 
+    # --- web sign-in (docs/security.md)
+    allowed_hosts: str = Field(
+        "localhost,127.0.0.1,[::1]", description="Comma-separated Host names the server answers (TrustedHost).")
+    demo_allow_public: bool = Field(
+        False, description="Let `hehe serve` run HEHE_DEMO on a non-loopback address (anyone may act as anyone).")
+    session_idle_minutes: int = Field(30, description="A web session ends after this long without a request.")
+    session_absolute_hours: int = Field(12, description="A web session ends this long after sign-in.")
+    step_up_minutes: int = Field(10, description="How fresh a TOTP must be to reveal a face match or export.")
+    cookie_secure: bool = Field(False, description="Always mark cookies Secure (they are behind https anyway).")
+    sms_provider: str = Field("", description="console | aliyun; unset = no citizen sign-in by phone.")
+    sms_aliyun_access_key_id: str = ""
+    sms_aliyun_access_key_secret: str = ""
+    sms_aliyun_sign_name: str = ""
+    sms_aliyun_template_code: str = ""
+    sms_aliyun_endpoint: str = Field("https://dysmsapi.aliyuncs.com", description="Aliyun SMS API base URL.")
+    web_retention_days: int = Field(180, description="Web chat messages and files older than this are deleted.")
+    web_cache_users: int = Field(200, description="How many people's recent web transcripts stay in memory.")
+    web_upload_max_mb: int = Field(10, description="Largest file a person may upload in the web chat.")
+
     # --- government sign-in (backend/sso; docs/sso.md). Each provider is off until configured.
     sso_network: str = Field(
         "internet", description="internet | extranet: which default hosts the 浙政钉/浙里办 adapters "

@@ -36,9 +36,18 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
+async def web_session_user(request: Request, session: AsyncSession) -> User | None:
+    resolve = getattr(request.app.state, "web_session_user", None)
+    return await resolve(request, session) if resolve is not None else None
+
+
 async def current_user(request: Request, session: SessionDep,
                        authorization: Annotated[str | None, Header()] = None) -> User:
-    """``Authorization: Bearer <token>`` where the token comes from ``hehe token create``."""
+    """``Authorization: Bearer <token>`` where the token comes from ``hehe token create``, or
+    (no Authorization header) the web session cookie, resolved by the function the app puts in
+    ``app.state.web_session_user`` (backend.auth.sessions.cookie_user)."""
+    if not authorization and (web_user := await web_session_user(request, session)) is not None:
+        return web_user
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("common.err_unauthorized")
     uid = verify_token(request.app.state.ctx.secret, authorization[7:].strip())
