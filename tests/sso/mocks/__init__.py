@@ -25,14 +25,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app):
-    """Run ``app`` on a free loopback port in a thread; yield its base URL."""
+def serve(app, lifespan: str = "off", timeout: float = 10):
+    """Run ``app`` on a free loopback port in a thread; yield its base URL once it listens
+    (after its lifespan start-up when ``lifespan="on"``)."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off", access_log=False))
+                                           lifespan=lifespan, access_log=False))
     thread = threading.Thread(target=server.run, name=f"mock:{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "mock server did not start"
         time.sleep(0.02)
