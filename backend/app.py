@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
         finally:
             await ctx.stop()
 
-    app = FastAPI(title="Hehe 和合 API", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Hehe 和合 API", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Taizhou digital rule-of-law assistant: disputes (五环智控), missing persons "
                               "(灯塔工程), deputies' and procurators' supervision (人大·检察智联督办).")
 

@@ -70,6 +70,19 @@ def run_in_session(coro_fn):
 
 
 # ------------------------------------------------------------------ serve / demo
+def refuse_public_demo(s, host: Optional[str]) -> None:
+    """Demo mode lets anyone act as anyone: only on a loopback address, unless the operator says
+    HEHE_DEMO_ALLOW_PUBLIC=true. The address is kept in the settings (the console SMS provider
+    checks it too)."""
+    from backend.auth.sms import loopback
+
+    if host:
+        s.host = host
+    if s.demo and not loopback(s.host) and not s.demo_allow_public:
+        _fail(f"HEHE_DEMO is on and the address {s.host} is not loopback: anyone reaching it could act as "
+              "anyone. Bind 127.0.0.1, or set HEHE_DEMO_ALLOW_PUBLIC=true if that is really meant.")
+
+
 @app.command()
 def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.Option(None)) -> None:
     """Run Hehe: API, web chat (/chat), bot, scheduler. Telegram only when HEHE_TELEGRAM_TOKEN is set."""
@@ -77,6 +90,7 @@ def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.
 
     s = get_settings()
     _setup_logging(s)
+    refuse_public_demo(s, host)
     s.ensure_dirs()
     preload.start(s)  # the models load while the imports below and the migrations run
 
@@ -97,6 +111,7 @@ def demo(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.O
     get_settings.cache_clear()
     s = get_settings()
     _setup_logging(s)
+    refuse_public_demo(s, host)
     s.ensure_dirs()
     preload.start(s)
 

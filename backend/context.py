@@ -43,6 +43,7 @@ class AppContext:
     model_errors: dict[str, str] = field(default_factory=dict)
     tasks: list[asyncio.Task] = field(default_factory=list)
     telegram_bot: Bot | None = None
+    web: Any = None  # backend.web.channel.WebChannel: the browser channel (persisted)
     unpin_to: set[int] | None = None  # the loop thread's CPUs before HEHE_LOOP_CPU pinned it
 
     async def flush(self) -> int:
@@ -71,6 +72,11 @@ class AppContext:
                 pass
         if self.telegram_bot is not None:
             await self.telegram_bot.session.close()
+        if self.web is not None:
+            try:
+                await self.web.persist()  # the web transcript's last queued writes
+            except Exception:  # noqa: BLE001 - shutting down; the log has it
+                log.exception("persisting the web transcript at shutdown failed")
         await self.engine.dispose()
         if self.unpin_to is not None:
             os.sched_setaffinity(0, self.unpin_to)
@@ -148,13 +154,18 @@ async def start_context(
         await seed_jurisdictions(s)
 
     channel = OfflineChannel()
-    deliverer = Deliverer(sm, {"local": channel.bot})
+    from backend.web.channel import WebChannel
+
+    web = WebChannel(sm, settings)
+    await web.start()
+    deliverer = Deliverer(sm, {"local": channel.bot, "web": web.bot})
     ctx = AppContext(settings=settings, engine=engine, sm=sm, channel=channel, dispatcher=None,  # type: ignore[arg-type]
                      deliverer=deliverer, secret=load_secret(settings.data_dir, settings.api_token_secret),
                      unpin_to=pinned_from)
     ctx.dispatcher = make_dispatcher(ctx)
     lazy_aiogram.warm_up()
     channel.dispatcher = ctx.dispatcher
+    web.dispatcher, ctx.web = ctx.dispatcher, web
     ctx.bots["local"] = channel.bot
     runtime.set_context(ctx)
 
@@ -164,6 +175,7 @@ async def start_context(
         ctx.scheduler.start()
     if workers:
         ctx.tasks.append(asyncio.create_task(deliverer.run(), name="outbox"))
+        ctx.tasks.append(asyncio.create_task(web.run(), name="web-transcript"))
     if models:
         ctx.tasks.append(asyncio.create_task(_load_models(ctx), name="models"))
     else:

@@ -69,14 +69,14 @@ class OneTimeCode(Base):
 
 
 class LinkCode(Base):
-    """A short code shown on the web and sent from Telegram (``/link CODE``) to make the two
-    accounts one person."""
+    """A short code Telegram's ``/link`` shows its person, entered on the web page by the
+    signed-in web person: from then on the two are one person (the Telegram one)."""
 
     __tablename__ = "web_link_codes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("web_accounts.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

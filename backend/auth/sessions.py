@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.auth.models import WebSession
 from backend.core.clock import now
 from backend.core.deps import SessionDep, Unauthorized
-from backend.users.models import User
+from backend.core.security import STAFF
+from backend.users.models import Role, User
 from backend.users.service import audit
 
 COOKIE = "hehe_session"
@@ -64,7 +65,7 @@ async def start_session(session: AsyncSession, request: Request, response: Respo
     session.add(ws)
     await session.flush()
     await audit(session, f"user:{user.id}", "web.signed_in", f"user:{user.id}", method=method,
-                second_factor=second_factor, session=ws.id, client=ws.client)
+                second_factor=second_factor, session_id=ws.id, client=ws.client)
     secure = _secure(request)
     max_age = settings.session_absolute_hours * 3600
     response.set_cookie(COOKIE, token, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/")
@@ -85,9 +86,19 @@ def expired(ws: WebSession, settings, at=None) -> bool:
             or ws.last_seen_at + timedelta(minutes=settings.session_idle_minutes) <= at)
 
 
+class SecondFactorRequired(Unauthorized):
+    code = "second_factor_required"
+
+
+def needs_second_factor(user: User) -> bool:
+    """Every role that sees personal data (all staff) needs a second factor on the web."""
+    return Role(user.role) in STAFF
+
+
 async def session_from_cookie(request: Request, session: AsyncSession) -> tuple[WebSession, User] | None:
     """The live session and its active user behind the request's cookie, or None. Touches
-    ``last_seen_at`` (the idle timer)."""
+    ``last_seen_at`` (the idle timer). A staff person's session without a second factor is
+    returned too: callers check :func:`needs_second_factor` (only the set-up steps accept it)."""
     token = request.cookies.get(COOKIE)
     if not token or len(token) > 128:
         return None
@@ -105,23 +116,40 @@ async def session_from_cookie(request: Request, session: AsyncSession) -> tuple[
     return ws, user
 
 
+def _complete(found: tuple[WebSession, User] | None) -> bool:
+    return found is not None and (found[0].second_factor or not needs_second_factor(found[1]))
+
+
 async def cookie_user(request: Request, session: AsyncSession) -> User | None:
     """For ``backend.core.deps.current_user``: the signed-in web user, if any."""
     found = await session_from_cookie(request, session)
-    return found[1] if found else None
+    return found[1] if _complete(found) else None
 
 
 async def current_web_user(request: Request, session: SessionDep) -> User:
     found = await session_from_cookie(request, session)
     if found is None:
         raise Unauthorized("common.err_unauthorized")
+    if not _complete(found):
+        raise SecondFactorRequired("auth.err_second_factor_setup")
     return found[1]
 
 
 WebUser = Annotated[User, Depends(current_web_user)]
 
 
-async def current_web_session(request: Request, user: WebUser) -> WebSession:
+async def current_web_user_in_setup(request: Request, session: SessionDep) -> User:
+    """Signed in, second factor possibly still to be set up (the set-up steps, /me, logout)."""
+    found = await session_from_cookie(request, session)
+    if found is None:
+        raise Unauthorized("common.err_unauthorized")
+    return found[1]
+
+
+SetupUser = Annotated[User, Depends(current_web_user_in_setup)]
+
+
+async def current_web_session(request: Request, user: SetupUser) -> WebSession:
     return request.state.web_session
 
 
@@ -140,7 +168,7 @@ async def end_session(session: AsyncSession, user: User, session_id: int) -> boo
         WebSession.id == session_id, WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
         .values(revoked_at=now()))
     if res.rowcount:
-        await audit(session, f"user:{user.id}", "web.session_ended", f"user:{user.id}", session=session_id)
+        await audit(session, f"user:{user.id}", "web.session_ended", f"user:{user.id}", session_id=session_id)
     return bool(res.rowcount)
 
 

@@ -5,6 +5,7 @@ Pure ASGI middleware: bodies stream through untouched (uploads are capped by the
 from __future__ import annotations
 
 import json
+import logging
 from http.cookies import SimpleCookie
 from urllib.parse import urlsplit
 
@@ -12,9 +13,11 @@ from fastapi import FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from backend.auth.sessions import COOKIE, CSRF_HEADER, cookie_user, csrf_ok
+from backend.auth.sms import provider_for
 from backend.core.config import Settings
 from backend.core.i18n import gettext
 
+log = logging.getLogger("hehe.web")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -100,7 +103,11 @@ class SecurityHeadersMiddleware:
 
 
 def install(app: FastAPI, settings: Settings) -> None:
+    """Raises SmsConfigError when the SMS provider may not be used here (the server does not start)."""
     app.state.web_session_user = cookie_user
+    app.state.sms = provider_for(settings)
+    if app.state.sms is None:
+        log.warning("no SMS provider (HEHE_SMS_PROVIDER): citizen sign-in by phone is off")
     app.add_middleware(CsrfMiddleware, get_secret=lambda: app.state.ctx.secret)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))

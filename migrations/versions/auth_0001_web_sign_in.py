@@ -72,16 +72,15 @@ def upgrade() -> None:
     op.create_table(
         "web_link_codes", _id(),
         sa.Column("code_hash", sa.String(64), nullable=False),
-        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("expires_at", UTCDateTime(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("used_at", UTCDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(["account_id"], ["web_accounts.id"],
-                                name=op.f("fk_web_link_codes_account_id_web_accounts")),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_web_link_codes_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_web_link_codes")),
         sa.UniqueConstraint("code_hash", name=op.f("uq_web_link_codes_code_hash")),
     )
-    op.create_index(op.f("ix_web_link_codes_account_id"), "web_link_codes", ["account_id"], unique=False)
+    op.create_index(op.f("ix_web_link_codes_user_id"), "web_link_codes", ["user_id"], unique=False)
     op.create_table(
         "rate_counters", _id(),
         sa.Column("key", sa.String(128), nullable=False),

@@ -1,0 +1,56 @@
+"""Fixed-window counters in the database, so a limit holds across processes and restarts."""
+from __future__ import annotations
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth.models import RateCounter
+from backend.core.clock import now
+
+HOUR = 3600
+DAY = 86400
+
+
+def _window(seconds: int) -> int:
+    t = int(now().timestamp())
+    return t - t % seconds
+
+
+async def hit(session: AsyncSession, key: str, seconds: int, limit: int) -> bool:
+    """Count one event for ``key`` in the current window of ``seconds``; False (and nothing
+    counted) once ``limit`` events are in it. A conditional UPDATE, so concurrent requests
+    never count past the limit."""
+    window = _window(seconds)
+    k = f"{key}/{seconds}"[:128]
+    for _ in range(3):
+        res = await session.execute(update(RateCounter).where(
+            RateCounter.key == k, RateCounter.window == window, RateCounter.count < limit)
+            .values(count=RateCounter.count + 1))
+        if res.rowcount:
+            return True
+        if await session.scalar(select(RateCounter.id).where(RateCounter.key == k, RateCounter.window == window)):
+            return False
+        if limit < 1:
+            return False
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        res = await session.execute(insert(RateCounter).values(key=k, window=window, count=1)
+                                    .on_conflict_do_nothing(index_elements=["key", "window"]))
+        if res.rowcount:
+            return True
+        # another request created the row first: count on it
+    return False
+
+
+async def hits(session: AsyncSession, rules: list[tuple[str, int, int]]) -> bool:
+    """Every (key, seconds, limit) rule admits one more event (all are counted)."""
+    ok = True
+    for key, seconds, limit in rules:
+        ok = await hit(session, key, seconds, limit) and ok
+    return ok
+
+
+async def prune(session: AsyncSession) -> None:
+    """Drop counters of windows that ended more than a day ago."""
+    await session.execute(delete(RateCounter).where(RateCounter.window < _window(1) - 2 * DAY))

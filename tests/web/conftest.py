@@ -1,0 +1,120 @@
+"""A real application (lifespan running) over ASGI, and browser-like clients: each keeps its
+own cookies and sends the CSRF header the page sends."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+import httpx
+import pytest
+
+from backend.app import create_app
+from backend.core.db import session_scope
+from backend.users import service as users
+from backend.users.models import Role
+from tests.conftest import make_settings
+
+HOST = "http://hehe.test"
+
+
+class Browser:
+    """One browser: a cookie jar, the CSRF header from the hehe_csrf cookie on unsafe requests."""
+
+    def __init__(self, app, client: httpx.AsyncClient):
+        self.app = app
+        self.c = client
+
+    @property
+    def ctx(self):
+        return self.app.state.ctx
+
+    def _headers(self, kw):
+        h = dict(kw.pop("headers", {}) or {})
+        csrf = self.c.cookies.get("hehe_csrf")
+        if csrf and "x-csrf-token" not in {k.lower() for k in h}:
+            h["X-CSRF-Token"] = csrf
+        return h
+
+    async def get(self, url, **kw):
+        return await self.c.get(url, **kw)
+
+    async def post(self, url, **kw):
+        return await self.c.post(url, headers=self._headers(kw), **kw)
+
+    async def delete(self, url, **kw):
+        return await self.c.delete(url, headers=self._headers(kw), **kw)
+
+    async def aclose(self):
+        await self.c.aclose()
+
+
+class Site:
+    def __init__(self, app):
+        self.app = app
+        self.browsers: list[Browser] = []
+
+    @property
+    def ctx(self):
+        return self.app.state.ctx
+
+    def browser(self, client_ip: str = "203.0.113.7") -> Browser:
+        transport = httpx.ASGITransport(app=self.app, client=(client_ip, 50000))
+        b = Browser(self.app, httpx.AsyncClient(transport=transport, base_url=HOST))
+        self.browsers.append(b)
+        return b
+
+    async def staff_invite(self, role: Role = Role.mediator, place: str | None = "椒江区") -> str:
+        from datetime import timedelta
+        async with session_scope(self.ctx.sm) as s:
+            j = await users.find_jurisdiction(s, place) if place else None
+            inv = await users.create_invite(s, role, j, timedelta(days=1), actor="test")
+            return inv.code
+
+
+def code_from_log(caplog, phone_tail: str) -> str:
+    for rec in reversed(caplog.records):
+        m = re.search(r"SMS sign-in code for (\S+): (\d{6})", rec.getMessage())
+        if m and m.group(1).endswith(phone_tail):
+            return m.group(2)
+    raise AssertionError("no code in the log")
+
+
+async def open_site(settings):
+    app = create_app(settings)
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    return Site(app), lifespan
+
+
+@pytest.fixture
+async def site(tmp_path, template_db, caplog):
+    import shutil
+    caplog.set_level(logging.WARNING, logger="hehe.sms")
+    settings = make_settings(tmp_path, demo=False, sms_provider="console")
+    settings.ensure_dirs()
+    shutil.copyfile(template_db, settings.data_dir / "hehe.db")
+    s, lifespan = await open_site(settings)
+    try:
+        yield s
+    finally:
+        for b in s.browsers:
+            await b.aclose()
+        await lifespan.__aexit__(None, None, None)
+
+
+async def phone_sign_in(site: Site, b: Browser, caplog, phone: str = "13912345678", name: str = "张三") -> dict:
+    r = await b.post("/auth/api/phone/code", json={"phone": phone})
+    assert r.status_code == 200, r.text
+    code = code_from_log(caplog, phone[-4:])
+    r = await b.post("/auth/api/phone/verify", json={"phone": phone, "code": code, "name": name})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def wait_for(pred, timeout: float = 10.0):
+    for _ in range(int(timeout / 0.05)):
+        if await pred():
+            return True
+        await asyncio.sleep(0.05)
+    return False
