@@ -112,6 +112,7 @@ async def login(provider: str, request: Request, session: SessionDep, next: str 
     except DomainError as e:
         await session.rollback()
         return _error_page(request, e)
+    await session.commit()  # stored before the browser can come back (see _finish)
     response = RedirectResponse(url, status_code=302)
     _state_cookie(response, request, state)
     return response
@@ -149,6 +150,9 @@ async def _finish(request: Request, session, identity, link_user_id: int | None,
     await start_session(session, request, response, user, method=identity.provider,
                         second_factor=service.counts_as_second_factor(ctx.settings, identity))
     response.delete_cookie(STATE_COOKIE, path="/sso")
+    # Committed before the answer leaves: the request-scoped session dependency commits only
+    # after the response is sent, and the browser's next request would race it.
+    await session.commit()
     return user
 
 
@@ -158,6 +162,7 @@ async def zzd_app_start(request: Request, session: SessionDep, response: Respons
     the app's JSAPI (``dd.getAuthCode``) and posts both to ``POST /sso/zzd/app``."""
     p = _provider(request, "zzd")
     state, _ = await service.begin(session, p, _redirect_uri(request, p.name))
+    await session.commit()
     _state_cookie(response, request, state)
     return {"state": state}
 

@@ -66,19 +66,38 @@ def test_staff_member_signs_in_with_zzd_qr_and_is_a_citizen_until_an_invite(hehe
         in_db(settings, redeem)
         with browser(base) as third:
             zzd_sign_in(third, zzd_mock, "wangfang")
-            assert _me(third)["user"] == {"name": "王芳", "role": "mediator"}
+            # A mediator sees personal data: web-auth's rule wants the second factor first.
+            r = third.get("/sso/api/accounts")
+            assert (r.status_code, r.json()["error"]) == (401, "second_factor_required")
+
+            async def role(session):
+                return (await session.scalar(select(User).where(User.name == "王芳"))).role
+            assert in_db(settings, role) == "mediator"
 
 
-def test_zzd_sign_in_is_not_a_second_factor_unless_the_operator_says_so(hehe, zzd_mock):
-    for setting, expected in ((False, False), (True, True)):
-        settings, server = hehe(zzd_second_factor=setting)
-        with server as base, browser(base) as c:
-            zzd_sign_in(c, zzd_mock, "lijun")
+@pytest.mark.parametrize("counts", [False, True])
+def test_zzd_sign_in_of_staff_is_a_second_factor_only_when_the_operator_says_so(hehe, zzd_mock, counts):
+    settings, server = hehe(zzd_second_factor=counts)
+    with server as base, browser(base) as c:
+        zzd_sign_in(c, zzd_mock, "lijun")
 
-            async def last_session(session):
-                ws = await session.scalar(select(WebSession).order_by(WebSession.id.desc()))
-                return ws.method, ws.second_factor
-            assert in_db(settings, last_session) == ("zzd", expected)
+        async def make_officer(session):
+            from backend.users.service import set_role
+            user = await session.scalar(select(User).where(User.name == "李军"))
+            await set_role(session, user, Role.officer, None, actor="cli")
+        in_db(settings, make_officer)
+        with browser(base) as again:
+            zzd_sign_in(again, zzd_mock, "lijun")
+            r = again.get("/sso/api/accounts")
+            if counts:
+                assert r.status_code == 200 and r.json()["user"] == {"name": "李军", "role": "officer"}
+            else:
+                assert (r.status_code, r.json()["error"]) == (401, "second_factor_required")
+
+        async def last_session(session):
+            ws = await session.scalar(select(WebSession).order_by(WebSession.id.desc()))
+            return ws.method, ws.second_factor
+        assert in_db(settings, last_session) == ("zzd", counts)
 
 
 def test_citizen_signs_in_with_zlb_and_only_a_keyed_hash_of_the_id_number_is_kept(hehe, zlb_mock):
@@ -205,11 +224,11 @@ def test_oidc_provider_down_at_login_and_tampered_token_end_politely(hehe, oidc_
     settings, server = hehe()
     with server as base, browser(base) as c:
         oidc_mock.redirect_uris.add(base + "/sso/oidc/callback")
+        oidc_mock.fail = "500"  # discovery fails: nowhere to send the browser
+        _error(c.get("/sso/oidc/login"), 502, "统一身份认证暂时无法连接")
+        oidc_mock.fail = None
         oidc_mock.tamper = "signature"
         _error(oidc_sign_in(c, oidc_mock), 400, "统一身份认证未能确认您的身份")
-        oidc_mock.tamper = None
-        oidc_mock.fail = "500"
-        _error(c.get("/sso/oidc/login"), 502, "统一身份认证暂时无法连接")
 
 
 def test_unknown_provider_and_english_pages(hehe):
