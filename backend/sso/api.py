@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from backend.auth.guards import PUBLIC
 from backend.auth.sessions import WebUser, cookie_user, start_session
 from backend.core.deps import SessionDep
 from backend.core.errors import DomainError, NotFound
@@ -25,10 +26,17 @@ router = APIRouter(prefix="/sso", tags=["government sign-in"])
 STATE_COOKIE = "hehe_sso_state"
 
 
+def install(app, settings) -> None:
+    """Build the configured providers once; ``app.state.sign_in_providers`` is also what the
+    sign-in page's ``/auth/api/config`` lists."""
+    app.state.sign_in_providers = build(settings)
+
+
 def providers(request: Request) -> dict[str, Provider]:
-    found = getattr(request.app.state, "sso_providers", None)
+    found = getattr(request.app.state, "sign_in_providers", None)
     if found is None:
-        found = request.app.state.sso_providers = build(request.app.state.ctx.settings)
+        install(request.app, request.app.state.ctx.settings)
+        found = request.app.state.sign_in_providers
     return found
 
 
@@ -80,7 +88,7 @@ def _state_cookie(response: Response, request: Request, state: str) -> None:
                         samesite="lax", secure=request.url.scheme == "https", path="/sso")
 
 
-@router.get("", include_in_schema=False, name="sso_page")
+@router.get("", include_in_schema=False, name="sso_page", dependencies=[PUBLIC])
 async def sso_page(request: Request):
     """The government sign-in buttons (one link per configured provider)."""
     items = "".join(f"<li><a id='sso-{p.name}' href='/sso/{p.name}/login'>{escape(_label(request, p))}</a></li>"
@@ -90,14 +98,14 @@ async def sso_page(request: Request):
     return _page(request, "sso.page_title", f"<ul>{items}</ul>")
 
 
-@router.get("/api/providers")
+@router.get("/api/providers", dependencies=[PUBLIC])
 async def provider_list(request: Request):
     """The configured providers, for a login page to show as buttons."""
     return {"providers": [{"name": p.name, "label": _label(request, p), "staff": p.staff,
                            "login_url": f"/sso/{p.name}/login"} for p in providers(request).values()]}
 
 
-@router.get("/{provider}/login", include_in_schema=False)
+@router.get("/{provider}/login", include_in_schema=False, dependencies=[PUBLIC])
 async def login(provider: str, request: Request, session: SessionDep, next: str | None = None,  # noqa: A002
                 link: bool = False):
     """Send the browser to the provider. ``link=1`` (signed in): link the provider account
@@ -118,7 +126,7 @@ async def login(provider: str, request: Request, session: SessionDep, next: str 
     return response
 
 
-@router.get("/{provider}/callback", include_in_schema=False, name="sso_callback")
+@router.get("/{provider}/callback", include_in_schema=False, name="sso_callback", dependencies=[PUBLIC])
 async def callback(provider: str, request: Request, session: SessionDep):
     """Where the provider sends the browser back (``code``/``ticket`` and our ``state``)."""
     params = {k: v for k, v in request.query_params.items()}
@@ -156,7 +164,7 @@ async def _finish(request: Request, session, identity, link_user_id: int | None,
     return user
 
 
-@router.get("/zzd/app/start")
+@router.get("/zzd/app/start", dependencies=[PUBLIC])
 async def zzd_app_start(request: Request, session: SessionDep, response: Response):
     """Inside the 浙政钉 app: the page asks for a state first, then gets an ``auth_code`` from
     the app's JSAPI (``dd.getAuthCode``) and posts both to ``POST /sso/zzd/app``."""
@@ -167,7 +175,7 @@ async def zzd_app_start(request: Request, session: SessionDep, response: Respons
     return {"state": state}
 
 
-@router.post("/zzd/app")
+@router.post("/zzd/app", dependencies=[PUBLIC])
 async def zzd_app(request: Request, session: SessionDep, response: Response,
                   auth_code: Annotated[str, Body(max_length=256)], state: Annotated[str, Body(max_length=128)]):
     """Sign in with the 浙政钉 app's one-time ``auth_code`` (JSON answer, session cookie set)."""
