@@ -76,7 +76,11 @@ def _page(request: Request, title_key: str, body: str, status: int = 200) -> HTM
 
 def _error_page(request: Request, err: DomainError) -> HTMLResponse:
     lang = _lang(request)
-    message = escape(gettext(lang, err.key, **err.params))
+    params = dict(err.params)
+    for name in ("zzd", "zlb", "oidc"):  # the provider's name in the page's language
+        if params.get("provider") == gettext("zh", f"sso.name_{name}"):
+            params["provider"] = gettext(lang, f"sso.name_{name}")
+    message = escape(gettext(lang, err.key, **params))
     back = escape(gettext(lang, "sso.back_to_sign_in"))
     return _page(request, "sso.error_title",
                  f"<p id='sso-error' data-error='{escape(err.code)}'>{message}</p><p><a href='/sso'>{back}</a></p>",
@@ -185,6 +189,15 @@ async def zzd_app(request: Request, session: SessionDep, response: Response,
     identity = await service.ask(p, p.complete_in_app(auth_code))
     user = await _finish(request, session, identity, None, response)
     return {"name": user.name, "role": user.role, "provider": identity.provider}
+
+
+@router.post("/api/invite")
+async def redeem_invite(user: WebUser, session: SessionDep, code: Annotated[str, Body(embed=True, max_length=64)]):
+    """Redeem a staff invite onto the account signed in through a provider. A role that sees
+    personal data then needs the second factor (``/auth/api/setup``) — unless a 浙政钉
+    sign-in counts as one here (docs/sso.md)."""
+    role = await service.redeem_invite(session, user, code)
+    return {"user": {"name": user.name, "role": role}}
 
 
 @router.get("/api/accounts")

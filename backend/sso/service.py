@@ -21,6 +21,7 @@ from backend.auth.accounts import new_web_user
 from backend.core.clock import now
 from backend.core.config import Settings
 from backend.core.errors import Conflict, DomainError, Forbidden
+from backend.core.i18n import gettext
 from backend.sso.models import ExternalAccount, SsoLoginState
 from backend.sso.providers import (ExternalIdentity, LoginAttempt, Provider, ProviderRejected,
                                    ProviderUnavailable, log)
@@ -111,8 +112,6 @@ async def claim(session: AsyncSession, provider: str, state: str | None, browser
 
 
 def provider_label(name: str) -> str:
-    from backend.core.i18n import gettext
-
     return gettext("zh", f"sso.name_{name}")
 
 
@@ -172,6 +171,23 @@ async def sign_in(session: AsyncSession, settings: Settings, identity: ExternalI
     await audit(session, f"user:{user.id}", "sso.signed_in", f"user:{user.id}", provider=identity.provider,
                 tenant=identity.tenant)
     return user
+
+
+class TooManyAttempts(DomainError):
+    status = 429
+    code = "too_many_requests"
+
+
+async def redeem_invite(session: AsyncSession, user: User, code: str) -> str:
+    """A person signed in through a provider takes the role of an invite (the only way a role
+    is given); at most 10 tries an hour per person. Returns the new role."""
+    from backend.auth import ratelimit
+    from backend.users import service as users
+
+    if not await ratelimit.hit(session, f"sso-invite:user:{user.id}", ratelimit.HOUR, 10):
+        raise TooManyAttempts("sso.err_too_many")
+    await users.redeem_invite(session, user, code)
+    return user.role
 
 
 async def accounts_of(session: AsyncSession, user: User) -> list[ExternalAccount]:

@@ -30,6 +30,16 @@ def hehe(tmp_path, template_db, zzd_mock, zlb_mock, oidc_mock):
     return start
 
 
+def _invite(role: Role):
+    async def make(session) -> str:
+        from datetime import timedelta
+
+        from backend.users.service import create_invite, find_jurisdiction
+        place = await find_jurisdiction(session, "椒江区")
+        return (await create_invite(session, role, place, timedelta(days=1), actor="cli")).code
+    return make
+
+
 def _me(c: httpx.Client) -> dict:
     r = c.get("/sso/api/accounts")
     assert r.status_code == 200, r.text
@@ -55,15 +65,13 @@ def test_staff_member_signs_in_with_zzd_qr_and_is_a_citizen_until_an_invite(hehe
             return await session.scalar(select(func.count()).select_from(User).where(User.name == "王芳"))
         assert in_db(settings, count) == 1
 
-        # Roles come from Hehe's invites only: redeemed, the next 浙政钉 sign-in has the role.
-        async def redeem(session):
-            from backend.users.service import create_invite, find_jurisdiction, redeem_invite
-            place = await find_jurisdiction(session, "椒江区")
-            invite = await create_invite(session, Role.mediator, place, __import__("datetime").timedelta(days=1),
-                                         actor="cli")
-            user = await session.scalar(select(User).where(User.name == "王芳"))
-            await redeem_invite(session, user, invite.code)
-        in_db(settings, redeem)
+        # Roles come from Hehe's invites only: redeemed in the browser, the account has the role.
+        code = in_db(settings, _invite(Role.mediator))
+        csrf = {"x-csrf-token": c.cookies["hehe_csrf"]}
+        assert c.post("/sso/api/invite", json={"code": "WRONG-CODE-0000"}, headers=csrf).status_code == 400
+        r = c.post("/sso/api/invite", json={"code": code}, headers=csrf)
+        assert r.status_code == 200 and r.json()["user"] == {"name": "王芳", "role": "mediator"}
+        assert c.post("/sso/api/invite", json={"code": code}).status_code == 403  # no CSRF token
         with browser(base) as third:
             zzd_sign_in(third, zzd_mock, "wangfang")
             # A mediator sees personal data: web-auth's rule wants the second factor first.
