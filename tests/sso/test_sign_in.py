@@ -277,3 +277,28 @@ def test_zzd_in_app_sign_in_with_the_apps_auth_code(hehe, zzd_mock):
             assert "未能确认您的身份" in r.json()["message"]
             r = other.post("/sso/zzd/app", json={"auth_code": auth_code(), "state": "made-up"})
             assert r.status_code == 400 and r.json()["error"] == "sso_failed"
+
+
+def test_after_sign_in_the_browser_goes_only_to_a_path_on_this_site(hehe, zzd_mock):
+    settings, server = hehe()
+    with server as base:
+        for asked, landed in (("/sso/api/accounts", "/sso/api/accounts"), ("//evil.example/x", "/chat"),
+                              ("https://evil.example/", "/chat"), ("/\\evil.example", "/chat")):
+            with browser(base) as c:
+                q = query(c.get("/sso/zzd/login", params={"next": asked}).headers["location"])
+                back = c.post(zzd_mock.base + "/oauth2/mock_scan",
+                              data={"redirect_uri": q["redirect_uri"], "state": q["state"], "account": "lijun"})
+                assert c.get(back.headers["location"]).headers["location"] == landed
+
+
+def test_deactivated_person_cannot_sign_in_through_a_provider(hehe, zzd_mock):
+    settings, server = hehe()
+    with server as base:
+        with browser(base) as c:
+            zzd_sign_in(c, zzd_mock, "wangfang")
+
+        async def deactivate(session):
+            (await session.scalar(select(User).where(User.name == "王芳"))).active = False
+        in_db(settings, deactivate)
+        with browser(base) as c:
+            _error(zzd_sign_in(c, zzd_mock, "wangfang"), 403, "该账号已停用")
