@@ -9,28 +9,28 @@ from tests.sso.mocks.zlb import ZlbMock
 from tests.sso.mocks.zzd import ZzdMock
 
 
-@pytest.fixture
-def zzd_mock():
-    mock = ZzdMock()
+def _served(mock):
     with serve(mock.app) as base:
         mock.base = base
         yield mock
+
+
+@pytest.fixture
+def zzd_mock():
+    yield from _served(ZzdMock())
 
 
 @pytest.fixture
 def zlb_mock():
-    mock = ZlbMock()
-    with serve(mock.app) as base:
-        mock.base = base
-        yield mock
+    yield from _served(ZlbMock())
 
 
 @pytest.fixture
 def oidc_mock():
     mock = OidcMock()
-    with serve(mock.app) as base:
-        mock.base = mock.issuer = base
-        yield mock
+    for served in _served(mock):
+        mock.issuer = served.base  # the discovery document names the served address
+        yield served
 
 
 def provider_settings(zzd: ZzdMock | None = None, zlb: ZlbMock | None = None, oidc: OidcMock | None = None,
