@@ -111,8 +111,10 @@ def _sms(request: Request):
 async def config(request: Request):
     """What the sign-in page offers."""
     s = _ctx(request).settings
+    providers = getattr(request.app.state, "sign_in_providers", None) or {}
     return {"demo": s.demo, "phone": request.app.state.sms is not None,
-            "providers": sorted(getattr(request.app.state, "sign_in_providers", {}) or {})}
+            "providers": [{"name": k, "label": v.get("label", k), "url": v["url"]}
+                          for k, v in sorted(providers.items())]}
 
 
 @router.post("/phone/code", dependencies=[PUBLIC])
@@ -215,6 +217,16 @@ async def setup(body: SetupIn, user: SetupUser, session: SessionDep):
     if await session.scalar(select(staff.WebAccount.id).where(staff.WebAccount.login == login)):
         raise DomainError("auth.err_login_taken")
     account.login, account.password_hash = login, staff.PASSWORDS.hash(body.password)
+    account = await staff.start_totp_setup(session, user)
+    return {"totp_secret": account.totp_secret, "totp_uri": staff.totp_uri(account)}
+
+
+@router.post("/totp/new")
+async def new_totp(user: SetupUser, session: SessionDep):
+    """The authenticator key of a person who has not confirmed one yet (a new key each time)."""
+    account = await account_of(session, user)
+    if account is not None and not account.totp_confirmed:
+        account.totp_secret = None
     account = await staff.start_totp_setup(session, user)
     return {"totp_secret": account.totp_secret, "totp_uri": staff.totp_uri(account)}
 

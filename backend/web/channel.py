@@ -169,7 +169,13 @@ class WebChannel(OfflineChannel):
             self._changed.notify_all()
         return msg
 
+    async def press_callback(self, user_id: int, m: OutMessage, data: str, text: str = "") -> Any:
+        self._pressed = m.message_id  # recorded with the press, so the page keeps its buttons used
+        return await super().press_callback(user_id, m, data, text)
+
     def record_mine(self, chat_id: int, entry: dict) -> None:
+        if "press" in entry:
+            entry = {**entry, "message_id": getattr(self, "_pressed", 0)}
         seq = next(self._seq)
         self._last = seq
         item = {**entry, "seq": seq, "at": now()}
@@ -205,7 +211,7 @@ class WebChannel(OfflineChannel):
                               **({"photo_id": e["photo"]} if e.get("photo") else {}),
                               **({"document": e["document"]} if e.get("document") else {}),
                               **({"location": e["location"]} if e.get("location") else {}),
-                              **({"press": True} if e.get("press") else {})})
+                              **({"press": True, "message_id": e.get("message_id", 0)} if e.get("press") else {})})
         return sorted(items, key=lambda d: d["seq"])
 
     # ------------------------------------------------------------- files (on disk)
