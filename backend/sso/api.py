@@ -27,17 +27,19 @@ STATE_COOKIE = "hehe_sso_state"
 
 
 def install(app, settings) -> None:
-    """Build the configured providers once; ``app.state.sign_in_providers`` is also what the
-    sign-in page's ``/auth/api/config`` lists."""
-    app.state.sign_in_providers = build(settings)
+    """Build the configured providers once, and tell the sign-in page about them:
+    ``app.state.sign_in_providers`` (name → label and URL) is what ``/auth/api/config`` lists."""
+    app.state.sso_providers = build(settings)
+    app.state.sign_in_providers = {
+        p.name: {"label": settings.oidc_label if p.name == "oidc" else gettext("zh", p.label_key),
+                 "url": f"/sso/{p.name}/login", "staff": p.staff}
+        for p in app.state.sso_providers.values()}
 
 
 def providers(request: Request) -> dict[str, Provider]:
-    found = getattr(request.app.state, "sign_in_providers", None)
-    if found is None:
+    if getattr(request.app.state, "sso_providers", None) is None:
         install(request.app, request.app.state.ctx.settings)
-        found = request.app.state.sign_in_providers
-    return found
+    return request.app.state.sso_providers
 
 
 def _provider(request: Request, name: str) -> Provider:

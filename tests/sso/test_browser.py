@@ -1,6 +1,6 @@
 """A staff member signs in through the 浙政钉 mock in a real headless Chromium (Debian's
-/usr/bin/chromium via Playwright): the sign-in page, the provider's QR page on its own
-origin, the confirmation, and back on Hehe's chat page with a session."""
+/usr/bin/chromium via Playwright): Hehe's sign-in screen, the provider's QR page on its own
+origin, the confirmation, and back on Hehe's chat page, signed in."""
 from __future__ import annotations
 
 import os
@@ -37,13 +37,16 @@ def test_staff_member_signs_in_through_zzd_in_chromium_and_lands_signed_in(tmp_p
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(base + "/sso")
-            page.click("#sso-zzd")
+            page.goto(base + "/chat")  # the sign-in screen; government sign-in is on the staff tab
+            page.click("button[data-tab=staff]")
+            page.locator("#providers a", has_text="浙政钉扫码登录").click()
             expect(page).to_have_url(re.compile(rf"^{re.escape(zzd_mock.base)}/oauth2/auth\.htm\?"))
             expect(page.locator("#qrcode")).to_be_visible()
             page.select_option("#account", "wangfang")
             page.click("#confirm")  # the phone scanned and confirmed
             expect(page).to_have_url(base + "/chat", timeout=20_000)
+            expect(page.locator("#whoami")).to_contain_text("王芳", timeout=20_000)  # signed in, in the chat
+            expect(page.locator("#chat")).to_be_visible()
 
             me = context.request.get(base + "/auth/api/me")
             assert me.status == 200, me.text()
