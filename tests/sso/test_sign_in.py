@@ -255,6 +255,10 @@ def test_sso_page_lists_the_configured_providers(hehe):
         for name, label in (("zzd", "浙政钉扫码登录"), ("zlb", "浙里办登录"), ("oidc", "统一身份认证")):
             assert f"href='/sso/{name}/login'" in page.text and label in page.text
         assert [p["name"] for p in c.get("/sso/api/providers").json()["providers"]] == ["zzd", "zlb", "oidc"]
+        offered = {p["name"]: (p["label"], p["url"]) for p in c.get("/auth/api/config").json()["providers"]}
+        assert offered == {"zzd": ("浙政钉扫码登录（工作人员）", "/sso/zzd/login"),
+                           "zlb": ("浙里办登录（群众）", "/sso/zlb/login"),
+                           "oidc": ("统一身份认证", "/sso/oidc/login")}
         assert c.get("/sso/api/accounts").status_code == 401  # nobody signed in
 
 
