@@ -306,3 +306,33 @@ def test_deactivated_person_cannot_sign_in_through_a_provider(hehe, zzd_mock):
         in_db(settings, deactivate)
         with browser(base) as c:
             _error(zzd_sign_in(c, zzd_mock, "wangfang"), 403, "该账号已停用")
+
+
+def test_zzd_staff_member_sets_up_the_second_factor_then_each_zzd_sign_in_asks_for_a_totp(hehe, zzd_mock):
+    import pyotp
+
+    from backend.core.clock import now
+
+    settings, server = hehe()
+    with server as base, browser(base) as c:
+        zzd_sign_in(c, zzd_mock, "lijun")
+        csrf = {"x-csrf-token": c.cookies["hehe_csrf"]}
+        c.post("/sso/api/invite", json={"code": in_db(settings, _invite(Role.officer))}, headers=csrf)
+        assert c.get("/auth/api/me").json()["second_factor_setup"] is True  # web-auth's rule now applies
+        r = c.post("/auth/api/setup", json={"login": "lijun01", "password": "Jiaojiang-2026-lj"}, headers=csrf)
+        assert r.status_code == 200, r.text
+        totp = pyotp.TOTP(r.json()["totp_secret"])
+        step = totp.timecode(now())
+        assert c.post("/auth/api/totp", json={"code": totp.generate_otp(step)}, headers=csrf).status_code == 200
+        assert _me(c)["user"] == {"name": "李军", "role": "officer"}
+
+        with browser(base) as later:  # the next day: 浙政钉 first, then the authenticator's code
+            zzd_sign_in(later, zzd_mock, "lijun")
+            assert later.get("/sso/api/accounts").json()["error"] == "second_factor_required"
+            csrf = {"x-csrf-token": later.cookies["hehe_csrf"]}
+            valid = {totp.generate_otp(step + d) for d in (-1, 0, 1, 2)}
+            wrong = next(code for code in ("000000", "111111", "222222") if code not in valid)
+            assert later.post("/auth/api/totp", json={"code": wrong}, headers=csrf).status_code == 400
+            ok = later.post("/auth/api/totp", json={"code": totp.generate_otp(step + 1)}, headers=csrf)
+            assert ok.status_code == 200, ok.text
+            assert _me(later)["user"] == {"name": "李军", "role": "officer"}
