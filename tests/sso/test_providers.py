@@ -222,3 +222,21 @@ async def test_oidc_discovery_naming_another_issuer_is_refused(tmp_path, oidc_mo
                           oidc_client_id=oidc_mock.client_id))["oidc"]
     with pytest.raises(ProviderUnavailable, match="issuer"):
         await oidc.login_url(_attempt())
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"zzd_app_key": "k"}, "HEHE_ZZD_APP_SECRET"),
+    ({"zlb_access_key": "a", "zlb_secret_key": "s", "zlb_service_code": "c"}, "HEHE_ZLB_SERVICE_PASSWORD"),
+    ({"oidc_client_id": "hehe"}, "HEHE_OIDC_ISSUER"),
+    ({"sso_network": "intranet"}, "HEHE_SSO_NETWORK"),
+])
+def test_half_configured_provider_stops_the_server_from_starting(tmp_path, settings, message):
+    from backend.app import create_app
+    from backend.sso.providers import SsoMisconfigured
+
+    with pytest.raises(SsoMisconfigured, match=message):
+        create_app(Settings(data_dir=tmp_path, _env_file=None, **settings))
+
+
+def test_nothing_configured_means_no_government_sign_in(tmp_path):
+    assert build(Settings(data_dir=tmp_path, _env_file=None)) == {}

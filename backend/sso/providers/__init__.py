@@ -37,8 +37,35 @@ HOSTS = {
 def host(settings: Settings, name: str, override: str | None) -> str:
     if override:
         return override.rstrip("/")
-    network = settings.sso_network if settings.sso_network in HOSTS else "internet"
-    return HOSTS[network][name]
+    return HOSTS[settings.sso_network][name]
+
+
+class SsoMisconfigured(ValueError):
+    """A provider configured half-way: the server refuses to start rather than silently
+    leaving a sign-in out."""
+
+
+# Each provider's settings: all of ``needed`` or none of them.
+REQUIRED = {
+    "zzd": ("zzd_app_key", "zzd_app_secret"),
+    "zlb": ("zlb_access_key", "zlb_secret_key", "zlb_service_code", "zlb_service_password"),
+    "oidc": ("oidc_issuer", "oidc_client_id"),
+}
+
+
+def configured(settings: Settings) -> list[str]:
+    """The providers this deployment turned on; SsoMisconfigured for a half-made one."""
+    if settings.sso_network not in HOSTS:
+        raise SsoMisconfigured(f"HEHE_SSO_NETWORK must be one of {sorted(HOSTS)}, not {settings.sso_network!r}")
+    out = []
+    for name, needed in REQUIRED.items():
+        given = [k for k in needed if getattr(settings, k)]
+        if given and len(given) < len(needed):
+            missing = ", ".join(f"HEHE_{k.upper()}" for k in needed if k not in given)
+            raise SsoMisconfigured(f"{name} sign-in is half configured: set {missing} too")
+        if given:
+            out.append(name)
+    return out
 
 
 @dataclass
@@ -123,11 +150,5 @@ def build(settings: Settings) -> dict[str, Provider]:
     from backend.sso.providers.zlb import ZlbProvider
     from backend.sso.providers.zzd import ZzdProvider
 
-    out: dict[str, Provider] = {}
-    if settings.zzd_app_key and settings.zzd_app_secret:
-        out["zzd"] = ZzdProvider(settings)
-    if settings.zlb_access_key and settings.zlb_secret_key and settings.zlb_service_code:
-        out["zlb"] = ZlbProvider(settings)
-    if settings.oidc_issuer and settings.oidc_client_id:
-        out["oidc"] = OidcProvider(settings)
-    return out
+    classes = {"zzd": ZzdProvider, "zlb": ZlbProvider, "oidc": OidcProvider}
+    return {name: classes[name](settings) for name in configured(settings)}
