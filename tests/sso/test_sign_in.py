@@ -116,6 +116,9 @@ def test_citizen_signs_in_with_zlb_and_only_a_keyed_hash_of_the_id_number_is_kep
         me = _me(c)
         assert me["user"] == {"name": "陈建明", "role": "citizen"}
         assert me["accounts"][0]["id_card_on_file"] is True
+        web_me = c.get("/auth/api/me").json()  # web-auth's view of the same session
+        assert (web_me["user"]["name"], web_me["user"]["channel"], web_me["method"]) == ("陈建明", "web", "zlb")
+        assert "idnum" not in str(web_me) and "33100219850312241X" not in str(web_me)
 
     async def stored(session):
         return (await session.scalar(select(ExternalAccount).where(ExternalAccount.provider == "zlb"))).id_card_hash
