@@ -55,6 +55,11 @@ def test_staff_member_signs_in_with_zzd_qr_and_is_a_citizen_until_an_invite(hehe
         me = _me(c)
         assert me["user"] == {"name": "王芳", "role": "citizen"}
         assert [(a["provider"], a["tenant"]) for a in me["accounts"]] == [("zzd", "196729")]
+        # The chat knows the person by the session alone: /me answers with her name.
+        csrf = {"x-csrf-token": c.cookies["hehe_csrf"]}
+        assert c.post("/chat/api/send", json={"text": "/me"}, headers=csrf).status_code == 200
+        said = " ".join(str(m) for m in c.get("/chat/api/messages", params={"wait": 5}).json()["messages"])
+        assert "姓名：王芳" in said and "身份：群众" in said
 
         # The same account signing in again (another browser) is the same person, not a new one.
         with browser(base) as other:
