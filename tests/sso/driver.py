@@ -29,39 +29,33 @@ def browser(base: str, lang: str = "zh-CN,zh;q=0.9") -> httpx.Client:
                         headers={"accept-language": lang, "user-agent": "pytest-sso"})
 
 
-def zzd_sign_in(c: httpx.Client, mock, account: str = "wangfang") -> httpx.Response:
-    """Click 浙政钉, scan and confirm on the phone, come back: the callback's response."""
-    r = c.get("/sso/zzd/login")
+def sign_in_through(c: httpx.Client, provider: str, confirm_url: str, form) -> httpx.Response:
+    """Click the provider's sign-in, see its page, confirm there (``form(query of the
+    provider URL)`` is what the page posts), come back: the callback's response."""
+    r = c.get(f"/sso/{provider}/login")
     assert r.status_code == 302, r.text
     to_provider = r.headers["location"]
-    assert c.get(to_provider).status_code == 200  # the QR page
-    q = query(to_provider)
-    back = c.post(mock.base + "/oauth2/mock_scan",
-                  data={"redirect_uri": q["redirect_uri"], "state": q["state"], "account": account})
+    assert c.get(to_provider).status_code == 200  # the provider's page
+    back = c.post(confirm_url, data=form(query(to_provider)))
     assert back.status_code == 302
     return c.get(back.headers["location"])
+
+
+def zzd_sign_in(c: httpx.Client, mock, account: str = "wangfang") -> httpx.Response:
+    """Scan the QR code and confirm on the phone."""
+    return sign_in_through(c, "zzd", mock.base + "/oauth2/mock_scan", lambda q: {
+        "redirect_uri": q["redirect_uri"], "state": q["state"], "account": account})
 
 
 def zlb_sign_in(c: httpx.Client, mock, citizen: str = "chenjm") -> httpx.Response:
-    r = c.get("/sso/zlb/login")
-    assert r.status_code == 302, r.text
-    assert c.get(r.headers["location"]).status_code == 200
-    back = c.post(mock.base + "/sso/mock_login",
-                  data={"redirectUrl": query(r.headers["location"])["redirectUrl"], "citizen": citizen})
-    assert back.status_code == 302
-    return c.get(back.headers["location"])
+    return sign_in_through(c, "zlb", mock.base + "/sso/mock_login", lambda q: {
+        "redirectUrl": q["redirectUrl"], "citizen": citizen})
 
 
 def oidc_sign_in(c: httpx.Client, mock, person: str = "zhoum") -> httpx.Response:
-    r = c.get("/sso/oidc/login")
-    assert r.status_code == 302, r.text
-    assert c.get(r.headers["location"]).status_code == 200
-    q = query(r.headers["location"])
-    back = c.post(mock.base + "/authorize/confirm", data={
+    return sign_in_through(c, "oidc", mock.base + "/authorize/confirm", lambda q: {
         "redirect_uri": q["redirect_uri"], "state": q["state"], "nonce": q["nonce"],
         "code_challenge": q["code_challenge"], "person": person})
-    assert back.status_code == 302
-    return c.get(back.headers["location"])
 
 
 def in_db(settings, fn):
