@@ -39,11 +39,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+# On loopback, sign-in codes are written to this terminal (the console SMS provider).
 run: $(VENV)/.installed
-	$(BIN)/hehe serve
+	HEHE_SMS_PROVIDER=$${HEHE_SMS_PROVIDER:-console} $(BIN)/hehe serve
 
 demo: $(VENV)/.installed
-	$(BIN)/hehe demo
+	HEHE_SMS_PROVIDER=$${HEHE_SMS_PROVIDER:-console} $(BIN)/hehe demo
 
 # pytest exits 5 when it collects nothing; the check after it also fails a run where
 # every test was skipped or deselected (nothing was really tested).

@@ -47,6 +47,10 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
     async def lifespan(app: FastAPI):
         ctx = await start_context(settings, **start_kw)
         app.state.ctx = ctx
+        if settings.demo and getattr(app.state, "demo_web_bridge", False):
+            # `hehe demo`/`serve` in demo mode: the seeded "local" demo people chat on the web
+            # page, so their notifications go to the web channel (backend.web, docs/security.md).
+            ctx.deliverer.bots["local"] = ctx.web.bot
         try:
             yield
         finally:

@@ -74,13 +74,17 @@ def refuse_public_demo(s, host: Optional[str]) -> None:
     """Demo mode lets anyone act as anyone: only on a loopback address, unless the operator says
     HEHE_DEMO_ALLOW_PUBLIC=true. The address is kept in the settings (the console SMS provider
     checks it too)."""
-    from backend.auth.sms import loopback
+    from backend.auth.sms import SmsConfigError, loopback, provider_for
 
     if host:
         s.host = host
     if s.demo and not loopback(s.host) and not s.demo_allow_public:
         _fail(f"HEHE_DEMO is on and the address {s.host} is not loopback: anyone reaching it could act as "
               "anyone. Bind 127.0.0.1, or set HEHE_DEMO_ALLOW_PUBLIC=true if that is really meant.")
+    try:
+        provider_for(s)
+    except SmsConfigError as e:
+        _fail(f"SMS provider: {e}")
 
 
 @app.command()
@@ -96,9 +100,15 @@ def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.
 
     import uvicorn
 
+    uvicorn.run(_web_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
+
+
+def _web_app(s):
     from backend.app import create_app
 
-    uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
+    web = create_app(s)
+    web.state.demo_web_bridge = s.demo  # demo people (channel "local") use the web page
+    return web
 
 
 @app.command()
@@ -117,12 +127,11 @@ def demo(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.O
 
     import uvicorn
 
-    from backend.app import create_app
     from backend.demo import seed_demo
 
     asyncio.run(seed_demo(s))
     typer.echo(f"Hehe demo: open http://{host or s.host}:{port or s.port}/chat")
-    uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
+    uvicorn.run(_web_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
 
 
 # ------------------------------------------------------------------ db

@@ -7,13 +7,21 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from backend.auth import linking, phone as phone_codes, staff
+from backend.auth import linking, staff
+from backend.auth import phone as phone_codes
 from backend.auth.accounts import account_of, new_web_user
 from backend.auth.guards import DEMO_ONLY, PUBLIC
 from backend.auth.models import WebSession
 from backend.auth.sessions import (
-    CurrentWebSession, SetupUser, WebUser, client_address, end_cookies, end_session, my_sessions,
-    needs_second_factor, start_session,
+    CurrentWebSession,
+    SetupUser,
+    WebUser,
+    client_address,
+    end_cookies,
+    end_session,
+    my_sessions,
+    needs_second_factor,
+    start_session,
 )
 from backend.auth.sms import SmsError
 from backend.core.clock import now
@@ -25,6 +33,7 @@ from backend.users import service as users
 from backend.users.models import Role, User
 
 router = APIRouter(prefix="/auth/api", tags=["web sign-in"])
+DEMO_CHANNELS = ("web", "local")  # demo mode: web people and the seeded demo people (hehe demo)
 
 
 class Refused(DomainError):
@@ -126,7 +135,7 @@ async def send_code(body: PhoneIn, request: Request):
         out = await phone_codes.issue_code(s, ctx.secret, phone, client_address(request))
     if isinstance(out, phone_codes.Refused):
         raise Refused(out.key, status=out.status, seconds=out.retry_after or 0)
-    code, row = out
+    code, _row = out
     try:
         await provider.send_code(phone, code)
     except SmsError as e:
@@ -218,6 +227,7 @@ async def setup(body: SetupIn, user: SetupUser, session: SessionDep):
         raise DomainError("auth.err_login_taken")
     account.login, account.password_hash = login, staff.PASSWORDS.hash(body.password)
     account = await staff.start_totp_setup(session, user)
+    await session.commit()  # before answering: the next request must see it
     return {"totp_secret": account.totp_secret, "totp_uri": staff.totp_uri(account)}
 
 
@@ -228,6 +238,7 @@ async def new_totp(user: SetupUser, session: SessionDep):
     if account is not None and not account.totp_confirmed:
         account.totp_secret = None
     account = await staff.start_totp_setup(session, user)
+    await session.commit()
     return {"totp_secret": account.totp_secret, "totp_uri": staff.totp_uri(account)}
 
 
@@ -276,6 +287,7 @@ async def sessions(request: Request, user: SetupUser, ws: CurrentWebSession, ses
 async def end_one(session_id: int, user: SetupUser, session: SessionDep):
     if not 0 < session_id < 2 ** 62 or not await end_session(session, user, session_id):
         raise NotFound("common.err_not_found")
+    await session.commit()
     return {"ended": session_id}
 
 
@@ -283,6 +295,7 @@ async def end_one(session_id: int, user: SetupUser, session: SessionDep):
 async def logout(response: Response, user: SetupUser, ws: CurrentWebSession, session: SessionDep):
     await end_session(session, user, ws.id)
     end_cookies(response)
+    await session.commit()
     return {"signed_out": True}
 
 
@@ -303,7 +316,8 @@ async def link_telegram(body: CodeIn, request: Request, response: Response, user
 # ---------------------------------------------------------------- demo mode only
 @router.get("/demo/users", dependencies=[PUBLIC, DEMO_ONLY])
 async def demo_users(session: SessionDep):
-    rows = await session.scalars(select(User).where(User.channel == "web", User.active.is_(True)).order_by(User.id))
+    rows = await session.scalars(select(User).where(User.channel.in_(DEMO_CHANNELS), User.active.is_(True))
+                                 .order_by(User.id))
     return {"users": [{"id": u.id, **person(u)} for u in rows]}
 
 
@@ -311,15 +325,17 @@ async def demo_users(session: SessionDep):
 async def demo_new(body: DemoNew, request: Request, response: Response, session: SessionDep):
     user = await new_web_user(session, name=body.name, language=body.language)
     await start_session(session, request, response, user, method="demo", second_factor=True)
+    await session.commit()
     return {"user": {"id": user.id, **person(user)}}
 
 
 @router.post("/demo/login", dependencies=[PUBLIC, DEMO_ONLY])
 async def demo_login(body: DemoLogin, request: Request, response: Response, session: SessionDep):
     user = await session.get(User, body.user) if 0 < body.user < 2 ** 31 else None
-    if user is None or user.channel != "web" or not user.active:
+    if user is None or user.channel not in DEMO_CHANNELS or not user.active:
         raise NotFound("common.err_not_found")
     await start_session(session, request, response, user, method="demo", second_factor=True)
+    await session.commit()
     return {"user": {"id": user.id, **person(user)}}
 
 
@@ -336,4 +352,5 @@ async def demo_role(body: DemoRole, user: WebUser, session: SessionDep):
             raise NotFound("common.err_not_found")
     me_ = await session.get(User, user.id)
     await users.set_role(session, me_, role, j, actor="demo", title=body.title, note="set directly (demo)")
+    await session.commit()
     return {"user": person(me_)}

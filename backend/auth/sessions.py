@@ -50,7 +50,9 @@ def client_address(request: Request) -> str:
 async def start_session(session: AsyncSession, request: Request, response: Response, user: User, *,
                         method: str, second_factor: bool) -> WebSession:
     """Sign ``user`` in: a new session row and its cookies. A session cookie the browser already
-    had is revoked (no session fixation)."""
+    had is revoked (no session fixation). Flushed, not committed: commit before the response
+    goes out (a ``yield`` dependency's commit runs after it, and the browser's next request
+    would not find the session)."""
     settings = request.app.state.ctx.settings
     old = request.cookies.get(COOKIE)
     if old:

@@ -11,7 +11,7 @@ import ipaddress
 import json
 import logging
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import quote
 
@@ -75,7 +75,7 @@ class AliyunSms:
             "RegionId": "cn-hangzhou", "SignName": self.sign_name, "SignatureMethod": "HMAC-SHA1",
             "SignatureNonce": secrets.token_hex(16), "SignatureVersion": "1.0", "TemplateCode": self.template,
             "TemplateParam": json.dumps({"code": code}), "Version": "2017-05-25",
-            "Timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         p["Signature"] = aliyun_signature(p, self.secret)
         return p

@@ -82,7 +82,7 @@ async def asset(name: str):
 async def messages(request: Request, user: WebUser, since: int = 0, wait: float = 0):
     """The person's transcript after ``since`` (their own messages too); with ``wait`` a long
     poll of up to 25 s."""
-    ctx, web, chat = await _web(request, user)
+    _ctx, web, chat = await _web(request, user)
     since = max(0, min(since, 2 ** 62))
     if wait > 0 and not web.history(chat, since):
         await web.wait_changes(since, min(wait, 25))
@@ -141,7 +141,7 @@ async def upload(request: Request, user: WebUser):
 
     try:
         form = await StarletteRequest(request.scope, receive).form(max_files=1, max_fields=4)
-    except Exception as e:  # noqa: BLE001 - any malformed multipart body
+    except Exception as e:
         raise DomainError("common.err_validation") from e
     f = form.get("file")
     if f is None or isinstance(f, str):

@@ -40,14 +40,14 @@ class _MineLog:
     """Stands in for OfflineChannel.inbound: what a person sends is recorded (and persisted),
     not accumulated in memory."""
 
-    def __init__(self, channel: "WebChannel"):
+    def __init__(self, channel: WebChannel):
         self.channel = channel
 
-    def __getitem__(self, chat_id: int) -> "_MineLog._One":
+    def __getitem__(self, chat_id: int) -> _MineLog._One:
         return _MineLog._One(self.channel, chat_id)
 
     class _One:
-        def __init__(self, channel: "WebChannel", chat_id: int):
+        def __init__(self, channel: WebChannel, chat_id: int):
             self.channel, self.chat_id = channel, chat_id
 
         def append(self, entry: dict) -> None:
@@ -321,7 +321,7 @@ class WebChannel(OfflineChannel):
                     last_prune = loop.time()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - retried next round; the log has it
+            except Exception:
                 log.exception("persisting the web transcript failed")
             await asyncio.sleep(interval)
 

@@ -78,9 +78,9 @@ class CsrfMiddleware:
         except Exception:  # noqa: BLE001 - a malformed cookie header carries no session
             cookies = SimpleCookie()
         token = cookies[COOKIE].value if COOKIE in cookies else None
-        if token and not _header(scope, b"authorization"):
-            if not csrf_ok(self.get_secret(), token, _header(scope, CSRF_HEADER.encode())):
-                return await _refuse(403, "csrf", "auth.err_csrf")(scope, receive, send)
+        if (token and not _header(scope, b"authorization")
+                and not csrf_ok(self.get_secret(), token, _header(scope, CSRF_HEADER.encode()))):
+            return await _refuse(403, "csrf", "auth.err_csrf")(scope, receive, send)
         return await self.app(scope, receive, send)
 
 

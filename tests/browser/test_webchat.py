@@ -25,7 +25,7 @@ def server(tmp_path: Path, template_db: Path):
     data = tmp_path / "data"
     data.mkdir()
     shutil.copyfile(template_db, data / "hehe.db")
-    with hehe_serve(tmp_path, data, timeout=180, HEHE_FACE_ENABLED="0", HEHE_KB_ENABLED="0",
+    with hehe_serve(tmp_path, data, timeout=180, HEHE_FACE_ENABLED="0", HEHE_KB_ENABLED="0", HEHE_DEMO="1",
                     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1") as (base, _checks):
         yield base
 
@@ -40,7 +40,8 @@ def test_web_chat_send_and_press(server, tmp_path):
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(server + "/chat")
-            expect(page.locator("#who option")).not_to_have_count(0, timeout=20_000)  # a local user exists
+            page.click("#demo-new")  # demo mode: a new web user, signed in
+            expect(page.locator("#text")).to_be_visible(timeout=20_000)
 
             page.fill("#text", "/start")
             page.press("#text", "Enter")
@@ -77,10 +78,9 @@ def test_web_chat_new_user_and_language(server):
         try:
             page = browser.new_page()
             page.goto(server + "/chat")
-            expect(page.locator("#who option")).not_to_have_count(0, timeout=20_000)
-            page.fill("#newname", "李四")
-            page.click("#adduser")
-            expect(page.locator("#who option", has_text="李四")).to_have_count(1, timeout=20_000)
+            page.fill("#demo-name", "李四")
+            page.click("#demo-new")
+            expect(page.locator("#whoami", has_text="李四")).to_have_count(1, timeout=20_000)
             page.fill("#text", "/lang")
             page.press("#text", "Enter")
             page.locator(".kb button", has_text="English").click()

@@ -8,20 +8,33 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import timedelta
+from typing import Annotated
 
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import iter_route_contexts
 
 from backend.auth.accounts import new_web_user
-from backend.auth.guards import PUBLIC, demo_route, public_route, require_fresh_second_factor
+from backend.auth.guards import (
+    PUBLIC,
+    demo_route,
+    public_route,
+    require_fresh_second_factor,
+)
 from backend.auth.models import WebSession
-from backend.auth.sessions import COOKIE, CSRF_COOKIE, csrf_for, current_web_user, current_web_user_in_setup, token_hash
+from backend.auth.sessions import (
+    COOKIE,
+    CSRF_COOKIE,
+    csrf_for,
+    current_web_user,
+    current_web_user_in_setup,
+    token_hash,
+)
 from backend.core.clock import now
 from backend.core.db import session_scope
 from backend.core.deps import CurrentUser, current_user, require_roles
 from backend.users import service as users
-from backend.users.models import Role
+from backend.users.models import Role, User
 from bot.telegram import WEBHOOK_PATH
 
 IDENTITY = {current_user, current_web_user, current_web_user_in_setup, require_fresh_second_factor}
@@ -38,6 +51,7 @@ OTHER_RULES = {
     ("GET", "/open311/v2/requests/{service_request_id}.json"): "Open311 public view (docs/access-policy.md)",
 }
 ROLES = list(Role)
+Officer = Annotated[User, Depends(require_roles(Role.officer))]
 
 
 def _calls(dependant) -> list:
@@ -46,6 +60,10 @@ def _calls(dependant) -> list:
         out.append(d.call)
         out.extend(_calls(d))
     return out
+
+
+def _fill(path: str, params: dict) -> str:
+    return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: params.get(m.group(1), "1"), path)
 
 
 def route_table(app) -> list[dict]:
@@ -71,7 +89,7 @@ def route_table(app) -> list[dict]:
                 for p in dependant.path_params:
                     params[p.name] = "1" if p.field_info.annotation in (int, float) or "int" in str(p.field_info.annotation) else "x"
             rows.append({"method": method, "path": rc.path, "rule": rule, "allowed": allowed,
-                         "url": re.sub(r"\{(\w+)(:\w+)?\}", lambda m: params.get(m.group(1), "1"), rc.path)})
+                         "url": _fill(rc.path, params)})
     return rows
 
 
@@ -147,7 +165,7 @@ def test_the_rule_of_a_route_comes_from_its_dependencies():
         return {}
 
     @r.get("/new/officers")
-    async def b(user=Depends(require_roles(Role.officer))):
+    async def b(user: Officer):
         return {}
 
     @r.get("/new/public", dependencies=[PUBLIC])

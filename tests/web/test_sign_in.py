@@ -7,7 +7,7 @@ from datetime import timedelta
 import time_machine
 from sqlalchemy import func, select
 
-from backend.auth.models import OneTimeCode, WebAccount, WEB_ID_BASE
+from backend.auth.models import WEB_ID_BASE, OneTimeCode, WebAccount
 from backend.core.clock import now
 from backend.users.models import User
 from tests.web.conftest import code_from_log, phone_sign_in

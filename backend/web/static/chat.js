@@ -46,8 +46,8 @@ const T = {
 };
 let lang = localStorage.getItem("hehe.lang") || "zh";
 const t = (k, p = {}) => String(T[lang][k] ?? T.zh[k] ?? k).replace(/\{(\w+)\}/g, (_, n) => p[n]);
-let config = { demo: false, phone: false, providers: [] }, me = null, since = 0, polling = 0;
-const bubbles = new Map(), used = new Set();
+let config = { demo: false, phone: false, providers: [] }, me = null, since = 0, polling = 0, booted = false;
+const bubbles = new Map(), used = new Set(), shown = new Set();
 
 function applyLang() {
   document.documentElement.lang = lang === "en" ? "en" : "zh-CN";
@@ -80,9 +80,10 @@ function hhmm(iso) { const d = new Date(iso); return isNaN(d) ? "" : d.toLocaleS
 // ---------------------------------------------------------------- start
 async function boot() {
   applyLang();
-  config = await api("/auth/api/config").catch(() => config);
-  try { me = await api("/auth/api/me"); } catch (e) { me = null; }
-  route();
+  const [c, m] = await Promise.all([api("/auth/api/config").catch(() => config), api("/auth/api/me").catch(() => null)]);
+  config = c;
+  if (booted) return;  // signed in meanwhile (e.g. a quick click in demo mode)
+  booted = true; me = m; route();
 }
 function route() {
   if (!me) { loginScreen(); return; }
@@ -117,7 +118,7 @@ $("getcode").addEventListener("click", async () => {
     resendTimer = setInterval(() => { left -= 1; b.textContent = t("resend_in", { s: left }); if (left <= 0) { clearInterval(resendTimer); b.disabled = false; b.textContent = t("get_code"); } }, 1000);
   } catch (e) { say("login-msg", e.message); }
 });
-async function signedIn(r) { me = await api("/auth/api/me"); since = 0; route(); return r; }
+async function signedIn(r) { booted = true; me = await api("/auth/api/me"); since = 0; route(); return r; }
 $("f-phone").addEventListener("submit", async (e) => {
   e.preventDefault(); say("login-msg", "");
   try { await signedIn(await post("/auth/api/phone/verify", { phone: $("phone").value, code: $("code").value, name: $("pname").value, language: lang })); }
@@ -170,7 +171,7 @@ $("setup-out").addEventListener("click", () => logout());
 
 // ---------------------------------------------------------------- chat
 function chatScreen() {
-  show("chat"); $("log").innerHTML = ""; bubbles.clear(); used.clear(); since = 0;
+  show("chat"); $("log").innerHTML = ""; bubbles.clear(); used.clear(); shown.clear(); since = 0;
   $("demo-role").classList.toggle("hidden", !config.demo);
   longPoll();
 }
@@ -216,7 +217,10 @@ function renderBot(m) {
   for (const l of (m.buttons || []).filter((x) => !inl.has(x))) { const b = document.createElement("button"); b.type = "button"; b.textContent = l; b.addEventListener("click", () => send(l)); reply.appendChild(b); }
 }
 function render(list) {
-  for (const m of list) (m.mine ? renderMine : renderBot)(m);
+  for (const m of list) {
+    if (m.mine || m.toast) { if (shown.has(m.seq)) continue; shown.add(m.seq); }  // two polls may bring the same
+    (m.mine ? renderMine : renderBot)(m);
+  }
   if (list.length) scroll();
 }
 async function press(d, messageId, data) {
