@@ -112,7 +112,7 @@ async def provider_list(request: Request):
 
 
 @router.get("/{provider}/login", include_in_schema=False, dependencies=[PUBLIC])
-async def login(provider: str, request: Request, session: SessionDep, next: str | None = None,  # noqa: A002
+async def login(provider: str, request: Request, session: SessionDep, next: str | None = None,
                 link: bool = False):
     """Send the browser to the provider. ``link=1`` (signed in): link the provider account
     to the signed-in person instead of signing in as whoever comes back."""

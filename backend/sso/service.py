@@ -23,8 +23,14 @@ from backend.core.config import Settings
 from backend.core.errors import Conflict, DomainError, Forbidden
 from backend.core.i18n import gettext
 from backend.sso.models import ExternalAccount, SsoLoginState
-from backend.sso.providers import (ExternalIdentity, LoginAttempt, Provider, ProviderRejected,
-                                   ProviderUnavailable, log)
+from backend.sso.providers import (
+    ExternalIdentity,
+    LoginAttempt,
+    Provider,
+    ProviderRejected,
+    ProviderUnavailable,
+    log,
+)
 from backend.users.models import User
 from backend.users.service import audit
 

@@ -8,7 +8,14 @@ from sqlalchemy import select
 from backend.sso.models import ExternalAccount, SsoLoginState
 from backend.sso.service import hash_id_card, id_hash_key
 from tests.sso.conftest import provider_settings
-from tests.sso.driver import browser, in_db, query, running_hehe, zlb_sign_in, zzd_sign_in
+from tests.sso.driver import (
+    browser,
+    in_db,
+    query,
+    running_hehe,
+    zlb_sign_in,
+    zzd_sign_in,
+)
 
 
 def test_sign_in_links_by_stable_id_and_spends_each_state_once(db_settings, zzd_mock, zlb_mock):

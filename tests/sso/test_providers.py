@@ -8,7 +8,12 @@ import httpx
 import pytest
 
 from backend.core.config import Settings
-from backend.sso.providers import LoginAttempt, ProviderRejected, ProviderUnavailable, build
+from backend.sso.providers import (
+    LoginAttempt,
+    ProviderRejected,
+    ProviderUnavailable,
+    build,
+)
 from tests.sso.conftest import provider_settings
 
 
@@ -34,7 +39,7 @@ async def test_zzd_qr_login_url_goes_to_the_login_host_with_client_id_scope_and_
 
 
 def test_zzd_hosts_follow_the_network_setting(tmp_path):
-    common = dict(data_dir=tmp_path, _env_file=None, zzd_app_key="k", zzd_app_secret="s")
+    common = {"data_dir": tmp_path, "_env_file": None, "zzd_app_key": "k", "zzd_app_secret": "s"}
     internet = build(Settings(**common))["zzd"]
     extranet = build(Settings(**common, sso_network="extranet"))["zzd"]
     assert (internet.api, internet.login) == ("https://openplatform.dg-work.cn", "https://login.dg-work.cn")

@@ -15,8 +15,15 @@ from backend.sso.service import hash_id_card, id_hash_key
 from backend.users.models import Role, User
 from tests.conftest import make_settings
 from tests.sso.conftest import provider_settings
-from tests.sso.driver import (browser, in_db, oidc_sign_in, query, running_hehe, zlb_sign_in,
-                              zzd_sign_in)
+from tests.sso.driver import (
+    browser,
+    in_db,
+    oidc_sign_in,
+    query,
+    running_hehe,
+    zlb_sign_in,
+    zzd_sign_in,
+)
 
 
 @pytest.fixture
@@ -141,7 +148,7 @@ def test_citizen_signs_in_with_zlb_and_only_a_keyed_hash_of_the_id_number_is_kep
 
 
 def test_oidc_sign_in_with_pkce_ends_in_a_session_of_the_verified_subject(hehe, oidc_mock):
-    settings, server = hehe()
+    _settings, server = hehe()
     with server as base, browser(base) as c:
         oidc_mock.redirect_uris.add(base + "/sso/oidc/callback")
         done = oidc_sign_in(c, oidc_mock, "zhoum")
@@ -150,7 +157,7 @@ def test_oidc_sign_in_with_pkce_ends_in_a_session_of_the_verified_subject(hehe, 
 
 
 def test_signed_in_person_links_a_second_provider_to_the_same_account(hehe, zzd_mock, oidc_mock):
-    settings, server = hehe()
+    _settings, server = hehe()
     with server as base, browser(base) as c:
         oidc_mock.redirect_uris.add(base + "/sso/oidc/callback")
         oidc_sign_in(c, oidc_mock, "xuhao")
@@ -180,7 +187,7 @@ def _error(r: httpx.Response, status: int, text: str) -> None:
 
 
 def test_callback_with_another_browsers_state_is_refused(hehe, zzd_mock):
-    settings, server = hehe()
+    _settings, server = hehe()
     with server as base, browser(base) as victim, browser(base) as attacker:
         r = attacker.get("/sso/zzd/login")
         q = query(r.headers["location"])
@@ -192,7 +199,7 @@ def test_callback_with_another_browsers_state_is_refused(hehe, zzd_mock):
 
 
 def test_replayed_callback_and_replayed_code_are_refused(hehe, zzd_mock):
-    settings, server = hehe()
+    _settings, server = hehe()
     with server as base, browser(base) as c:
         q = query(c.get("/sso/zzd/login").headers["location"])
         back = c.post(zzd_mock.base + "/oauth2/mock_scan",
@@ -211,7 +218,7 @@ def test_replayed_callback_and_replayed_code_are_refused(hehe, zzd_mock):
 @pytest.mark.parametrize("fail, status, text", [
     ("500", 502, "浙政钉暂时无法连接"), ("slow", 502, "浙政钉暂时无法连接"), ("html", 502, "浙政钉暂时无法连接")])
 def test_zzd_platform_failure_ends_on_a_polite_page(hehe, zzd_mock, fail, status, text):
-    settings, server = hehe()
+    _settings, server = hehe()
     with server as base, browser(base) as c:
         zzd_mock.fail = fail
         _error(zzd_sign_in(c, zzd_mock), status, text)
@@ -220,14 +227,14 @@ def test_zzd_platform_failure_ends_on_a_polite_page(hehe, zzd_mock, fail, status
 
 
 def test_wrong_app_secret_or_gateway_key_ends_on_a_polite_page(hehe, zzd_mock, zlb_mock):
-    settings, server = hehe(zzd_app_secret="wrong-secret", zlb_secret_key="BCDSGS_wrong")
+    _settings, server = hehe(zzd_app_secret="wrong-secret", zlb_secret_key="BCDSGS_wrong")
     with server as base, browser(base) as c:
         _error(zzd_sign_in(c, zzd_mock), 502, "浙政钉暂时无法连接")
         _error(zlb_sign_in(c, zlb_mock), 502, "浙里办暂时无法连接")
 
 
 def test_zlb_replayed_ticket_is_refused(hehe, zlb_mock):
-    settings, server = hehe()
+    _settings, server = hehe()
     with server as base, browser(base) as c:
         done = zlb_sign_in(c, zlb_mock, "linxl")
         assert done.status_code == 302
@@ -237,7 +244,7 @@ def test_zlb_replayed_ticket_is_refused(hehe, zlb_mock):
 
 
 def test_oidc_provider_down_at_login_and_tampered_token_end_politely(hehe, oidc_mock):
-    settings, server = hehe()
+    _settings, server = hehe()
     with server as base, browser(base) as c:
         oidc_mock.redirect_uris.add(base + "/sso/oidc/callback")
         oidc_mock.fail = "500"  # discovery fails: nowhere to send the browser
@@ -248,7 +255,7 @@ def test_oidc_provider_down_at_login_and_tampered_token_end_politely(hehe, oidc_
 
 
 def test_unknown_provider_and_english_pages(hehe):
-    settings, server = hehe()
+    _settings, server = hehe()
     with server as base, browser(base) as c, browser(base, lang="en-US,en") as en:
         _error(c.get("/sso/weixin/login"), 404, "未开通该登录方式")
         r = en.get("/sso/zzd/callback", params={"code": "x", "state": "y"})
@@ -256,7 +263,7 @@ def test_unknown_provider_and_english_pages(hehe):
 
 
 def test_sso_page_lists_the_configured_providers(hehe):
-    settings, server = hehe()
+    _settings, server = hehe()
     with server as base, browser(base) as c:
         page = c.get("/sso")
         assert page.status_code == 200
@@ -271,7 +278,7 @@ def test_sso_page_lists_the_configured_providers(hehe):
 
 
 def test_zzd_in_app_sign_in_with_the_apps_auth_code(hehe, zzd_mock):
-    settings, server = hehe()
+    _settings, server = hehe()
     with server as base, browser(base) as c:
         def auth_code(account="lijun"):
             return httpx.post(zzd_mock.base + "/mock/app_auth_code", data={"account": account}).json()["auth_code"]
@@ -292,7 +299,7 @@ def test_zzd_in_app_sign_in_with_the_apps_auth_code(hehe, zzd_mock):
 
 
 def test_after_sign_in_the_browser_goes_only_to_a_path_on_this_site(hehe, zzd_mock):
-    settings, server = hehe()
+    _settings, server = hehe()
     with server as base:
         for asked, landed in (("/sso/api/accounts", "/sso/api/accounts"), ("//evil.example/x", "/chat"),
                               ("https://evil.example/", "/chat"), ("/\\evil.example", "/chat")):

@@ -20,8 +20,14 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from backend.core.config import Settings
-from backend.sso.providers import (ExternalIdentity, LoginAttempt, ProviderRejected,
-                                   ProviderUnavailable, call_json, log)
+from backend.sso.providers import (
+    ExternalIdentity,
+    LoginAttempt,
+    ProviderRejected,
+    ProviderUnavailable,
+    call_json,
+    log,
+)
 
 ASYMMETRIC = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 METADATA_TTL = 3600

@@ -24,15 +24,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
 from backend.core.config import Settings
-from backend.sso.providers import (ExternalIdentity, LoginAttempt, ProviderRejected,
-                                   ProviderUnavailable, call_json, host, log)
+from backend.sso.providers import (
+    ExternalIdentity,
+    LoginAttempt,
+    ProviderRejected,
+    ProviderUnavailable,
+    call_json,
+    host,
+    log,
+)
 from backend.sso.providers.zzd import CHINA
 
 TICKET_PATH = "/restapi/prod/IC33000020220228000002/sso/servlet/simpleauth"
@@ -47,7 +54,7 @@ def gateway_signature(secret_key: str, method: str, path: str, query: str, acces
 
 
 def gateway_headers(access_key: str, secret_key: str, path: str, now: datetime | None = None) -> dict[str, str]:
-    date = format_datetime((now or datetime.now(timezone.utc)).astimezone(timezone.utc), usegmt=True)
+    date = format_datetime((now or datetime.now(UTC)).astimezone(UTC), usegmt=True)
     return {
         "X-BG-HMAC-ACCESS-KEY": access_key,
         "X-BG-HMAC-ALGORITHM": "hmac-sha256",

@@ -24,14 +24,21 @@ import hashlib
 import hmac
 import secrets
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 import httpx
 
 from backend.core.config import Settings
-from backend.sso.providers import (ExternalIdentity, LoginAttempt, ProviderRejected,
-                                   ProviderUnavailable, call_json, host, log)
+from backend.sso.providers import (
+    ExternalIdentity,
+    LoginAttempt,
+    ProviderRejected,
+    ProviderUnavailable,
+    call_json,
+    host,
+    log,
+)
 
 CHINA = timezone(timedelta(hours=8))
 TOKEN_API = "/gettoken.json"
@@ -58,7 +65,7 @@ def signature(secret: str, method: str, timestamp: str, nonce: str, uri: str,
 
 def signed_headers(app_key: str, secret: str, method: str, uri: str, params: dict[str, str],
                    now: datetime | None = None) -> dict[str, str]:
-    now = (now or datetime.now(timezone.utc)).astimezone(CHINA)
+    now = (now or datetime.now(UTC)).astimezone(CHINA)
     timestamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+08:00"
     nonce = f"{int(now.timestamp() * 1000)}{secrets.randbelow(10_000):04d}"
     return {

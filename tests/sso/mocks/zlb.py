@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from html import escape
 from urllib.parse import urlencode, urlsplit
@@ -67,7 +67,7 @@ class ZlbMock(Misbehaviour):
             when = parsedate_to_datetime(date)
         except (TypeError, ValueError):
             return JSONResponse({"code": "401", "msg": "时间格式错误"}, 401)
-        if when is None or abs((datetime.now(timezone.utc) - when).total_seconds()) > 900:
+        if when is None or abs((datetime.now(UTC) - when).total_seconds()) > 900:
             return JSONResponse({"code": "401", "msg": "请求已过期"}, 401)
         query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.items()))
         message = f"{request.method}\n{request.url.path}\n{query}\n{self.access_key}\n{date}\n"
@@ -114,7 +114,7 @@ class ZlbMock(Misbehaviour):
 </form>""")
 
         @app.post("/sso/mock_login")
-        async def mock_login(redirectUrl: str = Form(...), citizen: str = Form(...)):  # noqa: N803
+        async def mock_login(redirectUrl: str = Form(...), citizen: str = Form(...)):
             st = mock.sign_in(citizen)
             sep = "&" if urlsplit(redirectUrl).query else "?"
             return RedirectResponse(redirectUrl + sep + urlencode({"ticket": st}), 302)

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from urllib.parse import urlencode, urlsplit
 
@@ -77,7 +77,7 @@ class ZzdMock(Misbehaviour):
             ts = datetime.strptime(h["X-Hmac-Auth-Timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z")
         except ValueError:
             return _gw("OPF-B001-05-16-0005", "InvalidTimestamp")
-        if abs((datetime.now(timezone.utc) - ts).total_seconds()) > SKEW_SECONDS:
+        if abs((datetime.now(UTC) - ts).total_seconds()) > SKEW_SECONDS:
             return _gw("OPF-B001-05-16-0006", "RequestTimeTooSkewed")
         nonce = h["X-Hmac-Auth-Nonce"]
         if nonce in self.nonces:
