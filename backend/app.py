@@ -108,4 +108,7 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
     from backend.web.hardening import install
 
     install(app, settings)  # allowed hosts, CSRF, security headers, web sessions
+    from backend.sso.api import install as install_sso
+
+    install_sso(app, settings)  # 浙政钉 / 浙里办 / OIDC sign-in (app.state.sign_in_providers)
     return app

@@ -86,6 +86,36 @@ class Settings(BaseSettings):
     web_cache_users: int = Field(200, description="How many people's recent web transcripts stay in memory.")
     web_upload_max_mb: int = Field(10, description="Largest file a person may upload in the web chat.")
 
+    # --- government sign-in (backend/sso; docs/sso.md). Each provider is off until configured.
+    sso_network: str = Field(
+        "internet", description="internet | extranet: which default hosts the 浙政钉/浙里办 adapters "
+                                "use (the government extranet hosts resolve only inside 政务外网).")
+    sso_public_url: str | None = Field(
+        None, description="This server's public base URL for provider callbacks; unset = the request's.")
+    sso_http_timeout: float = Field(10.0, description="Seconds before a provider call counts as failed.")
+    sso_id_hash_key: str | None = Field(
+        None, description="Key for the HMAC of ID-card numbers; unset = derived from the app secret.")
+    zzd_app_key: str | None = Field(None, description="浙政钉 (专有钉钉) app key; set = 浙政钉 sign-in on.")
+    zzd_app_secret: str | None = Field(None, description="浙政钉 app secret (signs every API call).")
+    zzd_client_id: str | None = Field(None, description="浙政钉 应用标识 (client_id of the login page).")
+    zzd_api_base: str | None = Field(None, description="浙政钉 open-platform API host; unset = by sso_network.")
+    zzd_login_base: str | None = Field(None, description="浙政钉 login host; unset = by sso_network.")
+    zzd_tenant_id: str | None = Field(None, description="Accept only accounts of this 浙政钉 tenant.")
+    zzd_second_factor: bool = Field(
+        False, description="Count a 浙政钉 sign-in as the second factor too (docs/sso.md says when).")
+    zlb_access_key: str | None = Field(None, description="浙里办: IRS gateway AK; set = 浙里办 sign-in on.")
+    zlb_secret_key: str | None = Field(None, description="浙里办: IRS gateway SK (HMAC of each call).")
+    zlb_service_code: str | None = Field(None, description="浙里办 接入码 (servicecode).")
+    zlb_service_password: str | None = Field(None, description="浙里办 接入密码 (signs servicecode+time).")
+    zlb_gateway_base: str | None = Field(None, description="浙里办 IRS gateway host; unset = by sso_network.")
+    zlb_login_base: str | None = Field(None, description="浙里办 login page host.")
+    oidc_issuer: str | None = Field(None, description="OpenID Connect issuer URL; set = OIDC sign-in on.")
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: str = "openid profile"
+    oidc_label: str = Field("统一身份认证", description="Button text of the OIDC sign-in.")
+    oidc_staff: bool = Field(False, description="The OIDC provider is a staff directory (not citizens).")
+
     @property
     def db_url(self) -> str:
         if self.database_url:
