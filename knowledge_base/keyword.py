@@ -199,12 +199,12 @@ class _Segment:
                 am[self.upos[flt.acl.owner]] = True
             m &= am
         if flt.kinds or flt.categories:
-            kc, cc, doc = self._codes()
+            kc, cc, _doc = self._codes()
         if flt.kinds:
             m &= np.isin(kc, [KIND_CODE[k] for k in flt.kind_set() if k in KIND_CODE])
         if flt.categories:
             cats = self._cat_codes
-            m &= np.isin(cc, [cats[c] for c in flt.categories if c in cats]) | doc
+            m &= ~np.isin(cc, [cats[c] for c in flt.other_categories() if c in cats])
         if flt.place_jids:
             pm = np.zeros(self.n, bool)
             for j in flt.place_jids:

@@ -4,7 +4,50 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import unicodedata
 from functools import lru_cache
+
+# ---------------------------------------------------------------- normalisation
+# NFKC for the characters that PDF makers and browsers substitute: Kangxi radicals and CJK
+# radicals ("第⼀条" → "第一条"), CJK compatibility ideographs, full-width letters and digits,
+# enclosed numbers. Chinese full-width punctuation (，：？（）) is kept as written.
+_NFKC_RANGES = ((0x2E80, 0x2FDF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F), (0xFF10, 0xFF19), (0xFF21, 0xFF3A),
+                (0xFF41, 0xFF5A), (0x2460, 0x24FF), (0x3200, 0x33FF), (0x00A0, 0x00A0), (0x3000, 0x3000))
+
+
+@lru_cache(maxsize=1)
+def _nfkc_table() -> dict[int, str]:
+    table: dict[int, str] = {}
+    for a, b in _NFKC_RANGES:
+        for cp in range(a, b + 1):
+            n = unicodedata.normalize("NFKC", chr(cp))
+            if n != chr(cp):
+                table[cp] = n
+    return table
+
+
+def normalize_text(text: str) -> str:
+    """Compatibility characters → their ordinary form (see ``_NFKC_RANGES``); also drops the
+    zero-width characters some exports carry."""
+    return (text or "").translate(_nfkc_table()).replace("\u200b", "").replace("\ufeff", "")
+
+
+_NUMBER_RUN = re.compile(r"[0-9０-９零〇一二三四五六七八九十百千万亿两]+(?:[.．,][0-9０-９]+)*[%％]?")
+
+
+def cut_title(text: str, limit: int = 24) -> str:
+    """The first ``limit`` characters, never ending inside a number ("拖欠41.6万元" is not cut to
+    "拖欠41."): a number crossing the limit is kept whole, or left out when that would overrun by far."""
+    text = (text or "").strip()
+    if len(text) <= limit:
+        return text
+    for m in _NUMBER_RUN.finditer(text):
+        if m.start() < limit < m.end():
+            if m.end() - limit <= 8:
+                return text[: m.end()]
+            return text[: m.start()].rstrip("，,、 ")
+    return text[:limit]
+
 
 SENT_END = "。！？；!?;\n"
 _SENT_RE = re.compile(r"[^。！？；!?;\n]*(?:[。！？；!?;]+[”’」』）)]*|\n|$)")

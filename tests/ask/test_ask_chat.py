@@ -10,7 +10,7 @@ from backend.core.db import session_scope
 from backend.users import service as users
 from tests.conftest import texts
 
-KB_DATA = Path(__file__).resolve().parents[1] / "kb" / "data" / "records.jsonl"
+KB_DATA = Path(__file__).resolve().parents[1] / "kb" / "data" / "eval" / "records.jsonl"
 
 
 @pytest.fixture(scope="module")
