@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import re
 import threading
 import time
+import uuid
 from dataclasses import asdict
 from datetime import date
 
@@ -37,7 +39,9 @@ ANSWER_DENSE = 0.40  # answer step: cosine a record needs to be cited (calibrate
 ANSWER_MARGIN = 0.12  # ...and no further than this below the best dense match
 EVIDENCE_WEIGHT = 2.0  # extra keyword weight for records holding the question's rare terms (tuned on dev)
 _REF_IN_QUERY = re.compile(r"[A-Za-z]{2,}(?:-[A-Za-z0-9]+){1,5}")
-RARE_COVERAGE = 0.5  # keyword channel: share of the question's rare terms a record must contain
+RARE_COVERAGE = 0.5
+SYNC_SECONDS = 1.0  # live index: how often a process follows the others' writes
+LEASE_STALE_SECONDS = 10.0  # a vector writer silent this long has died; another process takes over  # keyword channel: share of the question's rare terms a record must contain
 
 
 def _today() -> date:
@@ -48,7 +52,7 @@ def _today() -> date:
 
 class KnowledgeBase:
     def __init__(self, settings=None, *, gazetteer: Gazetteer | None = None, embeddings=None,
-                 collection: str | None = None, sessionmaker=None, ingest_workers: int = 1):
+                 collection: str | None = None, sessionmaker=None, ingest_workers: int = 1, live: bool = True):
         if settings is None:
             from backend.core.config import get_settings
 
@@ -68,6 +72,13 @@ class KnowledgeBase:
         self.dense_weight = DENSE_WEIGHT
         self.keyword_weight = KEYWORD_WEIGHT
         self.evidence_weight = EVIDENCE_WEIGHT
+        # live index: this process's name in the change log, the last change it has followed
+        self.writer = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.live = live
+        self._seen = 0
+        self._holder = False
+        self._stop = threading.Event()
+        self._sync_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> "KnowledgeBase":
@@ -94,8 +105,13 @@ class KnowledgeBase:
             self.keyword.load()
             name = self._collection or f"hehe_kb_{embedding_name(self._emb)}"
             self.vector = VectorIndex(self.settings, self._emb, name)
-            self.load_seconds = time.perf_counter() - t0
+            self._seen = self.store.last_change()
             self.ready = True
+            self.sync()  # take the writer lease if it is free and follow what others left pending
+            self.load_seconds = time.perf_counter() - t0
+            if self.live:
+                self._sync_thread = threading.Thread(target=self._sync_loop, name="kb-live-index", daemon=True)
+                self._sync_thread.start()
             log.info("knowledge base ready in %.2fs (%d records)", self.load_seconds, self.store.count())
             return self
 
@@ -103,8 +119,15 @@ class KnowledgeBase:
         return await asyncio.to_thread(self.load)
 
     def close(self) -> None:
+        self._stop.set()
+        if self._sync_thread is not None:
+            self._sync_thread.join(timeout=10)
+            self._sync_thread = None
         with self._lock:
             if self.ready:
+                if self._holder:
+                    self.store.release_lease(self.writer)
+                    self._holder = False
                 self.store.close()
                 self.ready = False
             if self.ingest_workers > 1 and hasattr(self._emb, "close"):
@@ -139,11 +162,7 @@ class KnowledgeBase:
         chunks: list[dict] = []
         for label, body in sections:
             for piece in chunk_text(body):
-                if rec.kind == "document":
-                    header = f"《{row['title']}》{label or ''}"
-                else:
-                    header = "｜".join(x for x in (row["title"], row["category"], row["location"]) if x)
-                emb_text = f"{header}\n{piece}"
+                emb_text = embedding_text(row, label, piece)
                 toks = tokenize(emb_text) + tokenize(row["id"])
                 chunks.append({"idx": len(chunks), "article": label, "text": piece, "emb_text": emb_text,
                                "tokens": toks})
@@ -173,11 +192,14 @@ class KnowledgeBase:
                 if row.get("source"):
                     replaced += [i for i in self.store.ids_for_source(row["source"]) if i != row["id"]]
             # old chunks by their exact ids (fast), for records the store knows; new records have none
-            old = [f"{rid}::{c['idx']}" for rid in self.store.existing([r["id"] for r in rows] + replaced)
-                   for c in self.store.chunks_of(rid)]
-            self.vector.delete_ids(old)
-            self.vector.add(texts, metas, ids)
-            removed, added, _ = self.store.upsert(rows, chunks)
+            vectors = self._writes_vectors()
+            if vectors:
+                old = [f"{rid}::{c['idx']}" for rid in self.store.existing([r["id"] for r in rows] + replaced)
+                       for c in self.store.chunks_of(rid)]
+                self.vector.delete_ids(old)
+                self.vector.add(texts, metas, ids)
+            # without the lease the Chroma writer (a running server) embeds them from the store
+            removed, added, _ = self.store.upsert(rows, chunks, writer=self.writer, vec_done=vectors)
             self.keyword.note_changes(removed, added)
         return len(rows)
 
@@ -187,9 +209,11 @@ class KnowledgeBase:
         ids = [str(i) for i in ids]
         with self._lock:
             present = self.store.existing(ids)
-            self.vector.delete_ids([f"{rid}::{c['idx']}" for rid in present for c in self.store.chunks_of(rid)])
-            self.vector.delete_records(ids)  # and anything a crash may have left behind
-            removed = self.store.delete(ids)
+            vectors = self._writes_vectors()
+            if vectors:
+                self.vector.delete_ids([f"{rid}::{c['idx']}" for rid in present for c in self.store.chunks_of(rid)])
+                self.vector.delete_records(ids)  # and anything a crash may have left behind
+            removed = self.store.delete(ids, writer=self.writer, vec_done=vectors)
             self.keyword.note_changes(removed, [])
         return len(present)
 
@@ -211,6 +235,66 @@ class KnowledgeBase:
 
     async def adelete(self, ids: list[str]) -> int:
         return await asyncio.to_thread(self.delete, ids)
+
+    # ------------------------------------------------------------------ live index
+    def _writes_vectors(self) -> bool:
+        """A Chroma server takes writes from every process; an embedded Chroma directory has one
+        writer, the holder of the lease (a running server, or else whoever loads first)."""
+        return bool(self.settings.chroma_url) or self._holder
+
+    def sync(self) -> int:
+        """Follow what other processes wrote to the store: the keyword index re-reads the store's
+        chunks, and the lease holder embeds pending records into Chroma (or removes them). Returns
+        the number of changes followed. Called every ``SYNC_SECONDS`` by the live-index thread."""
+        if not self.ready:
+            return 0
+        with self._lock:
+            if not self.settings.chroma_url:
+                was = self._holder
+                self._holder = self.store.take_lease(self.writer, time.time(), LEASE_STALE_SECONDS)
+                if self._holder and not was:
+                    log.info("knowledge base: this process now writes the vector index (%s)", self.writer)
+            followed = 0
+            if self._writes_vectors():
+                followed += self._apply_pending_vectors()
+            changes = self.store.changes_since(self._seen)
+            if changes:
+                if any(w != self.writer for _, _, w in changes):
+                    self.keyword.reconcile()
+                    followed += len(changes)
+                self._seen = changes[-1][0]
+            return followed
+
+    def _apply_pending_vectors(self) -> int:
+        from knowledge_base.vector import chunk_metadata
+
+        done = 0
+        while True:
+            pending = self.store.pending_vectors()
+            if not pending:
+                return done
+            rids = list(dict.fromkeys(rid for _, rid in pending))
+            self.vector.delete_records(rids)
+            texts, metas, ids = [], [], []
+            for rid in rids:
+                row = self.store.get(rid)
+                if row is None:
+                    continue
+                for c in self.store.chunks_of(rid):
+                    texts.append(embedding_text(row, c["article"], c["text"]))
+                    metas.append(chunk_metadata(row, c["idx"], c["article"]))
+                    ids.append(f"{rid}::{c['idx']}")
+            if texts:
+                self.vector.add(texts, metas, ids)
+            self.store.vectors_done([seq for seq, _ in pending])
+            done += len(pending)
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(SYNC_SECONDS):
+            try:
+                self.sync()
+            except Exception:  # noqa: BLE001 - the loop must outlive one failed round (logged, retried)
+                log.exception("knowledge base: live-index sync failed")
 
     # ------------------------------------------------------------------ search
     def parse(self, query: str) -> ParsedQuery:
@@ -396,6 +480,16 @@ class KnowledgeBase:
         self._need()
         return {"records": self.store.count(), "chunks": self.vector.count(), "keyword_pending": self.keyword.pending,
                 "load_seconds": self.load_seconds}
+
+
+def embedding_text(row: dict, article: str | None, piece: str) -> str:
+    """What is embedded for a chunk: a header (document title and article, or a case's title,
+    category and place) and the chunk's text."""
+    if row["kind"] == "document":
+        header = f"《{row['title']}》{article or ''}"
+    else:
+        header = "｜".join(x for x in (row["title"], row["category"], row["location"]) if x)
+    return f"{header}\n{piece}"
 
 
 def format_labels(labels: dict, lang: str = "zh") -> str:
