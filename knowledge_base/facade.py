@@ -449,6 +449,7 @@ class KnowledgeBase:
         provider of their kind (with ``session`` or this KB's sessionmaker); others are retrieval."""
         from knowledge_base import stats
 
+        stats.discover_providers()
         sq = stats.parse_stats(question or "", self.gazetteer, _today())
         if sq is not None and stats.has_provider(sq.kind):
             if session is not None:
