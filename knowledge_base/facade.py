@@ -422,13 +422,16 @@ class KnowledgeBase:
             return Answer(gettext(lang, "kb.empty_question"), [], mode="none")
         parsed = self.parse(q)
         labels = parsed.labels()
-        hits = self.evidence(self.search(q, scope, k, parsed=parsed), parsed)
+        ranked = self.search(q, scope, k, parsed=parsed)
+        hits = self.evidence(ranked, parsed)
         if not hits and not scope.may_query_cases:
             # citizens search public documents only; say why when they asked about cases
             return Answer(gettext(lang, "kb.no_result") + "\n" + gettext(lang, "kb.citizen_cases"), [],
                           mode="refused", filters=labels)
         if not hits:
             text = gettext(lang, "kb.no_result")
+            if ranked:  # records were found, but the answer step judged none of them relevant enough
+                text += "\n" + gettext(lang, "kb.not_relevant", n=len(ranked))
             if labels:
                 text += "\n" + gettext(lang, "kb.filters_applied", filters=format_labels(labels, lang))
             return Answer(text, [], hits=[], mode="none", filters=labels)

@@ -32,7 +32,7 @@ def normalize_text(text: str) -> str:
     return (text or "").translate(_nfkc_table()).replace("\u200b", "").replace("\ufeff", "")
 
 
-_NUMBER_RUN = re.compile(r"[0-9０-９零〇一二三四五六七八九十百千万亿两]+(?:[.．,][0-9０-９]+)*[%％]?")
+_NUMBER_RUN = re.compile(r"(?:[0-9０-９]+(?:[.．,][0-9０-９]+)*|[零〇一二两三四五六七八九十百千]{2,})[万亿]?[%％]?")
 
 
 def cut_title(text: str, limit: int = 24) -> str:
