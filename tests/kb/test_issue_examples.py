@@ -112,8 +112,8 @@ def cjk_pdf(lines: list[str]) -> bytes:
     content = "\n".join(["BT /F1 12 Tf 14 TL 40 800 Td",
                          *("<" + "".join(f"{code[c]:02X}" for c in ln) + "> Tj T*" for ln in lines), "ET"]).encode()
     objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> "
-            b"/Contents 5 0 R >>",
+            (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> "
+             b"/Contents 5 0 R >>"),
             b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
             b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
             b"<< /Length %d >>\nstream\n" % len(cmap_s) + cmap_s + b"\nendstream"]

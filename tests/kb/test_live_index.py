@@ -17,7 +17,7 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HEHE_DATA_DIR": str(data_dir), "HEHE_KB_ENABLED": "1", "PYTHONPATH": str(ROOT),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
     return subprocess.run([sys.executable, "-m", "knowledge_base.cli", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def _wait_for(fn, seconds: float = 10.0):
