@@ -251,20 +251,9 @@ def discover_providers() -> None:
     global _discovered
     if _discovered:
         return
-    import importlib
-    import pkgutil
+    from knowledge_base.models import slice_modules
 
-    import backend
-
-    for mod in pkgutil.iter_modules(backend.__path__):
-        if not mod.ispkg:
-            continue
-        try:
-            m = importlib.import_module(f"backend.{mod.name}.stats")
-        except ModuleNotFoundError as e:
-            if e.name != f"backend.{mod.name}.stats":
-                raise
-            continue
+    for m in slice_modules("stats"):
         for kind, fn in (getattr(m, "KB_STATS", None) or {}).items():
             if not has_provider(kind):
                 register_rows_provider(kind, fn)
