@@ -46,6 +46,9 @@ def synth(n: int, seed: int = 7):
 
     rnd = random.Random(seed)
     base = [json.loads(x) for x in (DATA / "records.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    from backend.core.taxonomy import kind_of
+
+    base = [{**b, "kind": kind_of(b["kind"])} for b in base]  # Chinese kind labels, as Taizhou's exports write them
     base = [b for b in base if b["kind"] != "document"]
     g = Gazetteer.default()
     towns = [p for p in g.places if p.level == "township"]
