@@ -27,7 +27,7 @@ from knowledge_base.answer import best_sentences, extractive_answer, mask_for
 from knowledge_base.places import Gazetteer
 from knowledge_base.query import Filter, ParsedQuery, parse_query, yyyymmdd
 from knowledge_base.records import Answer, Hit, Record, Scope
-from knowledge_base.textproc import chunk_text, normalize_text, split_sentences, tokenize
+from knowledge_base.textproc import REF_RE, chunk_text, normalize_text, split_sentences, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,9 @@ KEYWORD_WEIGHT = 1.0
 ANSWER_DENSE = 0.40  # answer step: cosine a record needs to be cited (calibrated on the dev split, docs/kb.md)
 ANSWER_MARGIN = 0.12  # ...and no further than this below the best dense match
 EVIDENCE_WEIGHT = 2.0  # extra keyword weight for records holding the question's rare terms (tuned on dev)
-_REF_IN_QUERY = re.compile(r"[A-Za-z]{2,}(?:-[A-Za-z0-9]+){1,5}")
-RARE_COVERAGE = 0.5
+RARE_COVERAGE = 0.5  # keyword channel: share of the question's rare terms a record must contain
 SYNC_SECONDS = 1.0  # live index: how often a process follows the others' writes
-LEASE_STALE_SECONDS = 10.0  # a vector writer silent this long has died; another process takes over  # keyword channel: share of the question's rare terms a record must contain
+LEASE_STALE_SECONDS = 10.0  # a vector writer silent this long has died; another process takes over
 
 
 def _today() -> date:
@@ -347,7 +346,8 @@ class KnowledgeBase:
         # Search ranks, it never drops: the decision "nothing relevant" belongs to the answer step
         # (:meth:`evidence`), which is calibrated on the dev split of the labelled set.
         fused: dict[str, float] = {}
-        exact = self.store.existing([m.upper() for m in _REF_IN_QUERY.findall(qtext)]) if mode != "dense" else set()
+        exact = (self.store.existing([v for m in REF_RE.findall(qtext) for v in (m, m.upper())])
+                 if mode != "dense" else set())
         for rid in set(dense) | set(kw) | exact:
             s = 0.0
             if rid in dense_rank:

@@ -133,7 +133,7 @@ STOPWORDS = frozenset(
     上 下 中 里 内 外 后 前 时 时候 吗？ 么？ 呀 哦 嗯 能否 是否 是不是 有没有 哪 谁 该 怎么办 处理 办理 一 二 三""".split()
 )
 _TOKEN_OK = re.compile(r"[\w\u4e00-\u9fff]", re.UNICODE)
-_REF_RE = re.compile(r"[A-Za-z]{2,}(?:-[A-Za-z0-9]+){1,5}")
+REF_RE = re.compile(r"[A-Za-z]{2,}(?:-[A-Za-z0-9]+){1,5}")  # reference numbers: TZ-JJ-20261128-0001
 
 
 def _ensure_jieba() -> None:
@@ -158,7 +158,7 @@ def tokenize(text: str, max_chars: int | None = None) -> list[str]:
     text = text or ""
     if max_chars:
         text = text[:max_chars]
-    toks = [m.group(0).lower() for m in _REF_RE.finditer(text)]
+    toks = [m.group(0).lower() for m in REF_RE.finditer(text)]
     for t in jieba.cut_for_search(text):
         t = t.strip().lower()
         if not t or t in STOPWORDS or not _TOKEN_OK.search(t):
