@@ -5,9 +5,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from backend.core.clock import now
 from backend.core.db import session_scope
 from backend.users import service as users
+
+
+@pytest.fixture
+async def ctx(db_settings):
+    """The application on SQLite, then on PostgreSQL: the counts are SQL on both."""
+    from backend.context import start_context
+
+    c = await start_context(db_settings, models=False, workers=False, telegram=False)
+    try:
+        yield c
+    finally:
+        await c.stop()
 
 
 async def _reports(ctx, specs):
