@@ -13,15 +13,9 @@ from backend.users import service as users
 
 
 @pytest.fixture
-async def ctx(db_settings):
+def settings(db_settings):
     """The application on SQLite, then on PostgreSQL: the counts are SQL on both."""
-    from backend.context import start_context
-
-    c = await start_context(db_settings, models=False, workers=False, telegram=False)
-    try:
-        yield c
-    finally:
-        await c.stop()
+    return db_settings
 
 
 async def _reports(ctx, specs):
