@@ -41,6 +41,7 @@ EVIDENCE_WEIGHT = 2.0  # extra keyword weight for records holding the question's
 RARE_COVERAGE = 0.5  # keyword channel: share of the question's rare terms a record must contain
 SYNC_SECONDS = 1.0  # live index: how often a process follows the others' writes
 LEASE_STALE_SECONDS = 10.0  # a vector writer silent this long has died; another process takes over
+CHANGES_KEEP_SECONDS = 600.0  # the change log keeps followed changes this long
 
 
 def _today() -> date:
@@ -76,6 +77,7 @@ class KnowledgeBase:
         self.live = live
         self._seen = 0
         self._holder = False
+        self._pruned = 0.0
         self._stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
 
@@ -258,10 +260,15 @@ class KnowledgeBase:
                 followed += self._apply_pending_vectors()
             changes = self.store.changes_since(self._seen)
             if changes:
-                if any(w != self.writer for _, _, w in changes):
+                # another writer, or a gap (changes pruned while this process slept): re-read the store
+                gap = changes[0][0] > self._seen + 1 and self.store.first_change() > self._seen + 1
+                if gap or any(w != self.writer for _, _, w in changes):
                     self.keyword.reconcile()
                     followed += len(changes)
                 self._seen = changes[-1][0]
+            if self._holder and time.monotonic() - self._pruned > CHANGES_KEEP_SECONDS / 10:
+                self.store.prune_changes(time.time() - CHANGES_KEEP_SECONDS)
+                self._pruned = time.monotonic()
             return followed
 
     def _apply_pending_vectors(self) -> int:

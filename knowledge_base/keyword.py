@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS ix_chunks_record ON chunks(record_id);
 -- every write, by any process: the live index of every other process follows this log
 CREATE TABLE IF NOT EXISTS changes (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT, writer TEXT, vec_done INTEGER
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT, writer TEXT, vec_done INTEGER,
+  at REAL DEFAULT (strftime('%s', 'now'))
 );
 CREATE INDEX IF NOT EXISTS ix_changes_pending ON changes(vec_done);
 -- the one process that writes the embedded Chroma directory (see KnowledgeBase.sync)
@@ -135,6 +136,16 @@ class RecordStore:
         with self._lock:
             return self._db.execute("SELECT seq, record_id FROM changes WHERE vec_done = 0 ORDER BY seq LIMIT ?",
                                     (limit,)).fetchall()
+
+    def first_change(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MIN(seq), 0) FROM changes").fetchone()[0]
+
+    def prune_changes(self, older_than: float) -> int:
+        """Forget followed changes older than ``older_than`` (epoch seconds); a process that was
+        asleep longer than that notices the gap and re-reads the whole store."""
+        with self._lock, self._db:
+            return self._db.execute("DELETE FROM changes WHERE vec_done = 1 AND at < ?", (older_than,)).rowcount
 
     def vectors_done(self, seqs: list[int]) -> None:
         with self._lock, self._db:

@@ -77,3 +77,19 @@ def test_the_vector_writer_role_passes_on_when_its_holder_closes(make_kb):
         assert second._writes_vectors()  # the lease was released: the remaining process takes it
     finally:
         second.close()
+
+
+def test_a_process_that_slept_past_the_change_log_rereads_the_store(make_kb):
+    from knowledge_base.facade import KnowledgeBase
+    from tests.kb.test_ingest import _rec
+
+    awake = make_kb("kb")
+    asleep = KnowledgeBase(awake.settings, embeddings=awake.embeddings, live=False).load()
+    try:
+        awake.upsert([_rec("TZ-JJ-88", "包工头钱某某拖欠工资，街道协调垫付。", title="欠薪")])
+        awake.store.prune_changes(time.time() + 1)  # forgotten before the sleeping process followed it
+        asleep.upsert([_rec("TZ-JJ-89", "楼上漏水泡坏楼下吊顶，赔偿六千元。", title="漏水", category="邻里纠纷")])
+        asleep.sync()
+        assert [h.id for h in asleep.search("钱某某", ADMIN, mode="keyword")][:1] == ["TZ-JJ-88"]
+    finally:
+        asleep.close()
