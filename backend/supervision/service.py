@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import TZ, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
-from backend.core.files import StoredFile, attach, files_of
+from backend.core.files import MAX_FILE_BYTES, StoredFile, attach, files_of
 from backend.core.workflow import Transition, Workflow
 from backend.core.workdays import next_workday_on_or_after, workday_deadline
 from backend.notify.service import notify
@@ -168,6 +168,16 @@ async def available_actions(session: AsyncSession, user: User, item: Supervision
     return FLOW.available(await actor(session, user, item), item)
 
 
+async def check_action(session: AsyncSession, user: User, item: SupervisionItem, action: Action) -> None:
+    """May ``user`` take ``action`` on ``item`` now? (Before a form asks for its text.)"""
+    if action == Action.appeal:
+        await check_appeal(session, user, item)
+    elif action == Action.rate:
+        await check_rating(session, user, item)
+    else:
+        await _check(session, user, item, action)
+
+
 async def _check(session: AsyncSession, user: User, item: SupervisionItem, action: Action) -> Transition:
     """The table's answer, in this slice's words: a stale step names the current status; a review
     step of someone who is no supervisor says who may take it."""
@@ -277,9 +287,35 @@ def sees_personal_data(user: User) -> bool:
     return _role(user) != Role.official
 
 
-def require_handler(user: User, item: SupervisionItem) -> None:
-    if not is_handler(user, item):
+def require_reader(user: User) -> None:
+    """Lists of items: every role but citizens (each sees what :func:`visible_query` allows)."""
+    if _role(user) == Role.citizen:
         raise Forbidden("supervision.err_forbidden")
+
+
+def require_stats(user: User) -> None:
+    if _role(user) not in (Role.official, Role.admin, Role.procurator):
+        raise Forbidden("supervision.err_forbidden")
+
+
+def check_file_size(size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise DomainError("common.err_file_too_large")
+
+
+_IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"GIF87a": "image/gif",
+                b"GIF89a": "image/gif"}
+
+
+def image_type(data: bytes) -> str | None:
+    """The image type sniffed from the content (never the client's declared type); None: not an image."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for magic, mime in _IMAGE_MAGIC.items() if data.startswith(magic)), None)
+
+
+def is_image(data: bytes) -> bool:
+    return image_type(data) is not None
 
 
 def visible_query(user: User):
@@ -357,11 +393,16 @@ async def tell_procurators(session: AsyncSession, item: SupervisionItem, key: st
 
 
 class View(StrEnum):
-    """Buttons in notifications that open something rather than take a workflow action."""
+    """Buttons that open something (the card, the evidence, an export, a co-sign answer) rather than
+    take a workflow action."""
 
     open = "open"
     cosign = "cosign"
     cosign_no = "cosign_no"
+    evidence = "evidence"
+    md = "md"
+    pdf = "pdf"
+    docx = "docx"
 
 
 # How a button's callback data is written is the bot layer's business: it registers a packer
@@ -1054,7 +1095,7 @@ async def evidence(session: AsyncSession, user: User, item: SupervisionItem) -> 
     """The files attached to ``item``, for someone who may open the item (the read is audited)."""
     await require_view(session, user, item)
     files = await files_of(session, OWNER_KIND, item.id)
-    await users.audit(session, f"user:{user.id}", "supervision.evidence_read", f"{OWNER_KIND}:{item.id}",
+    await users.audit(session, f"user:{user.id}", "sup.evidence_read", f"{OWNER_KIND}:{item.id}",
                       files=[f.id for f in files])
     return files
 

@@ -1,5 +1,5 @@
 """Shared steps for the supervision tests: people, a full proposal, and a clock under which
-the real scheduler fires its persisted jobs."""
+the real scheduler runs its due-date sweep."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +12,7 @@ from tests.conftest import texts
 DEPUTY, COSIGNER, LIAISON, OTHER_DEPUTY = 3001, 3002, 3003, 3004
 PROC, CHIEF, CITY_PROC, OTHER_PROC = 3101, 3102, 3201, 3103
 CITIZEN, OFFICIAL = 3301, 3401
+SWEEP_JOB = "sup-sweep"
 NUMBER = re.compile(r"DB-[A-Z]{2}-\d{4}-\d{4}")
 
 
@@ -63,8 +64,12 @@ async def propose(chat, uid: int = DEPUTY, *, title: str = "椒江某河道长�
 
 
 async def settle(ctx, rounds: int = 60) -> None:
-    """Let the scheduler run every job that is due at the (travelled) now, then deliver."""
+    """Let the real scheduler run its supervision sweep at the (travelled) now — the interval job
+    runs every minute; here its next run is brought to now — and every other job that is due, then
+    deliver."""
     sched = ctx.scheduler
+    if sched.get_job(SWEEP_JOB) is not None:
+        sched.modify_job(SWEEP_JOB, next_run_time=now())
     sched.wakeup()
     executor = sched._lookup_executor("default")
     for _ in range(rounds):
@@ -78,3 +83,9 @@ async def settle(ctx, rounds: int = 60) -> None:
 
 def item_text(chat, uid: int) -> str:
     return texts(chat.inbox(uid))
+
+
+def last_seen(chat, uid: int):
+    """The last thing ``uid`` was shown: a message, or the alert on a button they pressed (a
+    refused button is answered on the button itself)."""
+    return [m for m in chat.ch.out.get(uid, []) if not m.deleted][-1]

@@ -139,8 +139,9 @@ def test_every_supervision_key_has_chinese_text():
     dynamic = [f"supervision.status_{s}" for s in ("submitted", "accepted", "declined", "appealed", "declined_final",
                                                    "clue", "case_filed", "suggested", "replied", "litigation",
                                                    "closed", "review")]
-    from backend.supervision.service import TRANSITIONS
-    dynamic += [f"supervision.action_{a}" for _, a in TRANSITIONS]
+    from backend.supervision.service import EVENT_NAME, FLOW
+    dynamic += [f"supervision.action_{tr.action.value}" for tr in FLOW.transitions]
+    dynamic += [f"supervision.action_{a}" for a in [*EVENT_NAME.values(), "rate_unsatisfied"]]
     assert not (set(dynamic) - set(catalog("zh")))
 
 
