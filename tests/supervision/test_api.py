@@ -20,18 +20,6 @@ from tests.supervision.helpers import (
 )
 
 
-@pytest.fixture
-async def api(ctx):
-    app = create_app(ctx.settings)
-    app.state.ctx = ctx  # no lifespan: the test's context is the app's
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-        async def get(uid, path, **kw):
-            async with ctx.sm() as s:
-                u = await s.scalar(select(User).where(User.telegram_id == uid))
-            return await c.get(path, headers={"Authorization": f"Bearer {make_token(ctx.secret, u.id)}"}, **kw)
-        yield get
-
-
 async def _two_items(chat):
     await people(chat)
     a = await propose(chat, cosign="钱代表")
