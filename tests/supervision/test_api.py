@@ -4,15 +4,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import httpx
-import pytest
 import time_machine
-from sqlalchemy import select
 
-from backend.app import create_app
 from backend.core.i18n import catalog
-from backend.core.security import make_token
-from backend.users.models import User
 from tests.conftest import texts
 from tests.supervision.helpers import (
     CHIEF, CITIZEN, CITY_PROC, COSIGNER, DEPUTY, LIAISON, OFFICIAL, OTHER_DEPUTY, OTHER_PROC, PROC, local, people,
@@ -155,3 +149,11 @@ async def test_officials_see_personal_data_masked(chat, ctx, api):
         assert "138****5678" in card and "13812345678" not in card
         md = (await api(OFFICIAL, f"/api/supervision/items/{number}/export")).text
         assert "13812345678" not in md
+
+
+def test_english_has_every_supervision_text_with_the_same_placeholders():
+    zh = {k: v for k, v in catalog("zh").items() if k.startswith("supervision.")}
+    en = {k: v for k, v in catalog("en").items() if k.startswith("supervision.")}
+    assert set(zh) == set(en), sorted(set(zh) ^ set(en))
+    fields = lambda s: sorted(set(re.findall(r"\{(\w+)\}", s)))  # noqa: E731
+    assert not [k for k in zh if fields(zh[k]) != fields(en[k])]
