@@ -39,12 +39,14 @@ async def people(chat) -> None:
 
 
 async def propose(chat, uid: int = DEPUTY, *, title: str = "椒江某河道长期排污", cosign: str | None = None,
-                  photo: bool = False, agency: str | None = None) -> str:
+                  photo: bool = False, agency: str | None = None, county: str = "椒江区",
+                  evidence: tuple = ()) -> str:
+    """A full proposal through the chat; ``evidence``: photos (bytes) and documents ((bytes, name))."""
     await chat.send(uid, "/propose")
     await chat.send(uid, title)
     await chat.send(uid, "河道两岸有企业夜间偷排污水，附近居民反映多年，鱼类大量死亡。" * 3)
     await chat.press(uid, "生态环境")
-    await chat.press(uid, "椒江区")
+    await chat.press(uid, county)
     await chat.press(uid, "整个")
     if agency:
         await chat.send(uid, agency)
@@ -52,6 +54,8 @@ async def propose(chat, uid: int = DEPUTY, *, title: str = "椒江某河道长�
         await chat.press(uid, "跳过")
     if photo:
         await chat.photo(uid, b"\xff\xd8\xff" + b"evidence" * 100)
+    for e in evidence:
+        await (chat.document(uid, *e) if isinstance(e, tuple) else chat.photo(uid, e))
     await chat.press(uid, "完成")
     if cosign:
         await chat.send(uid, cosign)

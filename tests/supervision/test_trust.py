@@ -44,18 +44,7 @@ async def _item(ctx, number) -> SupervisionItem:
 
 async def _propose_with_evidence(chat) -> str:
     """A proposal with a photo and a PDF document attached."""
-    await chat.send(DEPUTY, "/propose")
-    await chat.send(DEPUTY, "椒江某河道长期排污")
-    await chat.send(DEPUTY, "河道两岸有企业夜间偷排污水，附近居民反映多年。" * 2)
-    await chat.press(DEPUTY, "生态环境")
-    await chat.press(DEPUTY, "椒江区")
-    await chat.press(DEPUTY, "整个")
-    await chat.press(DEPUTY, "跳过")
-    await chat.photo(DEPUTY, jpeg())
-    await chat.document(DEPUTY, b"%PDF-1.4 monitoring report", "监测报告.pdf")
-    await chat.press(DEPUTY, "完成")
-    await chat.press(DEPUTY, "跳过")
-    return NUMBER.search(texts(await chat.press(DEPUTY, "确认提交"))).group(0)
+    return await propose(chat, evidence=(jpeg(), (b"%PDF-1.4 monitoring report", "监测报告.pdf")))
 
 
 # ---------------------------------------------------------------- 1. evidence reaches procurators
@@ -229,18 +218,9 @@ async def test_people_are_shown_by_name_never_by_id(chat, ctx, api):
         await people(chat)
         await chat.as_role(UNNAMED_PROC, "procurator", "椒江区")  # a web account without a name
         await chat.send(UNNAMED_PROC, "/me")
-        # the co-signer summary before confirming shows the deputy's name, not an id
-        await chat.send(DEPUTY, "/propose")
-        await chat.send(DEPUTY, "椒江某河道长期排污")
-        await chat.send(DEPUTY, "河道两岸有企业夜间偷排污水。" * 3)
-        await chat.press(DEPUTY, "生态环境")
-        await chat.press(DEPUTY, "椒江区")
-        await chat.press(DEPUTY, "整个")
-        await chat.press(DEPUTY, "跳过")
-        await chat.press(DEPUTY, "完成")
-        summary = texts(await chat.send(DEPUTY, str(COSIGNER)))
+        number = await propose(chat, cosign=str(COSIGNER))  # the co-signer given by user id
+        summary = next(m.text for m in chat.inbox(DEPUTY) if "请核对督办事项" in m.text)
         assert "联名代表：钱代表" in summary and str(COSIGNER) not in summary
-        number = NUMBER.search(texts(await chat.press(DEPUTY, "确认提交"))).group(0)
         await chat.press(COSIGNER, "同意联名")
         await chat.press(UNNAMED_PROC, "受理")
         assert "椒江区检察官" in item_text(chat, DEPUTY)  # the 受理 notice names the handler
@@ -314,14 +294,5 @@ async def test_item_for_a_county_without_procurators_reaches_the_admin_at_once(c
     with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True):
         await people(chat)
         await chat.as_role(ADMIN, "admin")
-        await chat.send(DEPUTY, "/propose")
-        await chat.send(DEPUTY, "路桥某工地夜间施工扰民")
-        await chat.send(DEPUTY, "工地每晚施工到凌晨，噪音严重。" * 3)
-        await chat.press(DEPUTY, "生态环境")
-        await chat.press(DEPUTY, "路桥区")
-        await chat.press(DEPUTY, "整个")
-        await chat.press(DEPUTY, "跳过")
-        await chat.press(DEPUTY, "完成")
-        await chat.press(DEPUTY, "跳过")
-        await chat.press(DEPUTY, "确认提交")
+        await propose(chat, title="路桥某工地夜间施工扰民", county="路桥区")
         assert count(chat, ADMIN, "尚无注册的检察人员") == 1 and "路桥区" in item_text(chat, ADMIN)
