@@ -67,6 +67,26 @@ async def propose(chat, uid: int = DEPUTY, *, title: str = "椒江某河道长�
     return m.group(0)
 
 
+async def suggest(chat, number: str, due_text: str, proc: int = PROC):
+    """The procurator accepts the (latest) item and issues a suggestion due ``due_text``."""
+    await chat.press(proc, "受理")
+    await chat.send(proc, f"/item {number}")
+    await chat.press(proc, "发出检察建议")
+    await chat.send(proc, "椒江区生态环境分局")
+    await chat.send(proc, "责令企业停止偷排。")
+    return await chat.send(proc, due_text)
+
+
+async def close_and_rate(chat, number: str, note: str, rating: str, comment: str | None = None) -> None:
+    """The procurator closes the item with ``note``; the proposer rates it (``rating``: its label)."""
+    await chat.send(PROC, f"/item {number}")
+    await chat.press(PROC, "办结")
+    await chat.send(PROC, note)
+    await chat.press(DEPUTY, "评价")
+    await chat.press(DEPUTY, rating)
+    await (chat.send(DEPUTY, comment) if comment else chat.press(DEPUTY, "跳过"))
+
+
 async def settle(ctx, rounds: int = 60) -> None:
     """Let the real scheduler run its supervision sweep at the (travelled) now — the interval job
     runs every minute; here its next run is brought to now — and every other job that is due, then

@@ -13,7 +13,9 @@ from backend.notify.models import Outbox
 from backend.supervision import service as svc
 from backend.supervision.models import Suggestion, SupervisionItem
 from tests.conftest import ChatDriver, texts
-from tests.supervision.helpers import CHIEF, COSIGNER, DEPUTY, PROC, item_text, local, people, propose, settle
+from tests.supervision.helpers import (
+    CHIEF, COSIGNER, DEPUTY, PROC, item_text, local, people, propose, settle, suggest,
+)
 
 
 def count(chat, uid, needle):
@@ -27,21 +29,12 @@ async def next_reminder(ctx, sid: int = 1):
     return svc.to_local(at) if at else None
 
 
-async def _suggest(chat, number, due_text):
-    await chat.press(PROC, "受理")
-    await chat.send(PROC, f"/item {number}")
-    await chat.press(PROC, "发出检察建议")
-    await chat.send(PROC, "椒江区生态环境分局")
-    await chat.send(PROC, "责令企业停止偷排。")
-    return await chat.send(PROC, due_text)
-
-
 async def test_reply_deadline_reminders_daily_overdue_then_escalation(chat, ctx):
     with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True) as tm:
         await people(chat)
         number = await propose(chat, cosign="钱代表")
         await chat.press(COSIGNER, "同意联名")
-        await _suggest(chat, number, "2026-12-15")
+        await suggest(chat, number, "2026-12-15")
         assert await next_reminder(ctx) == local(2026, 12, 8, 17, 30)  # T−7
 
         tm.move_to(local(2026, 12, 8, 17, 0))
@@ -115,7 +108,7 @@ async def test_reminder_in_quiet_hours_is_held_until_seven(chat, ctx):
     with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True) as tm:
         await people(chat)
         number = await propose(chat)
-        await _suggest(chat, number, "2026-12-15")
+        await suggest(chat, number, "2026-12-15")
         async with ctx.sm() as s:
             sid = await s.scalar(select(Suggestion.id))
         # a reminder that falls due at 23:00 (35 days before the deadline)
@@ -144,7 +137,7 @@ async def test_restart_with_a_reminder_due_delivers_it_exactly_once(settings):
             chat = ChatDriver(c1)
             await people(chat)
             number = await propose(chat)
-            await _suggest(chat, number, "2026-12-15")
+            await suggest(chat, number, "2026-12-15")
             assert await next_reminder(c1) == local(2026, 12, 8, 17, 30)
         finally:
             await c1.stop()  # the app is down when the T−7 reminder falls due
@@ -179,7 +172,7 @@ async def test_items_created_without_a_scheduler_get_their_reminders_at_start(se
             chat = ChatDriver(c1)
             await people(chat)
             number = await propose(chat)
-            await _suggest(chat, number, "2026-12-15")
+            await suggest(chat, number, "2026-12-15")
             await propose(chat, title="无人受理的事项")
         finally:
             await c1.stop()

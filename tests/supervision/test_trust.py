@@ -19,7 +19,7 @@ from backend.supervision.models import ItemEvent, SupervisionItem
 from tests.conftest import texts
 from tests.supervision.helpers import (
     CHIEF, CITIZEN, CITY_PROC, COSIGNER, DEPUTY, NUMBER, OTHER_PROC, PROC, item_text, last_seen, local, people, propose,
-    settle,
+    settle, suggest, close_and_rate,
 )
 
 ADMIN, UNNAMED_PROC = 3501, 3104
@@ -118,12 +118,7 @@ async def test_catch_up_after_downtime_sends_one_current_reminder_not_the_stale_
             chat = ChatDriver(c1)
             await people(chat)
             number = await propose(chat)
-            await chat.press(PROC, "受理")
-            await chat.send(PROC, f"/item {number}")
-            await chat.press(PROC, "发出检察建议")
-            await chat.send(PROC, "椒江区生态环境分局")
-            await chat.send(PROC, "责令企业停止偷排。")
-            await chat.send(PROC, "2026-12-15")
+            await suggest(chat, number, "2026-12-15")
             tm.move_to(local(2026, 12, 8, 17, 31))
             await settle(c1)
             assert count(chat, PROC, "还有 7 天") == 1
@@ -236,24 +231,14 @@ async def test_after_a_reopen_card_and_export_show_the_current_result_and_rating
         await people(chat)
         number = await propose(chat)
         await chat.press(PROC, "受理")
-        await chat.send(PROC, f"/item {number}")
-        await chat.press(PROC, "办结")
-        await chat.send(PROC, "企业已停产整顿。")
-        await chat.press(DEPUTY, "评价")
-        await chat.press(DEPUTY, "不满意")
-        await chat.send(DEPUTY, "偷排仍在继续。")
+        await close_and_rate(chat, number, "企业已停产整顿。", "不满意", "偷排仍在继续。")
         await chat.press(CHIEF, "重新办理")
         await chat.send(CHIEF, "重新核查。")
         md = (await api(DEPUTY, f"/api/supervision/items/{number}/export")).text
         assert "- 评价：-" in md and "- 办结结果：-" in md  # reopened: no result, no rating yet
         card = texts(await chat.send(DEPUTY, f"/item {number}"))
         assert "办结结果" not in card
-        await chat.send(PROC, f"/item {number}")
-        await chat.press(PROC, "办结")
-        await chat.send(PROC, "排污口已封堵，企业被处罚。")
-        await chat.press(DEPUTY, "评价")
-        await chat.press(DEPUTY, "满意")
-        await chat.press(DEPUTY, "跳过")
+        await close_and_rate(chat, number, "排污口已封堵，企业被处罚。", "满意")
         md = (await api(DEPUTY, f"/api/supervision/items/{number}/export")).text
         assert "- 办结结果：排污口已封堵，企业被处罚。" in md and "- 评价：满意" in md
         card = texts(await chat.send(DEPUTY, f"/item {number}"))
