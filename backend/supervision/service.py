@@ -962,6 +962,23 @@ def next_reply_reminder(due: datetime, t: datetime) -> datetime:
     return due + DAY * (int((t - due) / DAY) + 1)
 
 
+async def sweep_suggestions(session: AsyncSession, due: list[Suggestion], t: datetime) -> int:
+    """:func:`sweep_suggestion` for a batch of claimed rows; their items and handlers are read in
+    two queries and held here (the session's identity map keeps only what is referenced)."""
+    items = {i.id: i for i in await session.scalars(select(SupervisionItem).where(
+        SupervisionItem.id.in_({s.item_id for s in due})))} if due else {}
+    handlers = list(await session.scalars(select(User).where(
+        User.id.in_({i.handler_id for i in items.values() if i.handler_id})))) if items else []
+    sent = 0
+    # Each row's changes are written at the end, not before every query of the next row; every
+    # dedupe key used here is per suggestion, so no row needs another row's unflushed outbox entry.
+    with session.no_autoflush:
+        for s in due:
+            sent += await sweep_suggestion(session, s, t)
+    del handlers  # held until the batch is done
+    return sent
+
+
 async def sweep_item(session: AsyncSession, item: SupervisionItem, t: datetime) -> int:
     item.remind_at = None
     if item.status not in (S.submitted, S.appealed):

@@ -32,8 +32,8 @@ async def sweep() -> int:
     async with session_scope(ctx.sm) as s:
         for item in (await s.scalars(claim(s, svc.due_items(t).limit(BATCH)))).all():
             sent += await svc.sweep_item(s, item, t)
-        for sug in (await s.scalars(claim(s, svc.due_suggestions(t).limit(BATCH)))).all():
-            sent += await svc.sweep_suggestion(s, sug, t)
+        due = (await s.scalars(claim(s, svc.due_suggestions(t).limit(BATCH)))).all()
+        sent += await svc.sweep_suggestions(s, due, t)
     if sent:
         log.info("supervision sweep: %s reminders", sent)
         ctx.deliverer.wake.set()
