@@ -157,3 +157,19 @@ def test_english_has_every_supervision_text_with_the_same_placeholders():
     assert set(zh) == set(en), sorted(set(zh) ^ set(en))
     fields = lambda s: sorted(set(re.findall(r"\{(\w+)\}", s)))  # noqa: E731
     assert not [k for k in zh if fields(zh[k]) != fields(en[k])]
+
+
+async def test_the_api_offers_the_same_actions_as_the_buttons(chat, ctx, api):
+    with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True):
+        await people(chat)
+        number = await propose(chat)
+        path = f"/api/supervision/items/{number}/actions"
+        assert (await api(PROC, path)).json() == ["accept", "decline", "clue"]
+        assert (await api(DEPUTY, path)).json() == ["urge"]
+        assert (await api(OFFICIAL, path)).json() == []
+        assert (await api(OTHER_PROC, path)).status_code in (403, 404)
+        assert (await api(CITIZEN, path)).status_code == 403
+        await chat.send(PROC, f"/item {number}")
+        assert chat.buttons(PROC)[:3] == ["受理", "不予受理", "转为线索"]
+        await chat.press(PROC, "受理")
+        assert "suggest" in (await api(PROC, path)).json() and "accept" not in (await api(PROC, path)).json()

@@ -108,7 +108,9 @@ async def test_exports_carry_evidence_thumbnails(chat, ctx, api):
 
 
 # ---------------------------------------------------------------- 4. clock, catch-up, digest titles
-async def test_catch_up_after_downtime_sends_one_current_reminder_not_the_stale_series(settings):
+async def test_catch_up_after_downtime_sends_one_current_reminder_not_the_stale_series(db_settings):
+    """On SQLite and PostgreSQL (where the sweep claims rows with FOR UPDATE SKIP LOCKED)."""
+    settings = db_settings
     from backend.context import start_context
     from tests.conftest import ChatDriver
 
