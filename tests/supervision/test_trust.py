@@ -194,10 +194,16 @@ async def test_export_pdf_has_real_tables_and_docx_opens(chat, ctx, api):
         assert "｜" not in text and " | " not in text  # no text-drawn table
         drawn = b"".join(p.get_contents().get_data() for p in reader.pages)
         assert drawn.count(b" re") + drawn.count(b" l") >= 20  # cell borders drawn as a table
-        if shutil.which("pdftoppm"):
-            png = subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", "-"],
+        if shutil.which("pdftoppm"):  # rendered as a reader would: a page with ink on it, table rules included
+            from PIL import Image
+
+            png = subprocess.run(["pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "1", "-"],
                                  input=pdf.content, capture_output=True, check=True).stdout
-            assert png.startswith(b"\x89PNG")
+            page = Image.open(io.BytesIO(png)).convert("L")
+            dark = sum(1 for v in page.getdata() if v < 128)
+            assert 0.002 < dark / (page.width * page.height) < 0.5
+            rows = [sum(1 for x in range(page.width) if page.getpixel((x, y)) < 160) for y in range(page.height)]
+            assert sum(1 for r in rows if r > page.width * 0.6) >= 4  # long horizontal rules: table borders
 
         r = await api(DEPUTY, f"/api/supervision/items/{number}/export", params={"format": "docx"})
         assert r.status_code == 200, r.text
