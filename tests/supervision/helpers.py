@@ -2,12 +2,11 @@
 the real scheduler runs its due-date sweep."""
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import datetime
 
 from backend.core.clock import TZ, now
-from tests.conftest import texts
+from tests.conftest import Clock, texts
 
 DEPUTY, COSIGNER, LIAISON, OTHER_DEPUTY = 3001, 3002, 3003, 3004
 PROC, CHIEF, CITY_PROC, OTHER_PROC = 3101, 3102, 3201, 3103
@@ -90,19 +89,10 @@ async def close_and_rate(chat, number: str, note: str, rating: str, comment: str
 async def settle(ctx, rounds: int = 60) -> None:
     """Let the real scheduler run its supervision sweep at the (travelled) now — the interval job
     runs every minute; here its next run is brought to now — and every other job that is due, then
-    deliver."""
-    sched = ctx.scheduler
-    if sched.get_job(SWEEP_JOB) is not None:
-        sched.modify_job(SWEEP_JOB, next_run_time=now())
-    sched.wakeup()
-    executor = sched._lookup_executor("default")
-    for _ in range(rounds):
-        await asyncio.sleep(0.05)
-        due = [j for j in sched.get_jobs() if j.next_run_time is not None and j.next_run_time <= now()]
-        if not due and not getattr(executor, "_pending_futures", None):
-            break
-        sched.wakeup()
-    await ctx.flush()
+    deliver (``rounds`` is no longer used: tests.conftest.Clock waits for the jobs themselves)."""
+    if ctx.scheduler.get_job(SWEEP_JOB) is not None:
+        ctx.scheduler.modify_job(SWEEP_JOB, next_run_time=now())
+    await Clock(ctx).run_due()
 
 
 def item_text(chat, uid: int) -> str:
