@@ -12,9 +12,6 @@ from backend.users.models import User
 async def seed(session, settings) -> None:
     if await svc.count_items(session):
         return
-    # `hehe demo` runs without a bot: load the chat layer so the notifications written below carry
-    # their buttons (it registers how a button's callback is written, service.set_button_packer).
-    import handlers.supervision  # noqa: F401
     by_tid = {u.telegram_id: u for u in await session.scalars(select(User).where(
         User.telegram_id.in_([1003, 1004, 1011])))}
     deputy, proc, cosigner = by_tid.get(1003), by_tid.get(1004), by_tid.get(1011)
