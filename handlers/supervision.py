@@ -75,8 +75,20 @@ class StepCb(CallbackData, prefix="sps"):
     item_id: int
 
 
+class Prop(StrEnum):
+    area = "area"
+    county = "county"
+    town = "town"
+    skip = "skip"
+    done = "done"
+    confirm = "confirm"
+    cancel = "cancel"
+
+
 class PropCb(CallbackData, prefix="spp"):
-    action: str
+    """A choice in the propose conversation."""
+
+    action: Prop
     value: int = 0
 
 
@@ -280,7 +292,7 @@ async def menu_stats(cq: CallbackQuery, session: AsyncSession, user: User, t: Tr
 # ---------------------------------------------------------------- the propose conversation
 async def ask_county(target: Message, session: AsyncSession, t: Translator) -> None:
     counties = await users.children(session, None)
-    rows = [[(c.name, PropCb(action="county", value=c.id).pack()) for c in counties[i:i + 3]]
+    rows = [[(c.name, PropCb(action=Prop.county, value=c.id).pack()) for c in counties[i:i + 3]]
             for i in range(0, len(counties), 3)]
     await target.answer(t("supervision.ask_place_county"), reply_markup=inline(rows))
 
@@ -303,12 +315,12 @@ async def p_title(message: Message, state: FSMContext, t: Translator) -> None:
 async def p_description(message: Message, state: FSMContext, t: Translator) -> None:
     await state.update_data(description=svc.check_description(message.text))
     await state.set_state(Propose.area)
-    rows = [[(a, PropCb(action="area", value=i).pack()) for i, a in list(enumerate(svc.AREAS))[k:k + 2]]
+    rows = [[(a, PropCb(action=Prop.area, value=i).pack()) for i, a in list(enumerate(svc.AREAS))[k:k + 2]]
             for k in range(0, len(svc.AREAS), 2)]
     await message.answer(t("supervision.ask_area"), reply_markup=inline(rows))
 
 
-@router.callback_query(Propose.area, PropCb.filter(F.action == "area"))
+@router.callback_query(Propose.area, PropCb.filter(F.action == Prop.area))
 async def p_area(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, session: AsyncSession,
                  t: Translator) -> None:
     if not 0 <= callback_data.value < len(svc.AREAS):
@@ -320,10 +332,10 @@ async def p_area(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, se
 
 
 def _skip_row(t: Translator):
-    return _kb(t, [[("supervision.btn_skip", PropCb(action="skip").pack())]])
+    return _kb(t, [[("supervision.btn_skip", PropCb(action=Prop.skip).pack())]])
 
 
-@router.callback_query(Propose.county, PropCb.filter(F.action == "county"))
+@router.callback_query(Propose.county, PropCb.filter(F.action == Prop.county))
 async def p_county(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, session: AsyncSession,
                    t: Translator) -> None:
     _place, county = await svc.check_place(session, callback_data.value)
@@ -335,13 +347,13 @@ async def p_county(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, 
         await cq.message.answer(t("supervision.ask_agency"), reply_markup=_skip_row(t))
         return
     await state.set_state(Propose.township)
-    rows = [[(t("supervision.btn_whole_county", county=county.name), PropCb(action="town", value=county.id).pack())]]
-    rows += [[(j.name, PropCb(action="town", value=j.id).pack()) for j in towns[i:i + 3]]
+    rows = [[(t("supervision.btn_whole_county", county=county.name), PropCb(action=Prop.town, value=county.id).pack())]]
+    rows += [[(j.name, PropCb(action=Prop.town, value=j.id).pack()) for j in towns[i:i + 3]]
              for i in range(0, len(towns), 3)]
     await cq.message.answer(t("supervision.ask_place_township"), reply_markup=inline(rows))
 
 
-@router.callback_query(Propose.township, PropCb.filter(F.action == "town"))
+@router.callback_query(Propose.township, PropCb.filter(F.action == Prop.town))
 async def p_town(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, session: AsyncSession,
                  t: Translator) -> None:
     chosen = (await state.get_data()).get("place_id")
@@ -357,7 +369,7 @@ async def p_town(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, se
 async def to_evidence(target: Message, state: FSMContext, t: Translator) -> None:
     await state.set_state(Propose.evidence)
     await target.answer(t("supervision.ask_evidence", max=MAX_EVIDENCE), reply_markup=_kb(t, [[(
-        "supervision.btn_done", PropCb(action="done").pack())]]))
+        "supervision.btn_done", PropCb(action=Prop.done).pack())]]))
 
 
 @router.message(Propose.agency, F.text)
@@ -366,7 +378,7 @@ async def p_agency(message: Message, state: FSMContext, t: Translator) -> None:
     await to_evidence(message, state, t)
 
 
-@router.callback_query(Propose.agency, PropCb.filter(F.action == "skip"))
+@router.callback_query(Propose.agency, PropCb.filter(F.action == Prop.skip))
 async def p_agency_skip(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
     await cq.answer()
     await state.update_data(agency=None)
@@ -390,10 +402,10 @@ async def p_evidence(message: Message, state: FSMContext, t: Translator) -> None
     files.append(_evidence_entry(message))
     await state.update_data(files=files)
     await message.answer(t("supervision.evidence_saved", n=len(files)), reply_markup=_kb(t, [[(
-        "supervision.btn_done", PropCb(action="done").pack())]]))
+        "supervision.btn_done", PropCb(action=Prop.done).pack())]]))
 
 
-@router.callback_query(Propose.evidence, PropCb.filter(F.action == "done"))
+@router.callback_query(Propose.evidence, PropCb.filter(F.action == Prop.done))
 async def p_evidence_done(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
     await cq.answer()
     await state.set_state(Propose.cosigners)
@@ -403,8 +415,8 @@ async def p_evidence_done(cq: CallbackQuery, state: FSMContext, t: Translator) -
 async def to_confirm(target: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
     await state.set_state(Propose.confirm)
     text = await summary_text(session, await state.get_data(), t)
-    await target.answer(text, reply_markup=_kb(t, [[("supervision.btn_confirm", PropCb(action="confirm").pack()),
-                                                     ("supervision.btn_cancel", PropCb(action="cancel").pack())]]))
+    await target.answer(text, reply_markup=_kb(t, [[("supervision.btn_confirm", PropCb(action=Prop.confirm).pack()),
+                                                     ("supervision.btn_cancel", PropCb(action=Prop.cancel).pack())]]))
 
 
 @router.message(Propose.cosigners, F.text)
@@ -417,21 +429,21 @@ async def p_cosigners(message: Message, state: FSMContext, session: AsyncSession
     await to_confirm(message, state, session, t)
 
 
-@router.callback_query(Propose.cosigners, PropCb.filter(F.action == "skip"))
+@router.callback_query(Propose.cosigners, PropCb.filter(F.action == Prop.skip))
 async def p_cosigners_skip(cq: CallbackQuery, state: FSMContext, session: AsyncSession, t: Translator) -> None:
     await cq.answer()
     await state.update_data(cosigners="", cosigner_names="")
     await to_confirm(cq.message, state, session, t)
 
 
-@router.callback_query(Propose.confirm, PropCb.filter(F.action == "cancel"))
+@router.callback_query(Propose.confirm, PropCb.filter(F.action == Prop.cancel))
 async def p_cancel(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
     await cq.answer()
     await state.clear()
     await cq.message.answer(t("supervision.propose_cancelled"))
 
 
-@router.callback_query(Propose.confirm, PropCb.filter(F.action == "confirm"))
+@router.callback_query(Propose.confirm, PropCb.filter(F.action == Prop.confirm))
 async def p_confirm(cq: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, t: Translator,
                     ctx: Any) -> None:
     data = await state.get_data()
