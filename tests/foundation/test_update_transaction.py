@@ -169,3 +169,21 @@ async def test_a_step_waits_for_another_process_off_the_event_loop(ctx):
     restarted = SQLStorage(ctx.sm)
     key = StorageKey(bot_id=BOT_ID, chat_id=5020, user_id=5020)
     assert await restarted.get_state(key) == Steps.first.state
+
+
+async def test_an_update_that_changes_no_conversation_writes_nothing(ctx):
+    """/start and /cancel clear a conversation that is not there: no statement for it."""
+    chat = ChatDriver(ctx)
+    await chat.send(5030, "/start")  # first contact: creates the person
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_):
+        statements.append(statement)
+
+    event.listen(ctx.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        assert "和合" in texts(await chat.send(5030, "/start"))
+        await chat.send(5030, "/cancel")
+    finally:
+        event.remove(ctx.engine.sync_engine, "before_cursor_execute", record)
+    assert not [s for s in statements if "fsm_state" in s]
