@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import time
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -162,12 +163,16 @@ def test_supervision_jobs_run_on_hehe_timezone_whatever_the_host_zone(monkeypatc
     from scheduler.factory import make_scheduler
     from scheduler.jobs.supervision import register
 
-    monkeypatch.setenv("TZ", "UTC")
-    sched = make_scheduler(f"sqlite:///{tmp_path}/jobs.db", "Asia/Shanghai")
-    register(sched)
+    monkeypatch.setenv("TZ", "UTC")  # the Docker image's host zone
+    time.tzset()
+    try:
+        sched = make_scheduler(f"sqlite:///{tmp_path}/jobs.db", "Asia/Shanghai")
+        register(sched)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     now = local(2026, 11, 4, 10, 0)  # a Wednesday
-    weekly = next(j for j, *_ in sched._pending_jobs if j.id == "sup-weekly-digest")
-    monthly = next(j for j, *_ in sched._pending_jobs if j.id == "sup-monthly-digest")
+    weekly, monthly = sched.get_job("sup-weekly-digest"), sched.get_job("sup-monthly-digest")
     assert weekly.trigger.timezone == ZoneInfo("Asia/Shanghai")
     assert weekly.trigger.get_next_fire_time(None, now) == local(2026, 11, 9, 9, 0)
     assert monthly.trigger.get_next_fire_time(None, now) == local(2026, 12, 1, 9, 30)
