@@ -165,7 +165,7 @@ async def actor(session: AsyncSession, user: User, item: SupervisionItem) -> Act
 
 async def available_actions(session: AsyncSession, user: User, item: SupervisionItem) -> list[Action]:
     """What ``user`` may do to ``item`` now (chat buttons, the API)."""
-    return FLOW.available(await actor(session, user, item), item)
+    return [Action(a.value) for a in FLOW.available(await actor(session, user, item), item)]
 
 
 async def check_action(session: AsyncSession, user: User, item: SupervisionItem, action: Action) -> None:
@@ -454,8 +454,8 @@ async def _take(session: AsyncSession, item: SupervisionItem, actor_: User, acti
     """Check ``action`` against the table, then record it: the status moves to the table's target
     (or ``to``, for a step whose outcome depends on what was entered), the timeline gets the step."""
     tr = await _check(session, actor_, item, action)
-    st = FLOW.status(item)
-    target = to or tr.target or st
+    st = Status(FLOW.status(item).value)
+    target = to or (Status(tr.target.value) if tr.target is not None else st)
     name = name or EVENT_NAME.get((action, st), action.value)
     ev = ItemEvent(item_id=item.id, at=now(), actor_id=actor_.id, action=name, from_status=item.status,
                    to_status=target.value, note=note, data=data)
@@ -876,8 +876,8 @@ async def urge(session: AsyncSession, deputy: User, item_id: int) -> Supervision
         raise Conflict("supervision.err_urge_soon", when=_fmt(item.last_urged_at + URGE_INTERVAL))
     item.last_urged_at = t
     ev = await _take(session, item, deputy, Action.urge)
-    targets = [await session.get(User, item.handler_id)] if item.handler_id else await procurators_of(
-        session, item.procuratorate_id)
+    handler = await session.get(User, item.handler_id) if item.handler_id else None
+    targets = [handler] if handler is not None else await procurators_of(session, item.procuratorate_id)
     name = await display_name(session, deputy)
     await tell_procurators(session, item, "supervision.urged", f"{item.id}:e{ev.id}", users_=targets,
                            name=name, status=status_label(item.status),
@@ -989,6 +989,8 @@ async def sweep_item(session: AsyncSession, item: SupervisionItem, t: datetime) 
 async def sweep_suggestion(session: AsyncSession, s: Suggestion, t: datetime) -> int:
     s.remind_at = None
     item = await session.get(SupervisionItem, s.item_id)
+    if item is None:
+        return 0
     if s.replied_at is not None:
         return await followup_due(session, s, item) if s.followup_at is not None else 0
     if item.status != S.suggested:
