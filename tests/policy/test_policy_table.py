@@ -85,5 +85,5 @@ def test_a_face_match_is_visible_to_officers_where_either_case_lies():
 
 def test_the_table_can_be_printed_for_the_docs():
     rows = describe()
-    assert ("official", "dispute", "read", "place within jurisdiction") in rows
+    assert ("official", "dispute", "read", "owner, place within jurisdiction") in rows
     assert ("officer", "dispute", "read", "owner") in rows  # only a dispute they reported themselves
