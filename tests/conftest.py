@@ -190,3 +190,18 @@ async def chat(ctx) -> ChatDriver:
 
 def texts(msgs) -> str:
     return "\n".join(m.text for m in msgs)
+
+
+# ---------------------------------------------------------------- API tokens (backend/users/tokens.py)
+async def bearer(ctx, user_id: int) -> dict:
+    """``Authorization`` header with a real API token for user ``user_id`` (one per user and
+    context, issued through the token table like ``hehe token create``)."""
+    from backend.core.db import session_scope
+    from backend.users import tokens
+    from backend.users.models import User
+
+    cache = ctx.__dict__.setdefault("_test_tokens", {})  # user id → token text
+    if user_id not in cache:
+        async with session_scope(ctx.sm) as s:
+            cache[user_id] = (await tokens.issue(s, await s.get(User, user_id), actor="test"))[1]
+    return {"Authorization": f"Bearer {cache[user_id]}"}

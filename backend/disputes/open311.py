@@ -14,7 +14,6 @@ view off (404).
 """
 from __future__ import annotations
 
-import hmac
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qsl
 from xml.etree import ElementTree as ET
@@ -26,6 +25,7 @@ from sqlalchemy import func, select
 from backend.core.clock import now
 from backend.core.errors import DomainError
 from backend.core.i18n import gettext
+from backend.core.security import same_bytes
 from backend.disputes import config, routing, service
 from backend.disputes.models import Dispute, Status
 from backend.users import service as users
@@ -164,8 +164,7 @@ async def _form(request: Request) -> dict[str, str | None]:
 def _key_ok(request: Request, key: str | None) -> bool:
     """Constant-time comparison on bytes (a str with non-ASCII characters cannot be compared)."""
     keys = [k.strip() for k in request.app.state.ctx.settings.open311_api_keys.split(",") if k.strip()]
-    given = (key or "").encode("utf-8")
-    return bool(given) and any(hmac.compare_digest(given, k.encode("utf-8")) for k in keys)
+    return bool(key) and any(same_bytes(key, k) for k in keys)
 
 
 def _float(v) -> float | None:

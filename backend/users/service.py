@@ -365,3 +365,29 @@ async def get_user(session: AsyncSession, user_id: int) -> User:
     if u is None:
         raise NotFound("common.err_not_found")
     return u
+
+
+async def set_active(session: AsyncSession, user: User, active: bool, *, actor: str,
+                     note: str | None = None) -> User:
+    """Deactivate or reactivate a person. It takes effect on their next API request (tokens are
+    checked against ``active`` every time) and their next chat message (the bot answers only
+    with a note); a change made by another process reaches a running bot's user cache within
+    ``HEHE_USER_CACHE_SECONDS``."""
+    if user.active != active:
+        user.active = active
+        await audit(session, actor, "user.reactivated" if active else "user.deactivated", f"user:{user.id}",
+                    note=note)
+    return user
+
+
+async def find_user(session: AsyncSession, ref: str | int) -> User:
+    """A person by Telegram/local id, or by ``#<user id>``."""
+    s = str(ref).strip()
+    u = None
+    if s.startswith("#") and s[1:].isdigit():
+        u = await session.get(User, int(s[1:]))
+    elif s.lstrip("-").isdigit():
+        u = await session.scalar(select(User).where(User.telegram_id == int(s)))
+    if u is None:
+        raise NotFound("users.err_no_user", ref=s)
+    return u

@@ -11,9 +11,8 @@ from sqlalchemy import select
 
 from backend.app import create_app
 from backend.core.i18n import catalog
-from backend.core.security import make_token
 from backend.users.models import User
-from tests.conftest import texts
+from tests.conftest import bearer, texts
 from tests.supervision.helpers import (
     CHIEF, CITIZEN, CITY_PROC, COSIGNER, DEPUTY, LIAISON, OFFICIAL, OTHER_DEPUTY, OTHER_PROC, PROC, local, people,
     propose,
@@ -28,7 +27,7 @@ async def api(ctx):
         async def get(uid, path, **kw):
             async with ctx.sm() as s:
                 u = await s.scalar(select(User).where(User.telegram_id == uid))
-            return await c.get(path, headers={"Authorization": f"Bearer {make_token(ctx.secret, u.id)}"}, **kw)
+            return await c.get(path, headers=await bearer(ctx, u.id), **kw)
         yield get
 
 
