@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import TZ, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
 from backend.core.files import attach
+from backend.core.policy import Action, Facts, Kind, may
 from backend.core.workdays import next_workday_on_or_after, workday_deadline
 from backend.notify.service import notify
 from backend.supervision.models import ItemCounter, ItemEvent, ItemParticipant, Suggestion, SupervisionItem
@@ -167,24 +168,23 @@ def is_supervisor(user: User, item: SupervisionItem) -> bool:
     return _role(user) == Role.admin or (is_handler(user, item) and user.title in SUPERVISOR_TITLES)
 
 
+async def facts(session: AsyncSession, item: SupervisionItem) -> Facts:
+    """An item as the access policy sees it (backend/core/policy.py): its proposer, the confirmed
+    co-signing deputies, its place, county and the procuratorate handling it."""
+    parties = await session.scalars(select(ItemParticipant.user_id).where(
+        ItemParticipant.item_id == item.id, ItemParticipant.confirmed.is_(True)))
+    return Facts.of(owners=item.proposer_id, staff=item.handler_id, parties=list(parties), place=item.jurisdiction,
+                    county=item.county, procuratorate=item.procuratorate)
+
+
 async def can_view(session: AsyncSession, user: User, item: SupervisionItem) -> bool:
-    role = _role(user)
-    if role == Role.admin:
-        return True
-    if role == Role.procurator:
-        return user.jurisdiction_id in (item.procuratorate_id, item.county_id)
-    if role == Role.official:
-        return user.jurisdiction is not None and item.jurisdiction.path.startswith(user.jurisdiction.path)
-    if role == Role.deputy:
-        return await session.scalar(select(ItemParticipant.id).where(
-            ItemParticipant.item_id == item.id, ItemParticipant.user_id == user.id,
-            ItemParticipant.confirmed.is_(True))) is not None
-    return False
+    return may(user, Action.read, Kind.supervision, await facts(session, item))
 
 
 async def require_view(session: AsyncSession, user: User, item: SupervisionItem) -> None:
+    """404 when ``user`` may not see the item: its existence is not revealed."""
     if not await can_view(session, user, item):
-        raise Forbidden("supervision.err_forbidden")
+        raise NotFound("supervision.err_no_item")
 
 
 def sees_personal_data(user: User) -> bool:
