@@ -16,6 +16,7 @@ from backend.core.clock import fmt_local, to_local
 from backend.core.errors import DomainError
 from backend.core.files import store_file
 from backend.core.i18n import Translator
+from backend.core.policy import place_scope
 from backend.supervision import export, metrics, service as svc
 from backend.supervision.models import SupervisionItem
 from backend.users import service as users
@@ -263,6 +264,9 @@ def make_router() -> Router:
     async def stats(target: Message, session: AsyncSession, user: User, t: Translator) -> None:
         if _role(user) not in (Role.official, Role.admin, Role.procurator):
             await target.answer(t("supervision.err_forbidden"))
+            return
+        if place_scope(user) is None:  # no jurisdiction: no figures (never city-wide by default)
+            await target.answer(t("common.err_out_of_jurisdiction"))
             return
         from backend.supervision.digest import _figures
         m = await metrics.compute(session, user.jurisdiction)

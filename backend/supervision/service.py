@@ -181,6 +181,22 @@ async def can_view(session: AsyncSession, user: User, item: SupervisionItem) -> 
     return may(user, Action.read, Kind.supervision, await facts(session, item))
 
 
+async def visible_numbers(session: AsyncSession, user: User) -> set[str]:
+    """Numbers of every item ``user`` may open — what /ask and citation cards may show them.
+    The same facts and the same table as :func:`can_view`, read in two queries."""
+    places = await users.tree.current(session)
+    parties: dict[int, list[int]] = {}
+    for item_id, uid in await session.execute(select(ItemParticipant.item_id, ItemParticipant.user_id).where(
+            ItemParticipant.confirmed.is_(True))):
+        parties.setdefault(item_id, []).append(uid)
+    rows = await session.execute(select(SupervisionItem.id, SupervisionItem.number, SupervisionItem.proposer_id,
+                                        SupervisionItem.handler_id, SupervisionItem.jurisdiction_id,
+                                        SupervisionItem.county_id, SupervisionItem.procuratorate_id))
+    return {n for i, n, prop, h, j, c, pr in rows if may(user, Action.read, Kind.supervision, Facts.of(
+        owners=prop, staff=h, parties=parties.get(i, ()), place=places.get(j), county=places.get(c),
+        procuratorate=places.get(pr)))}
+
+
 async def require_view(session: AsyncSession, user: User, item: SupervisionItem) -> None:
     """404 when ``user`` may not see the item: its existence is not revealed."""
     if not await can_view(session, user, item):
