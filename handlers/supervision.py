@@ -20,6 +20,7 @@ from backend.core.policy import place_scope
 from backend.supervision import export, metrics, service as svc
 from backend.supervision.models import SupervisionItem
 from backend.users import service as users
+from backend.users.audit import audit_read
 from backend.users.models import Role, User
 from bot.menu import MenuCb, inline, register_menu_item
 
@@ -256,10 +257,12 @@ def make_router() -> Router:
             return
         try:
             item = await svc.follow(session, user, command.args)
+            joined = await svc.can_view(session, user, item)
         except DomainError as e:
             await _fail(session, message, t, e)
             return
-        await message.answer(t("supervision.follow_ok", number=item.number, title=item.title))
+        await message.answer(t("supervision.follow_ok" if joined else "supervision.follow_requested",
+                               number=item.number, title=item.title))
 
     async def stats(target: Message, session: AsyncSession, user: User, t: Translator) -> None:
         if _role(user) not in (Role.official, Role.admin, Role.procurator):
@@ -573,6 +576,9 @@ def make_router() -> Router:
                 if await state.get_state() != Act.sugg_due.state or data.get("item_id") != iid:
                     raise _stale(item)
                 await _issue(msg, state, session, user, t, data, None)
+            elif a in ("follow_ok", "follow_no"):  # item_id carries the request (participant) id
+                item = await svc.decide_follow(session, user, iid, a == "follow_ok")
+                await msg.answer(t("supervision.follow_decided", number=item.number))
             elif a in ("cosign", "cosign_no"):
                 item = await svc.confirm_cosign(session, user, iid, a == "cosign")
                 await msg.answer(t("supervision.cosign_ok" if a == "cosign" else "supervision.cosign_no_ok",
@@ -580,6 +586,8 @@ def make_router() -> Router:
             elif a in ("md", "pdf"):
                 item = await svc.get_item(session, iid)
                 await svc.require_view(session, user, item)
+                await audit_read(session, user, "supervision", item.number, channel="export", action="export",
+                                 detail={"format": a})
                 d = await export.summary(session, item, t.lang, mask=not svc.sees_personal_data(user))
                 if a == "md":
                     data_ = export.to_markdown(d, t.lang).encode("utf-8")

@@ -498,14 +498,50 @@ async def follow(session: AsyncSession, user: User, number: str) -> SupervisionI
         ItemParticipant.item_id == item.id, ItemParticipant.user_id == user.id))
     if p is not None and p.confirmed:
         raise Conflict("supervision.err_already_following")
+    # An ordinary deputy joins with the proposer's consent (or an invitation, i.e. a pending
+    # participation); the committee's liaison and officials join at once.
+    if role == Role.deputy and user.title != "liaison" and p is None and user.id != item.proposer_id:
+        p = ItemParticipant(item_id=item.id, user_id=user.id, kind="follower", confirmed=False)
+        session.add(p)
+        await session.flush()
+        await notify(session, item.proposer_id, "supervision.follow_request", dedupe_key=f"sup:{item.id}:fr:u{user.id}",
+                     buttons=[[("supervision.btn_follow_yes", f"sp:follow_ok:{p.id}"),
+                               ("supervision.btn_follow_no", f"sp:follow_no:{p.id}")]],
+                     number=item.number, title=item.title, name=user.name or "-")
+        return item
     if p is None:
         p = ItemParticipant(item_id=item.id, user_id=user.id, kind="follower")
         session.add(p)
+    await _join(session, item, user, p)
+    return item
+
+
+async def decide_follow(session: AsyncSession, proposer: User, participant_id: int, yes: bool) -> SupervisionItem:
+    """The proposer agrees to (or declines) a deputy's request to follow their item."""
+    p = await session.get(ItemParticipant, participant_id)
+    item = await session.get(SupervisionItem, p.item_id) if p is not None else None
+    if item is None or item.proposer_id != proposer.id or p.kind != "follower":
+        raise NotFound("supervision.err_no_item")
+    if p.confirmed:
+        raise Conflict("supervision.err_already_following")
+    follower = await session.get(User, p.user_id)
+    if not yes:
+        await session.delete(p)
+        await notify(session, follower, "supervision.follow_declined", dedupe_key=f"sup:{item.id}:fd:p{p.id}",
+                     number=item.number)
+        return item
+    await _join(session, item, follower, p)
+    await notify(session, follower, "supervision.follow_ok", dedupe_key=f"sup:{item.id}:fa:p{p.id}",
+                 number=item.number, title=item.title)
+    return item
+
+
+async def _join(session: AsyncSession, item: SupervisionItem, user: User, p: ItemParticipant) -> None:
+    role = _role(user)
     p.confirmed, p.confirmed_at = True, now()
     ev = await record_step(session, item, "follow", user, kind=user.title or role.value)
     await tell_participants(session, item, "supervision.followed", f"{item.id}:e{ev.id}", exclude=user.id,
                             name=user.name or "-")
-    return item
 
 
 # ---------------------------------------------------------------- 检e办: handle
