@@ -31,8 +31,6 @@ MAX_NOTE = 1000
 RATINGS = ("satisfied", "basic", "unsatisfied")
 REFERRALS = ("litigation", "arbitration", "administrative")
 REFERRAL_ZH = {"litigation": "诉讼", "arbitration": "仲裁", "administrative": "行政处理"}
-IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif",
-               b"RIFF": "image/webp", b"%PDF": "application/pdf"}
 JOBS = "scheduler.jobs.disputes"
 
 # ---------------------------------------------------------------- the state machine
@@ -125,14 +123,7 @@ def validate_category(code: str) -> str:
     return code
 
 
-def sniff_mime(data: bytes) -> str | None:
-    """Image or PDF by magic bytes; None for anything else."""
-    for magic, mime in IMAGE_MAGIC.items():
-        if data.startswith(magic):
-            if magic == b"RIFF" and data[8:12] != b"WEBP":
-                return None
-            return mime
-    return None
+sniff_mime = filestore.sniff_mime  # one sniffer for every upload (backend/core/files.py)
 
 
 def keep_evidence(files_dir: Path, data: bytes, *, photo: bool) -> dict:
@@ -152,6 +143,8 @@ def keep_evidence(files_dir: Path, data: bytes, *, photo: bool) -> dict:
         tmp = p.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(p)
+    else:
+        p.touch()  # in use by this draft again: the orphan sweep (scheduler/jobs/files.py) waits
     return {"sha256": sha, "mime": mime, "size": len(data)}
 
 
