@@ -91,6 +91,11 @@ class TokenPublic(BaseModel):
     revoked_at: datetime | None
     last_used_at: datetime | None
 
+    @classmethod
+    def of(cls, r) -> "TokenPublic":
+        return cls(id=r.id, user_id=r.user_id, label=r.label, created_at=r.created_at, expires_at=r.expires_at,
+                   revoked_at=r.revoked_at, last_used_at=r.last_used_at)
+
 
 @router.get("/me", response_model=UserPublic)
 async def me(user: CurrentUser) -> UserPublic:
@@ -174,13 +179,9 @@ async def reactivate(user_id: int, session: SessionDep, admin: AdminUser, body: 
 @router.get("/admin/tokens", response_model=list[TokenPublic])
 async def list_tokens(session: SessionDep, admin: AdminUser, user_id: int | None = None):
     owner = await service.get_user(session, user_id) if user_id is not None else None
-    return [TokenPublic(id=r.id, user_id=r.user_id, label=r.label, created_at=r.created_at, expires_at=r.expires_at,
-                        revoked_at=r.revoked_at, last_used_at=r.last_used_at)
-            for r in await tokens.list_tokens(session, owner)]
+    return [TokenPublic.of(r) for r in await tokens.list_tokens(session, owner)]
 
 
 @router.post("/admin/tokens/{token_id}/revoke", response_model=TokenPublic)
 async def revoke_token(token_id: int, session: SessionDep, admin: AdminUser):
-    r = await tokens.revoke(session, token_id, actor=f"user:{admin.id}")
-    return TokenPublic(id=r.id, user_id=r.user_id, label=r.label, created_at=r.created_at, expires_at=r.expires_at,
-                       revoked_at=r.revoked_at, last_used_at=r.last_used_at)
+    return TokenPublic.of(await tokens.revoke(session, token_id, actor=f"user:{admin.id}"))
