@@ -147,6 +147,7 @@ def item_buttons(user: User, item: SupervisionItem, is_deputy: bool) -> list[lis
 async def show_item(target: Message, session: AsyncSession, user: User, t: Translator, item: SupervisionItem
                     ) -> None:
     await svc.require_view(session, user, item)
+    await audit_read(session, user, "supervision", item.number, channel="chat")
     is_dep = _role(user) == Role.deputy  # require_view above: a deputy here is attached to the item
     text = await render_item(session, item, t, mask=not svc.sees_personal_data(user))
     await target.answer(text[:4000], reply_markup=_kb(t, item_buttons(user, item, is_dep)))

@@ -54,3 +54,20 @@ async def test_a_refused_read_is_not_recorded_as_a_read(api):
     rows = (await api.client.get("/api/admin/audit", headers=api.auth(admin),
                                  params={"actor": stranger.id, "action": "dispute.read"})).json()
     assert rows == []
+
+
+async def test_chat_views_of_an_item_are_audited_with_the_chat_channel(chat, ctx):
+    import time_machine
+    from sqlalchemy import select
+
+    from backend.users.models import AuditLog
+    from tests.supervision.helpers import OFFICIAL, local, people, propose
+
+    with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True):
+        await people(chat)
+        number = await propose(chat)
+        await chat.send(OFFICIAL, f"/item {number}")
+    async with ctx.sm() as s:
+        row = await s.scalar(select(AuditLog).where(AuditLog.action == "supervision.read"))
+    assert row.subject == f"supervision:{number}" and row.detail["channel"] == "chat"
+    assert row.detail["actor_name"] == "周主任" and row.detail["actor_role"] == "official"
