@@ -14,7 +14,7 @@ from backend.core import files as filestore
 from backend.core.clock import fmt_local, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
 from backend.core.masking import mask_party, mask_personal, mask_phone, normalize_phone
-from backend.core.policy import Action, Facts, Kind, may
+from backend.core.policy import Action, Facts, Kind, may, places_inside
 from backend.core.workdays import calendar_deadline, workday_deadline
 from backend.disputes import config, risk, routing, stats
 from backend.disputes.models import OPEN_STATUSES, Dispute, DisputeCounter, DisputeEvent, Status
@@ -231,8 +231,12 @@ async def visible_numbers(session: AsyncSession, user: User) -> set[str]:
     """Numbers of every case ``user`` may open — what /ask and citation cards may show them.
     The same facts and the same table as :func:`can_view`, read in one query."""
     places = await users.tree.current(session)
-    rows = await session.execute(select(Dispute.number, Dispute.citizen_id, Dispute.mediator_id, Dispute.unit_id,
-                                        Dispute.place_id))
+    q = select(Dispute.number, Dispute.citizen_id, Dispute.mediator_id, Dispute.unit_id, Dispute.place_id)
+    inside = places_inside(user, places.nodes)
+    if inside is not None:  # only rows that could pass; may() decides
+        q = q.where(or_(Dispute.citizen_id == user.id, Dispute.mediator_id == user.id,
+                        Dispute.unit_id.in_(inside), Dispute.place_id.in_(inside)))
+    rows = await session.execute(q)
     return {n for n, c, m, u, p in rows if may(user, Action.read, Kind.dispute, Facts.of(
         owners=c, staff=m, unit=places.get(u), place=places.get(p)))}
 

@@ -27,7 +27,7 @@ from backend.core.clock import TZ, fmt_local, now, to_local
 from backend.core.errors import DomainError, Forbidden, NotFound
 from backend.core.files import StoredFile, blob_path, store_file
 from backend.core.masking import mask_phone, normalize_phone
-from backend.core.policy import Action, Facts, Kind, may
+from backend.core.policy import Action, Facts, Kind, may, places_inside
 from backend.core.security import within
 from backend.missing.models import (
     AssistAnswer, AssistRequest, CaseEvent, MatchCandidate, PersonCase,
@@ -673,7 +673,11 @@ async def visible_numbers(session: AsyncSession, user: User) -> set[str]:
     """Numbers of every case ``user`` may open — what /ask and citation cards may show them.
     The same facts and the same table as :func:`can_see_case`, read in one query."""
     places = await users.tree.current(session)
-    rows = await session.execute(select(PersonCase.case_no, PersonCase.reporter_id, PersonCase.jurisdiction_id))
+    q = select(PersonCase.case_no, PersonCase.reporter_id, PersonCase.jurisdiction_id)
+    inside = places_inside(user, places.nodes)
+    if inside is not None:  # only rows that could pass; may() decides
+        q = q.where(or_(PersonCase.reporter_id == user.id, PersonCase.jurisdiction_id.in_(inside)))
+    rows = await session.execute(q)
     return {n for n, r, j in rows if may(user, Action.read, Kind.missing, Facts.of(owners=r, place=places.get(j)))}
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import TZ, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
 from backend.core.files import attach
-from backend.core.policy import Action, Facts, Kind, may
+from backend.core.policy import Action, Facts, Kind, may, places_inside
 from backend.core.workdays import next_workday_on_or_after, workday_deadline
 from backend.notify.service import notify
 from backend.supervision.models import ItemCounter, ItemEvent, ItemParticipant, Suggestion, SupervisionItem
@@ -189,9 +189,15 @@ async def visible_numbers(session: AsyncSession, user: User) -> set[str]:
     for item_id, uid in await session.execute(select(ItemParticipant.item_id, ItemParticipant.user_id).where(
             ItemParticipant.confirmed.is_(True))):
         parties.setdefault(item_id, []).append(uid)
-    rows = await session.execute(select(SupervisionItem.id, SupervisionItem.number, SupervisionItem.proposer_id,
-                                        SupervisionItem.handler_id, SupervisionItem.jurisdiction_id,
-                                        SupervisionItem.county_id, SupervisionItem.procuratorate_id))
+    q = select(SupervisionItem.id, SupervisionItem.number, SupervisionItem.proposer_id, SupervisionItem.handler_id,
+               SupervisionItem.jurisdiction_id, SupervisionItem.county_id, SupervisionItem.procuratorate_id)
+    inside = places_inside(user, places.nodes)
+    if inside is not None:  # only rows that could pass; may() decides
+        mine = [i for i, ids in parties.items() if user.id in ids]
+        q = q.where(or_(SupervisionItem.proposer_id == user.id, SupervisionItem.handler_id == user.id,
+                        SupervisionItem.id.in_(mine), SupervisionItem.jurisdiction_id.in_(inside),
+                        SupervisionItem.county_id.in_(inside), SupervisionItem.procuratorate_id.in_(inside)))
+    rows = await session.execute(q)
     return {n for i, n, prop, h, j, c, pr in rows if may(user, Action.read, Kind.supervision, Facts.of(
         owners=prop, staff=h, parties=parties.get(i, ()), place=places.get(j), county=places.get(c),
         procuratorate=places.get(pr)))}

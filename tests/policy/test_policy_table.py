@@ -87,3 +87,17 @@ def test_the_table_can_be_printed_for_the_docs():
     rows = describe()
     assert ("official", "dispute", "read", "owner, place within jurisdiction") in rows
     assert ("officer", "dispute", "read", "owner") in rows  # only a dispute they reported themselves
+
+
+def test_the_sql_prefilter_of_places_is_a_superset_of_every_within_and_at_rule():
+    from backend.core.policy import places_inside
+
+    class N:
+        def __init__(self, i, path):
+            self.id, self.path = i, path
+
+    nodes = [N(1, CITY), N(2, JIAOJIANG), N(30, HAIMEN), N(5, WENLING)]
+    assert places_inside(person("official"), nodes) == [2, 30]
+    assert places_inside(person("official", path=None), nodes) == []
+    assert places_inside(person("admin"), nodes) is None
+    assert places_inside(person("official", path=CITY), nodes) is None  # everything: no filter needed
