@@ -88,3 +88,19 @@ async def test_an_admin_deactivates_a_person_and_their_next_chat_message_and_req
     assert (await api.client.get("/api/me", headers=api.auth(official))).status_code == 401
     async with api.ctx.sm() as s:
         assert (await s.get(User, official.id)).active is True
+
+
+async def test_only_admins_list_or_revoke_tokens_and_deactivate_people(api):
+    admin = await api.user(4601, Role.admin)
+    target = await api.user(4602, Role.citizen)
+    for role, place in ((Role.citizen, None), (Role.official, "椒江区"), (Role.mediator, "椒江区"),
+                        (Role.officer, "椒江区"), (Role.procurator, "椒江区"), (Role.deputy, "椒江区")):
+        who = await api.user(4610 + list(Role).index(role), role, place)
+        h = api.auth(who)
+        assert (await api.client.get("/api/admin/tokens", headers=h)).status_code == 403, role
+        assert (await api.client.post("/api/admin/tokens/1/revoke", headers=h)).status_code == 403, role
+        for act in ("deactivate", "reactivate"):
+            r = await api.client.post(f"/api/admin/users/{target.id}/{act}", headers=h)
+            assert r.status_code == 403, (role, act)
+    assert (await api.client.get("/api/admin/tokens", headers=api.auth(admin))).status_code == 200
+    assert (await api.client.post("/api/admin/tokens/99999/revoke", headers=api.auth(admin))).status_code == 404
