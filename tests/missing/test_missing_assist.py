@@ -22,7 +22,9 @@ async def test_cross_region_request_and_answers(chat, ctx, faces):
                                                                county="温岭市"))
 
     await chat.send(JJ, "/missing_assist")
-    assert "补充说明" in texts(await chat.photo(JJ, photo("identities/kit_harington/2.jpg")))
+    msgs = await chat.photo(JJ, photo("identities/kit_harington/2.jpg"))
+    assert "哪个区县" in texts(msgs) and "椒江区" not in chat.buttons(JJ)  # not the own county
+    assert "补充说明" in texts(await chat.press(JJ, "全部其他区县"))
     sent = texts(await chat.send(JJ, "椒江火车站发现一名男子，自称记不清家在哪里"))
     assert "2 位民警" in sent
 
@@ -52,3 +54,37 @@ async def test_cross_region_request_and_answers(chat, ctx, faces):
     assert m.inline == []
     await chat.ch.press_callback(HY, m, AssistCb(action="none", id=answers[0].request_id).pack())
     assert "已经回复过" in [x for x in chat.ch.out[HY] if x.toast][-1].text
+
+
+async def test_help_request_targets_one_county_marks_the_face_and_is_listed(chat, ctx, faces):
+    await chat.as_role(JJ, "officer", "椒江区")
+    await chat.as_role(WL, "officer", "温岭市")
+    await chat.as_role(HY, "officer", "黄岩区")
+    await chat.send(JJ, "/missing_assist")
+    msgs = await chat.photo(JJ, photo("groups/kit_with_rose.jpg"))
+    assert chat.buttons(JJ) == ["1", "2"]
+    await chat.press(JJ, "1")
+    await chat.press(JJ, "黄岩区")
+    assert "1 位民警" in texts(await chat.press(JJ, "跳过"))
+    assert not any("协作请求" in m.text for m in chat.inbox(WL))  # another county: not asked
+    got = next(m for m in chat.inbox(HY) if "协作请求" in m.text)
+    assert "红框" in got.text
+    # the helper receives the photo with the chosen face boxed in red, not the bare group photo
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from backend.missing.models import AssistRequest
+
+    im = np.asarray(Image.open(io.BytesIO(ctx.channel.get_file(got.photo).data)).convert("RGB")).astype(int)
+    async with ctx.sm() as s:
+        req = await s.scalar(select(AssistRequest))
+    x1, y1, x2, y2 = (int(v) for v in req.face_box)
+    red = (im[..., 0] > 180) & (im[..., 1] < 80) & (im[..., 2] < 80)
+    assert red[max(0, y1 - 6):y1 + 2, x1:x2].mean() > 0.5  # the box's top edge is drawn in red
+    assert red.mean() < 0.05  # and only the box: the rest of the photo is untouched
+
+    await chat.press(HY, "未发现")
+    listing = texts(await chat.send(JJ, "/missing_requests"))
+    assert f"#{req.id}" in listing and "已有回复" in listing and "黄岩区" in listing and "未发现" in listing
