@@ -786,7 +786,7 @@ async def _ask_second(session: AsyncSession, c: MatchCandidate, first: User) -> 
     for officer in await reviewers_for(session, c, but=first.id):
         t = Translator(officer.language)
         await notify(session, officer, "missing.review_second", buttons=review_buttons(officer, c), urgent=True,
-                     dedupe_key=f"missing:second:{c.id}:{officer.id}", first=first.name or "-",
+                     dedupe_key=f"missing:second:{c.id}:{officer.id}:{now().isoformat()}", first=first.name or "-",
                      checklist=", ".join(t(f"missing.check_{x}") for x in c.checklist), **review_params(t, c))
 
 
