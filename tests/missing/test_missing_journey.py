@@ -12,7 +12,7 @@ import time_machine
 
 from sqlalchemy import func, select
 
-from backend.core.files import StoredFile
+from backend.core.files import StoredFile, blob_path
 from backend.faces.service import FaceService
 from backend.missing.models import CaseEvent, MatchCandidate, PersonCase
 from tests.conftest import make_settings, texts
@@ -134,8 +134,15 @@ async def test_whole_journey(chat, ctx, faces, caplog):
         async with ctx.sm() as s:
             return all(c.face_state == "deleted" for c in await s.scalars(select(PersonCase)))
 
+    async with ctx.sm() as s:
+        kept = list(await s.scalars(select(StoredFile)))
+    assert {f.owner_kind for f in kept} == {"missing_case", "missing_candidate"}  # photos and the card
     await run_due_jobs(ctx, DAYTIME + timedelta(days=8), until=deleted)
     assert await deleted()
+    # the retention sweep removed the originals and the review card too, rows and files
+    async with ctx.sm() as s:
+        assert await s.scalar(select(func.count(StoredFile.id))) == 0
+    assert not any(blob_path(ctx.settings.files_dir, f.sha256).exists() for f in kept)
     keys = {c.face_key for c in cases}
     probe = photo("identities/obama/3.jpg").read_bytes()
     for gallery in ("missing", "found"):
@@ -226,3 +233,29 @@ async def test_pending_case_is_matched_when_faces_are_back(chat, ctx, faces):
         assert m.face_state == "enrolled"
         assert (await s.scalar(select(MatchCandidate))).missing_id == m.id
     assert not any("待审核" in x.text or x.photo for x in chat.inbox(CITIZEN))
+
+
+async def test_names_given_in_the_chat_survive_a_restart(settings, face_engine):
+    """Demo names reached families as 经办民警：用户1005 after a restart: the offline channel
+    forgets its profiles and sends the placeholder, which must not replace the stored name."""
+    from backend.context import start_context
+    from backend.users.models import User
+    from backend.web.chat_service import create_local_user
+    from tests.conftest import ChatDriver
+
+    ctx = await start_context(settings, models=False, workers=False, telegram=False)
+    try:
+        officer = await create_local_user(ctx, "张警官")
+        family = await create_local_user(ctx, "王家属")
+    finally:
+        await ctx.stop()
+    ctx = await start_context(settings, models=False, workers=False, telegram=False)  # a restart
+    try:
+        chat = ChatDriver(ctx)
+        await chat.send(officer.telegram_id, "/start")
+        await chat.send(family.telegram_id, "/start")
+        async with ctx.sm() as s:
+            names = {u.telegram_id: u.name for u in await s.scalars(select(User))}
+        assert names[officer.telegram_id] == "张警官" and names[family.telegram_id] == "王家属"
+    finally:
+        await ctx.stop()
