@@ -7,6 +7,7 @@
     python bench/faces.py enrol                    # bulk enrolment throughput
     python bench/faces.py distributions            # same/different-person cosines, threshold table
     python bench/faces.py quality                  # quality grade vs lost true matches (dev/test people)
+    python bench/faces.py erase --sizes 1000000    # erase one person: tombstone vs rewrite-at-once
 
 Photos come from tests/fixtures/faces (or HEHE_BENCH_FACES). Gallery vectors are
 synthetic (see ``face_like``): random "people" whose impostor-cosine spread matches
@@ -318,21 +319,8 @@ def bench_gallery(args, tmp: Path) -> dict:
                                       "true_match_top1": round(float(np.mean(hit)), 4),
                                       "loadavg": round(os.getloadavg()[0], 2)}
         # erasure: tombstone + zeroed rows (what a withdrawal does), then the background compaction
-        victim = g._persons[qi[0]]
         probes = Q[: min(len(Q), 50)]
-        before = [g.search(q, 10) for q in probes]
-        t = time.perf_counter()
-        g.erase(victim, compact_later=False)
-        r["erase_one_person_s"] = round(time.perf_counter() - t, 4)
-        after = [g.search(q, 10) for q in probes]
-        r["erased_person_found_after"] = sum(any(p == victim for p, _ in a) for a in after)
-        # every other result unchanged: the same persons and scores, in the same order
-        r["other_results_changed"] = sum(
-            [x for x in b if x[0] != victim] != [x for x in a if x[0] != victim][:len([x for x in b if x[0] != victim])]
-            for b, a in zip(before, after))
-        t = time.perf_counter()
-        g.compact()
-        r["compact_s"] = round(time.perf_counter() - t, 2)
+        r |= _measure_erase(g, g._persons[qi[0]], probes)
         t = time.perf_counter()  # baseline, the former path: rewrite files, compact, save the index at once
         g.delete(g._persons[qi[1]])
         r["delete_one_person_s"] = round(time.perf_counter() - t, 2)
@@ -355,6 +343,69 @@ def bench_gallery(args, tmp: Path) -> dict:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
+    return results
+
+
+# ----------------------------------------------------------------------------- erasure at scale
+def _measure_erase(g, victim: str, probes, compact: bool = True) -> dict:
+    """Erase ``victim``: its time, whether it is still found, whether any other result changed
+    (the same persons and scores in the same order), then the compaction's time."""
+    before = [g.search(q, 10) for q in probes]
+    t = time.perf_counter()
+    g.erase(victim, compact_later=False)
+    r = {"erase_one_person_s": round(time.perf_counter() - t, 4)}
+    after = [g.search(q, 10) for q in probes]
+    r["erased_person_found_after"] = sum(any(p == victim for p, _ in a) for a in after)
+    changed = 0
+    for b, a in zip(before, after):
+        others = [x for x in b if x[0] != victim]
+        changed += [x for x in a if x[0] != victim][:len(others)] != others
+    r["other_results_changed"] = changed
+    if compact:
+        t = time.perf_counter()
+        g.compact()
+        r["compact_s"] = round(time.perf_counter() - t, 2)
+    return r
+
+
+def bench_erase(args, tmp: Path) -> dict:
+    """Erasing one person from a large gallery (what a withdrawal does) vs the former
+    rewrite-at-once delete, with every other search result compared before and after. Leaner
+    than ``gallery`` (no index statistics), so 1M fits a few minutes on the shared host."""
+    from backend.faces.gallery import Gallery, IndexParams
+
+    header(f"erase one person ({args.data} synthetic vectors, k=10, 20 probes, index on)")
+    results = {}
+    for n in [int(x) for x in args.sizes.split(",")]:
+        gen = FaceLike(args.data, seed=n)
+        folder = Path(tempfile.mkdtemp(prefix=f"erase{n}-", dir=tmp))
+        g = Gallery("found", folder, index_threshold=0, params=IndexParams(M=args.M)).load()
+        probes_of = []
+        t = time.perf_counter()
+        for s in range(0, n, 200_000):
+            chunk = gen.people(min(200_000, n - s))
+            probes_of.append(chunk[:20])
+            g.add_many([f"p{i}" for i in range(s, s + len(chunk))], chunk, [str(i) for i in range(s, s + len(chunk))])
+        r = {"n": n, "fill_s": round(time.perf_counter() - t, 1)}
+        r["index_build_s"] = round(g.build_index(save=True), 1)
+        Q = gen.probes(np.concatenate(probes_of)[:20])
+        r |= _measure_erase(g, g.search(Q[0], 1)[0][0], Q, compact=not args.erase_only)
+        r["compact_s"] = r.get("compact_s")
+        r["baseline_delete_at_once_s"] = None
+        if not args.erase_only:  # the former path, for comparison: rewrite, compact, save at once
+            t = time.perf_counter()
+            g.delete(g.search(Q[1], 1)[0][0])
+            r["baseline_delete_at_once_s"] = round(time.perf_counter() - t, 1)
+        r["loadavg"] = round(os.getloadavg()[0], 2)
+        results[n] = r
+        print(f"n={n:>9,}: erase one person {r['erase_one_person_s'] * 1000:.1f} ms (found again "
+              f"{r['erased_person_found_after']}x, other results changed {r['other_results_changed']}/{len(Q)}); "
+              f"background compaction {r['compact_s']} s; baseline delete at once {r['baseline_delete_at_once_s']} s "
+              f"(fill {r['fill_s']} s, index build {r['index_build_s']} s, load {r['loadavg']})")
+        g.close()
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
     return results
 
 
@@ -616,7 +667,7 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("section", nargs="?", default="all",
-                    choices=["all", "detect", "memory", "gallery", "enrol", "distributions", "quality"])
+                    choices=["all", "detect", "memory", "gallery", "enrol", "distributions", "quality", "erase"])
     ap.add_argument("--repeat", type=int, default=3, help="passes over the photos (detect, enrol)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     ap.add_argument("--sizes", default="10000,100000", help="gallery sizes, e.g. 10000,100000,1000000")
@@ -628,6 +679,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the gallery folders")
     ap.add_argument("--reuse", help="gallery folder kept by --keep: skip generation, reload the saved index")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--erase-only", action="store_true",
+                    help="erase: skip the compaction and the rewrite-at-once baseline (1M on a busy host)")
     args = ap.parse_args()
     if not (FACES / "identities").is_dir():
         sys.exit(f"test photos not found at {FACES}")

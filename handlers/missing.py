@@ -33,7 +33,7 @@ from backend.core.i18n import Translator
 from backend.faces.errors import MultipleFaces
 from backend.faces.images import MAX_UPLOAD_BYTES, load_image
 from backend.missing import service
-from backend.missing.workflow import CHECKLIST, REJECT_REASONS, CandidateAction
+from backend.missing.workflow import CandidateAction, Check, RejectReason
 from backend.users.models import Role, User
 from bot.filters import RoleFilter
 from bot.menu import ALL_ROLES, MenuCb, inline, register_menu_item
@@ -77,13 +77,18 @@ class EvidenceCb(CallbackData, prefix="mev"):
 
 class CheckCb(CallbackData, prefix="mck"):
     id: int
+    mask: int  # the ticks after this press, one bit per Check
+    item: Check
+
+
+class CheckDoneCb(CallbackData, prefix="mcd"):
+    id: int
     mask: int
-    item: str  # one of CHECKLIST, or "done"
 
 
 class RejectCb(CallbackData, prefix="mrj"):
     id: int
-    reason: str  # one of REJECT_REASONS
+    reason: RejectReason
 
 
 class AssistAct(str, enum.Enum):
@@ -129,7 +134,7 @@ class WithdrawCb(CallbackData, prefix="mwd"):
     go: bool = False
 
 
-STAFF_PREFIXES = {cb.__prefix__ for cb in (ReviewCb, EvidenceCb, CheckCb, RejectCb, AssistCb, TargetCb)}
+STAFF_PREFIXES = {cb.__prefix__ for cb in (ReviewCb, EvidenceCb, CheckCb, CheckDoneCb, RejectCb, AssistCb, TargetCb)}
 REVIEW_LABELS = {CandidateAction.confirm: "missing.btn_confirm", CandidateAction.second: "missing.btn_second",
                  CandidateAction.reject: "missing.btn_reject", CandidateAction.undo: "missing.btn_undo"}
 
@@ -324,22 +329,26 @@ async def _shown(session: AsyncSession, t: Translator, field: str, d: dict) -> s
 
 
 # ---------------------------------------------------------------- starting the forms
-async def start_report(reply: Message, state: FSMContext, t: Translator, session: AsyncSession) -> None:
+async def _opened(event: Message | CallbackQuery) -> Message:
+    """The message to answer, for a command and a menu button alike."""
+    if isinstance(event, CallbackQuery):
+        await event.answer()
+        return event.message
+    return event
+
+
+async def start_form(reply: Message, state: FSMContext, t: Translator, session: AsyncSession, flow: str) -> None:
     await state.clear()
     await state.update_data(draft=uuid.uuid4().hex, photos=[])
-    await reply.answer(t("missing.intro"))
-    await ask(reply, state, t, session, REPORT[0])
+    if flow == "report":
+        await reply.answer(t("missing.intro"))
+    await ask(reply, state, t, session, FORMS[flow][0])
 
 
 @router.message(Command("missing"))
-async def cmd_missing(message: Message, state: FSMContext, t: Translator, session: AsyncSession) -> None:
-    await start_report(message, state, t, session)
-
-
 @router.callback_query(MenuCb.filter(F.action == "missing_report"))
-async def menu_report(cq: CallbackQuery, state: FSMContext, t: Translator, session: AsyncSession) -> None:
-    await cq.answer()
-    await start_report(cq.message, state, t, session)
+async def open_report(event: Message | CallbackQuery, state: FSMContext, t: Translator, session: AsyncSession) -> None:
+    await start_form(await _opened(event), state, t, session, "report")
 
 
 @router.message(StateFilter(None), F.text.func(lambda s: bool(s) and not s.startswith("/") and bool(LOST_WORDS.search(s))))
@@ -348,21 +357,10 @@ async def lost_hint(message: Message, t: Translator) -> None:
         (t("missing.menu_report"), MenuCb(action="missing_report").pack())]]))
 
 
-async def start_found(reply: Message, state: FSMContext, t: Translator, session: AsyncSession) -> None:
-    await state.clear()
-    await state.update_data(draft=uuid.uuid4().hex, photos=[])
-    await ask(reply, state, t, session, FOUND[0])
-
-
 @staff.message(Command("missing_found"))
-async def cmd_found(message: Message, state: FSMContext, t: Translator, session: AsyncSession) -> None:
-    await start_found(message, state, t, session)
-
-
 @staff.callback_query(MenuCb.filter(F.action == "missing_found"))
-async def menu_found(cq: CallbackQuery, state: FSMContext, t: Translator, session: AsyncSession) -> None:
-    await cq.answer()
-    await start_found(cq.message, state, t, session)
+async def open_found(event: Message | CallbackQuery, state: FSMContext, t: Translator, session: AsyncSession) -> None:
+    await start_form(await _opened(event), state, t, session, "found")
 
 
 # ---------------------------------------------------------------- walking a table
@@ -637,7 +635,10 @@ async def _card(reply: Message, t: Translator, session: AsyncSession, user: User
     await reply.answer_photo(BufferedInputFile(data, "review.jpg"), caption=text[:1024], reply_markup=kb)
 
 
-async def show_reviews(reply: Message, session: AsyncSession, user: User, t: Translator, ctx) -> None:
+@staff.message(Command("missing_review"))
+@staff.callback_query(MenuCb.filter(F.action == "missing_review"))
+async def show_reviews(event: Message | CallbackQuery, session: AsyncSession, user: User, t: Translator, ctx) -> None:
+    reply = await _opened(event)
     pending = await service.pending_reviews(session, user)
     if not pending:
         await reply.answer(t("missing.review_none"))
@@ -645,22 +646,10 @@ async def show_reviews(reply: Message, session: AsyncSession, user: User, t: Tra
         await _card(reply, t, session, user, ctx, c)
 
 
-@staff.message(Command("missing_review"))
-async def cmd_review(message: Message, session: AsyncSession, user: User, t: Translator, ctx) -> None:
-    await show_reviews(message, session, user, t, ctx)
-
-
-@staff.callback_query(MenuCb.filter(F.action == "missing_review"))
-async def menu_review(cq: CallbackQuery, session: AsyncSession, user: User, t: Translator, ctx) -> None:
-    await cq.answer()
-    await show_reviews(cq.message, session, user, t, ctx)
-
-
 def checklist_kb(t: Translator, cid: int, mask: int):
-    rows = [[(("☑ " if mask & (1 << i) else "☐ ") + t(f"missing.check_{x}"), CheckCb(id=cid, mask=mask ^ (1 << i),
-                                                                                  item=x).pack())]
-            for i, x in enumerate(CHECKLIST)]
-    rows.append([(t("missing.btn_checklist_done"), CheckCb(id=cid, mask=mask, item="done").pack())])
+    rows = [[(("☑ " if mask & (1 << i) else "☐ ") + t(f"missing.check_{x.value}"),
+              CheckCb(id=cid, mask=mask ^ (1 << i), item=x).pack())] for i, x in enumerate(Check)]
+    rows.append([(t("missing.btn_checklist_done"), CheckDoneCb(id=cid, mask=mask).pack())])
     return inline(rows)
 
 
@@ -674,16 +663,16 @@ async def review_confirm(cq: CallbackQuery, callback_data: ReviewCb, session: As
                             reply_markup=checklist_kb(t, c.id, 0))
 
 
-@staff.callback_query(CheckCb.filter(F.item != "done"))
+@staff.callback_query(CheckCb.filter())
 async def checklist_toggle(cq: CallbackQuery, callback_data: CheckCb, t: Translator) -> None:
     await cq.answer()
     await cq.message.edit_reply_markup(reply_markup=checklist_kb(t, callback_data.id, callback_data.mask))
 
 
-@staff.callback_query(CheckCb.filter(F.item == "done"))
-async def checklist_done(cq: CallbackQuery, callback_data: CheckCb, session: AsyncSession, user: User,
+@staff.callback_query(CheckDoneCb.filter())
+async def checklist_done(cq: CallbackQuery, callback_data: CheckDoneCb, session: AsyncSession, user: User,
                          t: Translator, ctx) -> None:
-    ticked = [x for i, x in enumerate(CHECKLIST) if callback_data.mask & (1 << i)]
+    ticked = [x.value for i, x in enumerate(Check) if callback_data.mask & (1 << i)]
     c = await service.confirm(session, user, callback_data.id, checklist=ticked, settings=ctx.settings)
     await cq.answer()
     await _drop_buttons(cq)
@@ -693,20 +682,25 @@ async def checklist_done(cq: CallbackQuery, callback_data: CheckCb, session: Asy
 async def _decided(reply: Message, t: Translator, c, ctx) -> None:
     params = dict(missing_no=c.missing.case_no, found_no=c.found.case_no, minutes=ctx.settings.missing_undo_minutes)
     key = {service.CHECKED: "missing.review_checked", service.CONFIRMED: "missing.review_confirmed",
-           service.REJECTED: "missing.review_rejected"}[c.status]
+           service.REJECTED: "missing.review_rejected", service.PENDING: "missing.review_undone"}[c.status]
     kb = None
     if c.status in (service.CONFIRMED, service.REJECTED) and ctx.settings.missing_undo_minutes:
         kb = inline([[(t("missing.btn_undo"), ReviewCb(action=CandidateAction.undo, id=c.id).pack())]])
     await reply.answer(t(key, **params), reply_markup=kb)
 
 
-@staff.callback_query(ReviewCb.filter(F.action == CandidateAction.second))
-async def review_second(cq: CallbackQuery, callback_data: ReviewCb, session: AsyncSession, user: User,
-                        t: Translator, ctx) -> None:
-    c = await service.second_confirm(session, user, callback_data.id, settings=ctx.settings)
+DECISIONS = {CandidateAction.second: service.second_confirm, CandidateAction.undo: service.undo}
+
+
+@staff.callback_query(ReviewCb.filter(F.action.in_(set(DECISIONS))))
+async def review_decision(cq: CallbackQuery, callback_data: ReviewCb, session: AsyncSession, user: User,
+                          t: Translator, ctx) -> None:
+    c = await DECISIONS[callback_data.action](session, user, callback_data.id, settings=ctx.settings)
     await cq.answer()
     await _drop_buttons(cq)
     await _decided(cq.message, t, c, ctx)
+    if c.status == service.PENDING:  # undone: back in the queue, with its buttons
+        await _card(cq.message, t, session, user, ctx, c)
 
 
 @staff.callback_query(ReviewCb.filter(F.action == CandidateAction.reject))
@@ -715,7 +709,7 @@ async def review_reject(cq: CallbackQuery, callback_data: ReviewCb, session: Asy
     await service.begin_decision(session, user, callback_data.id, CandidateAction.reject, ctx.settings)
     await cq.answer()
     await _drop_buttons(cq)
-    rows = [[(t(f"missing.reason_{r}"), RejectCb(id=callback_data.id, reason=r).pack())] for r in REJECT_REASONS]
+    rows = [[(t(f"missing.reason_{r.value}"), RejectCb(id=callback_data.id, reason=r).pack())] for r in RejectReason]
     await cq.message.answer(t("missing.ask_reject_reason"), reply_markup=inline(rows))
 
 
@@ -723,15 +717,15 @@ async def review_reject(cq: CallbackQuery, callback_data: ReviewCb, session: Asy
 async def reject_reason(cq: CallbackQuery, callback_data: RejectCb, state: FSMContext, t: Translator) -> None:
     await cq.answer()
     await state.set_state(RejectNote.note)
-    await state.update_data(reject_id=callback_data.id, reason=callback_data.reason)
-    await cq.message.answer(t("missing.ask_reject_note", reason=t(f"missing.reason_{callback_data.reason}")),
+    await state.update_data(reject_id=callback_data.id, reason=callback_data.reason.value)
+    await cq.message.answer(t("missing.ask_reject_note", reason=t(f"missing.reason_{callback_data.reason.value}")),
                             reply_markup=inline([[(t("missing.btn_skip"), StepCb(a=StepAct.skip).pack())]]))
 
 
 async def _reject(reply: Message, state: FSMContext, session: AsyncSession, user: User, t: Translator, ctx,
                   note: str | None) -> None:
     d = await state.get_data()
-    if d.get("reason") == "other" and not note:
+    if d.get("reason") == RejectReason.other and not note:
         raise service.MissingError("missing.err_reason_text")
     c = await service.reject(session, user, d["reject_id"], note, reason=d["reason"], settings=ctx.settings)
     await state.clear()
@@ -749,16 +743,6 @@ async def reject_no_note(cq: CallbackQuery, state: FSMContext, session: AsyncSes
                          ctx) -> None:
     await cq.answer()
     await _reject(cq.message, state, session, user, t, ctx, None)
-
-
-@staff.callback_query(ReviewCb.filter(F.action == CandidateAction.undo))
-async def review_undo(cq: CallbackQuery, callback_data: ReviewCb, session: AsyncSession, user: User,
-                      t: Translator, ctx) -> None:
-    c = await service.undo(session, user, callback_data.id, settings=ctx.settings)
-    await cq.answer()
-    await _drop_buttons(cq)
-    await cq.message.answer(t("missing.review_undone", missing_no=c.missing.case_no, found_no=c.found.case_no))
-    await _card(cq.message, t, session, user, ctx, c)
 
 
 @staff.callback_query(EvidenceCb.filter())
@@ -784,7 +768,10 @@ async def _drop_buttons(cq: CallbackQuery) -> None:
 
 
 # ---------------------------------------------------------------- citizen: my reports, withdraw
-async def show_mine(reply: Message, session: AsyncSession, user: User, t: Translator) -> None:
+@router.message(Command("missing_my", "missing_delete"))
+@router.callback_query(MenuCb.filter(F.action == "missing_mine"))
+async def show_mine(event: Message | CallbackQuery, session: AsyncSession, user: User, t: Translator) -> None:
+    reply = await _opened(event)
     cases = [c for c in await service.list_cases(session, user) if c.reporter_id == user.id]
     if not cases:
         await reply.answer(t("missing.mine_none"))
@@ -794,17 +781,6 @@ async def show_mine(reply: Message, session: AsyncSession, user: User, t: Transl
     rows = [[(t("missing.btn_withdraw", case_no=c.case_no), WithdrawCb(id=c.id).pack())]
             for c in cases if c.status != service.CLOSED]
     await reply.answer(t("missing.mine_header") + "\n" + "\n".join(lines), reply_markup=inline(rows) if rows else None)
-
-
-@router.message(Command("missing_my", "missing_delete"))
-async def cmd_mine(message: Message, session: AsyncSession, user: User, t: Translator) -> None:
-    await show_mine(message, session, user, t)
-
-
-@router.callback_query(MenuCb.filter(F.action == "missing_mine"))
-async def menu_mine(cq: CallbackQuery, session: AsyncSession, user: User, t: Translator) -> None:
-    await cq.answer()
-    await show_mine(cq.message, session, user, t)
 
 
 @router.callback_query(WithdrawCb.filter(~F.go))
@@ -826,22 +802,14 @@ async def withdraw(cq: CallbackQuery, callback_data: WithdrawCb, session: AsyncS
 
 
 # ---------------------------------------------------------------- officer: 人像协作
-async def start_assist(reply: Message, state: FSMContext, t: Translator) -> None:
+@staff.message(Command("missing_assist"))
+@staff.callback_query(MenuCb.filter(F.action == "missing_assist"))
+async def open_assist(event: Message | CallbackQuery, state: FSMContext, t: Translator) -> None:
+    reply = await _opened(event)
     await state.clear()
     await state.update_data(photos=[])
     await state.set_state(MissingAssist.photos)
     await reply.answer(t("missing.assist_intro"))
-
-
-@staff.message(Command("missing_assist"))
-async def cmd_assist(message: Message, state: FSMContext, t: Translator) -> None:
-    await start_assist(message, state, t)
-
-
-@staff.callback_query(MenuCb.filter(F.action == "missing_assist"))
-async def menu_assist(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
-    await cq.answer()
-    await start_assist(cq.message, state, t)
 
 
 @staff.callback_query(TargetCb.filter(), MissingAssist.target)

@@ -973,10 +973,10 @@ async def close_case(session: AsyncSession, user: User, case_id: int, faces, set
     return case
 
 
-def retention_due() -> tuple:
+def retention_due(settings=None) -> tuple:
     """The due-date queries of the retention sweep (``scheduler/jobs/missing.py`` claims the
     rows): released matches whose retention has passed, help requests older than theirs."""
-    st = get_settings()
+    st = _settings(settings)
     cases = (select(PersonCase).where(PersonCase.face_state == "scheduled", PersonCase.face_delete_at <= now())
              .order_by(PersonCase.face_delete_at).limit(200))
     cutoff = now() - timedelta(days=st.missing_assist_retention_days)

@@ -72,8 +72,28 @@ class CandidateAction(StrEnum):
     withdraw = "withdraw"  # system: a case was closed
 
 
-CHECKLIST = ("face", "age", "sex", "clothing", "place")
-REJECT_REASONS = ("face", "age", "sex", "place", "time", "photo", "other")
+class Check(StrEnum):
+    """What the first officer checks before confirming (the face at least)."""
+
+    face = "face"
+    age = "age"
+    sex = "sex"
+    clothing = "clothing"
+    place = "place"
+
+
+class RejectReason(StrEnum):
+    face = "face"
+    age = "age"
+    sex = "sex"
+    place = "place"
+    time = "time"
+    photo = "photo"
+    other = "other"  # needs a free-text note in chat
+
+
+CHECKLIST = tuple(c.value for c in Check)
+REJECT_REASONS = tuple(r.value for r in RejectReason)
 
 
 @dataclass

@@ -26,7 +26,7 @@ async def sweep() -> int:
 
     ctx = get_context()
     done = 0
-    cases_due, requests_due = service.retention_due()
+    cases_due, requests_due = service.retention_due(ctx.settings)
     for stmt, act in ((cases_due, _erase), (requests_due, _expire)):
         entity = stmt.column_descriptions[0]["entity"]
         async with ctx.sm() as s:
