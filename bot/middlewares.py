@@ -160,8 +160,7 @@ class DbUserMiddleware(BaseMiddleware):
                 try:
                     result = await handler(event, data)
                     # what the handler did + the conversation's step, in one transaction
-                    if fsm_writes is None or not fsm_writes.commit_alone(session):
-                        await session.commit()
+                    await session.commit()
                 except BaseException as err:
                     await session.rollback()
                     self.cache.invalidate(tg_user.id)
