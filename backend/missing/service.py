@@ -477,6 +477,12 @@ async def _create(session: AsyncSession, *, kind: str, reporter: User, faces, fi
     await users.audit(session, f"user:{reporter.id}", f"missing.{kind}_created", f"missing:{case.id}",
                       case_no=case.case_no, phone=mask_phone(case.phone))
     out = Outcome(case=case, face_available=available, different=different_people([e.embedding for e in seen]))
+    if out.different:  # the reporter was asked in chat and kept them: the officers should know
+        _note(session, case, f"user:{reporter.id}",
+              "photo(s) %s look like another person than the others" % ", ".join(str(i + 1) for i in out.different))
+    poor = [str(i + 1) for i, e in enumerate(seen) if e.quality.grade == "poor"]
+    if poor:
+        _note(session, case, f"user:{reporter.id}", f"photo(s) {', '.join(poor)} kept although graded poor")
     if not available:
         case.face_state = "pending"
         return out

@@ -195,6 +195,10 @@ async def test_a_poor_photo_is_explained_and_a_better_one_asked_for(chat, ctx, f
     async with ctx.sm() as s:
         case = await s.scalar(select(PersonCase))
     assert [p["grade"] for p in case.photo_faces] == ["good", "poor"]
+    async with ctx.sm() as s:  # the officers see it in the timeline
+        notes = [e.note for e in await s.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id))]
+    assert "photo(s) 2 kept although graded poor" in notes
+    assert "photo(s) 1, 2 look like another person than the others" in notes  # two photos: either one
 
 
 async def test_photos_of_different_people_in_one_report_are_flagged(chat, ctx, faces):
