@@ -77,6 +77,21 @@ def marked_jpeg(data: bytes, placement: dict | None) -> bytes:
     return _jpeg(marked_photo(data, placement, max_h=1280, max_w=1280))
 
 
+def face_card(data: bytes, placement: dict | None, caption: str) -> bytes:
+    """One side of a review card (help requests): the face crop large, the whole photo beside
+    it with that face boxed — so the helper knows whom of a group photo to look for."""
+    face = face_image(data, placement)
+    thumb = marked_photo(data, placement, max_h=CROP, max_w=CROP)
+    width, height = 2 * CROP + 3 * GAP, BAR + CROP + GAP
+    out = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((0, 0, width, BAR), fill=(28, 58, 110))
+    draw.text((GAP, 12), caption, fill=(255, 255, 255), font=_font(22))
+    out.paste(face, (GAP, BAR + GAP // 2))
+    out.paste(thumb, (2 * GAP + CROP + (CROP - thumb.width) // 2, BAR + GAP // 2 + (CROP - thumb.height) // 2))
+    return _jpeg(out)
+
+
 def _jpeg(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=88)

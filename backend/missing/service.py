@@ -1100,9 +1100,9 @@ async def create_assist(session: AsyncSession, officer: User, *, files_dir, phot
         raise MissingError("missing.err_assist_target")
     f = await store_file(session, files_dir, photo.data, mime=photo.mime, filename="assist.jpg",
                          owner_kind="missing_assist", uploaded_by=officer.id)
-    marked = await store_file(session, files_dir, await asyncio.to_thread(evidence.marked_jpeg, photo.data, placement),
-                              mime="image/jpeg", filename="assist-marked.jpg", owner_kind="missing_assist",
-                              uploaded_by=officer.id)
+    card = await asyncio.to_thread(evidence.face_card, photo.data, placement, "HELP REQUEST: who is this?")
+    marked = await store_file(session, files_dir, card, mime="image/jpeg", filename="assist-card.jpg",
+                              owner_kind="missing_assist", uploaded_by=officer.id)
     req = AssistRequest(requester_id=officer.id, jurisdiction_id=officer.jurisdiction_id, photo_id=f.id,
                         note=(note or "").strip()[:500] or None, status="open", target_id=target_id,
                         face_box=placement["box"] if placement else None, marked_photo_id=marked.id)
