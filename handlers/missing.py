@@ -254,10 +254,8 @@ DETAIL_STATES = [R.place_detail, FD.place_detail]
 
 
 def _flow_of(state: str | None) -> str:
-    for flow, st in {**CHOOSE, **PHOTO_STEP}.items():
-        if state in (st.state, CHOOSE[flow].state):
-            return flow
-    return STEPS.get(state, ("report", 0))[0]
+    """The flow (report / found / assist) a photo step or face choice belongs to."""
+    return next(flow for flow in PHOTO_STEP if state in (PHOTO_STEP[flow].state, CHOOSE[flow].state))
 
 
 def sex_kb(t: Translator):
@@ -292,9 +290,9 @@ async def advance(reply: Message, state: FSMContext, t: Translator, session: Asy
     form = FORMS[flow]
     data = await state.get_data()
     nxt = form[i + 1] if i + 1 < len(form) else None
-    if data.get("editing") and not (nxt is not None and nxt.state in DETAIL_STATES and form[i].kb == "place"):
-        nxt = None
-    if nxt is None or (data.get("editing") and nxt.state == PHOTO_STEP.get(flow)):
+    if data.get("editing") and form[i].kb != "place":  # an edited answer goes back to the summary
+        nxt = None  # (a place still asks its detail)
+    if nxt is None:
         await show_summary(reply, state, t, session, flow)
     else:
         await ask(reply, state, t, session, nxt)
