@@ -265,3 +265,30 @@ async def test_withdrawal_deletes_photos_crops_and_cards_from_disk_and_api_at_on
     g = faces.gallery("missing")
     g.wait_for_compaction(10)  # the files are compacted in the background: no row left at all
     assert len(g) == 0 and Path(g._vec_path()).stat().st_size == 0
+
+
+async def test_a_found_person_gets_several_photos_and_every_field(chat, ctx, faces):
+    await chat.as_role(LH1, "officer", "临海市")
+    await chat.send(LH1, "/missing_found")
+    await chat.photo(LH1, photo("identities/kit_harington/1.jpg"))
+    assert "第 2 张" in texts(await chat.photo(LH1, photo("identities/kit_harington/3.jpg")))
+    await chat.press(LH1, "下一步")
+    await chat.press(LH1, "临海市")
+    await chat.send(LH1, "古城街道汽车站")
+    await chat.send(LH1, "今天 06:40")
+    await chat.send(LH1, "35")
+    await chat.press(LH1, "男")
+    await chat.send(LH1, "178")
+    await chat.send(LH1, "小李")
+    await chat.send(LH1, "黑色夹克")
+    await chat.send(LH1, "左手有纹身")
+    summary = texts(await chat.send(LH1, "说话含糊，身上没有证件"))
+    assert "照片：2 张" in summary and "时间：2026-11-28 06:40" in summary and "身高（厘米）：178" in summary
+    assert "目前没有相符" in texts(await chat.press(LH1, "确认提交"))
+    async with ctx.sm() as s:
+        f = await s.scalar(select(PersonCase).where(PersonCase.kind == "found"))
+        audit = list(await s.scalars(select(AuditLog.action).where(AuditLog.action == "missing.found_created")))
+    assert len(f.photo_ids) == 2 and len(faces.gallery("found").vector_ids(f.face_key)) == 2
+    assert (f.name, f.height_cm, f.clothing, f.features, f.notes) == ("小李", 178, "黑色夹克", "左手有纹身",
+                                                                      "说话含糊，身上没有证件")
+    assert f.seen_at.hour == 22 and audit == ["missing.found_created"]  # 06:40 in Taizhou is 22:40 UTC

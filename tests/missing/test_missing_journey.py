@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from backend.core.files import StoredFile, blob_path
 from backend.faces.service import FaceService
 from backend.missing.models import CaseEvent, MatchCandidate, PersonCase
+from backend.users.models import AuditLog
 from tests.conftest import make_settings, texts
 from tests.missing.conftest import DAYTIME, photo, run_due_jobs
 
@@ -171,7 +172,9 @@ async def test_reject_keeps_cases_open(chat, ctx, faces):
         cand = await s.scalar(select(MatchCandidate))
         assert cand.status == "rejected" and cand.reason == "age" and "左脸有痣" in cand.note
         notes = [e.note for e in await s.scalars(select(CaseEvent).order_by(CaseEvent.id))]
+        audit = await s.scalar(select(AuditLog).where(AuditLog.action == "missing.match_rejected"))
     assert any("rejected (age" in (n or "") for n in notes)  # in both timelines
+    assert audit.detail["reason"] == "age" and "左脸有痣" in audit.note  # and in the audit log
     assert not any("找到" in x.text for x in chat.inbox(CITIZEN)[-1:])
     # pressing again is refused politely
     from handlers.missing import ReviewCb
