@@ -105,8 +105,14 @@ class TargetCb(CallbackData, prefix="mat"):
     id: int  # county id, 0 = every other county
 
 
+class Sex(str, enum.Enum):
+    M = "M"
+    F = "F"
+    U = "U"  # unknown
+
+
 class SexCb(CallbackData, prefix="msx"):
-    v: str  # M | F | U
+    v: Sex
 
 
 class PlaceCb(CallbackData, prefix="mpl"):
@@ -121,8 +127,25 @@ class StepCb(CallbackData, prefix="mst"):
     a: StepAct
 
 
+class FormField(str, enum.Enum):
+    """The fields a summary can edit (the ``field`` of a form step; ``place`` edits the place step)."""
+
+    name = "name"
+    sex = "sex"
+    age = "age"
+    height = "height"
+    place = "place"
+    seen_at = "seen_at"
+    clothing = "clothing"
+    health = "health"
+    phone = "phone"
+    photos = "photos"
+    features = "features"
+    notes = "notes"
+
+
 class EditCb(CallbackData, prefix="med"):
-    field: str
+    field: FormField
 
 
 class SubmitCb(CallbackData, prefix="msb"):
@@ -259,8 +282,7 @@ def _flow_of(state: str | None) -> str:
 
 
 def sex_kb(t: Translator):
-    return inline([[(t("missing.sex_M"), SexCb(v="M").pack()), (t("missing.sex_F"), SexCb(v="F").pack()),
-                    (t("missing.sex_U"), SexCb(v="U").pack())]])
+    return inline([[(t(f"missing.sex_{v.value}"), SexCb(v=v).pack()) for v in Sex]])
 
 
 async def place_kb(session: AsyncSession, cb=lambda j: PlaceCb(id=j.id).pack(), extra=(), nodes=None):
@@ -307,7 +329,7 @@ async def show_summary(reply: Message, state: FSMContext, t: Translator, session
         if s.field in ("jid",):
             continue
         lines.append(t(f"missing.sum_{s.field}", value=await _shown(session, t, s.field, d)))
-        edits.append((t(f"missing.edit_{s.field}"), EditCb(field=s.field).pack()))
+        edits.append((t(f"missing.edit_{s.field}"), EditCb(field=FormField(s.field)).pack()))
     rows = [edits[i:i + 3] for i in range(0, len(edits), 3)]
     rows.append([(t("missing.btn_submit"), SubmitCb(draft=d["draft"]).pack())])
     await reply.answer(t("missing.summary_header") + "\n" + "\n".join(lines), reply_markup=inline(rows))
@@ -383,7 +405,7 @@ async def skip(cq: CallbackQuery, state: FSMContext, t: Translator, session: Asy
 async def sex_button(cq: CallbackQuery, callback_data: SexCb, state: FSMContext, t: Translator,
                      session: AsyncSession) -> None:
     await cq.answer()
-    await advance(cq.message, state, t, session, sex=None if callback_data.v == "U" else callback_data.v)
+    await advance(cq.message, state, t, session, sex=None if callback_data.v == Sex.U else callback_data.v.value)
 
 
 @router.callback_query(PlaceCb.filter(), StateFilter(*PLACE_STATES))
@@ -430,7 +452,7 @@ async def edit_field(cq: CallbackQuery, callback_data: EditCb, state: FSMContext
                      session: AsyncSession) -> None:
     await cq.answer()
     flow = "report" if await state.get_state() == R.summary.state else "found"
-    field = "jid" if callback_data.field == "place" else callback_data.field
+    field = "jid" if callback_data.field == FormField.place else callback_data.field.value
     step = next(s for s in FORMS[flow] if s.field == field)
     await state.update_data(editing=True)
     if field == "photos":
