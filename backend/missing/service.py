@@ -911,10 +911,9 @@ async def marked_photos(session: AsyncSession, user: User, case_id: int, files_d
 
 
 # ---------------------------------------------------------------- deletion (biometric data and photos)
-async def _drop_files(session: AsyncSession, files_dir, rows: list[StoredFile]) -> int:
+async def _drop_files(session: AsyncSession, files_dir, rows: list[StoredFile]) -> None:
     """Delete stored files (rows and blobs). A blob another row still uses (the same photo
     uploaded elsewhere) stays for that row; outbox messages not yet sent lose the picture."""
-    gone = 0
     for f in rows:
         await session.delete(f)
     await session.flush()
@@ -924,10 +923,7 @@ async def _drop_files(session: AsyncSession, files_dir, rows: list[StoredFile]) 
         p = blob_path(files_dir, sha)
         await session.execute(update(Outbox).where(Outbox.photo_path == str(p), Outbox.sent_at.is_(None))
                               .values(photo_path=None))
-        if p.exists():
-            p.unlink()
-            gone += 1
-    return gone
+        p.unlink(missing_ok=True)
 
 
 async def erase_case_data(session: AsyncSession, case: PersonCase, faces, settings, *, actor: str) -> int:
@@ -947,7 +943,7 @@ async def erase_case_data(session: AsyncSession, case: PersonCase, faces, settin
         StoredFile.id.in_(case.photo_ids or [-1]),
         (StoredFile.owner_kind == "missing_case") & (StoredFile.owner_id == case.id),
         (StoredFile.owner_kind == "missing_candidate") & StoredFile.owner_id.in_(cand_ids or [-1])))))
-    files = await _drop_files(session, settings.files_dir, rows)
+    await _drop_files(session, settings.files_dir, rows)
     case.photo_ids, case.photo_faces = [], []
     case.face_state, case.face_delete_at = "deleted", None
     _note(session, case, actor, f"face data and photos deleted ({n} vectors, {len(rows)} files)")

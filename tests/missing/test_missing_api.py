@@ -1,11 +1,8 @@
 """REST API of 灯塔工程 and the faces API: who may see what."""
 from __future__ import annotations
 
-import httpx
-import pytest
 from sqlalchemy import select
 
-from backend.app import create_app
 from backend.core.security import make_token
 from backend.missing.models import PersonCase
 from backend.users.models import User
@@ -13,14 +10,6 @@ from tests.missing.conftest import photo
 from tests.missing.test_missing_journey import register_found, report_missing
 
 A, B, JJ, WL, JJ2 = 5501, 5502, 5601, 5602, 5603
-
-
-@pytest.fixture
-async def api(ctx):
-    app = create_app(ctx.settings)
-    app.state.ctx = ctx  # the running context of the chat tests (no second lifespan)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hehe.test") as c:
-        yield c
 
 
 async def auth(ctx, telegram_id: int) -> dict:

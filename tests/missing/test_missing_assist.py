@@ -61,7 +61,7 @@ async def test_help_request_targets_one_county_marks_the_face_and_is_listed(chat
     await chat.as_role(WL, "officer", "温岭市")
     await chat.as_role(HY, "officer", "黄岩区")
     await chat.send(JJ, "/missing_assist")
-    msgs = await chat.photo(JJ, photo("groups/kit_with_rose.jpg"))
+    await chat.photo(JJ, photo("groups/kit_with_rose.jpg"))
     assert chat.buttons(JJ) == ["1", "2"]
     await chat.press(JJ, "1")
     await chat.press(JJ, "黄岩区")

@@ -28,7 +28,7 @@ from backend.users.models import AuditLog
 from tests.conftest import REPO, texts
 from tests.missing.conftest import DAYTIME, photo
 from tests.missing.test_missing_journey import CHECKS, confirm_match, register_found
-from tests.missing.test_missing_api import api, auth  # noqa: F401 - the api fixture
+from tests.missing.test_missing_api import auth
 from tests.missing.test_missing_photos import to_photo_step
 
 FAMILY, LH1, LH2 = 5901, 5911, 5912
