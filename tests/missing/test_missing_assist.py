@@ -100,3 +100,36 @@ async def test_help_request_targets_one_county_marks_the_face_and_is_listed(chat
     await chat.press(HY, "未发现")
     listing = texts(await chat.send(JJ, "/missing_requests"))
     assert f"#{req.id}" in listing and "已有回复" in listing and "黄岩区" in listing and "未发现" in listing
+
+
+async def test_help_request_photos_are_deleted_after_their_retention(chat, ctx, faces):
+    from datetime import timedelta
+
+    from backend.core.files import StoredFile, blob_path
+    from backend.missing.models import AssistRequest
+    from tests.missing.conftest import DAYTIME, run_due_jobs
+
+    await chat.as_role(JJ, "officer", "椒江区")
+    await chat.as_role(HY, "officer", "黄岩区")
+    await chat.send(JJ, "/missing_assist")
+    await chat.photo(JJ, photo("identities/biden/1.jpg"))
+    await chat.press(JJ, "全部其他区县")
+    await chat.press(JJ, "跳过")
+    await chat.press(HY, "未发现")
+    async with ctx.sm() as s:
+        files = list(await s.scalars(select(StoredFile).where(StoredFile.owner_kind == "missing_assist")))
+    assert len(files) == 2 and all(blob_path(ctx.settings.files_dir, f.sha256).exists() for f in files)
+
+    async def expired():
+        async with ctx.sm() as s:
+            return (await s.scalar(select(AssistRequest))).status == "expired"
+
+    await run_due_jobs(ctx, DAYTIME + timedelta(days=29), until=expired, timeout=1)
+    assert not await expired()  # kept during the retention period
+    await run_due_jobs(ctx, DAYTIME + timedelta(days=31), until=expired)
+    assert await expired()
+    async with ctx.sm() as s:
+        assert not list(await s.scalars(select(StoredFile).where(StoredFile.owner_kind == "missing_assist")))
+        assert len(list(await s.scalars(select(AssistAnswer)))) == 1  # the answers stay
+    assert not any(blob_path(ctx.settings.files_dir, f.sha256).exists() for f in files)
+    assert "已过保存期" in texts(await chat.send(JJ, "/missing_requests"))
