@@ -19,7 +19,7 @@ from backend.core.clock import fmt_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
 from backend.core.i18n import Translator
 from backend.core.masking import mask_phone
-from backend.disputes import config, routing, service, stats
+from backend.disputes import config, risk, routing, service, stats
 from backend.disputes.models import Dispute
 from backend.users import service as users
 from backend.users.models import Role, User
@@ -98,9 +98,11 @@ def category_keyboard(t: Translator):
     return inline(rows)
 
 
-def risk_text(d: Dispute, t: Translator) -> str:
-    reasons = "；".join(t(f"disputes.risk_{r['code']}", detail=r.get("detail", "")) for r in d.risk_reasons or [])
-    return t("disputes.risk_line", grade=t(f"disputes.risk_{d.risk}"), reasons=reasons or "-")
+def risk_text(d: Dispute, viewer: User, t: Translator) -> str:
+    """The grade and its reasons, for staff only: a citizen never sees the internal grade."""
+    if not service.sees_risk(viewer, d):
+        return ""
+    return t("disputes.risk_line", grade=t(f"disputes.risk_{d.risk}"), reasons=risk.describe(d.risk_reasons, t.lang))
 
 
 async def card_text(session: AsyncSession, d: Dispute, viewer: User, t: Translator, with_timeline=True) -> str:
@@ -112,7 +114,7 @@ async def card_text(session: AsyncSession, d: Dispute, viewer: User, t: Translat
     elif d.outcome == "failed":
         outcome = t("disputes.card_outcome", outcome=t("disputes.status_failed") + " → "
                     + t(f"disputes.referral_{d.referral}"))
-    text = t("disputes.card", number=d.number, status=t(f"disputes.status_{d.status}"), risk=risk_text(d, t),
+    text = t("disputes.card", number=d.number, status=t(f"disputes.status_{d.status}"), risk=risk_text(d, viewer, t),
              category=cat_name(d.category, t), place=d.place.name, unit=d.unit.name,
              mediator=mediator.name if mediator else "-", other_party=d.other_party or "-",
              phone=service.phone_for(viewer, d), files=await service.evidence_count(session, d),

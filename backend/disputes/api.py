@@ -60,7 +60,7 @@ class DisputeOut(BaseModel):
     unit: str
     other_party: str | None
     phone: str  # masked unless the caller handles the case
-    risk: str
+    risk: str | None  # staff only: None for the reporting citizen
     risk_reasons: list[dict]
     created_at: datetime
     accept_due: datetime | None
@@ -109,7 +109,8 @@ async def out(session: AsyncSession, d: Dispute, user: User, timeline: bool = Fa
         id=d.id, number=d.number, category=d.category, category_name=config.get().category(d.category).zh,
         description=service.text_for(user, d, d.description), status=d.status, source=d.source, place_id=d.place_id, place=d.place.name,
         unit_id=d.unit_id, unit=d.unit.name, other_party=d.other_party, phone=service.phone_for(user, d),
-        risk=d.risk, risk_reasons=d.risk_reasons or [], created_at=d.created_at, accept_due=d.accept_due,
+        risk=d.risk if service.sees_risk(user, d) else None,
+        risk_reasons=(d.risk_reasons or []) if service.sees_risk(user, d) else [], created_at=d.created_at, accept_due=d.accept_due,
         resolve_due=d.resolve_due, overdue=bool(d.overdue), session_at=d.session_at, session_place=d.session_place,
         outcome=d.outcome, agreement=service.text_for(user, d, d.agreement) if d.agreement else None, referral=d.referral, rating=d.rating)
     if timeline:

@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core import files as filestore
@@ -238,6 +238,12 @@ def can_view(user: User, d: Dispute) -> bool:
     if role == Role.official:
         return within(user, d.place)
     return False
+
+
+def sees_risk(user: User | None, d: Dispute) -> bool:
+    """The risk grade is an internal assessment: staff who may view the case see it, the
+    reporting citizen never does."""
+    return user is not None and Role(user.role) in (Role.mediator, Role.official, Role.admin) and can_view(user, d)
 
 
 def can_handle(user: User, d: Dispute) -> bool:
@@ -646,15 +652,18 @@ async def refresh_risk(session: AsyncSession, d: Dispute, *, alert: bool = True)
 
 
 async def alert_red(session: AsyncSession, d: Dispute) -> None:
-    """Township and county officials hear about a red case at once (urgent: no quiet hours)."""
+    """Township and county officials and the mediation supervisors of the case's chain hear
+    about a red case at once (urgent: no quiet hours), with the reasons in words."""
     ids = [i for i in (d.township_id, d.county_id) if i]
-    targets = list(await session.scalars(select(User).where(
-        User.role == Role.official.value, User.active.is_(True), User.jurisdiction_id.in_(ids))))
-    reasons = "；".join(r["detail"] and f"{r['code']}:{r['detail']}" or r["code"] for r in d.risk_reasons)
+    chain = [j.id for j in await users.ancestors(session, d.unit)]
+    targets = list(await session.scalars(select(User).where(User.active.is_(True), or_(
+        and_(User.role == Role.official.value, User.jurisdiction_id.in_(ids)),
+        and_(User.role == Role.mediator.value, User.title == "supervisor", User.jurisdiction_id.in_(chain))))
+        .order_by(User.id)))
     for u in targets:
         await notify(session, u, "disputes.n_red_alert", urgent=True, dedupe_key=f"d{d.id}-red-{u.id}",
                      number=d.number, place=d.place.name, category=config.get().category(d.category).zh,
-                     reasons=reasons, description=d.description[:200])
+                     reasons=risk.describe(d.risk_reasons, u.language or "zh"), description=d.description[:200])
 
 
 # ---------------------------------------------------------------- lists
