@@ -35,9 +35,10 @@ def show_stats(month_from: str = typer.Option(None, help="YYYY-MM"), month_to: s
 
 @app.command("sweep")
 def sweep() -> None:
-    """Apply every passed deadline once (overdue flags and supervisor notifications)."""
+    """Act once on everything due now (reminders, overdue flags, escalations), as the
+    scheduler's sweep does."""
     from backend.cli import run_in_session  # (backend.cli loads this module)
-    from backend.disputes import service
+    from scheduler.jobs.disputes import sweep_session
 
-    n = run_in_session(service.sweep_overdue)
-    typer.echo(f"overdue deadlines applied: {n}")
+    n = run_in_session(sweep_session)
+    typer.echo(f"cases acted on: {n}")

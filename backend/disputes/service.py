@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core import files as filestore
 from backend.core.clock import fmt_local, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
+from backend.core.i18n import gettext
 from backend.core.masking import mask_personal, mask_phone, normalize_phone
 from backend.core.security import within
 from backend.core.workdays import calendar_deadline, workday_deadline
@@ -22,7 +23,6 @@ from backend.notify.service import notify
 from backend.users import service as users
 from backend.users.models import Jurisdiction, Level, Role, User
 from backend.users.tree import Place
-from scheduler import runtime
 
 log = logging.getLogger("hehe.disputes")
 
@@ -33,7 +33,6 @@ REFERRALS = ("litigation", "arbitration", "administrative")
 REFERRAL_ZH = {"litigation": "诉讼", "arbitration": "仲裁", "administrative": "行政处理"}
 IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif",
                b"RIFF": "image/webp", b"%PDF": "application/pdf"}
-JOBS = "scheduler.jobs.disputes"
 
 # ---------------------------------------------------------------- the state machine
 # action → (statuses it may start from, status it leads to; None = unchanged)
@@ -89,15 +88,6 @@ async def _kb_enqueue(session: AsyncSession, d: Dispute) -> None:
     except ImportError:
         return
     await enqueue(session, "dispute", d.id)  # one queue row per case per transaction
-
-
-# ---------------------------------------------------------------- deadline jobs
-def _schedule(session: AsyncSession, func: str, at: datetime, args: list, job_id: str) -> None:
-    runtime.schedule_after_commit(session, f"{JOBS}:{func}", at, args, job_id)
-
-
-def _cancel(session: AsyncSession, job_id: str) -> None:
-    runtime.cancel_after_commit(session, job_id)
 
 
 # ---------------------------------------------------------------- validation
@@ -206,7 +196,7 @@ async def create_case(
     d.unit, d.place = await users.jurisdiction_row(session, unit), await users.jurisdiction_row(session, place)
     # Deadline and risk grade go into the INSERT itself (not two UPDATEs after it); what needs
     # the case's id — the deadline's jobs, a red alert — follows the flush.
-    deadline_cfg = _accept_deadline(d, unit)
+    _accept_deadline(d, unit)
     turned_red = await refresh_risk(session, d, alert=False)
     session.add(d)
     await session.flush()
@@ -218,7 +208,6 @@ async def create_case(
         await filestore.store_file(session, files_dir, blob.read_bytes(), mime=ev.get("mime", "image/jpeg"),
                                    filename=ev.get("name"), owner_kind="dispute", owner_id=d.id,
                                    uploaded_by=citizen.id if citizen else None)
-    _schedule_stage(session, d, "accept", d.accept_due, deadline_cfg)
     await stats.apply_change(session, None, stats.contribution(d))
     await _notify_unit(session, d, mediators, "disputes.n_new_case")
     if turned_red:
@@ -337,10 +326,9 @@ async def accept(session: AsyncSession, d: Dispute, user: User, note: str | None
     await _transition(session, d, "accept", user, _clean_note(note))
     d.mediator_id = user.id
     d.accepted_at = now()
-    _cancel_stage(session, d, "accept")
     cfg = config.get().deadline(d.unit.level)
     d.resolve_due = calendar_deadline(d.accepted_at, int(cfg["resolve_days"]))
-    _schedule_stage(session, d, "resolve", d.resolve_due, cfg)
+    _set_deadline(d, d.resolve_due, cfg)
     await _notify_citizen(session, d, "disputes.n_accepted", unit=d.unit.name, mediator=user.name or "-",
                           due=fmt_local(d.resolve_due))
     return d
@@ -387,16 +375,17 @@ async def _walk_up(session: AsyncSession, target: Place) -> tuple[Place, list[Us
 
 
 async def _move(session: AsyncSession, d: Dispute, user: User | None, action: str, unit: Place,
-                mediators: list[User], note: str | None) -> None:
+                mediators: list[User], note: str | None, *, announce: bool = True) -> None:
     before = stats.contribution(d)
     await _transition(session, d, action, user, note)
     d.unit_id, d.unit, d.mediator_id = unit.id, await users.jurisdiction_row(session, unit), None
     if routing.LEVEL_INDEX[unit.level] <= routing.LEVEL_INDEX["county"]:
         d.escalated_county = 1
     await stats.apply_change(session, before, stats.contribution(d))
-    _cancel_stage(session, d, "resolve")
-    _set_accept_deadline(session, d, unit)
-    await _notify_unit(session, d, mediators, f"disputes.n_{action}_in", note=note or "-")
+    _accept_deadline(d, unit)
+    d.session_remind_at = None
+    if announce:
+        await _notify_unit(session, d, mediators, f"disputes.n_{action}_in", note=note or "-")
     await _notify_citizen(session, d, "disputes.n_moved", unit=unit.name)
 
 
@@ -425,10 +414,7 @@ async def schedule_session(session: AsyncSession, d: Dispute, user: User, at: da
         raise DomainError("disputes.err_session_past")
     await _transition(session, d, "schedule", user, f"{fmt_local(at)} {place}")
     d.session_at, d.session_place = at, place
-    iso = _iso(at)
-    for kind, before in (("day", timedelta(days=1)), ("2h", timedelta(hours=2))):
-        if at - before > now():
-            _schedule(session, "session_reminder", at - before, [d.id, kind, iso], f"disp{d.id}-session-{kind}")
+    d.session_remind_at = next((at - b for b in SESSION_REMINDERS.values() if at - b > now()), None)
     await _notify_citizen(session, d, "disputes.n_session", when=fmt_local(at), place=place)
     for m in {d.mediator_id, user.id} - {None}:
         await notify(session, m, "disputes.n_session_mediator", number=d.number, when=fmt_local(at), place=place)
@@ -454,7 +440,8 @@ async def record_outcome(session: AsyncSession, d: Dispute, user: User, success:
     d.resolved_level = d.unit.level
     d.resolution_days = round((t - d.created_at).total_seconds() / 86400, 3)
     await stats.apply_change(session, before, stats.contribution(d))
-    _cancel_stage(session, d, "resolve")
+    _set_deadline(d, None, {})
+    d.session_remind_at = None
     await _notify_citizen(session, d, "disputes.n_success" if success else "disputes.n_failed",
                           agreement=agreement or "-", referral=REFERRAL_ZH.get(referral or "", "-"))
     return d
@@ -468,8 +455,7 @@ async def close(session: AsyncSession, d: Dispute, user: User, note: str | None 
     d.closed_at = now()
     await ask_rating(session, d)
     if d.citizen_id is not None:
-        days = config.get().rating_remind_days
-        _schedule(session, "rating_reminder", d.closed_at + timedelta(days=days), [d.id], f"disp{d.id}-rating")
+        d.rating_remind_at = d.closed_at + timedelta(days=config.get().rating_remind_days)
     return d
 
 
@@ -495,7 +481,7 @@ async def rate(session: AsyncSession, d: Dispute, user: User, value: str, commen
     d.rating, d.rated_at = value, now()
     d.rating_comment = comment
     await stats.apply_change(session, before, stats.contribution(d))
-    _cancel(session, f"disp{d.id}-rating")
+    d.rating_remind_at = None
     if value == "unsatisfied":
         # review one level up: the case reopens at the parent unit
         await escalate(session, d, None, reason=d.rating_comment or "不满意", action="reopen")
@@ -518,124 +504,141 @@ async def comment_rating(session: AsyncSession, d: Dispute, user: User, comment:
 
 
 # ---------------------------------------------------------------- deadlines (责任监督)
+# Every reminder and deadline is a due-date column on the case (remind_at, due_at,
+# session_remind_at, rating_remind_at) that one interval job sweeps (scheduler/jobs/disputes.py,
+# also at start-up); the sweep clears or moves the column in the transaction that acts on it,
+# so each moment is acted on once, and after downtime only the reminder that is still true
+# is sent (never "受理期限是 …" after that deadline, never "明天" on the day itself).
+SESSION_REMINDERS = {"day": timedelta(days=1), "2h": timedelta(hours=2)}
+LATE = timedelta(minutes=15)  # a reminder sent later than this after its moment says so
+DUE_COLUMNS = ("remind_at", "due_at", "session_remind_at", "rating_remind_at")
+
+
 def _iso(dt: datetime | str) -> str:
-    """One spelling of an instant (UTC) for job args, markers and dedupe keys."""
+    """One spelling of an instant (UTC) for markers and dedupe keys."""
     if isinstance(dt, str):
         dt = datetime.fromisoformat(dt)
     return dt.astimezone(timezone.utc).isoformat()
 
 
-def _job_id(d: Dispute, stage: str, kind: str) -> str:
-    return f"disp{d.id}-{stage}-{kind}"
+def pending_stage(d: Dispute) -> str | None:
+    """The deadline the case is waiting for: acceptance, resolution, or none."""
+    st = Status(d.status)
+    if st in (S.new, S.transferred, S.escalated):
+        return "accept"
+    if st in (S.accepted, S.mediating):
+        return "resolve"
+    return None
 
 
-def _schedule_stage(session: AsyncSession, d: Dispute, stage: str, due: datetime, cfg: dict) -> None:
-    iso = _iso(due)
-    remind_at = due - timedelta(hours=float(cfg.get("remind_hours_before", 4)))
-    if remind_at > now():
-        _schedule(session, "deadline_reminder", remind_at, [d.id, stage, iso], _job_id(d, stage, "remind"))
-    _schedule(session, "deadline_due", due, [d.id, stage, iso], _job_id(d, stage, "due"))
+def _set_deadline(d: Dispute, due: datetime | None, cfg: dict) -> None:
+    """The pending deadline and the reminder before it (none if that moment has passed)."""
+    d.due_at = due
+    remind = due - timedelta(hours=float(cfg.get("remind_hours_before", 4))) if due else None
+    d.remind_at = remind if remind is not None and remind > now() else None
 
 
-def _cancel_stage(session: AsyncSession, d: Dispute, stage: str) -> None:
-    _cancel(session, _job_id(d, stage, "remind"))
-    _cancel(session, _job_id(d, stage, "due"))
-
-
-def _accept_deadline(d: Dispute, unit: Place) -> dict:
-    """Set the case's due dates for acceptance by ``unit``; returns the level's deadline rules."""
+def _accept_deadline(d: Dispute, unit: Place) -> None:
+    """The case's due dates for acceptance by ``unit``."""
     cfg = config.get().deadline(unit.level)
     d.accept_due = workday_deadline(now(), int(cfg["accept_workdays"]))
     d.resolve_due = None
-    return cfg
+    _set_deadline(d, d.accept_due, cfg)
 
 
-def _set_accept_deadline(session: AsyncSession, d: Dispute, unit: Place) -> None:
-    _schedule_stage(session, d, "accept", d.accept_due, _accept_deadline(d, unit))
+def due_query(column: str, at: datetime):
+    """The cases whose ``column`` (one of DUE_COLUMNS) has come, oldest first, for the sweep."""
+    col = getattr(Dispute, column)
+    return select(Dispute).where(col <= at).order_by(col, Dispute.id).limit(200)
 
 
-def _stage_pending(d: Dispute, stage: str, due_iso: str) -> bool:
-    st = Status(d.status)
-    if stage == "accept":
-        return st in (S.new, S.transferred, S.escalated) and d.accept_due is not None and \
-            _iso(d.accept_due) == _iso(due_iso)
-    return st in (S.accepted, S.mediating) and d.resolve_due is not None and _iso(d.resolve_due) == _iso(due_iso)
+async def on_due(session: AsyncSession, column: str, d: Dispute, at: datetime) -> bool:
+    """Act on one case whose ``column`` has come; True if someone was told something."""
+    return await _ON_DUE[column](session, d, at)
 
 
-async def deadline_reminder(session: AsyncSession, case_id: int, stage: str, due_iso: str) -> bool:
-    due_iso = _iso(due_iso)
-    d = await session.get(Dispute, case_id)
-    if d is None or not _stage_pending(d, stage, due_iso):
-        return False
-    due = datetime.fromisoformat(due_iso)
+async def _remind_deadline(session: AsyncSession, d: Dispute, at: datetime) -> bool:
+    stage, due = pending_stage(d), d.due_at
+    d.remind_at = None
+    if stage is None or due is None or at >= due:
+        return False  # met, or already passed: the deadline itself is handled instead
     targets = [d.mediator_id] if d.mediator_id else [m.id for m in await routing.mediators_at(session, d.unit)]
     for uid in targets:
         await notify(session, uid, f"disputes.n_deadline_{stage}", urgent=True,
-                     buttons=case_buttons(d), dedupe_key=f"d{d.id}-remind-{stage}-{due_iso}-{uid}",
+                     buttons=case_buttons(d), dedupe_key=f"d{d.id}-remind-{stage}-{_iso(due)}-{uid}",
                      number=d.number, due=fmt_local(due))
-    return True
+    return bool(targets)
 
 
-async def deadline_due(session: AsyncSession, case_id: int, stage: str, due_iso: str) -> bool:
-    """A deadline passed with the stage unmet: flag overdue, tell the next level's supervisor."""
-    d = await session.get(Dispute, case_id)
-    due_iso = _iso(due_iso)
-    if d is None or not _stage_pending(d, stage, due_iso):
-        return False
-    marker = f"{stage}:{due_iso}"
-    seen = await session.scalar(select(DisputeEvent.id).where(
-        DisputeEvent.dispute_id == d.id, DisputeEvent.action == "overdue", DisputeEvent.note == marker))
-    if seen:
+async def _deadline_passed(session: AsyncSession, d: Dispute, at: datetime) -> bool:
+    """A deadline passed with its stage unmet: flag the case overdue and tell the supervisors
+    (督办). An acceptance nobody gave moves the case up a level (提级), where the supervisors
+    and the new unit's mediators are told at once, in one message each."""
+    stage, due = pending_stage(d), d.due_at
+    _set_deadline(d, None, {})
+    if stage is None or due is None:
         return False
     before = stats.contribution(d)
-    await _transition(session, d, "overdue", None, marker)
+    await _transition(session, d, "overdue", None, f"{stage}:{_iso(due)}")
     d.overdue = 1
     await stats.apply_change(session, before, stats.contribution(d))
-    for sup in await routing.supervisors_above(session, d.unit):
-        await notify(session, sup, f"disputes.n_overdue_{stage}", urgent=True,
-                     dedupe_key=f"d{d.id}-overdue-{marker}-{sup.id}", number=d.number, unit=d.unit.name,
-                     due=fmt_local(datetime.fromisoformat(due_iso)))
+    old_unit = d.unit
+    told = {u.id: u for u in await routing.supervisors_above(session, old_unit)}
+    moved_to, mediators = (await routing.parent_unit(session, old_unit)) if stage == "accept" else (None, [])
+    if moved_to is not None:
+        await _move(session, d, None, "escalate", moved_to, mediators,
+                    gettext("zh", "disputes.auto_escalate_note", unit=old_unit.name), announce=False)
+        told.update({m.id: m for m in mediators})
+    key = f"disputes.n_overdue_{stage}" + ("_moved" if moved_to is not None else "")
+    for u in told.values():
+        buttons = case_buttons(d) if any(m.id == u.id for m in mediators) else None
+        await notify(session, u, key, urgent=True, buttons=buttons, dedupe_key=f"d{d.id}-overdue-{stage}:{_iso(due)}-{u.id}",
+                     number=d.number, unit=old_unit.name, due=fmt_local(due), to=moved_to.name if moved_to else "-")
     await refresh_risk(session, d)
     return True
 
 
-async def sweep_overdue(session: AsyncSession, grace: timedelta = timedelta(minutes=10)) -> int:
-    """Safety net for jobs lost while no scheduler ran: apply every passed deadline once.
-    The grace period leaves fresh deadlines to their own job (no double work)."""
-    t = now() - grace
-    rows = list(await session.scalars(select(Dispute).where(
-        Dispute.status.in_([s.value for s in OPEN_STATUSES]),
-        or_(Dispute.accept_due < t, Dispute.resolve_due < t))))
-    n = 0
-    for d in rows:
-        if d.accept_due and d.accept_due < t:
-            n += await deadline_due(session, d.id, "accept", _iso(d.accept_due))
-        if d.resolve_due and d.resolve_due < t:
-            n += await deadline_due(session, d.id, "resolve", _iso(d.resolve_due))
-    return n
-
-
-async def session_reminder(session: AsyncSession, case_id: int, kind: str, session_iso: str) -> bool:
-    d = await session.get(Dispute, case_id)
-    if d is None or d.session_at is None or Status(d.status) != S.mediating:
+async def _remind_session(session: AsyncSession, d: Dispute, at: datetime) -> bool:
+    """The one session reminder that is true now: the day before, else two hours before."""
+    d.session_remind_at = None
+    when = d.session_at
+    if when is None or Status(d.status) != S.mediating or at >= when:
         return False
-    if d.session_at != datetime.fromisoformat(session_iso):
-        return False  # rescheduled since
-    key = f"disputes.n_session_{kind}"
-    await _notify_citizen(session, d, key, dedupe=f"d{d.id}-sess-{kind}-{session_iso}",
-                          when=fmt_local(d.session_at), place=d.session_place)
+    kind = "day" if at < when - SESSION_REMINDERS["2h"] and to_local(at).date() < to_local(when).date() else "2h"
+    if kind == "day":
+        d.session_remind_at = when - SESSION_REMINDERS["2h"]
+    elif at < when - SESSION_REMINDERS["2h"]:
+        d.session_remind_at = when - SESSION_REMINDERS["2h"]  # same day already: only the 2-hour one
+        return False
+    late = kind == "2h" and at > when - SESSION_REMINDERS["2h"] + LATE
+    key = "disputes.n_session_soon" if late else f"disputes.n_session_{kind}"
+    await _notify_citizen(session, d, key, dedupe=f"d{d.id}-sess-{kind}-{_iso(when)}",
+                          when=fmt_local(when), place=d.session_place)
     if d.mediator_id:
-        await notify(session, d.mediator_id, key, dedupe_key=f"d{d.id}-sess-{kind}-{session_iso}-m",
-                     number=d.number, when=fmt_local(d.session_at), place=d.session_place)
+        await notify(session, d.mediator_id, key, dedupe_key=f"d{d.id}-sess-{kind}-{_iso(when)}-m",
+                     number=d.number, when=fmt_local(when), place=d.session_place)
     return True
 
 
-async def rating_reminder(session: AsyncSession, case_id: int) -> bool:
-    d = await session.get(Dispute, case_id)
-    if d is None or d.closed_at is None or d.rating is not None:
+async def _remind_rating(session: AsyncSession, d: Dispute, at: datetime) -> bool:
+    d.rating_remind_at = None
+    if d.closed_at is None or d.rating is not None:
         return False
     await ask_rating(session, d, reminder=True)
     return True
+
+
+_ON_DUE = {"remind_at": _remind_deadline, "due_at": _deadline_passed,
+           "session_remind_at": _remind_session, "rating_remind_at": _remind_rating}
+
+
+def overdue_condition(at: datetime):
+    """SQL: open cases that missed a deadline (flagged), or whose pending deadline has passed.
+    A case accepted on time is not overdue, whatever its old acceptance deadline says."""
+    return and_(Dispute.status.in_([s.value for s in OPEN_STATUSES]), or_(
+        Dispute.overdue == 1,
+        and_(Dispute.status.in_([S.new.value, S.transferred.value, S.escalated.value]), Dispute.accept_due < at),
+        and_(Dispute.status.in_([S.accepted.value, S.mediating.value]), Dispute.resolve_due < at)))
 
 
 # ---------------------------------------------------------------- early warning (预警研判)
@@ -703,9 +706,7 @@ async def queue(session: AsyncSession, user: User, limit: int = 20) -> list[Disp
 async def overdue_cases(session: AsyncSession, user: User, limit: int = 50) -> list[Dispute]:
     if Role(user.role) not in (Role.official, Role.mediator, Role.admin):
         raise Forbidden("common.err_forbidden")
-    t = now()
-    q = select(Dispute).where(Dispute.status.in_([s.value for s in OPEN_STATUSES]),
-                              or_(Dispute.overdue == 1, Dispute.accept_due < t, Dispute.resolve_due < t))
+    q = select(Dispute).where(overdue_condition(now()))
     cond = _scope(user)
     if cond is not None:
         q = q.where(cond)
