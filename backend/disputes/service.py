@@ -16,6 +16,7 @@ from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
 from backend.core.i18n import gettext
 from backend.core.masking import mask_personal, mask_phone, normalize_phone
 from backend.core.security import within
+from backend.core import workdays
 from backend.core.workdays import calendar_deadline, workday_deadline
 from backend.disputes import config, risk, routing, stats
 from backend.disputes.models import OPEN_STATUSES, Dispute, DisputeCounter, DisputeEvent, Status
@@ -667,6 +668,19 @@ async def alert_red(session: AsyncSession, d: Dispute) -> None:
         await notify(session, u, "disputes.n_red_alert", urgent=True, dedupe_key=f"d{d.id}-red-{u.id}",
                      number=d.number, place=d.place.name, category=config.get().category(d.category).zh,
                      reasons=risk.describe(d.risk_reasons, u.language or "zh"), description=d.description[:200])
+
+
+async def calendar_notice(session: AsyncSession) -> int:
+    """From December on, while next year's holiday arrangement is missing, tell the admins
+    (once per year each): deadlines would otherwise count through the Spring Festival."""
+    gap = workdays.missing_next_year()
+    if gap is None:
+        return 0
+    sent = 0
+    for u in await users.users_with_role(session, Role.admin, None):
+        sent += await notify(session, u, "disputes.n_holidays_missing", urgent=True, year=gap,
+                             dedupe_key=f"holidays-missing-{gap}-{u.id}") is not None
+    return sent
 
 
 # ---------------------------------------------------------------- lists

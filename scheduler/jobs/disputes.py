@@ -43,11 +43,12 @@ async def sweep() -> int:
 
 
 async def daily_digest() -> int:
-    from backend.disputes import stats
+    from backend.disputes import service, stats
 
     ctx = runtime.get_context()
     async with session_scope(ctx.sm) as session:
         sent = await stats.send_digest(session)
+        sent += await service.calendar_notice(session)
     if getattr(ctx, "deliverer", None) is not None:
         ctx.deliverer.wake.set()
     return sent
