@@ -28,6 +28,7 @@ from bot.menu import MenuCb, inline, register_menu_item
 
 log = logging.getLogger("hehe.handlers.disputes")
 PRIORITY = 50
+NEAR_KM = 8.0  # a shared location this close to township centroids offers them as buttons
 
 register_menu_item("d_report", "disputes.menu_report", order=10)
 register_menu_item("d_mine", "disputes.menu_mycases", order=11)
@@ -217,8 +218,9 @@ async def set_place(message: Message, state: FSMContext, session: AsyncSession, 
     chain = await users.ancestors(session, j)
     label = "".join(a.name for a in chain[1:]) or j.name
     await release(session)
+    located = {"lat": lat, "lon": lon} if lat is not None else {}  # a GPS shared before a button keeps
     await state.update_data(place_id=j.id, place_label=label + (f"（{address}）" if address else ""),
-                            address=address, lat=lat, lon=lon)
+                            address=address, **located)
     await message.answer(t("disputes.place_set", place=label))
     await advance("place", message, state, session, t)
 
@@ -359,7 +361,16 @@ def make_router() -> Router:
         if not users.in_taizhou(lat, lon):
             await message.answer(t("disputes.err_place_outside"), reply_markup=await county_keyboard(session, t))
             return
-        j = await users.nearest(session, lat, lon)
+        candidates = await routing.nearest_townships(session, lat, lon)
+        j = routing.clear_nearest(candidates)
+        if j is None and candidates and candidates[0][1] <= NEAR_KM:
+            await state.update_data(lat=lat, lon=lon)
+            rows = [[(t("disputes.btn_place_near", name=c.name, km=f"{km:.1f}"), PlaceCb(id=c.id, pick=1).pack())]
+                    for c, km in candidates]
+            rows.append([(t("disputes.btn_place_other"), PlaceCb(id=0).pack())])
+            await message.answer(t("disputes.ask_place_near"), reply_markup=inline(rows))
+            return
+        j = j or await users.nearest(session, lat, lon)
         if j is None or j.level == "city":
             await message.answer(t("disputes.err_place_far"), reply_markup=await county_keyboard(session, t))
             return
@@ -621,7 +632,8 @@ def make_router() -> Router:
                 if target is None:
                     raise DomainError("disputes.err_transfer_target", name=name[:30])
                 await service.transfer(session, d, user, target, reason)
-                reply = t("disputes.done_transfer", number=d.number, unit=d.unit.name)
+                reply = t("disputes.done_transfer", number=d.number, unit=d.unit.name) if d.unit_id == target.id \
+                    else t("disputes.done_transfer_up", number=d.number, unit=d.unit.name, target=target.name)
             elif action == "escalate":
                 await service.escalate(session, d, user, text)
                 reply = t("disputes.done_escalate", number=d.number, unit=d.unit.name)

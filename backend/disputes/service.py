@@ -350,7 +350,11 @@ async def transfer(session: AsyncSession, d: Dispute, user: User, target: Place,
     if county is not None and not target.path.startswith(county.path) and Role(user.role) != Role.admin:
         raise DomainError("disputes.err_transfer_outside")
     unit, mediators = await _walk_up(session, target)
-    await _move(session, d, user, "transfer", unit, mediators, f"{unit.name}：{reason}")
+    if not mediators or unit.id == d.unit_id:  # nobody there, or it would come straight back
+        raise DomainError("disputes.err_transfer_no_mediator", name=target.name)
+    note = reason if unit.id == target.id else gettext("zh", "disputes.transfer_routed_note", target=target.name,
+                                                      unit=unit.name, reason=reason)
+    await _move(session, d, user, "transfer", unit, mediators, f"{unit.name}：{note}")
     return d
 
 
@@ -368,7 +372,10 @@ async def escalate(session: AsyncSession, d: Dispute, user: User | None, reason:
 
 
 async def _walk_up(session: AsyncSession, target: Place) -> tuple[Place, list[User]]:
+    """The target, or the nearest level above it, that has mediators (none: empty list)."""
     for j in reversed(await users.ancestors(session, target)):
+        if j.level == Level.city.value:
+            break
         found = await routing.mediators_at(session, j)
         if found:
             return j, found
