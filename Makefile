@@ -16,12 +16,13 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run demo test install install-test clean-venv help
+.PHONY: run demo test check install install-test clean-venv help
 
 help:
 	@echo "make run    - web chat at http://127.0.0.1:8000/chat (SQLite under ./data)"
 	@echo "make demo   - the same with demo users of every role and sample data (./data-demo)"
-	@echo "make test   - run the test suite"
+	@echo "make test   - lint, import contracts, type check, then the test suite"
+	@echo "make check  - only the lint, import contracts and type check (seconds)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +48,16 @@ demo: $(VENV)/.installed
 
 # pytest exits 5 when it collects nothing; the check after it also fails a run where
 # every test was skipped or deselected (nothing was really tested).
-test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -rs --junitxml=$(VENV)/junit.xml $(PYTEST_ARGS)
+# Static checks first (seconds): ruff, the import-linter contracts of pyproject.toml, mypy on backend/core.
+check: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+# --durations: the 25 slowest tests in every report; --timeout: a hung test fails alone
+# instead of freezing the run.
+test: check
+	$(BIN)/python -m pytest -rs --durations=25 --timeout=300 --junitxml=$(VENV)/junit.xml $(PYTEST_ARGS)
 	@$(BIN)/python -c "import sys, xml.etree.ElementTree as E; \
 	r = E.parse('$(VENV)/junit.xml').getroot(); s = r if r.tag == 'testsuite' else r.find('testsuite'); \
 	ran = int(s.get('tests', 0)) - int(s.get('skipped', 0)); \

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.core import migrate, preload
 from backend.core.config import Settings
-from backend.core.db import make_engine, make_sessionmaker, pin_current_thread, session_scope
+from backend.core.db import make_engine, make_sessionmaker, session_scope
 from backend.core.security import load_secret
 from backend.notify.delivery import Deliverer
-from bot import lazy_aiogram
 from bot.offline import OfflineChannel
 
 log = logging.getLogger("hehe")
@@ -43,7 +41,6 @@ class AppContext:
     model_errors: dict[str, str] = field(default_factory=dict)
     tasks: list[asyncio.Task] = field(default_factory=list)
     telegram_bot: Bot | None = None
-    unpin_to: set[int] | None = None  # the loop thread's CPUs before HEHE_LOOP_CPU pinned it
 
     async def flush(self) -> int:
         """Deliver every notification that is due now (tests, script replay)."""
@@ -51,17 +48,11 @@ class AppContext:
 
     async def stop(self) -> None:
         from scheduler import runtime
+        from scheduler.factory import stop_scheduler
 
-        if self.scheduler is not None and self.scheduler.running:
-            # Stop the scheduler first and let running jobs finish while the database is still
-            # there (a job cancelled mid-query at shutdown left a task that hung the loop's close).
-            self.scheduler.pause()
-            jobs = [f for ex in getattr(self.scheduler, "_executors", {}).values()
-                    for f in getattr(ex, "_pending_futures", ()) if not f.done()]
-            if jobs:
-                await asyncio.wait(jobs, timeout=10)
-            self.scheduler.shutdown(wait=False)
-            await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next loop iteration
+        if self.scheduler is not None:
+            # First, while the database is still there: running jobs finish.
+            await stop_scheduler(self.scheduler)
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
@@ -72,8 +63,6 @@ class AppContext:
         if self.telegram_bot is not None:
             await self.telegram_bot.session.close()
         await self.engine.dispose()
-        if self.unpin_to is not None:
-            os.sched_setaffinity(0, self.unpin_to)
         if runtime._CTX is self:
             runtime.set_context(None)
 
@@ -136,8 +125,7 @@ async def start_context(
     settings.ensure_dirs()
     if migrate_db:
         await asyncio.to_thread(migrate.upgrade, settings.sync_db_url)
-    pinned_from = pin_current_thread(settings.loop_cpu)
-    engine = make_engine(settings.db_url, loop_cpu=settings.loop_cpu)
+    engine = make_engine(settings.db_url)
     sm = make_sessionmaker(engine)
     from backend.users import tree
     from backend.users.service import seed_jurisdictions
@@ -150,10 +138,8 @@ async def start_context(
     channel = OfflineChannel()
     deliverer = Deliverer(sm, {"local": channel.bot})
     ctx = AppContext(settings=settings, engine=engine, sm=sm, channel=channel, dispatcher=None,  # type: ignore[arg-type]
-                     deliverer=deliverer, secret=load_secret(settings.data_dir, settings.api_token_secret),
-                     unpin_to=pinned_from)
+                     deliverer=deliverer, secret=load_secret(settings.data_dir, settings.api_token_secret))
     ctx.dispatcher = make_dispatcher(ctx)
-    lazy_aiogram.warm_up()
     channel.dispatcher = ctx.dispatcher
     ctx.bots["local"] = channel.bot
     runtime.set_context(ctx)

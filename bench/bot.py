@@ -175,7 +175,7 @@ async def main() -> None:
     db = "PostgreSQL" if args.pg else "SQLite (WAL)"
     print(f"# bench/bot.py  {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  python {platform.python_version()}  "
           f"{os.cpu_count()} CPUs  db={db}  users={args.users}  rounds={args.rounds} (best)  "
-          f"concurrency={args.concurrency}  HEHE_LOOP_CPU={s.loop_cpu}")
+          f"concurrency={args.concurrency}")
     print(f"{'workload':<10}{'full stack upd/s':>18}{'bare echo upd/s':>18}{'ratio':>8}  goal ≥200/s & ≥0.3×")
     for kind, r in results.items():
         ok = r["full"] >= 200 and r["ratio"] >= 0.3

@@ -316,7 +316,7 @@ async def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} HEHE_LOOP_CPU={os.environ.get('HEHE_LOOP_CPU')}")
+    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]}")
     if not a.skip_intake:
         r = await bench_intake(a.citizens, a.reports)
         print(f"intake: {r['per_second']} complete reports/s with {a.citizens} concurrent citizens "

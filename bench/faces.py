@@ -7,7 +7,7 @@
     python bench/faces.py enrol                    # bulk enrolment throughput
     python bench/faces.py distributions            # same/different-person cosines, threshold table
 
-Photos come from ../shared/data/faces beside the checkout. Gallery vectors are
+Photos come from tests/fixtures/faces (or HEHE_BENCH_FACES). Gallery vectors are
 synthetic (see ``face_like``): random "people" whose impostor-cosine spread matches
 the one measured on the real photos (≈0.07) and whose probes sit at cosine ≈0.6 to
 their enrolled vector (the real same-person range is 0.52–0.78). ``--data uniform``
@@ -30,7 +30,8 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS spin-waiting threads make latencies erratic on a busy 2-core host
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-FACES = (ROOT / ".." / "shared" / "data" / "faces").resolve()
+# The test photos in the repository; HEHE_BENCH_FACES points at another folder of the same layout.
+FACES = Path(os.environ.get("HEHE_BENCH_FACES") or ROOT / "tests" / "fixtures" / "faces").resolve()
 
 import numpy as np  # noqa: E402
 

@@ -1,6 +1,7 @@
 """Dispatcher factory: one Router per capability, discovered from ``handlers/``."""
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Sequence
@@ -8,7 +9,7 @@ from typing import Any
 
 from aiogram import Dispatcher, Router
 from aiogram.filters.callback_data import CallbackQueryFilter
-from aiogram.types import CallbackQuery
+from aiogram.types import CallbackQuery, TelegramObject
 
 import handlers
 from bot.fsm_storage import SQLStorage
@@ -18,33 +19,45 @@ from bot.middlewares import (
 
 
 def handler_modules() -> list[Any]:
+    """The modules of ``handlers/`` that define a capability's router, in PRIORITY order."""
     mods = []
     for info in pkgutil.iter_modules(handlers.__path__):
         mod = importlib.import_module(f"handlers.{info.name}")
-        if hasattr(mod, "make_router"):
+        if isinstance(getattr(mod, "router", None), Router) or hasattr(mod, "make_router"):
             mods.append(mod)
     return sorted(mods, key=lambda m: (getattr(m, "PRIORITY", 500), m.__name__))
 
 
-def _inline_call(fn: Callable[..., Any]) -> Callable[..., Any]:
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-    return call
+@functools.cache
+def capabilities() -> Router:
+    """Every capability's router under one root, built once per process.
+
+    A handler module exposes a module-level ``router = Router(...)`` (or, older style, a
+    ``make_router()`` factory). An aiogram Router can be attached to one parent only, while a
+    process may run several Dispatchers (one per application context: tests start many). So
+    the routers hang under this one root, and each Dispatcher hands its events to the root
+    (:func:`make_dispatcher`)."""
+    root = Router(name="capabilities")
+    for mod in handler_modules():
+        router = mod.router if isinstance(getattr(mod, "router", None), Router) else mod.make_router()
+        skip_foreign_callbacks(router)
+        root.include_router(router)
+    return root
 
 
-def run_sync_filters_inline(router: Router) -> None:
-    """aiogram runs every synchronous filter — each ``F.text…`` magic filter included — in a
-    worker thread: one thread hop per filter per update, the largest cost of routing a message
-    (docs/benchmarks.md). Hehe's filters are pure and cheap, so they run on the event loop.
-    Rule for handler authors: a filter must not block."""
-    for observer in router.observers.values():
-        for handler in [observer._handler, *observer.handlers]:
-            for flt in handler.filters or []:
-                if not flt.awaitable:
-                    flt.callback = _inline_call(flt.callback)
-                    flt.awaitable = True
-    for sub in router.sub_routers:
-        run_sync_filters_inline(sub)
+def _bridge(root: Router) -> Router:
+    """A Dispatcher's own router that passes each event on to ``root`` (public
+    ``Router.propagate_event``), with everything the middlewares put in the handler data."""
+    bridge = Router(name="capabilities-bridge")
+
+    def forward(update_type: str) -> Callable[..., Any]:
+        async def handle(event: TelegramObject, **data: Any) -> Any:
+            return await root.propagate_event(update_type, event, **data)
+        return handle
+
+    for update_type in [*root.resolve_used_update_types(), "error"]:
+        bridge.observers[update_type].register(forward(update_type))
+    return bridge
 
 
 def skip_foreign_callbacks(router: Router) -> None:
@@ -73,17 +86,13 @@ def skip_foreign_callbacks(router: Router) -> None:
 
 
 def make_dispatcher(ctx: Any, first: Sequence[Router] = ()) -> Dispatcher:
-    """A fresh Dispatcher with fresh Routers (a Router can be attached only once).
-    ``first``: extra routers put in front of the capabilities' (benchmarks, tests)."""
+    """A Dispatcher for one application context. ``first``: extra (fresh) routers put in front
+    of the capabilities' (benchmarks, tests)."""
     dp = Dispatcher(storage=SQLStorage(ctx.sm))
     dp.update.outer_middleware(DedupeMiddleware())
     dp.update.outer_middleware(ErrorMiddleware())
     dp.update.outer_middleware(IgnoreBotsMiddleware())
     dp.update.outer_middleware(ThrottleMiddleware(ctx.settings.throttle_per_minute))
     dp.update.outer_middleware(DbUserMiddleware(ctx))
-    capabilities = [m.make_router() for m in handler_modules()]
-    for router in capabilities:
-        skip_foreign_callbacks(router)
-    dp.include_routers(*first, *capabilities)
-    run_sync_filters_inline(dp)
+    dp.include_routers(*first, _bridge(capabilities()))
     return dp

@@ -5,7 +5,6 @@ live in ``fsm_state`` (same database, SQLite or PostgreSQL).
 """
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from sqlalchemy import JSON, String, bindparam, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from backend.core.db import LOOP_COMMITS, Base, execute_at_commit, loop_commit_path
+from backend.core.db import Base
 
 
 class FsmState(Base):
@@ -29,23 +28,11 @@ class FsmState(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
-# One statement per write, the same on SQLite (≥ 3.24) and PostgreSQL. Written as text: building
-# the equivalent ORM upsert per call cost ~0.9 ms, more than the database round trip. The ``?``
-# form is sent along with the commit on SQLite (backend.core.db.execute_at_commit).
-_UPSERT_SQL = ("INSERT INTO fsm_state (key, state, data) VALUES ({}, {}, {}) "
-               "ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data")
-_DELETE_SQL = "DELETE FROM fsm_state WHERE key = {}"
-_UPSERT = text(_UPSERT_SQL.format(":k", ":s", ":d")).bindparams(bindparam("d", type_=JSON))
-_DELETE = text(_DELETE_SQL.format(":k"))
-_UPSERT_RAW, _DELETE_RAW = _UPSERT_SQL.format("?", "?", "?"), _DELETE_SQL.format("?")
-
-
-def _statements(k: str, state: str | None, data: dict[str, Any]) -> tuple[tuple[str, tuple], tuple[Any, dict]]:
-    """Writing one conversation's step: the SQLite ``?`` form and the portable form."""
-    if state is None and not data:  # a finished conversation leaves no row behind
-        return (_DELETE_RAW, (k,)), (_DELETE, {"k": k})
-    return ((_UPSERT_RAW, (k, state, json.dumps(data, ensure_ascii=False))),
-            (_UPSERT, {"k": k, "s": state, "d": data}))
+# One statement per write, the same on SQLite (≥ 3.24) and PostgreSQL.
+_UPSERT = text("INSERT INTO fsm_state (key, state, data) VALUES (:k, :s, :d) "
+               "ON CONFLICT (key) DO UPDATE SET state = excluded.state, data = excluded.data"
+               ).bindparams(bindparam("d", type_=JSON))
+_DELETE = text("DELETE FROM fsm_state WHERE key = :k")
 
 
 def _key(k: StorageKey) -> str:
@@ -69,30 +56,17 @@ class UpdateWrites:
 
     def bind(self, session: AsyncSession) -> None:
         """Write the pending changes whenever ``session`` commits (also mid-handler)."""
-        session.sync_session.info[_WRITES] = self
+        event.listen(session.sync_session, "before_commit", self.write)
 
     def write(self, sync_session: Session) -> None:
         if not self.changes:
             return
         changes, self.changes = self.changes, {}
-        conn = sync_session.connection()  # plain SQL on the session's transaction, no ORM layer
         for k, (state, data) in changes.items():
-            raw, portable = _statements(k, state, data)
-            if not execute_at_commit(conn, *raw):
-                conn.execute(*portable)
-
-    def commit_alone(self, session: AsyncSession) -> bool:
-        """At the end of an update: if the step is all there is to commit, commit it on the event
-        loop without the session (``backend.core.db.loop_commit_path``). False: commit the
-        session as usual."""
-        path = loop_commit_path(session, ignore_info=(_WRITES,))
-        if path is None:
-            return False
-        if self.changes and not LOOP_COMMITS.commit(
-                path, [_statements(k, state, data)[0] for k, (state, data) in self.changes.items()]):
-            return False  # the write lock is busy: the session's commit waits for it
-        self.changes = {}
-        return True
+            if state is None and not data:  # a finished conversation leaves no row behind
+                sync_session.execute(_DELETE, {"k": k})
+            else:
+                sync_session.execute(_UPSERT, {"k": k, "s": state, "d": data})
 
     def forget(self) -> None:
         """A transaction of the update rolled back: the cache must not keep what may not have
@@ -101,16 +75,6 @@ class UpdateWrites:
             self.storage.forget(k)
         self.changes.clear()
         self.touched.clear()
-
-
-_WRITES = "hehe_fsm_writes"
-
-
-@event.listens_for(Session, "before_commit")
-def _write_fsm_steps(sync_session: Session) -> None:
-    uw = sync_session.info.get(_WRITES)
-    if uw is not None:
-        uw.write(sync_session)
 
 
 _update_writes: ContextVar[UpdateWrites | None] = ContextVar("hehe_fsm_update_writes", default=None)

@@ -13,6 +13,7 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update
 
+from backend.core.errors import DomainError
 from backend.core.i18n import Translator, gettext
 from backend.core.masking import mask_text
 from backend.users.cache import UserCache
@@ -113,10 +114,26 @@ class ThrottleMiddleware(BaseMiddleware):
         return await handler(event, data)
 
 
+async def reply_domain_error(event: Update, err: DomainError, t: Translator, bot: Any) -> None:
+    """The polite answer to a refused action: an alert on the pressed button, a reply to a message."""
+    text = t(err.key, **err.params)
+    if event.callback_query is not None:
+        await event.callback_query.answer(text, show_alert=True)
+    elif event.message is not None:
+        await event.message.answer(text)
+    elif (chat_id := _chat_id(event)) is not None:
+        await bot.send_message(chat_id, text)
+
+
 class DbUserMiddleware(BaseMiddleware):
     """One DB session — and one transaction — per update: loads (or creates, as a citizen)
     the user, injects ``session``, ``user``, ``t`` and ``ctx``, and commits what the handler
     did together with the conversation's FSM step when the handler returns.
+
+    A :class:`~backend.core.errors.DomainError` raised by a handler (or the service it called)
+    rolls the transaction back — the FSM step included — and becomes the polite reply
+    ``t(err.key, **err.params)``: handlers need no try/except. Any other exception rolls back
+    and goes on to :class:`ErrorMiddleware`.
 
     Recently seen users come from a :class:`~backend.users.cache.UserCache` (no query)."""
 
@@ -143,14 +160,17 @@ class DbUserMiddleware(BaseMiddleware):
                 try:
                     result = await handler(event, data)
                     # what the handler did + the conversation's step, in one transaction
-                    if fsm_writes is None or not fsm_writes.commit_alone(session):
-                        await session.commit()
-                except BaseException:
+                    await session.commit()
+                except BaseException as err:
                     await session.rollback()
                     self.cache.invalidate(tg_user.id)
                     if fsm_writes is not None:
                         fsm_writes.forget()
-                    raise
+                    if not isinstance(err, DomainError):
+                        raise
+                    # A rule said no: nothing the handler did is kept, the person is told why.
+                    await reply_domain_error(event, err, data["t"], data["bot"])
+                    return None
         self.cache.settle(tg_user.id, user, version)
         self.ctx.deliverer.wake.set()  # notifications the handler queued go out now
         return result

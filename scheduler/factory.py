@@ -1,10 +1,15 @@
 """APScheduler 3.x AsyncIOScheduler with a persistent SQLAlchemy job store."""
 from __future__ import annotations
 
+import asyncio
 import importlib
 import pkgutil
+import weakref
 from zoneinfo import ZoneInfo
 
+from apscheduler.events import (
+    EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED, JobEvent,
+)
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import create_engine, event
@@ -28,7 +33,55 @@ def _sync_engine(url: str):
     return engine
 
 
+class _RunningJobs:
+    """The jobs with a run under way, from APScheduler's public job events (a job runs one
+    instance at a time: ``max_instances=1``)."""
+
+    EVENTS = EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+
+    def __init__(self) -> None:
+        self.jobs: set[str] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def on_event(self, ev: JobEvent) -> None:
+        if ev.code == EVENT_JOB_SUBMITTED:
+            self.jobs.add(ev.job_id)
+            self.idle.clear()
+        else:
+            self.jobs.discard(ev.job_id)
+            if not self.jobs:
+                self.idle.set()
+
+
+_RUNNING: "weakref.WeakKeyDictionary[AsyncIOScheduler, _RunningJobs]" = weakref.WeakKeyDictionary()
+
+
+async def stop_scheduler(sched: AsyncIOScheduler, timeout: float = 10) -> None:
+    """Stop taking new runs, let the runs under way finish (up to ``timeout``), then shut down.
+    (APScheduler's asyncio executor cancels running jobs at shutdown: a job cancelled mid-query
+    left a task that hung the loop's close.)"""
+    if not sched.running:
+        return
+    sched.pause()
+    running = _RUNNING.get(sched)
+    if running is not None:
+        try:
+            await asyncio.wait_for(running.idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+    sched.shutdown(wait=False)
+    await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next loop iteration
+
+
 def make_scheduler(sync_url: str, timezone: str = "Asia/Shanghai") -> AsyncIOScheduler:
+    sched = _new_scheduler(sync_url, timezone)
+    running = _RUNNING[sched] = _RunningJobs()
+    sched.add_listener(running.on_event, running.EVENTS)
+    return sched
+
+
+def _new_scheduler(sync_url: str, timezone: str) -> AsyncIOScheduler:
     store = SQLAlchemyJobStore(engine=_sync_engine(sync_url), tablename="apscheduler_jobs")
     return AsyncIOScheduler(
         jobstores={"default": store},

@@ -11,14 +11,11 @@ file (``Settings.scheduler_db_url``), so writing it never waits for the applicat
 from __future__ import annotations
 
 import logging
-import pickle
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
-
-from backend.core.clock import now
 
 log = logging.getLogger("hehe.scheduler")
 _CTX: Any = None
@@ -88,59 +85,24 @@ def cancel(job_id: str) -> None:
 
 
 def schedule_many(specs: list[JobSpec], cancel: list[str] = ()) -> int:
-    """Add or replace the jobs ``specs`` and remove the jobs ``cancel`` in ONE job-store
-    transaction, then wake the scheduler if a new job is due before its next planned run.
+    """Add or replace the jobs ``specs`` and remove the jobs ``cancel`` through APScheduler's
+    public ``add_job``/``remove_job`` (one job-store write each; ``add_job`` wakes the scheduler
+    when a job is due sooner). Without a running scheduler (some CLI commands) nothing is
+    scheduled: the due-date sweeps pick up what is due.
 
-    APScheduler 3 has no batch API and ``add_job`` commits once per job (10,000 reminders took
-    ~37 s that way, docs/supervision.md), so this builds the same ``Job`` objects it would and
-    writes their rows the way ``SQLAlchemyJobStore.add_job`` does. Without a running scheduler
-    (some CLI commands) nothing is scheduled: the periodic sweeps pick up what is due."""
-    from apscheduler.job import Job
+    Transitional: reminders move to due-date columns swept by one interval job per slice
+    (scheduler/sweep.py); this goes when the last caller has moved."""
     from apscheduler.jobstores.base import JobLookupError
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    from apscheduler.triggers.date import DateTrigger
-    from apscheduler.util import datetime_to_utc_timestamp
 
     sched = _scheduler()
     if sched is None:
         log.debug("no scheduler: %s not scheduled", [s[3] for s in specs] + list(cancel))
         return 0
-    store = sched._jobstores.get("default")
-    if not isinstance(store, SQLAlchemyJobStore):
-        for job_id in cancel:
-            try:
-                sched.remove_job(job_id)
-            except JobLookupError:
-                pass
-        for func, run_at, args, job_id in specs:
-            sched.add_job(func, "date", run_date=run_at, args=args, id=job_id, replace_existing=True)
-        return len(specs)
-    d = sched._job_defaults
-    rows, t = {}, now()
+    for job_id in cancel:
+        try:
+            sched.remove_job(job_id)
+        except JobLookupError:
+            pass
     for func, run_at, args, job_id in specs:
-        trigger = DateTrigger(run_date=run_at, timezone=sched.timezone)
-        job = Job(sched, id=job_id, func=func, trigger=trigger, executor="default", args=list(args), kwargs={},
-                  name=func.rsplit(":", 1)[-1], misfire_grace_time=d["misfire_grace_time"], coalesce=d["coalesce"],
-                  max_instances=d["max_instances"], next_run_time=trigger.get_next_fire_time(None, t))
-        rows[job_id] = {"id": job_id, "next_run_time": datetime_to_utc_timestamp(job.next_run_time),
-                        "job_state": pickle.dumps(job.__getstate__(), store.pickle_protocol)}
-    ids = list(dict.fromkeys([*rows, *cancel]))
-    with store.engine.begin() as conn:
-        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
-            conn.execute(store.jobs_t.delete().where(store.jobs_t.c.id.in_(ids[i:i + 500])))
-        if rows:
-            conn.execute(store.jobs_t.insert(), list(rows.values()))
-    if specs:
-        _wake_if_sooner(sched, min(s[1] for s in specs))
-    return len(rows)
-
-
-def _wake_if_sooner(sched, run_at: datetime) -> None:
-    """The scheduler sleeps until its next job; recompute only if ``run_at`` comes first."""
-    loop = sched._eventloop
-    timer = getattr(sched, "_timeout", None)
-    if loop is not None and timer is not None and not timer.cancelled():
-        planned_in = timer.when() - loop.time()
-        if (run_at - now()).total_seconds() > planned_in + 1:
-            return
-    sched.wakeup()
+        sched.add_job(func, "date", run_date=run_at, args=list(args), id=job_id, replace_existing=True)
+    return len(specs)

@@ -19,8 +19,8 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 from backend.core.config import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-FACES_DATA = SHARED / "data" / "faces"
+# Real face photos (MIT, face_recognition project; attribution in the folder's README).
+FACES_DATA = REPO / "tests" / "fixtures" / "faces"
 PG_URL = os.environ.get("HEHE_TEST_PG_URL")
 
 

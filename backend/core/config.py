@@ -36,8 +36,6 @@ class Settings(BaseSettings):
 
     # --- bot behaviour
     throttle_per_minute: int = Field(30, description="Max updates per user per minute.")
-    loop_cpu: int | None = Field(
-        None, description="Pin the event loop and its SQLite threads to this CPU; unset = no pinning.")
     gc_freeze: bool = Field(
         True, description="After start-up, exempt everything loaded so far from Python's cyclic garbage "
                           "collector (gc.freeze): full collections then scan only what requests create.")

@@ -1,5 +1,5 @@
 """Fixtures of the faces tests: the real model (loaded once per session) and the
-real photos of ``<repo>/../shared/data/faces`` (never copied into the repo)."""
+real photos of ``tests/fixtures/faces`` (MIT, face_recognition project; see its README)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +9,8 @@ import pytest
 from backend.core.config import Settings
 from backend.faces.engine import FaceEngine
 from backend.faces.service import FaceService
+from tests.conftest import FACES_DATA as FACES
 
-FACES = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "faces").resolve()
 IDENTITIES = FACES / "identities"
 GROUPS = FACES / "groups"
 BAD = FACES / "bad"
@@ -29,7 +29,7 @@ def identity_photos() -> dict[str, list[Path]]:
 @pytest.fixture(scope="session")
 def faces_data() -> Path:
     if not IDENTITIES.is_dir():
-        pytest.fail(f"face test photos not found at {FACES} (expected ../shared/data/faces beside the checkout)")
+        pytest.fail(f"face test photos not found at {FACES}")
     return FACES
 
 

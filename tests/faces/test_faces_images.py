@@ -1,4 +1,4 @@
-"""Upload guards, and every file of shared/data/faces/bad refused cleanly."""
+"""Upload guards, and every file of tests/fixtures/faces/bad refused cleanly."""
 from __future__ import annotations
 
 import io

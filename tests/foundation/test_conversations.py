@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Chat, Message, Update, User as TgUser
+from aiogram.types import Chat, Message, Update, User as TgUser
 from sqlalchemy import select
 
 from backend.core.clock import now

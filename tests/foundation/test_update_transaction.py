@@ -120,12 +120,6 @@ async def test_a_role_changed_by_another_process_is_seen_within_the_cache_lifeti
     assert "领导/工作人员" in texts(await chat.send(5004, "/me"))
 
 
-async def test_magic_filters_run_on_the_event_loop(ctx):
-    handlers = [h for r in ctx.dispatcher.chain_tail for o in r.observers.values() for h in o.handlers]
-    filters = [f for h in handlers for f in (h.filters or [])]
-    assert filters and all(f.awaitable for f in filters)
-
-
 async def test_conversation_steps_survive_a_restart_on_both_databases(db_settings):
     """The FSM upsert and delete are plain SQL shared by SQLite and PostgreSQL."""
     from backend.context import start_context
