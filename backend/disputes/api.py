@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -259,6 +260,49 @@ async def dispute_stats(session: SessionDep, user: Official, jurisdiction_id: in
                 "avg_resolution_days": "mean days from report to 调解成功",
                 "satisfaction_rate": "(满意 + 基本满意) / rated cases",
                 "overdue_rate": "cases that missed any deadline / all cases"}}
+
+
+# ---------------------------------------------------------------- evidence (证据)
+class EvidenceOut(BaseModel):
+    id: int
+    mime: str
+    size: int
+    filename: str | None
+    url: str
+    thumbnail_url: str | None  # images only
+
+
+@router.get("/disputes/{case_id}/evidence")
+async def evidence_list(case_id: int, session: SessionDep, user: CurrentUser) -> list[EvidenceOut]:
+    """The case's files, for whoever may see the case (audited)."""
+    d = await service.get_case(session, case_id, user)
+    base = f"/api/disputes/{d.id}/evidence"
+    return [EvidenceOut(id=f.id, mime=f.mime, size=f.size, filename=f.filename, url=f"{base}/{f.id}",
+                        thumbnail_url=f"{base}/{f.id}/thumbnail" if f.mime.startswith("image/") else None)
+            for f in await service.evidence(session, d, user)]
+
+
+@router.get("/disputes/{case_id}/evidence/{file_id}", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "application/pdf": {}}}})
+async def evidence_file(case_id: int, file_id: int, request: Request, session: SessionDep,
+                        user: CurrentUser) -> Response:
+    d = await service.get_case(session, case_id, user)
+    f, data = await service.evidence_file(session, d, user, file_id, request.app.state.ctx.settings.files_dir)
+    name = f.filename or f"evidence-{f.id}"
+    return Response(data, media_type=f.mime, headers={
+        "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/disputes/{case_id}/evidence/{file_id}/thumbnail", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}})
+async def evidence_thumbnail(case_id: int, file_id: int, request: Request, session: SessionDep,
+                             user: CurrentUser) -> Response:
+    d = await service.get_case(session, case_id, user)
+    f, data = await service.evidence_file(session, d, user, file_id, request.app.state.ctx.settings.files_dir)
+    thumb = service.thumbnail(data, f.mime)
+    if thumb is None:
+        raise NotFound("disputes.err_no_thumbnail")
+    return Response(thumb, media_type="image/jpeg")
 
 
 from backend.disputes.open311 import router as extra_router  # noqa: E402  (Open311 GeoReport v2)

@@ -6,8 +6,11 @@ import logging
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core import files as filestore
@@ -18,8 +21,9 @@ from backend.core.masking import mask_personal, mask_phone, normalize_phone
 from backend.core.security import within
 from backend.core import workdays
 from backend.core.workdays import calendar_deadline, workday_deadline
-from backend.disputes import config, risk, routing, stats
-from backend.disputes.models import OPEN_STATUSES, Dispute, DisputeCounter, DisputeEvent, Status
+from backend.disputes import config, risk, routing, stats, workflow
+from backend.disputes.models import OPEN_STATUSES, Dispute, DisputeCounter, DisputeEvent, DisputeIntake, Status
+from backend.disputes.workflow import Action
 from backend.notify.service import notify
 from backend.users import service as users
 from backend.users.models import Jurisdiction, Level, Role, User
@@ -29,51 +33,27 @@ log = logging.getLogger("hehe.disputes")
 
 MIN_DESCRIPTION, MAX_DESCRIPTION, MAX_FILES = 10, 2000, 9
 MAX_NOTE = 1000
-RATINGS = ("satisfied", "basic", "unsatisfied")
-REFERRALS = ("litigation", "arbitration", "administrative")
+RATINGS = tuple(r.value for r in workflow.Rating)
+REFERRALS = tuple(r.value for r in workflow.Referral)
+S = Status
 REFERRAL_ZH = {"litigation": "诉讼", "arbitration": "仲裁", "administrative": "行政处理"}
 IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif",
                b"RIFF": "image/webp", b"%PDF": "application/pdf"}
 
 # ---------------------------------------------------------------- the state machine
-# action → (statuses it may start from, status it leads to; None = unchanged)
-S = Status
-TRANSITIONS: dict[str, tuple[frozenset[Status], Status | None]] = {
-    "create": (frozenset(), S.new),
-    "accept": (frozenset({S.new, S.transferred, S.escalated}), S.accepted),
-    "transfer": (frozenset({S.new, S.accepted, S.transferred, S.escalated}), S.transferred),
-    "escalate": (frozenset({S.new, S.accepted, S.mediating, S.transferred, S.escalated}), S.escalated),
-    "note": (frozenset(OPEN_STATUSES) | {S.resolved, S.failed}, None),
-    "schedule": (frozenset({S.accepted, S.mediating}), S.mediating),
-    "succeed": (frozenset({S.accepted, S.mediating}), S.resolved),
-    "fail": (frozenset({S.accepted, S.mediating}), S.failed),
-    "close": (frozenset({S.resolved, S.failed}), None),
-    "rate": (frozenset({S.resolved, S.failed}), S.visited),
-    "reopen": (frozenset({S.resolved, S.failed}), S.escalated),
-    "archive": (frozenset({S.visited}), S.archived),
-    "overdue": (frozenset(OPEN_STATUSES), None),
-}
-MEDIATOR_ACTIONS = ("accept", "transfer", "escalate", "note", "schedule", "succeed", "fail", "close")
-
-
-def allowed_actions(d: Dispute) -> list[str]:
-    st = Status(d.status)
-    out = [a for a in MEDIATOR_ACTIONS if st in TRANSITIONS[a][0]]
-    if "close" in out and d.closed_at is not None:
-        out.remove("close")
-    return out
-
-
-async def _transition(session: AsyncSession, d: Dispute, action: str, actor: User | None,
-                      note: str | None = None, at: datetime | None = None) -> DisputeEvent:
-    """The one place a status changes: check the table, record who/when (default: now)/why."""
-    sources, to = TRANSITIONS[action]
+# The table is backend/disputes/workflow.py; this is the one place a status changes.
+async def _transition(session: AsyncSession, d: Dispute, action: Action, actor: User | None,
+                      note: str | None = None, at: datetime | None = None, *, system: bool = False) -> DisputeEvent:
+    """Check the workflow table (as ``actor``, or as the system), then record who/when (default:
+    now)/why. ``system``: the action follows from one the actor took (archive after a rating)."""
     current = Status(d.status) if d.status else None
-    if action != "create" and current not in sources:
-        raise Conflict("disputes.err_bad_state", number=d.number, status=current.value if current else "-")
-    new = to or current
-    ev = DisputeEvent(dispute_id=d.id, at=at or now(), actor_id=actor.id if actor else None, action=action,
-                      from_status=current.value if current and action != "create" else None,
+    if action == Action.create:
+        new = Status.new
+    else:
+        t = workflow.check(None if system else actor, d, action)
+        new = t.target or current
+    ev = DisputeEvent(dispute_id=d.id, at=at or now(), actor_id=actor.id if actor else None, action=action.value,
+                      from_status=current.value if current and action != Action.create else None,
                       to_status=new.value, note=note)
     d.status = new.value
     d.updated_at = ev.at
@@ -99,6 +79,22 @@ def validate_description(text: str | None) -> str:
     if len(s) > MAX_DESCRIPTION:
         raise DomainError("disputes.err_description_long", max=MAX_DESCRIPTION, n=len(s))
     return s
+
+
+def description_or_none(text: str | None) -> str | None:
+    """A complaint's text as the description, if it is a valid one (else the wizard asks)."""
+    try:
+        return validate_description(text)
+    except DomainError:
+        return None
+
+
+def check_upload(files_so_far: int, size: int) -> None:
+    """Before downloading a file: room for one more, and not too big."""
+    if files_so_far >= MAX_FILES:
+        raise DomainError("disputes.err_too_many_files", max=MAX_FILES)
+    if size > filestore.MAX_FILE_BYTES:
+        raise DomainError("disputes.err_file_big", mb=filestore.MAX_FILE_BYTES // 1024 // 1024)
 
 
 def validate_phone(raw: str | None) -> str | None:
@@ -166,7 +162,7 @@ async def create_case(
     files_dir: Path | None = None, address: str | None = None, lat: float | None = None,
     lon: float | None = None, other_party: str | None = None, phone: str | None = None,
     evidence: list[dict] | None = None, source: str = "chat", contact_name: str | None = None,
-    contact_email: str | None = None, media_url: str | None = None,
+    contact_email: str | None = None, media_url: str | None = None, intake_key: str | None = None,
 ) -> Dispute:
     """Write the whole case in the caller's transaction: case, timeline, files, routing,
     notifications, risk. Raises before writing anything if an input is invalid."""
@@ -177,6 +173,10 @@ async def create_case(
     if len(evidence) > MAX_FILES:
         raise DomainError("disputes.err_too_many_files", max=MAX_FILES)
     other_party = (other_party or "").strip()[:255] or None
+    if intake_key is not None:
+        earlier = await _claim_intake(session, intake_key)
+        if earlier is not None:
+            return earlier  # the same draft confirmed twice: one case
     chain = await users.ancestors(session, place)
     county = next((j for j in chain if j.level == Level.county.value), None)
     if county is None:
@@ -201,7 +201,7 @@ async def create_case(
     turned_red = await refresh_risk(session, d, alert=False)
     session.add(d)
     await session.flush()
-    await _transition(session, d, "create", citizen, note=source, at=t)
+    await _transition(session, d, Action.create, citizen, note=source, at=t)
     for ev in evidence:
         blob = filestore.blob_path(files_dir, ev["sha256"]) if files_dir else None
         if blob is None or not blob.exists():
@@ -215,6 +215,25 @@ async def create_case(
         await alert_red(session, d)
     await users.audit(session, f"user:{citizen.id}" if citizen else source, "dispute.created",
                       f"dispute:{d.id}", number=d.number)
+    if intake_key is not None:
+        await session.execute(update(DisputeIntake).where(DisputeIntake.key == intake_key).values(dispute_id=d.id))
+    return d
+
+
+async def _claim_intake(session: AsyncSession, key: str) -> Dispute | None:
+    """Claim the draft's key (INSERT … ON CONFLICT DO NOTHING): None if this confirm is the
+    first, else the case the first one created. A concurrent first confirm holds the key's row
+    until it commits, so the second waits for it and then finds its case."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    claimed = await session.execute(insert(DisputeIntake).values(key=key, created_at=now())
+                                    .on_conflict_do_nothing(index_elements=["key"]))
+    if claimed.rowcount:
+        return None
+    case_id = await session.scalar(select(DisputeIntake.dispute_id).where(DisputeIntake.key == key))
+    d = await session.get(Dispute, case_id) if case_id is not None else None
+    if d is None:
+        raise Conflict("disputes.err_already_submitted")
     return d
 
 
@@ -237,8 +256,7 @@ def sees_risk(user: User | None, d: Dispute) -> bool:
 
 
 def can_handle(user: User, d: Dispute) -> bool:
-    role = Role(user.role)
-    return role == Role.admin or (role == Role.mediator and within(user, d.unit))
+    return workflow.handles(user, d)
 
 
 async def get_case(session: AsyncSession, case_id: int, user: User | None = None) -> Dispute:
@@ -273,29 +291,45 @@ def phone_for(user: User | None, d: Dispute) -> str:
 
 
 # ---------------------------------------------------------------- mediator actions
-def _cb(action: str, case_id: int) -> str:
-    return f"dsp:{action}:{case_id}"  # handlers.disputes.CaseCb packs the same
+class Buttons(Protocol):
+    """Chat buttons of a notification, built by the bot layer (CallbackData factories):
+    the service says which actions, never how a button's data is spelled."""
+
+    def case(self, d: Dispute, actions: list[Action]) -> list[list[tuple[str, str]]]: ...
+
+    def rating(self, d: Dispute) -> list[list[tuple[str, str]]]: ...
 
 
-def case_buttons(d: Dispute) -> list[list[tuple[str, str]]]:
-    acts = allowed_actions(d)
-    rows, row = [], []
-    for a in acts:
-        row.append((f"disputes.btn_{a}", _cb(a, d.id)))
-        if len(row) == 3:
-            rows.append(row)
-            row = []
-    if row:
-        rows.append(row)
-    return rows
+_buttons: Buttons | None = None
+
+
+def use_buttons(factory: Buttons | None) -> None:
+    """Wired by the chat layer (handlers/disputes.py) at start-up; without it (CLI, API only)
+    notifications go out without buttons."""
+    global _buttons
+    _buttons = factory
+
+
+def available_actions(user: User, d: Dispute) -> list[Action]:
+    return workflow.available_actions(user, d)
+
+
+def check_action(user: User, d: Dispute, action: Action) -> None:
+    """Refuse a button the workflow table does not allow this person now (before any prompt)."""
+    workflow.check(user, d, action)
+    if action == Action.close and d.closed_at is not None:
+        raise Conflict("disputes.err_already_closed", number=d.number)
+
+
+def _case_buttons(d: Dispute, user: User | None):
+    acts = workflow.available_actions(user, d) if user is not None else []
+    return _buttons.case(d, acts) if _buttons is not None and acts else None
 
 
 async def _notify_unit(session: AsyncSession, d: Dispute, mediators: list[User], key: str, **params) -> None:
     cat = config.get().category(d.category)
     for m in mediators:
-        await notify(session, m, key, buttons=[[("disputes.btn_accept", _cb("accept", d.id)),
-                                                ("disputes.btn_transfer", _cb("transfer", d.id)),
-                                                ("disputes.btn_escalate", _cb("escalate", d.id))]],
+        await notify(session, m, key, buttons=_case_buttons(d, m),
                      dedupe_key=f"d{d.id}-{key}-{d.unit_id}-{m.id}-{d.updated_at.timestamp():.0f}",
                      number=d.number, category=cat.zh, place=d.place.name, unit=d.unit.name,
                      description=d.description[:200], **params)
@@ -308,11 +342,6 @@ async def _notify_citizen(session: AsyncSession, d: Dispute, key: str, *, button
     await notify(session, d.citizen_id, key, buttons=buttons, dedupe_key=dedupe, number=d.number, **params)
 
 
-def _require_handle(user: User, d: Dispute) -> None:
-    if not can_handle(user, d):
-        raise Forbidden("disputes.err_not_your_unit")
-
-
 def _clean_note(note: str | None, required: bool = False, key: str = "disputes.err_note") -> str | None:
     s = (note or "").strip()
     if required and not s:
@@ -323,8 +352,8 @@ def _clean_note(note: str | None, required: bool = False, key: str = "disputes.e
 
 
 async def accept(session: AsyncSession, d: Dispute, user: User, note: str | None = None) -> Dispute:
-    _require_handle(user, d)
-    await _transition(session, d, "accept", user, _clean_note(note))
+    workflow.check(user, d, Action.accept)
+    await _transition(session, d, Action.accept, user, _clean_note(note))
     d.mediator_id = user.id
     d.accepted_at = now()
     cfg = config.get().deadline(d.unit.level)
@@ -336,13 +365,12 @@ async def accept(session: AsyncSession, d: Dispute, user: User, note: str | None
 
 
 async def add_note(session: AsyncSession, d: Dispute, user: User, note: str) -> Dispute:
-    _require_handle(user, d)
-    await _transition(session, d, "note", user, _clean_note(note, required=True))
+    await _transition(session, d, Action.note, user, _clean_note(note, required=True))
     return d
 
 
 async def transfer(session: AsyncSession, d: Dispute, user: User, target: Place, reason: str) -> Dispute:
-    _require_handle(user, d)
+    workflow.check(user, d, Action.transfer)
     reason = _clean_note(reason, required=True, key="disputes.err_reason")
     if target.id == d.unit_id:
         raise DomainError("disputes.err_transfer_same")
@@ -354,17 +382,17 @@ async def transfer(session: AsyncSession, d: Dispute, user: User, target: Place,
         raise DomainError("disputes.err_transfer_no_mediator", name=target.name)
     note = reason if unit.id == target.id else gettext("zh", "disputes.transfer_routed_note", target=target.name,
                                                       unit=unit.name, reason=reason)
-    await _move(session, d, user, "transfer", unit, mediators, f"{unit.name}：{note}")
+    await _move(session, d, user, Action.transfer, unit, mediators, f"{unit.name}：{note}")
     return d
 
 
 async def escalate(session: AsyncSession, d: Dispute, user: User | None, reason: str | None = None,
-                   action: str = "escalate") -> Dispute:
+                   action: Action = Action.escalate) -> Dispute:
     if user is not None:
-        _require_handle(user, d)
+        workflow.check(user, d, action)
     unit, mediators = await routing.parent_unit(session, d.unit)
     if unit is None:
-        if action == "escalate":
+        if action == Action.escalate:
             raise DomainError("disputes.err_no_parent")
         unit, mediators = d.unit, await routing.mediators_at(session, d.unit)
     await _move(session, d, user, action, unit, mediators, _clean_note(reason))
@@ -382,7 +410,7 @@ async def _walk_up(session: AsyncSession, target: Place) -> tuple[Place, list[Us
     return target, []
 
 
-async def _move(session: AsyncSession, d: Dispute, user: User | None, action: str, unit: Place,
+async def _move(session: AsyncSession, d: Dispute, user: User | None, action: Action, unit: Place,
                 mediators: list[User], note: str | None, *, announce: bool = True) -> None:
     before = stats.contribution(d)
     await _transition(session, d, action, user, note)
@@ -417,10 +445,10 @@ def parse_session_input(text: str) -> tuple[datetime, str]:
 
 
 async def schedule_session(session: AsyncSession, d: Dispute, user: User, at: datetime, place: str) -> Dispute:
-    _require_handle(user, d)
+    workflow.check(user, d, Action.schedule)
     if at <= now():
         raise DomainError("disputes.err_session_past")
-    await _transition(session, d, "schedule", user, f"{fmt_local(at)} {place}")
+    await _transition(session, d, Action.schedule, user, f"{fmt_local(at)} {place}")
     d.session_at, d.session_place = at, place
     d.session_remind_at = next((at - b for b in SESSION_REMINDERS.values() if at - b > now()), None)
     await _notify_citizen(session, d, "disputes.n_session", when=fmt_local(at), place=place)
@@ -431,7 +459,7 @@ async def schedule_session(session: AsyncSession, d: Dispute, user: User, at: da
 
 async def record_outcome(session: AsyncSession, d: Dispute, user: User, success: bool, *,
                          agreement: str | None = None, referral: str | None = None) -> Dispute:
-    _require_handle(user, d)
+    workflow.check(user, d, Action.succeed if success else Action.fail)
     if success:
         agreement = _clean_note(agreement, required=True, key="disputes.err_agreement")
         note = agreement
@@ -440,7 +468,7 @@ async def record_outcome(session: AsyncSession, d: Dispute, user: User, success:
             raise DomainError("disputes.err_referral")
         note = referral
     before = stats.contribution(d)
-    await _transition(session, d, "succeed" if success else "fail", user, note)
+    await _transition(session, d, Action.succeed if success else Action.fail, user, note)
     t = now()
     d.outcome = "success" if success else "failed"
     d.agreement, d.referral = (agreement, None) if success else (None, referral)
@@ -456,10 +484,10 @@ async def record_outcome(session: AsyncSession, d: Dispute, user: User, success:
 
 
 async def close(session: AsyncSession, d: Dispute, user: User, note: str | None = None) -> Dispute:
-    _require_handle(user, d)
+    workflow.check(user, d, Action.close)
     if d.closed_at is not None:
         raise Conflict("disputes.err_already_closed", number=d.number)
-    await _transition(session, d, "close", user, _clean_note(note))
+    await _transition(session, d, Action.close, user, _clean_note(note))
     d.closed_at = now()
     await ask_rating(session, d)
     if d.citizen_id is not None:
@@ -467,13 +495,9 @@ async def close(session: AsyncSession, d: Dispute, user: User, note: str | None 
     return d
 
 
-def rating_buttons(d: Dispute) -> list[list[tuple[str, str]]]:
-    return [[(f"disputes.rating_{r}", f"dsr:{r}:{d.id}") for r in RATINGS]]
-
-
 async def ask_rating(session: AsyncSession, d: Dispute, reminder: bool = False) -> None:
     key = "disputes.n_rate_reminder" if reminder else "disputes.n_rate"
-    await _notify_citizen(session, d, key, buttons=rating_buttons(d),
+    await _notify_citizen(session, d, key, buttons=_buttons.rating(d) if _buttons is not None else None,
                           dedupe=f"d{d.id}-{key}-{d.closed_at.timestamp():.0f}")
 
 
@@ -492,11 +516,11 @@ async def rate(session: AsyncSession, d: Dispute, user: User, value: str, commen
     d.rating_remind_at = None
     if value == "unsatisfied":
         # review one level up: the case reopens at the parent unit
-        await escalate(session, d, None, reason=d.rating_comment or "不满意", action="reopen")
+        await escalate(session, d, None, reason=d.rating_comment or "不满意", action=Action.reopen)
         d.closed_at = None
     else:
-        await _transition(session, d, "rate", user, value)
-        await _transition(session, d, "archive", None)
+        await _transition(session, d, Action.rate, user, value)
+        await _transition(session, d, Action.archive, user, system=True)
     return d
 
 
@@ -570,10 +594,11 @@ async def _remind_deadline(session: AsyncSession, d: Dispute, at: datetime) -> b
     d.remind_at = None
     if stage is None or due is None or at >= due:
         return False  # met, or already passed: the deadline itself is handled instead
-    targets = [d.mediator_id] if d.mediator_id else [m.id for m in await routing.mediators_at(session, d.unit)]
-    for uid in targets:
-        await notify(session, uid, f"disputes.n_deadline_{stage}", urgent=True,
-                     buttons=case_buttons(d), dedupe_key=f"d{d.id}-remind-{stage}-{_iso(due)}-{uid}",
+    mediator = await session.get(User, d.mediator_id) if d.mediator_id else None
+    targets = [mediator] if mediator is not None else await routing.mediators_at(session, d.unit)
+    for u in targets:
+        await notify(session, u, f"disputes.n_deadline_{stage}", urgent=True,
+                     buttons=_case_buttons(d, u), dedupe_key=f"d{d.id}-remind-{stage}-{_iso(due)}-{u.id}",
                      number=d.number, due=fmt_local(due))
     return bool(targets)
 
@@ -587,19 +612,19 @@ async def _deadline_passed(session: AsyncSession, d: Dispute, at: datetime) -> b
     if stage is None or due is None:
         return False
     before = stats.contribution(d)
-    await _transition(session, d, "overdue", None, f"{stage}:{_iso(due)}")
+    await _transition(session, d, Action.overdue, None, f"{stage}:{_iso(due)}")
     d.overdue = 1
     await stats.apply_change(session, before, stats.contribution(d))
     old_unit = d.unit
     told = {u.id: u for u in await routing.supervisors_above(session, old_unit)}
     moved_to, mediators = (await routing.parent_unit(session, old_unit)) if stage == "accept" else (None, [])
     if moved_to is not None:
-        await _move(session, d, None, "escalate", moved_to, mediators,
+        await _move(session, d, None, Action.escalate, moved_to, mediators,
                     gettext("zh", "disputes.auto_escalate_note", unit=old_unit.name), announce=False)
         told.update({m.id: m for m in mediators})
     key = f"disputes.n_overdue_{stage}" + ("_moved" if moved_to is not None else "")
     for u in told.values():
-        buttons = case_buttons(d) if any(m.id == u.id for m in mediators) else None
+        buttons = _case_buttons(d, u) if any(m.id == u.id for m in mediators) else None
         await notify(session, u, key, urgent=True, buttons=buttons, dedupe_key=f"d{d.id}-overdue-{stage}:{_iso(due)}-{u.id}",
                      number=d.number, unit=old_unit.name, due=fmt_local(due), to=moved_to.name if moved_to else "-")
     await refresh_risk(session, d)
@@ -744,3 +769,59 @@ async def evidence_count(session: AsyncSession, d: Dispute) -> int:
 
     return await session.scalar(select(func.count(StoredFile.id)).where(
         StoredFile.owner_kind == "dispute", StoredFile.owner_id == d.id)) or 0
+
+
+# ---------------------------------------------------------------- evidence (证据)
+THUMB_PX = 320
+
+
+async def evidence(session: AsyncSession, d: Dispute, user: User) -> list:
+    """The case's files for someone allowed to see the case (the reporter, its mediators,
+    officials of the place, admins); each such read is audited."""
+    if not can_view(user, d):
+        raise Forbidden("disputes.err_not_yours")
+    files = await filestore.files_of(session, "dispute", d.id)
+    await users.audit(session, f"user:{user.id}", "dispute.evidence_read", f"dispute:{d.id}", n=len(files))
+    return files
+
+
+async def evidence_file(session: AsyncSession, d: Dispute, user: User, file_id: int, files_dir: Path):
+    """One file of the case and its bytes; audited."""
+    if not can_view(user, d):
+        raise Forbidden("disputes.err_not_yours")
+    f = next((f for f in await filestore.files_of(session, "dispute", d.id) if f.id == file_id), None)
+    path = filestore.blob_path(files_dir, f.sha256) if f is not None else None
+    if path is None or not path.exists():
+        raise NotFound("disputes.err_file_not_found")
+    await users.audit(session, f"user:{user.id}", "dispute.evidence_read", f"dispute:{d.id}", file=f.id)
+    return f, path.read_bytes()
+
+
+async def evidence_files(session: AsyncSession, d: Dispute, user: User, files_dir: Path) -> list[tuple]:
+    """Every file of the case with its bytes (the chat sends them), audited once."""
+    out = []
+    for f in await evidence(session, d, user):
+        path = filestore.blob_path(files_dir, f.sha256)
+        if path.exists():
+            out.append((f, path.read_bytes()))
+    return out
+
+
+def thumbnail(data: bytes, mime: str) -> bytes | None:
+    """A small JPEG of an image (None for a PDF or an image that cannot be decoded)."""
+    if not mime.startswith("image/"):
+        return None
+    import io
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            im.thumbnail((THUMB_PX, THUMB_PX))
+            out = io.BytesIO()
+            im.save(out, format="JPEG", quality=80)
+            return out.getvalue()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+
