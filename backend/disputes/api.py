@@ -74,6 +74,7 @@ class DisputeOut(BaseModel):
     referral: str | None
     rating: str | None
     timeline: list[EventOut] | None = None
+    actions: list[str] = []  # what the caller may do now (the workflow table; chat shows the same buttons)
 
 
 class NoteIn(BaseModel):
@@ -113,7 +114,8 @@ async def out(session: AsyncSession, d: Dispute, user: User, timeline: bool = Fa
         risk=d.risk if service.sees_risk(user, d) else None,
         risk_reasons=(d.risk_reasons or []) if service.sees_risk(user, d) else [], created_at=d.created_at, accept_due=d.accept_due,
         resolve_due=d.resolve_due, overdue=bool(d.overdue), session_at=d.session_at, session_place=d.session_place,
-        outcome=d.outcome, agreement=service.text_for(user, d, d.agreement) if d.agreement else None, referral=d.referral, rating=d.rating)
+        outcome=d.outcome, agreement=service.text_for(user, d, d.agreement) if d.agreement else None, referral=d.referral, rating=d.rating,
+        actions=[a.value for a in service.available_actions(user, d)])
     if timeline:
         o.timeline = [EventOut(at=e.at, action=e.action, from_status=e.from_status, to_status=e.to_status,
                                actor_id=e.actor_id, note=service.text_for(user, d, e.note) if e.note else None)

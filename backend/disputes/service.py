@@ -144,17 +144,21 @@ def keep_evidence(files_dir: Path, data: bytes, *, photo: bool) -> dict:
 
 # ---------------------------------------------------------------- intake
 async def next_number(session: AsyncSession, county: Place, at: datetime) -> str:
-    """TZ-<county code>-YYYYMMDD-NNNN. UPDATE first so the row lock serializes concurrent intakes."""
+    """TZ-<county code>-YYYYMMDD-NNNN from an atomic counter (INSERT … ON CONFLICT DO UPDATE …
+    RETURNING): concurrent intakes, even the county's first two of a day, never collide."""
     day = to_local(at).strftime("%Y%m%d")
     code = county.code or f"C{county.id}"
     key = f"{code}-{day}"
-    n = await session.scalar(update(DisputeCounter).where(DisputeCounter.key == key)
-                             .values(value=DisputeCounter.value + 1).returning(DisputeCounter.value))
-    if n is None:  # the county's first case of the day
-        session.add(DisputeCounter(key=key, value=1))
-        await session.flush()
-        n = 1
+    stmt = _insert(session)(DisputeCounter).values(key=key, value=1)
+    stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": DisputeCounter.value + 1})
+    n = await session.scalar(stmt.returning(DisputeCounter.value))
     return f"TZ-{code}-{day}-{n:04d}"
+
+
+def _insert(session: AsyncSession):
+    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL)."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
 async def create_case(
@@ -224,9 +228,7 @@ async def _claim_intake(session: AsyncSession, key: str) -> Dispute | None:
     """Claim the draft's key (INSERT … ON CONFLICT DO NOTHING): None if this confirm is the
     first, else the case the first one created. A concurrent first confirm holds the key's row
     until it commits, so the second waits for it and then finds its case."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    claimed = await session.execute(insert(DisputeIntake).values(key=key, created_at=now())
+    claimed = await session.execute(_insert(session)(DisputeIntake).values(key=key, created_at=now())
                                     .on_conflict_do_nothing(index_elements=["key"]))
     if claimed.rowcount:
         return None
