@@ -38,9 +38,13 @@ def sweep() -> None:
     """Act once on everything due now (reminders, overdue flags, escalations), as the
     scheduler's sweep does."""
     from backend.cli import run_in_session  # (backend.cli loads this module)
-    from scheduler.jobs.disputes import sweep_session
+    from backend.core.clock import now
+    from backend.disputes import service
 
-    n = run_in_session(sweep_session)
+    async def run(session):
+        return await service.sweep_due(session, now())
+
+    n = run_in_session(run)
     typer.echo(f"cases acted on: {n}")
 
 

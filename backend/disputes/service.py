@@ -591,6 +591,22 @@ async def on_due(session: AsyncSession, column: str, d: Dispute, at: datetime) -
     return await _ON_DUE[column](session, d, at)
 
 
+async def sweep_due(session: AsyncSession, at: datetime, lock=lambda stmt: stmt) -> int:
+    """Everything that has come due at ``at``, in the caller's transaction; the number of cases
+    acted on. ``lock`` wraps each query (the scheduler passes ``scheduler.sweep.claim``: rows
+    locked and skipped by other replicas on PostgreSQL). Each case runs in its own savepoint:
+    one that fails is logged and keeps its due date, so the next sweep retries it."""
+    acted = 0
+    for column in DUE_COLUMNS:
+        for d in (await session.scalars(lock(due_query(column, at)))).all():
+            try:
+                async with session.begin_nested():
+                    acted += await on_due(session, column, d, at)
+            except Exception:  # noqa: BLE001 - one bad case never stops the others
+                log.exception("disputes sweep: case %s (%s) failed", d.id, column)
+    return acted
+
+
 async def _remind_deadline(session: AsyncSession, d: Dispute, at: datetime) -> bool:
     stage, due = pending_stage(d), d.due_at
     d.remind_at = None

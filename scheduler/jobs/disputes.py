@@ -1,10 +1,11 @@
 """Dispute jobs: ONE interval sweep over the cases' due-date columns (deadline reminders,
 overdue and escalation, session and rating reminders) that also runs at start-up, and the
-08:30 early-warning digest on ``HEHE_TIMEZONE``. Each due case is handled in its own savepoint:
-one bad case never stops the others, and its column stays set so the next sweep retries it."""
+08:30 early-warning digest on ``HEHE_TIMEZONE``. Each due case is handled in its own savepoint
+(``service.sweep_due``): one bad case never stops the others."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -19,18 +20,10 @@ SWEEP_SECONDS = 60
 
 
 async def sweep_session(session) -> int:
-    """Everything that has come due, in one transaction; the number of cases acted on."""
+    """Everything that has come due, in one transaction, rows claimed (SKIP LOCKED on PostgreSQL)."""
     from backend.disputes import service
 
-    at, acted = now(), 0
-    for column in service.DUE_COLUMNS:
-        for d in (await session.scalars(claim(session, service.due_query(column, at)))).all():
-            try:
-                async with session.begin_nested():
-                    acted += await service.on_due(session, column, d, at)
-            except Exception:  # noqa: BLE001 - logged; this case is retried, the others go on
-                log.exception("disputes sweep: case %s (%s) failed", d.id, column)
-    return acted
+    return await service.sweep_due(session, now(), lock=partial(claim, session))
 
 
 async def sweep() -> int:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from backend.core.clock import TZ
 from backend.disputes.models import DisputeEvent
 from tests.conftest import texts
-from tests.disputes.conftest import DAY, case, report, run_scheduler_at
+from tests.disputes.conftest import DAY, case, report, report_with_session, run_scheduler_at
 
 
 async def _due(ctx, number):
@@ -65,11 +65,7 @@ async def test_accepting_in_time_cancels_escalation(chat, ctx, staff):
 
 async def test_session_reminders_day_before_and_two_hours_before(chat, ctx, staff):
     c = 3103
-    number = await report(chat, c)
-    await chat.press(staff["med"], "受理")
-    await chat.press(staff["med"], "安排调解")
-    await chat.send(staff["med"], "2026-12-03 14:30 海门街道调解室")
-    d = await case(ctx, number)
+    d = await case(ctx, await report_with_session(chat, staff, c))
     n = len(chat.inbox(c))
     await run_scheduler_at(ctx, d.session_at - timedelta(days=1) + timedelta(minutes=1))
     assert len(chat.inbox(c)) == n + 1 and "明天" in chat.last(c).text

@@ -11,7 +11,7 @@ from backend.core.db import session_scope
 from backend.disputes import service, stats
 from backend.users import service as users
 from tests.conftest import texts
-from tests.disputes.conftest import case, report, run_scheduler_at
+from tests.disputes.conftest import case, report, report_with_session, run_scheduler_at
 
 
 async def test_a_case_accepted_on_time_is_not_on_the_overdue_list(chat, ctx, staff):
@@ -43,11 +43,7 @@ async def test_a_missed_acceptance_moves_the_case_up_a_level(chat, ctx, staff):
 
 async def test_after_downtime_one_current_session_reminder_not_the_stale_series(chat, ctx, staff):
     c = 3503
-    number = await report(chat, c)
-    await chat.press(staff["med"], "受理")
-    await chat.press(staff["med"], "安排调解")
-    await chat.send(staff["med"], "2026-12-03 14:30 海门街道调解室")
-    d = await case(ctx, number)
+    d = await case(ctx, await report_with_session(chat, staff, c))
     n = len(chat.inbox(c))
     # Hehe was down from before the day-before reminder until one hour before the session
     await run_scheduler_at(ctx, d.session_at - timedelta(hours=1))

@@ -11,7 +11,7 @@ import pytest
 
 import handlers.disputes as chat
 from backend.core.errors import Conflict, Forbidden
-from backend.disputes import service, workflow
+from backend.disputes import workflow
 from backend.disputes.workflow import Action
 from backend.users.models import Role
 
