@@ -14,7 +14,7 @@ from typing import Any
 from aiogram import Bot, Dispatcher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from backend.core import migrate, preload
+from backend.core import clock, migrate, preload
 from backend.core.config import Settings
 from backend.core.db import make_engine, make_sessionmaker, session_scope
 from backend.core.security import load_secret
@@ -123,6 +123,7 @@ async def start_context(
     from scheduler.factory import make_scheduler, register_recurring
 
     settings.ensure_dirs()
+    clock.set_timezone(settings.timezone)
     if migrate_db:
         await asyncio.to_thread(migrate.upgrade, settings.sync_db_url)
     engine = make_engine(settings.db_url)

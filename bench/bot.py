@@ -10,7 +10,8 @@ fed the same ``Update`` objects through the same offline session.
 
     .venv/bin/python bench/bot.py [--users 100] [--rounds 3] [--concurrency 1] [--pg URL]
 
-Goals (issue #2): ≥ 200 updates/s on 2 cores and ≥ 0.3× the bare echo rate.
+Goal: ≥ 200 updates/s full stack on 2 cores, on SQLite and PostgreSQL (issue #13). The bare echo
+rate is printed beside it for scale; the old 0.3× ratio goal is retired.
 """
 from __future__ import annotations
 
@@ -176,9 +177,9 @@ async def main() -> None:
     print(f"# bench/bot.py  {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  python {platform.python_version()}  "
           f"{os.cpu_count()} CPUs  db={db}  users={args.users}  rounds={args.rounds} (best)  "
           f"concurrency={args.concurrency}")
-    print(f"{'workload':<10}{'full stack upd/s':>18}{'bare echo upd/s':>18}{'ratio':>8}  goal ≥200/s & ≥0.3×")
+    print(f"{'workload':<10}{'full stack upd/s':>18}{'bare echo upd/s':>18}{'ratio':>8}  goal ≥200/s")
     for kind, r in results.items():
-        ok = r["full"] >= 200 and r["ratio"] >= 0.3
+        ok = r["full"] >= 200
         print(f"{kind:<10}{r['full']:>18.0f}{r['bare']:>18.0f}{r['ratio']:>8.2f}  {'met' if ok else 'NOT met'}")
 
 

@@ -130,9 +130,13 @@ class SQLStorage(BaseStorage):
 
     async def _store(self, key: StorageKey, state: str | None, data: dict[str, Any]) -> None:
         k = _key(key)
-        self._remember(k, state, data)
         uw = _update_writes.get()
-        if uw is not None and uw.storage is self:
+        if uw is not None and uw.storage is not self:
+            uw = None
+        if self._cache.get(k) == (state, data) and (uw is None or k not in uw.changes):
+            return  # no change (e.g. /start clearing a conversation that was not there): no write
+        self._remember(k, state, data)
+        if uw is not None:
             uw.add(k, state, data)
             return
         try:

@@ -57,6 +57,18 @@ class _RunningJobs:
 _RUNNING: "weakref.WeakKeyDictionary[AsyncIOScheduler, _RunningJobs]" = weakref.WeakKeyDictionary()
 
 
+async def wait_idle(sched: AsyncIOScheduler, timeout: float) -> bool:
+    """Wait until no job run is under way (False: still busy after ``timeout`` seconds)."""
+    running = _RUNNING.get(sched)
+    if running is None:
+        return True
+    try:
+        await asyncio.wait_for(running.idle.wait(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
 async def stop_scheduler(sched: AsyncIOScheduler, timeout: float = 10) -> None:
     """Stop taking new runs, let the runs under way finish (up to ``timeout``), then shut down.
     (APScheduler's asyncio executor cancels running jobs at shutdown: a job cancelled mid-query
@@ -64,12 +76,7 @@ async def stop_scheduler(sched: AsyncIOScheduler, timeout: float = 10) -> None:
     if not sched.running:
         return
     sched.pause()
-    running = _RUNNING.get(sched)
-    if running is not None:
-        try:
-            await asyncio.wait_for(running.idle.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+    await wait_idle(sched, timeout)
     sched.shutdown(wait=False)
     await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next loop iteration
 

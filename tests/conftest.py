@@ -190,3 +190,56 @@ async def chat(ctx) -> ChatDriver:
 
 def texts(msgs) -> str:
     return "\n".join(m.text for m in msgs)
+
+
+# ---------------------------------------------------------------- clock + scheduler
+class Clock:
+    """Moves time and lets the real APScheduler run what is due then — no fixed sleeps: it wakes
+    the scheduler, waits for the job runs it started to finish (APScheduler's job events), and
+    repeats while jobs are still due (a job may schedule another for now), then delivers the
+    notifications (``ctx.flush()``)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def due_jobs(self) -> list:
+        from backend.core.clock import now
+
+        t = now()
+        return [j for j in self.ctx.scheduler.get_jobs() if j.next_run_time is not None and j.next_run_time <= t]
+
+    async def run_due(self, at=None, *, timeout: float = 10.0) -> None:
+        """Travel to ``at`` (a datetime; None: stay at now) and run everything due there."""
+        import contextlib
+
+        import time_machine
+
+        travel = time_machine.travel(at, tick=True) if at is not None else contextlib.nullcontext()
+        with travel:
+            await self._drain(timeout)
+            await self.ctx.flush()
+
+    async def _drain(self, timeout: float) -> None:
+        import asyncio
+
+        from scheduler.factory import wait_idle
+
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        sched = self.ctx.scheduler
+        while True:
+            sched.wakeup()
+            for _ in range(3):  # wakeup() runs on the next loop iteration; it submits due jobs
+                await asyncio.sleep(0)
+            if not await wait_idle(sched, max(end - loop.time(), 0)):
+                raise TimeoutError(f"scheduled jobs still running after {timeout} s")
+            if not self.due_jobs():
+                return
+            if loop.time() > end:
+                raise TimeoutError(f"jobs still due after {timeout} s: {[j.id for j in self.due_jobs()]}")
+
+
+@pytest.fixture
+def clock(ctx) -> Clock:
+    """``await clock.run_due(datetime(...))``: the real scheduler at a moved clock."""
+    return Clock(ctx)

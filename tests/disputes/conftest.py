@@ -2,7 +2,6 @@
 real scheduler follows (time_machine moves datetime.now; the scheduler fires the jobs)."""
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 
 import pytest
@@ -11,18 +10,16 @@ from sqlalchemy import select
 
 from backend.disputes.models import Dispute
 from backend.users.models import User
+from tests.conftest import Clock
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + bytes(range(256)) * 8
 PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 50
 
 
 async def run_scheduler_at(ctx, when: datetime, settle: float = 0.6) -> None:
-    """Travel to ``when`` and let the real AsyncIOScheduler fire whatever is due then."""
-    with time_machine.travel(when, tick=True):
-        ctx.scheduler.wakeup()
-        for _ in range(int(settle / 0.1)):
-            await asyncio.sleep(0.1)
-        await ctx.flush()
+    """Travel to ``when`` and let the real AsyncIOScheduler fire whatever is due then
+    (``settle`` is no longer used: tests.conftest.Clock waits for the jobs themselves)."""
+    await Clock(ctx).run_due(when)
 
 
 async def report(chat, uid: int, *, category="邻里纠纷", description="隔壁装修天天吵到半夜，沟通多次无果，影响老人休息",

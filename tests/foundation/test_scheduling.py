@@ -69,3 +69,33 @@ async def test_the_job_store_does_not_wait_for_an_open_write_transaction(sctx):
     finally:
         await writer.rollback()
         await writer.close()
+
+
+async def slow_job(tag: str) -> None:
+    """A job that takes a while, records that it ran, and schedules a follow-up due at once.
+    (Run by the scheduler from its reference: a module object of its own, so it records in the
+    database, not in a variable of this module.)"""
+    from backend.core.db import session_scope
+    from backend.users.models import AuditLog
+
+    await asyncio.sleep(0.3)
+    async with session_scope(runtime.get_context().sm) as s:
+        s.add(AuditLog(actor="test", action="test.job", note=tag))
+    if tag == "first":
+        runtime.schedule_once("tests.foundation.test_scheduling:slow_job", now(), ["follow-up"], "t-follow-up")
+
+
+async def test_the_clock_fixture_runs_everything_due_and_returns_when_it_is_done(sctx):
+    from sqlalchemy import select
+
+    from backend.users.models import AuditLog
+    from tests.conftest import Clock
+
+    at = now() + timedelta(days=3)
+    runtime.schedule_once("tests.foundation.test_scheduling:slow_job", at, ["first"], "t-first")
+    runtime.schedule_once("tests.foundation.test_scheduling:slow_job", at + timedelta(days=1), ["later"], "t-later")
+    await Clock(sctx).run_due(at + timedelta(minutes=1))
+    async with sctx.sm() as s:  # both finished (no sleep here), the later one not yet due
+        done = list(await s.scalars(select(AuditLog.note).where(AuditLog.action == "test.job").order_by(AuditLog.id)))
+    assert done == ["first", "follow-up"]
+    assert job_ids(sctx) == {"t-later"}

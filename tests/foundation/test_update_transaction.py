@@ -143,9 +143,9 @@ async def test_conversation_steps_survive_a_restart_on_both_databases(db_setting
 
 
 async def test_a_step_waits_for_another_process_off_the_event_loop(ctx):
-    """A step that is all its update writes commits right on the event loop, never waiting
-    there: while another process holds SQLite's write lock it waits on a worker thread, the
-    bot keeps answering others, and the step is saved once the lock is free."""
+    """While another process holds SQLite's write lock, a step waits for it on the connection's
+    worker thread (busy timeout), never on the event loop: the bot keeps answering others, and
+    the step is saved once the lock is free."""
     import asyncio
     import sqlite3
 
@@ -169,3 +169,21 @@ async def test_a_step_waits_for_another_process_off_the_event_loop(ctx):
     restarted = SQLStorage(ctx.sm)
     key = StorageKey(bot_id=BOT_ID, chat_id=5020, user_id=5020)
     assert await restarted.get_state(key) == Steps.first.state
+
+
+async def test_an_update_that_changes_no_conversation_writes_nothing(ctx):
+    """/start and /cancel clear a conversation that is not there: no statement for it."""
+    chat = ChatDriver(ctx)
+    await chat.send(5030, "/start")  # first contact: creates the person
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_):
+        statements.append(statement)
+
+    event.listen(ctx.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        assert "和合" in texts(await chat.send(5030, "/start"))
+        await chat.send(5030, "/cancel")
+    finally:
+        event.remove(ctx.engine.sync_engine, "before_cursor_execute", record)
+    assert not [s for s in statements if "fsm_state" in s]

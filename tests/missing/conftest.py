@@ -11,7 +11,7 @@ import time_machine
 
 from backend.faces.engine import FaceEngine
 from backend.faces.service import FaceService
-from tests.conftest import FACES_DATA, make_settings
+from tests.conftest import FACES_DATA, Clock, make_settings
 
 # 10:00 in Taizhou: outside quiet hours, so notifications go out on ctx.flush()
 DAYTIME = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)
@@ -47,13 +47,12 @@ def photo(rel: str):
 
 
 async def run_due_jobs(ctx, at: datetime, *, until=None, timeout: float = 5.0) -> None:
-    """Move the clock to ``at`` and let the real APScheduler fire what is due."""
+    """Move the clock to ``at`` and let the real APScheduler fire what is due (tests.conftest.Clock);
+    ``until``: a condition the jobs' work must reach (checked while the clock stays at ``at``)."""
     with time_machine.travel(at, tick=True):
-        ctx.scheduler.wakeup()
+        await Clock(ctx).run_due(timeout=timeout)
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
-        while True:
-            await asyncio.sleep(0.1)
-            if until is None or await until() or loop.time() > end:
-                break
+        while until is not None and not await until() and loop.time() < end:
+            await asyncio.sleep(0.05)
         await ctx.flush()

@@ -2,12 +2,11 @@
 the real scheduler fires its persisted jobs."""
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import datetime
 
-from backend.core.clock import TZ, now
-from tests.conftest import texts
+from backend.core.clock import TZ
+from tests.conftest import Clock, texts
 
 DEPUTY, COSIGNER, LIAISON, OTHER_DEPUTY = 3001, 3002, 3003, 3004
 PROC, CHIEF, CITY_PROC, OTHER_PROC = 3101, 3102, 3201, 3103
@@ -63,17 +62,9 @@ async def propose(chat, uid: int = DEPUTY, *, title: str = "椒江某河道长�
 
 
 async def settle(ctx, rounds: int = 60) -> None:
-    """Let the scheduler run every job that is due at the (travelled) now, then deliver."""
-    sched = ctx.scheduler
-    sched.wakeup()
-    executor = sched._lookup_executor("default")
-    for _ in range(rounds):
-        await asyncio.sleep(0.05)
-        due = [j for j in sched.get_jobs() if j.next_run_time is not None and j.next_run_time <= now()]
-        if not due and not getattr(executor, "_pending_futures", None):
-            break
-        sched.wakeup()
-    await ctx.flush()
+    """Let the scheduler run every job that is due at the (travelled) now, then deliver
+    (``rounds`` is no longer used: tests.conftest.Clock waits for the jobs themselves)."""
+    await Clock(ctx).run_due()
 
 
 def item_text(chat, uid: int) -> str:
