@@ -265,6 +265,9 @@ async def dispute_stats(session: SessionDep, user: Official, jurisdiction_id: in
 
 
 # ---------------------------------------------------------------- evidence (证据)
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
 class EvidenceOut(BaseModel):
     id: int
     mime: str
@@ -305,6 +308,20 @@ async def evidence_thumbnail(case_id: int, file_id: int, request: Request, sessi
     if thumb is None:
         raise NotFound("disputes.err_no_thumbnail")
     return Response(thumb, media_type="image/jpeg")
+
+
+@router.get("/disputes/{case_id}/export", response_class=Response,
+            responses={200: {"content": {DOCX: {}}}})
+async def export_case(case_id: int, request: Request, session: SessionDep, user: CurrentUser,
+                      format: Literal["docx"] = "docx") -> Response:
+    """The case as a Word document with the evidence as thumbnails (for whoever may see the case)."""
+    from backend.disputes import export
+
+    d = await service.get_case(session, case_id, user)
+    data = await export.to_docx(session, d, user, request.app.state.ctx.settings.files_dir,
+                                "en" if request.headers.get("accept-language", "").lower().startswith("en") else "zh")
+    return Response(data, media_type=DOCX, headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(d.number)}.docx"})
 
 
 from backend.disputes.open311 import router as extra_router  # noqa: E402  (Open311 GeoReport v2)

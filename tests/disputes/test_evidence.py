@@ -90,3 +90,27 @@ async def test_the_api_lists_serves_and_thumbnails_the_evidence(api):
     r = await api.client.get(f"/api/disputes/{cid}", headers=api.auth(med))
     assert r.json()["actions"] == ["accept", "transfer", "escalate", "note"]
     assert (await api.client.get(f"/api/disputes/{cid}", headers=api.auth(owner))).json()["actions"] == []
+
+
+async def test_the_case_export_carries_the_evidence_as_thumbnails(api):
+    from docx import Document
+
+    med = await api.user(5001, "mediator", "椒江区/海门街道")
+    other = await api.user(5009, "mediator", "椒江区/白云街道")
+    chat = ChatDriver(api.ctx)
+    number = await _report_with_files(chat, 3706)
+    await chat.press(5001, "受理")
+    async with api.ctx.sm() as s:
+        owner = await s.scalar(select(User).where(User.telegram_id == 3706))
+    d = await case(api.ctx, number)
+    r = await api.client.get(f"/api/disputes/{d.id}/export", headers=api.auth(med))
+    assert r.status_code == 200 and r.headers["content-type"].endswith("wordprocessingml.document")
+    doc = Document(io.BytesIO(r.content))
+    cells = [c.text for t in doc.tables for row in t.rows for c in row.cells]
+    assert number in doc.paragraphs[0].text and "用户5001" in cells  # names, never ids
+    assert "已受理" in cells and any("维修报价单.pdf" in p.text for p in doc.paragraphs)
+    assert len(doc.inline_shapes) == 1 and doc.inline_shapes[0].width <= 6 * 360000  # one thumbnail, 6 cm
+    mine = Document(io.BytesIO((await api.client.get(f"/api/disputes/{d.id}/export", headers=api.auth(owner))).content))
+    assert not any("风险" in c.text for t in mine.tables for row in t.rows for c in row.cells)
+    assert (await api.client.get(f"/api/disputes/{d.id}/export", headers=api.auth(other))).status_code == 403
+    assert await _audited(api.ctx, d) == 2
