@@ -85,3 +85,31 @@ async def test_the_digest_title_names_the_period_it_covers(chat, ctx, staff):
         await ctx.flush()
     digest = next(m.text for m in reversed(chat.inbox(staff["off_c"])) if "预警日报" in m.text)
     assert "2026-12-31 08:30" in digest and "2027-01-01 08:30" in digest
+
+
+async def test_what_fell_due_while_hehe_was_down_is_acted_on_once_after_the_restart(settings):
+    from backend.context import start_context
+    from tests.conftest import ChatDriver, Clock
+
+    first = await start_context(settings, models=False, workers=False, telegram=False)
+    try:
+        chat = ChatDriver(first)
+        await chat.as_role(5001, "mediator", "椒江区/海门街道")
+        await chat.as_role(5002, "mediator", "椒江区", title="supervisor")
+        number = await report(chat, 3507)
+        due = (await case(first, number)).accept_due
+    finally:
+        await first.stop()  # down from before the reminder until after the deadline
+    with time_machine.travel(due + timedelta(hours=3), tick=True):
+        second = await start_context(settings, models=False, workers=False, telegram=False)
+        try:
+            assert second.scheduler.get_job("disputes-sweep").next_run_time <= due + timedelta(hours=3, minutes=1)
+            await Clock(second).run_due()  # the sweep registered to run at start-up
+            await Clock(second).run_due(due + timedelta(hours=3, minutes=5))  # and once more later
+            chat = ChatDriver(second)
+            notes = [m.text for m in chat.inbox(5002) if number in m.text and "督办" in m.text]
+            d = await case(second, number)
+        finally:
+            await second.stop()
+    assert len(notes) == 1 and d.unit.name == "椒江区" and d.overdue == 1
+    assert not any("受理期限是" in m.text for m in chat.inbox(5001))
