@@ -71,13 +71,18 @@ def run_in_session(coro_fn):
 
 # ------------------------------------------------------------------ serve / demo
 @app.command()
-def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.Option(None)) -> None:
+def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.Option(None),
+          init: bool = typer.Option(False, "--init", help="start on a new, empty database on purpose")) -> None:
     """Run Hehe: API, web chat (/chat), bot, scheduler. Telegram only when HEHE_TELEGRAM_TOKEN is set."""
     from backend.core import preload
 
+    if init:
+        os.environ["HEHE_ALLOW_NEW_DATABASE"] = "1"
+        get_settings.cache_clear()
     s = get_settings()
     _setup_logging(s)
     s.ensure_dirs()
+    _refuse_unsafe_start(s)
     preload.start(s)  # the models load while the imports below and the migrations run
 
     import uvicorn
@@ -85,6 +90,19 @@ def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.
     from backend.app import create_app
 
     uvicorn.run(create_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
+
+
+def _refuse_unsafe_start(s) -> None:
+    """Say clearly, before loading anything, why this server must not start (the lifespan
+    checks again and holds the lock; this is for a readable message and exit code)."""
+    from backend.core import instance
+
+    try:
+        instance.check_database_present(s.data_dir, s.sync_db_url, s.allow_new_database)
+        instance.release_data_dir(instance.claim_data_dir(s.data_dir, s.sync_db_url))
+    except instance.StartupRefused as e:
+        typer.echo(f"hehe: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -15,7 +15,7 @@ from typing import Any
 from aiogram import Bot, Dispatcher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from backend.core import migrate, preload
+from backend.core import instance, migrate, preload
 from backend.core.config import Settings
 from backend.core.db import make_engine, make_sessionmaker, pin_current_thread, session_scope
 from backend.core.security import load_secret
@@ -44,10 +44,13 @@ class AppContext:
     tasks: list[asyncio.Task] = field(default_factory=list)
     telegram_bot: Bot | None = None
     unpin_to: set[int] | None = None  # the loop thread's CPUs before HEHE_LOOP_CPU pinned it
+    telegram_error: str | None = None  # why Telegram is not connected yet (None: fine or unused)
+    data_dir_lock: Any = None  # this server's hold on the SQLite data dir (backend.core.instance)
 
     async def flush(self) -> int:
-        """Deliver every notification that is due now (tests, script replay)."""
-        return await self.deliverer.deliver_due()
+        """Deliver every notification that is due now on the offline channel (web chat, terminal,
+        script replay, tests) — never waiting for Telegram, which its own worker delivers."""
+        return await self.deliverer.deliver_due([c for c, b in self.bots.items() if b is self.channel.bot])
 
     async def stop(self) -> None:
         from scheduler import runtime
@@ -69,9 +72,12 @@ class AppContext:
                 await t
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-        if self.telegram_bot is not None:
-            await self.telegram_bot.session.close()
+        for bot in {id(b): b for b in [self.telegram_bot, *self.deliverer.bots.values()]
+                    if b is not None and b is not self.channel.bot}.values():
+            await bot.session.close()
         await self.engine.dispose()
+        instance.release_data_dir(self.data_dir_lock)
+        self.data_dir_lock = None
         if self.unpin_to is not None:
             os.sched_setaffinity(0, self.unpin_to)
         if runtime._CTX is self:
@@ -134,8 +140,16 @@ async def start_context(
     from scheduler.factory import make_scheduler, register_recurring
 
     settings.ensure_dirs()
-    if migrate_db:
-        await asyncio.to_thread(migrate.upgrade, settings.sync_db_url)
+    serving = scheduler or workers  # a process that sends: one per SQLite data dir
+    lock = instance.claim_data_dir(settings.data_dir, settings.sync_db_url) if serving else None
+    try:
+        instance.check_database_present(settings.data_dir, settings.sync_db_url, settings.allow_new_database)
+        if migrate_db:
+            await asyncio.to_thread(migrate.upgrade, settings.sync_db_url)
+        instance.remember_database(settings.data_dir, settings.sync_db_url)
+    except BaseException:
+        instance.release_data_dir(lock)
+        raise
     pinned_from = pin_current_thread(settings.loop_cpu)
     engine = make_engine(settings.db_url, loop_cpu=settings.loop_cpu)
     sm = make_sessionmaker(engine)
@@ -148,10 +162,11 @@ async def start_context(
         await seed_jurisdictions(s)
 
     channel = OfflineChannel()
-    deliverer = Deliverer(sm, {"local": channel.bot})
+    deliverer = Deliverer(sm, {"local": channel.bot}, send_timeout=settings.outbox_send_timeout,
+                          concurrency=settings.outbox_concurrency)
     ctx = AppContext(settings=settings, engine=engine, sm=sm, channel=channel, dispatcher=None,  # type: ignore[arg-type]
                      deliverer=deliverer, secret=load_secret(settings.data_dir, settings.api_token_secret),
-                     unpin_to=pinned_from)
+                     unpin_to=pinned_from, data_dir_lock=lock)
     ctx.dispatcher = make_dispatcher(ctx)
     lazy_aiogram.warm_up()
     channel.dispatcher = ctx.dispatcher

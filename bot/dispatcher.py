@@ -13,7 +13,7 @@ from aiogram.types import CallbackQuery
 import handlers
 from bot.fsm_storage import SQLStorage
 from bot.middlewares import (
-    DbUserMiddleware, DedupeMiddleware, ErrorMiddleware, IgnoreBotsMiddleware, ThrottleMiddleware,
+    ControlCharsMiddleware, DbUserMiddleware, DedupeMiddleware, ErrorMiddleware, IgnoreBotsMiddleware, ThrottleMiddleware,
 )
 
 
@@ -79,6 +79,7 @@ def make_dispatcher(ctx: Any, first: Sequence[Router] = ()) -> Dispatcher:
     dp.update.outer_middleware(DedupeMiddleware())
     dp.update.outer_middleware(ErrorMiddleware())
     dp.update.outer_middleware(IgnoreBotsMiddleware())
+    dp.update.outer_middleware(ControlCharsMiddleware())
     dp.update.outer_middleware(ThrottleMiddleware(ctx.settings.throttle_per_minute))
     dp.update.outer_middleware(DbUserMiddleware(ctx))
     capabilities = [m.make_router() for m in handler_modules()]
