@@ -1,46 +1,39 @@
 """Sign-in and the web transcript on SQLite and PostgreSQL: counters that hold under
-concurrency, codes that cannot be tried more than five times, history after a restart."""
+concurrency, codes that cannot be tried more than five times, history, files and buttons after
+a restart."""
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import pytest
 from sqlalchemy import select
 
 from backend.auth import ratelimit
 from backend.auth.models import OneTimeCode
 from backend.core.db import session_scope
-from tests.web.conftest import code_from_log, open_site, phone_sign_in
+from tests.web.conftest import code_from_log, phone_sign_in, running
+from tests.web.test_web_surface import jpeg
 
 
-async def _open(db_settings, caplog):
+@pytest.fixture
+def web_settings(db_settings, caplog):
     caplog.set_level(logging.WARNING, logger="hehe.sms")
-    settings = db_settings.model_copy(update={"demo": False, "sms_provider": "console"})
-    return settings, *(await open_site(settings))
+    return db_settings.model_copy(update={"demo": False, "sms_provider": "console"})
 
 
-async def _close(site, lifespan):
-    for b in site.browsers:
-        await b.aclose()
-    await lifespan.__aexit__(None, None, None)
-
-
-async def test_concurrent_counting_never_passes_the_limit(db_settings, caplog):
-    _, site, lifespan = await _open(db_settings, caplog)
-    try:
+async def test_concurrent_counting_never_passes_the_limit(web_settings):
+    async with running(web_settings) as site:
         async def one():
             async with session_scope(site.ctx.sm) as s:
                 return await ratelimit.hit(s, "test:concurrent", ratelimit.HOUR, 5)
 
         results = await asyncio.gather(*(one() for _ in range(20)))
         assert results.count(True) == 5
-    finally:
-        await _close(site, lifespan)
 
 
-async def test_concurrent_wrong_codes_are_counted_and_the_code_dies_after_five(db_settings, caplog):
-    _, site, lifespan = await _open(db_settings, caplog)
-    try:
+async def test_concurrent_wrong_codes_are_counted_and_the_code_dies_after_five(web_settings, caplog):
+    async with running(web_settings) as site:
         b = site.browser()
         assert (await b.post("/auth/api/phone/code", json={"phone": "13912345678"})).status_code == 200
         right = code_from_log(caplog, "5678")
@@ -53,27 +46,28 @@ async def test_concurrent_wrong_codes_are_counted_and_the_code_dies_after_five(d
             assert (await s.scalar(select(OneTimeCode))).attempts == 5
         r = await b.post("/auth/api/phone/verify", json={"phone": "13912345678", "code": right})
         assert r.status_code == 400
-    finally:
-        await _close(site, lifespan)
 
 
-async def test_sessions_and_the_transcript_survive_a_restart(db_settings, caplog):
-    settings, site, lifespan = await _open(db_settings, caplog)
-    try:
+async def test_history_with_timestamps_own_messages_files_and_buttons_survive_a_restart(web_settings, caplog):
+    async with running(web_settings) as site:
         b = site.browser()
         await phone_sign_in(site, b, caplog)
         await b.post("/chat/api/send", json={"text": "/start"})
+        await b.post("/chat/api/photo", files={"file": ("p.jpg", jpeg(), "image/jpeg")})
         before = (await b.get("/chat/api/messages")).json()["messages"]
         cookies = dict(b.c.cookies)
-    finally:
-        await _close(site, lifespan)
-    site, lifespan = await open_site(settings)
-    try:
+    async with running(web_settings) as site:
         b = site.browser()
         for k, v in cookies.items():
             b.c.cookies.set(k, v)
         after = (await b.get("/chat/api/messages")).json()["messages"]
-        assert [(m["mine"], m["text"]) for m in after] == [(m["mine"], m["text"]) for m in before]
-        assert (await b.post("/chat/api/send", json={"text": "/help"})).status_code == 200
-    finally:
-        await _close(site, lifespan)
+        assert [(m["mine"], m["text"], m["seq"]) for m in after] == [(m["mine"], m["text"], m["seq"]) for m in before]
+        assert all(m["at"] for m in after) and any(m["mine"] and m["text"] == "/start" for m in after)
+        welcome = next(m for m in after if not m["mine"] and m["inline"])
+        photo = next(m["photo_id"] for m in after if m.get("photo_id"))
+        assert (await b.get(f"/chat/files/{photo}")).status_code == 200
+        # Buttons from before the restart still work, and new messages continue the order.
+        data = welcome["inline"][-1][-1]["data"]
+        assert (await b.post("/chat/api/press", json={"message_id": welcome["message_id"], "data": data})).status_code == 200
+        newer = (await b.get(f"/chat/api/messages?since={after[-1]['seq']}")).json()["messages"]
+        assert newer and all(m["seq"] > after[-1]["seq"] for m in newer)

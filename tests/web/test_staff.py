@@ -111,15 +111,10 @@ async def test_a_citizen_invited_in_the_chat_must_set_up_a_password_and_totp_bef
 
 async def test_revealing_a_face_match_or_exporting_needs_a_totp_from_the_last_minutes(tmp_path, template_db):
     """``require_fresh_second_factor`` on a route (the way the faces and export routes use it)."""
-    import shutil
-
     from backend.app import create_app
-    from tests.conftest import make_settings
-    from tests.web.conftest import Site
+    from tests.web.conftest import running, site_settings
 
-    settings = make_settings(tmp_path, demo=False)
-    settings.ensure_dirs()
-    shutil.copyfile(template_db, settings.data_dir / "hehe.db")
+    settings = site_settings(tmp_path, template_db)
     app = create_app(settings)
     extra = APIRouter()
 
@@ -128,8 +123,7 @@ async def test_revealing_a_face_match_or_exporting_needs_a_totp_from_the_last_mi
         return {"ok": True}
 
     app.include_router(extra)
-    async with app.router.lifespan_context(app):
-        site = Site(app)
+    async with running(settings, app) as site:
         b = site.browser()
         secret = await _staff(site, b, role=Role.officer)
         totp = pyotp.TOTP(secret)
@@ -145,8 +139,6 @@ async def test_revealing_a_face_match_or_exporting_needs_a_totp_from_the_last_mi
             assert (await b.post("/auth/api/step-up", json={"code": totp.now()})).status_code == 200
             assert (await b.get("/api/test/reveal")).status_code == 200
         assert (await site.browser().get("/api/test/reveal")).status_code == 401
-        for br in site.browsers:
-            await br.aclose()
 
 
 async def test_telegram_and_web_become_one_person_only_through_the_link_code(site, caplog):
