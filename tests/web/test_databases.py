@@ -71,3 +71,20 @@ async def test_history_with_timestamps_own_messages_files_and_buttons_survive_a_
         assert (await b.post("/chat/api/press", json={"message_id": welcome["message_id"], "data": data})).status_code == 200
         newer = (await b.get(f"/chat/api/messages?since={after[-1]['seq']}")).json()["messages"]
         assert newer and all(m["seq"] > after[-1]["seq"] for m in newer)
+
+
+async def test_control_characters_in_a_name_never_break_the_sign_in(web_settings, caplog):
+    async with running(web_settings) as site:
+        b = site.browser()
+        await b.post("/auth/api/phone/code", json={"phone": "13912345678"})
+        r = await b.post("/auth/api/phone/verify", json={"phone": "13912345678", "code": code_from_log(caplog, "5678"),
+                                                         "name": "张\x00三\x07"})
+        assert r.status_code == 200 and r.json()["user"]["name"] == "张三"
+        for bad in ({"phone": "1391234567\x00"}, {"phone": "x" * 40}, {"phone": 12}):
+            assert (await site.browser("192.0.2.77").post("/auth/api/phone/code", json=bad)).status_code in (400, 422)
+        r = await b.post("/chat/api/send", json={"text": "你好\x00"})
+        assert r.status_code == 200
+        r = await b.post("/chat/api/press", json={"message_id": 2 ** 63 - 1, "data": "x"})
+        assert r.status_code == 422
+        r = await b.delete(f"/auth/api/sessions/{2 ** 63 - 1}")
+        assert r.status_code == 404
