@@ -2,6 +2,7 @@
 second factor reaches nothing; step-up before revealing a face match or exporting."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pyotp
@@ -178,3 +179,22 @@ async def test_link_codes_come_only_from_telegram_and_guessing_is_limited(site, 
             assert e.key == "auth.err_link_telegram_only"
     answers = [(await b.post("/auth/api/link", json={"code": f"AAAA-AA{i:02d}"})).status_code for i in range(7)]
     assert answers[:5] == [400] * 5 and answers[5:] == [429, 429]
+
+
+async def test_link_in_telegram_gives_the_code_that_the_web_page_takes(site, caplog):
+    """``/link`` through the real Dispatcher, as a Telegram person (a bot session named
+    ``telegram``); the same command in the web chat only says where to send it."""
+    from bot.offline import OfflineChannel
+
+    telegram = OfflineChannel()
+    telegram.session.channel_name = "telegram"
+    telegram.dispatcher = site.ctx.dispatcher
+    await telegram.send_text(88001, "/link")
+    reply = telegram.out[88001][-1].text
+    code = re.search(r"[A-Z0-9]{4}-[A-Z0-9]{4}", reply).group(0)
+    b = site.browser()
+    await phone_sign_in(site, b, caplog)
+    await b.post("/chat/api/send", json={"text": "/link"})
+    assert any("Telegram" in m["text"] for m in (await b.get("/chat/api/messages")).json()["messages"] if not m["mine"])
+    r = await b.post("/auth/api/link", json={"code": code})
+    assert r.status_code == 200 and r.json()["user"]["channel"] == "telegram"
