@@ -157,6 +157,7 @@ def test_a_staff_member_redeems_an_invite_sets_password_and_totp_and_sees_their_
             secret = page.locator("#secret")
             expect(secret).to_be_visible(timeout=20_000)
             totp = pyotp.TOTP(secret.inner_text().replace(" ", ""))
+            assert page.locator("#qr").evaluate("img => img.complete && img.naturalWidth > 100")
             page.fill("#ttotp", "000000")
             page.click("#f-totp button[type=submit]")
             expect(page.locator("#setup-msg")).not_to_be_empty()

@@ -38,6 +38,7 @@ async def test_a_staff_member_redeems_an_invite_sets_a_password_and_totp_and_see
     assert r.status_code == 200 and r.json()["user"]["role"] == "mediator"
     secret = r.json()["totp_secret"]
     assert r.json()["totp_uri"].startswith("otpauth://totp/")
+    assert r.json()["totp_qr"].startswith("data:image/svg+xml")  # drawn here, no QR service sees the key
     # Before the TOTP is confirmed the session reaches nothing with personal data.
     assert (await b.get("/chat/api/messages")).status_code == 401
     assert (await b.get("/auth/api/me")).json()["second_factor_setup"] is True
