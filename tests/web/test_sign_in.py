@@ -122,3 +122,21 @@ async def test_a_deactivated_person_is_signed_out_at_the_next_request(site, capl
         u.active = False
         await s.commit()
     assert (await b.get("/chat/api/messages")).status_code == 401
+
+
+async def test_behind_https_the_cookies_are_secure_and_a_new_sign_in_replaces_the_old_session(site, caplog):
+    import httpx
+
+    from tests.web.conftest import Browser
+    b = Browser(site.app, httpx.AsyncClient(transport=httpx.ASGITransport(app=site.app), base_url="https://hehe.test"))
+    site.browsers.append(b)
+    await phone_sign_in(site, b, caplog)
+    cookies = {c.name: c for c in b.c.cookies.jar}
+    assert cookies["hehe_session"].secure and cookies["hehe_csrf"].secure
+    old = cookies["hehe_session"].value
+    with time_machine.travel(now() + timedelta(seconds=61), tick=False):
+        await phone_sign_in(site, b, caplog)
+    assert b.c.cookies.get("hehe_session") != old
+    stale = site.browser()
+    stale.c.cookies.set("hehe_session", old)
+    assert (await stale.get("/auth/api/me")).status_code == 401  # the old session was ended
