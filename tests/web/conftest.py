@@ -7,6 +7,7 @@ import logging
 import re
 import shutil
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -18,6 +19,8 @@ from backend.users.models import Role
 from tests.conftest import make_settings
 
 HOST = "http://hehe.test"
+# Tests of fixed-window limits run at this time, far from the turn of an hour.
+MID_HOUR = datetime.now(UTC).replace(minute=20, second=0, microsecond=0)
 
 
 class Browser:
