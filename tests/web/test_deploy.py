@@ -77,7 +77,9 @@ class _Aliyun(BaseHTTPRequestHandler):
     def do_GET(self):
         params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
         sig = params.pop("Signature", "")
-        enc = lambda s: quote(s, safe="~")
+        def enc(s):
+            return quote(s, safe="~")
+
         canonical = "&".join(f"{enc(k)}={enc(v)}" for k, v in sorted(params.items()))
         expected = base64.b64encode(hmac.new(f"{self.secret}&".encode(),
                                              f"GET&%2F&{enc(canonical)}".encode(), hashlib.sha1).digest()).decode()
