@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import backend
 from backend.context import start_context
@@ -66,6 +68,28 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
         return JSONResponse(status_code=exc.status, content={
             "error": exc.code, "message": gettext(lang, exc.key, **exc.params), "key": exc.key})
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        """Starlette's own refusals (an unknown path, a body that cannot be parsed, a wrong method)
+        in the same JSON shape as every other error."""
+        return JSONResponse(status_code=exc.status_code, headers=getattr(exc, "headers", None), content={
+            "error": f"http_{exc.status_code}", "message": str(exc.detail)})
+
+    @app.exception_handler(OverflowError)
+    async def id_out_of_range(request: Request, exc: OverflowError):
+        """An id past the database's 64-bit integers (``/api/disputes/4479…0/evidence``): no such
+        record can exist, so 404 like any unknown id (the driver would otherwise fail with 500)."""
+        return JSONResponse(status_code=404, content={
+            "error": "not_found", "message": gettext("zh", "common.err_not_found"), "key": "common.err_not_found"})
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError):
+        if "out of int64 range" in str(exc.orig) or "out of range" in str(exc.orig):  # asyncpg's overflow
+            return await id_out_of_range(request, OverflowError(str(exc.orig)))
+        log.exception("database error on %s", request.url.path)
+        return JSONResponse(status_code=500, content={"error": "server_error", "message": gettext("zh", "common.error",
+                                                                                                   cid="-")})
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         return JSONResponse(status_code=422, content={
@@ -93,8 +117,11 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
         ok = all(v == "ok" for v in checks.values())
         from backend.core.workdays import readiness_warnings  # warnings never fail readiness
 
+        warnings = readiness_warnings()
+        if ctx.telegram_error:  # Telegram is optional: the web and the API serve meanwhile
+            warnings.append(f"telegram not connected: {ctx.telegram_error}")
         return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, "checks": checks,
-                                                                    "warnings": readiness_warnings()})
+                                                                    "warnings": warnings})
 
     @app.post(WEBHOOK_PATH, include_in_schema=False)
     async def telegram_webhook(request: Request):
@@ -114,4 +141,49 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
     from backend.sso.api import install as install_sso
 
     install_sso(app, settings)  # 浙政钉 / 浙里办 / OIDC sign-in (app.state.sign_in_providers)
+    document_errors(app)
     return app
+
+
+ERROR_BODY = {"type": "object", "required": ["error", "message"], "properties": {
+    "error": {"type": "string", "description": "machine-readable code, e.g. not_found, forbidden"},
+    "message": {"type": "string", "description": "the person's language (Accept-Language: en, else Chinese)"},
+    "key": {"type": "string", "description": "the message's i18n key"}}}
+OPEN311_ERRORS = {"type": "array", "description": "GeoReport v2 errors", "items": {"type": "object", "properties": {
+    "code": {"type": "integer"}, "description": {"type": "string"}}}}
+VALIDATION_BODY = {"type": "object", "required": ["error", "message", "detail"], "properties": {
+    "error": {"type": "string", "enum": ["validation_error"]},
+    "message": {"type": "string"},
+    "detail": {"type": "array", "items": {"type": "object", "properties": {
+        "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+        "msg": {"type": "string"}}}}}}
+
+
+def document_errors(app: FastAPI) -> None:
+    """The OpenAPI schema describes every answer Hehe sends: the 422 body the validation handler
+    really writes (not FastAPI's default shape), and, as each operation's ``default`` response,
+    the JSON error of a DomainError (400 bad input, 401, 403, 404, 409, 503 while a model loads)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            comps = schema.setdefault("components", {}).setdefault("schemas", {})
+            comps["ErrorBody"], comps["ValidationErrorBody"] = ERROR_BODY, VALIDATION_BODY
+            comps["Open311Errors"] = OPEN311_ERRORS
+            for path, ops in schema.get("paths", {}).items():
+                for op in ops.values():
+                    responses = op.setdefault("responses", {})
+                    if "422" in responses:
+                        responses["422"] = {"description": "Validation error", "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/ValidationErrorBody"}}}}
+                    body = "Open311Errors" if path.startswith("/open311/") else "ErrorBody"
+                    responses.setdefault("default", {"description": "Error", "content": {"application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{body}"}}}})
+            for name in ("HTTPValidationError", "ValidationError"):
+                comps.pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

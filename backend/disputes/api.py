@@ -246,7 +246,7 @@ async def rating(case_id: int, body: RatingIn, session: SessionDep, user: Curren
     return await out(session, d, user, timeline=True)
 
 
-@router.get("/stats/disputes", tags=["stats"])
+@router.get("/stats/disputes", tags=["stats"], responses={200: {"content": {"image/png": {}}, "description": "JSON, or a chart with format=png"}})
 async def dispute_stats(session: SessionDep, user: Official, jurisdiction_id: int | None = None,
                         month_from: str | None = Query(None, pattern=r"^\d{4}-\d{2}$"),
                         month_to: str | None = Query(None, pattern=r"^\d{4}-\d{2}$"),
