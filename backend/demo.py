@@ -42,6 +42,10 @@ async def seed_demo(settings: Settings) -> None:
     settings.ensure_dirs()
     await asyncio.to_thread(migrate.upgrade, settings.sync_db_url)
     engine = make_engine(settings.db_url)
+    # The chat layer registers how the buttons of notifications are written (e.g.
+    # backend.supervision.service.set_button_packer): load it so the seeded notices carry them.
+    from bot.dispatcher import handler_modules
+    handler_modules()
     try:
         async with session_scope(make_sessionmaker(engine)) as session:
             await users.seed_jurisdictions(session)

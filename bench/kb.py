@@ -3,7 +3,7 @@ same run, same index), memory, extractive answer latency.
 
     python bench/kb.py --ingest 2000 --size 100000 --queries 60
 
-Records are synthetic variations of the labelled Taizhou set (tests/kb/data/records.jsonl):
+Records are synthetic variations of the labelled Taizhou set (tests/kb/data/eval/records.jsonl):
 names, amounts, dates and places are varied so the index is not 1,000 copies of one text.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATA = ROOT / "tests" / "kb" / "data"
+DATA = ROOT / "tests" / "kb" / "data" / "eval"
 SURN = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华建国志红文辉海波鹏飞"
 
@@ -45,6 +45,9 @@ def synth(n: int, seed: int = 7):
 
     rnd = random.Random(seed)
     base = [json.loads(x) for x in (DATA / "records.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    from backend.core.taxonomy import kind_of
+
+    base = [{**b, "kind": kind_of(b["kind"])} for b in base]  # Chinese kind labels, as Taizhou's exports write them
     base = [b for b in base if b["kind"] != "document"]
     g = Gazetteer.default()
     towns = [p for p in g.places if p.level == "township"]
@@ -143,7 +146,7 @@ def main() -> None:
     refresh = time.perf_counter() - t0
     print(f"one upsert at {kb.count()} records: {up1 * 1000:.0f} ms; next keyword search incl. delta refresh {refresh * 1000:.0f} ms")
 
-    qs = [json.loads(x)["q"] for x in (DATA / "questions.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    qs = [json.loads(x)["q"] for x in (DATA / "dev.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
     qs = (qs * (args.queries // len(qs) + 1))[: args.queries]
     scopes = {"admin": Scope.admin(), "official(county)": Scope("official", 1, 6),
               "official(township)": Scope("official", 1, 142), "deputy": Scope("deputy", 17)}

@@ -1,7 +1,14 @@
 """人大·检察智联督办 in chat: deputies propose, follow, urge and rate; procurators decide and
-handle; officials see the figures. Thin: parse → backend.supervision.service → t(...)."""
+handle; officials see the figures. Thin: parse → backend.supervision.service → t(...).
+
+The buttons of an item are the service's ``available_actions`` for the person; a pressed action
+is dispatched by tables (done at once / asks a text first / opens a short form), never re-checked
+here: the service holds every rule, and a refused step (``DomainError``) becomes a rollback and a
+polite reply in the one place that does that (``bot.middlewares.DbUserMiddleware``)."""
 from __future__ import annotations
 
+import asyncio
+from enum import StrEnum
 from typing import Any
 
 from aiogram import F, Router
@@ -12,14 +19,16 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.clock import fmt_local, to_local
-from backend.core.errors import DomainError
-from backend.core.files import store_file
+from backend.core.clock import fmt_local
+from backend.core.errors import Conflict
+from backend.core.files import blob_path, store_file
 from backend.core.i18n import Translator
 from backend.supervision import export, metrics, service as svc
 from backend.supervision.models import SupervisionItem
+from backend.supervision.service import Action, View
 from backend.users import service as users
 from backend.users.models import Role, User
+from bot.filters import RoleFilter
 from bot.menu import MenuCb, inline, register_menu_item
 
 PRIORITY = 45  # before disputes (50): our /queue answers procurators only and lets the rest through
@@ -30,17 +39,66 @@ register_menu_item("sup_myitems", "supervision.menu_myitems", {Role.deputy, Role
 register_menu_item("sup_queue", "supervision.menu_queue", {Role.procurator}, order=30)
 register_menu_item("sup_stats", "supervision.menu_stats", {Role.official}, order=40)
 
+router = Router(name="supervision")
 
-class SupCb(CallbackData, prefix="sp"):
-    """Item actions; the service writes the same shape (``sp:<action>:<item id>``) into notifications."""
 
-    action: str
-    item_id: int = 0
+# ---------------------------------------------------------------- callback data (bot layer only)
+class ItemCb(CallbackData, prefix="sp"):
+    """A workflow action on an item (``sp:accept:7``)."""
+
+    action: Action
+    item_id: int
+
+
+class ViewCb(CallbackData, prefix="sp"):
+    """Something to open about an item: the card, its evidence, an export, a co-sign answer."""
+
+    view: View
+    item_id: int
+
+
+class Step(StrEnum):
+    due_default = "due_default"
+    r_satisfied = "r_satisfied"
+    r_basic = "r_basic"
+    r_unsatisfied = "r_unsatisfied"
+    no_comment = "no_comment"
+    rect_yes = "rect_yes"
+    rect_partly = "rect_partly"
+    rect_no = "rect_no"
+
+
+class StepCb(CallbackData, prefix="sps"):
+    """A choice inside one of the short handling forms."""
+
+    step: Step
+    item_id: int
+
+
+class Prop(StrEnum):
+    area = "area"
+    county = "county"
+    town = "town"
+    skip = "skip"
+    done = "done"
+    confirm = "confirm"
+    cancel = "cancel"
 
 
 class PropCb(CallbackData, prefix="spp"):
-    action: str
+    """A choice in the propose conversation."""
+
+    action: Prop
     value: int = 0
+
+
+def _pack(what: StrEnum, item_id: int) -> str:
+    if isinstance(what, Action):
+        return ItemCb(action=what, item_id=item_id).pack()
+    return ViewCb(view=View(what), item_id=item_id).pack()
+
+
+svc.set_button_packer(_pack)  # notifications written by the service carry these buttons
 
 
 class Propose(StatesGroup):
@@ -66,43 +124,31 @@ class Act(StatesGroup):
     rate_comment = State()
 
 
-def _role(user: User) -> Role:
-    return Role(user.role)
-
-
-def is_procurator(message: Message, user: User) -> bool:
-    """/queue is shared with disputes (mediators): we answer procurators only, the rest falls through."""
-    return _role(user) == Role.procurator
-
-
-async def _fail(session: AsyncSession, target: Message, t: Translator, e: DomainError) -> None:
-    """Nothing half-written: drop whatever the failed step flushed, then explain."""
-    await session.rollback()
-    await target.answer(t(e.key, **e.params))
-
-
-async def _finish(session: AsyncSession, state: FSMContext) -> None:
-    """Commit the step, then clear the conversation: the FSM storage writes through its own
-    connection, which SQLite would block while this transaction holds the write lock."""
-    await session.commit()
-    await state.clear()
-
-
-def _stale(item: SupervisionItem | None) -> DomainError:
-    return svc.Conflict("supervision.err_stale", status=svc.status_label(item.status) if item else "-")
-
-
 def _kb(t: Translator, rows: list[list[tuple[str, str]]]):
     return inline([[(t(label), data) for label, data in row] for row in rows])
 
 
+def _stale() -> Conflict:
+    return Conflict("common.stale_button")
+
+
 # ---------------------------------------------------------------- rendering
+LABEL = {Action.accept: "btn_accept", Action.decline: "btn_decline", Action.clue: "btn_clue",
+         Action.file_case: "btn_file_case", Action.suggest: "btn_suggest", Action.reply: "btn_reply",
+         Action.litigate: "btn_litigate", Action.close: "btn_close", Action.reopen: "btn_review_reopen",
+         Action.note: "btn_note", Action.urge: "btn_urge", Action.rate: "btn_rate", Action.appeal: "btn_appeal"}
+
+
 async def render_item(session: AsyncSession, item: SupervisionItem, t: Translator, with_timeline: bool = True,
                       mask: bool = False) -> str:
     d = await export.summary(session, item, t.lang, mask=mask)
     text = t("supervision.item_card", number=item.number, title=item.title, area=item.area,
              place=d["place"], status=d["status"], agency=d["agency"], procuratorate=d["procuratorate"],
              deputies="、".join(d["participants"]), created=d["created"], description=d["description"][:600])
+    if d["result"] != "-":
+        text += "\n" + t("supervision.card_result", result=d["result"][:300], rating=d["rating"])
+    if d["evidence"]:
+        text += "\n" + t("supervision.card_evidence", n=len(d["evidence"]))
     if with_timeline:
         lines = [t("supervision.timeline_line", at=e["at"], who=e["who"], what=e["what"],
                    note=(" — " + e["note"][:200]) if e["note"] else "") for e in d["events"]]
@@ -110,82 +156,143 @@ async def render_item(session: AsyncSession, item: SupervisionItem, t: Translato
     return text
 
 
-def item_buttons(user: User, item: SupervisionItem, is_deputy: bool) -> list[list[tuple[str, str]]]:
-    rows: list[list[tuple[str, str]]] = []
-    cb = lambda a: SupCb(action=a, item_id=item.id).pack()  # noqa: E731
-    if svc.is_handler(user, item):
-        acts = set(svc.allowed_actions(item.status))
-        row = []
-        for a, label in (("accept", "btn_accept"), ("decline", "btn_decline"), ("clue", "btn_clue"),
-                         ("file_case", "btn_file_case"), ("suggest", "btn_suggest"), ("reply", "btn_reply"),
-                         ("litigate", "btn_litigate"), ("close", "btn_close")):
-            if a in acts:
-                row.append((f"supervision.{label}", cb(a)))
-        if item.status == "review" and svc.is_supervisor(user, item):
-            row = [("supervision.btn_review_reopen", cb("reopen")), ("supervision.btn_review_close", cb("close"))]
-        elif item.status == "review":
-            row = []
-        if item.status in svc.NOTE_STATES:
-            row.append(("supervision.btn_note", cb("note")))
-        rows += [row[i:i + 3] for i in range(0, len(row), 3)]
-    if is_deputy:
-        row = []
-        if item.status in svc.OPEN_STATES:
-            row.append(("supervision.btn_urge", cb("urge")))
-        if item.status == "declined" and not item.appealed:
-            row.append(("supervision.btn_appeal", cb("appeal")))
-        if item.status == "closed" and item.rating is None:
-            row.append(("supervision.btn_rate", cb("rate")))
-        if row:
-            rows.append(row)
-    rows.append([("supervision.btn_export_md", cb("md")), ("supervision.btn_export_pdf", cb("pdf"))])
+def item_buttons(item: SupervisionItem, actions: list[Action], files: int) -> list[list[tuple[str, str]]]:
+    """The person's available actions, three to a row, then evidence and exports."""
+    row = [(f"supervision.{LABEL[a]}" if not (a == Action.close and item.status == svc.S.review)
+            else "supervision.btn_review_close", ItemCb(action=a, item_id=item.id).pack()) for a in actions]
+    rows = [row[i:i + 3] for i in range(0, len(row), 3)]
+    if files:
+        rows.append([("supervision.btn_evidence", ViewCb(view=View.evidence, item_id=item.id).pack())])
+    rows.append([(f"supervision.btn_export_{v.value}", ViewCb(view=v, item_id=item.id).pack())
+                 for v in (View.md, View.pdf, View.docx)])
     return rows
 
 
 async def show_item(target: Message, session: AsyncSession, user: User, t: Translator, item: SupervisionItem
                     ) -> None:
     await svc.require_view(session, user, item)
-    is_dep = _role(user) == Role.deputy  # require_view above: a deputy here is attached to the item
     text = await render_item(session, item, t, mask=not svc.sees_personal_data(user))
-    await target.answer(text[:4000], reply_markup=_kb(t, item_buttons(user, item, is_dep)))
+    actions = await svc.available_actions(session, user, item)
+    files = len(await svc.files_of(session, svc.OWNER_KIND, item.id))
+    await target.answer(text[:4000], reply_markup=_kb(t, item_buttons(item, actions, files)))
 
 
 async def show_list(target: Message, session: AsyncSession, user: User, t: Translator, *, queue: bool) -> None:
-    if _role(user) == Role.citizen:
-        await target.answer(t("supervision.err_forbidden"))
-        return
     items = await svc.list_items(session, user, open_only=queue, limit=20)
     if not items:
         await target.answer(t("supervision.no_items"))
         return
-    head = t("supervision.queue_header" if queue else "supervision.myitems_header", n=len(items))
-    lines = []
+    lines = [t("supervision.queue_header" if queue else "supervision.myitems_header", n=len(items))]
     for i in items:
         lines.append(t("supervision.list_line", number=i.number, title=i.title,
                        status=svc.status_label(i.status, t.lang), updated=fmt_local(i.updated_at)))
         if not queue:  # 代表督: each item with its latest steps; the button opens the full timeline
-            for e in (await svc.timeline(session, i))[-3:]:
-                lines.append(t("supervision.list_step", at=fmt_local(e.at),
-                               what=t(f"supervision.action_{e.action}")))
+            lines += [t("supervision.list_step", at=fmt_local(e.at), what=t(f"supervision.action_{e.action}"))
+                      for e in (await svc.timeline(session, i))[-3:]]
     lines.append(t("supervision.list_hint"))
-    rows = [[(f"{i.number}", SupCb(action="open", item_id=i.id).pack())] for i in items]
-    await target.answer((head + "\n" + "\n".join(lines))[:4000], reply_markup=inline(rows))
+    rows = [[(i.number, ViewCb(view=View.open, item_id=i.id).pack())] for i in items]
+    await target.answer("\n".join(lines)[:4000], reply_markup=inline(rows))
 
 
-# ---------------------------------------------------------------- propose (代表提)
+# ---------------------------------------------------------------- entry points
 async def start_propose(target: Message, state: FSMContext, user: User, t: Translator) -> None:
-    if _role(user) not in (Role.deputy, Role.admin):
-        await target.answer(t("supervision.err_deputy_only"))
-        return
+    if Role(user.role) not in (Role.deputy, Role.admin):
+        raise svc.Forbidden("supervision.err_deputy_only")
     await state.clear()
     await state.set_state(Propose.title)
     await state.update_data(files=[])
     await target.answer(t("supervision.ask_title", max=svc.TITLE_MAX))
 
 
+@router.message(Command("propose"))
+async def cmd_propose(message: Message, state: FSMContext, user: User, t: Translator) -> None:
+    await start_propose(message, state, user, t)
+
+
+@router.callback_query(MenuCb.filter(F.action == "sup_propose"))
+async def menu_propose(cq: CallbackQuery, state: FSMContext, user: User, t: Translator) -> None:
+    await start_propose(cq.message, state, user, t)
+    await cq.answer()
+
+
+@router.message(Command("myitems"))
+async def cmd_myitems(message: Message, session: AsyncSession, user: User, t: Translator) -> None:
+    svc.require_reader(user)
+    await show_list(message, session, user, t, queue=False)
+
+
+@router.callback_query(MenuCb.filter(F.action == "sup_myitems"))
+async def menu_myitems(cq: CallbackQuery, session: AsyncSession, user: User, t: Translator) -> None:
+    svc.require_reader(user)
+    await show_list(cq.message, session, user, t, queue=False)
+    await cq.answer()
+
+
+def is_procurator(message: Message, user: User) -> bool:
+    """/queue is shared with disputes (mediators, admins): we answer procurators only."""
+    return Role(user.role) == Role.procurator
+
+
+@router.message(Command("queue"), is_procurator)
+@router.message(Command("supqueue"), RoleFilter(Role.procurator))
+async def cmd_queue(message: Message, session: AsyncSession, user: User, t: Translator) -> None:
+    await show_list(message, session, user, t, queue=True)
+
+
+@router.message(Command("supqueue"))
+async def cmd_queue_other(message: Message, t: Translator) -> None:
+    await message.answer(t("supervision.err_forbidden"))
+
+
+@router.callback_query(MenuCb.filter(F.action == "sup_queue"))
+async def menu_queue(cq: CallbackQuery, session: AsyncSession, user: User, t: Translator) -> None:
+    await show_list(cq.message, session, user, t, queue=True)
+    await cq.answer()
+
+
+@router.message(Command("item"))
+async def cmd_item(message: Message, command: CommandObject, session: AsyncSession, user: User,
+                   t: Translator) -> None:
+    if not command.args:
+        await message.answer(t("supervision.item_usage"))
+        return
+    await show_item(message, session, user, t, await svc.get_by_number(session, command.args))
+
+
+@router.message(Command("follow"))
+async def cmd_follow(message: Message, command: CommandObject, session: AsyncSession, user: User,
+                     t: Translator) -> None:
+    if not command.args:
+        await message.answer(t("supervision.follow_usage"))
+        return
+    item = await svc.follow(session, user, command.args)
+    await message.answer(t("supervision.follow_ok", number=item.number, title=item.title))
+
+
+async def stats(target: Message, session: AsyncSession, user: User, t: Translator) -> None:
+    from backend.supervision.digest import _figures
+
+    svc.require_stats(user)
+    m = await metrics.compute(session, user.jurisdiction)
+    await target.answer(t("supervision.stats", place=m["jurisdiction"] or "台州市", **_figures(m),
+                          closed=m["closed"], clues=m["clues"], cases=m["cases_filed"]))
+
+
+@router.message(Command("supstats"))
+async def cmd_stats(message: Message, session: AsyncSession, user: User, t: Translator) -> None:
+    await stats(message, session, user, t)
+
+
+@router.callback_query(MenuCb.filter(F.action == "sup_stats"))
+async def menu_stats(cq: CallbackQuery, session: AsyncSession, user: User, t: Translator) -> None:
+    await stats(cq.message, session, user, t)
+    await cq.answer()
+
+
+# ---------------------------------------------------------------- the propose conversation
 async def ask_county(target: Message, session: AsyncSession, t: Translator) -> None:
     counties = await users.children(session, None)
-    rows = [[(c.name, PropCb(action="county", value=c.id).pack()) for c in counties[i:i + 3]]
+    rows = [[(c.name, PropCb(action=Prop.county, value=c.id).pack()) for c in counties[i:i + 3]]
             for i in range(0, len(counties), 3)]
     await target.answer(t("supervision.ask_place_county"), reply_markup=inline(rows))
 
@@ -194,511 +301,383 @@ async def summary_text(session: AsyncSession, data: dict, t: Translator) -> str:
     place = await users.jurisdiction(session, data["place_id"])
     return t("supervision.summary", title=data["title"], description=data["description"][:500],
              area=data["area"], place=place.name if place else "-", agency=data.get("agency") or t("common.none"),
-             files=len(data.get("files", [])), cosigners=data.get("cosigners") or t("common.none"))
+             files=len(data.get("files", [])), cosigners=data.get("cosigner_names") or t("common.none"))
 
 
-def make_router() -> Router:
-    r = Router(name="supervision")
+@router.message(Propose.title, F.text)
+async def p_title(message: Message, state: FSMContext, t: Translator) -> None:
+    await state.update_data(title=svc.check_title(message.text))
+    await state.set_state(Propose.description)
+    await message.answer(t("supervision.ask_description", max=svc.DESCRIPTION_MAX))
 
-    # ------------------------------------------------ entry points
-    @r.message(Command("propose"))
-    async def cmd_propose(message: Message, state: FSMContext, user: User, t: Translator) -> None:
-        await start_propose(message, state, user, t)
 
-    @r.callback_query(MenuCb.filter(F.action == "sup_propose"))
-    async def menu_propose(cq: CallbackQuery, state: FSMContext, user: User, t: Translator) -> None:
-        await cq.answer()
-        await start_propose(cq.message, state, user, t)
+@router.message(Propose.description, F.text)
+async def p_description(message: Message, state: FSMContext, t: Translator) -> None:
+    await state.update_data(description=svc.check_description(message.text))
+    await state.set_state(Propose.area)
+    rows = [[(a, PropCb(action=Prop.area, value=i).pack()) for i, a in list(enumerate(svc.AREAS))[k:k + 2]]
+            for k in range(0, len(svc.AREAS), 2)]
+    await message.answer(t("supervision.ask_area"), reply_markup=inline(rows))
 
-    @r.message(Command("myitems"))
-    async def cmd_myitems(message: Message, session: AsyncSession, user: User, t: Translator) -> None:
-        await show_list(message, session, user, t, queue=False)
 
-    @r.callback_query(MenuCb.filter(F.action == "sup_myitems"))
-    async def menu_myitems(cq: CallbackQuery, session: AsyncSession, user: User, t: Translator) -> None:
-        await cq.answer()
-        await show_list(cq.message, session, user, t, queue=False)
+@router.callback_query(Propose.area, PropCb.filter(F.action == Prop.area))
+async def p_area(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, session: AsyncSession,
+                 t: Translator) -> None:
+    if not 0 <= callback_data.value < len(svc.AREAS):
+        raise svc.DomainError("supervision.err_area")
+    await cq.answer()
+    await state.update_data(area=svc.AREAS[callback_data.value])
+    await state.set_state(Propose.county)
+    await ask_county(cq.message, session, t)
 
-    @r.message(Command("queue", "supqueue"), is_procurator)
-    async def cmd_queue(message: Message, session: AsyncSession, user: User, t: Translator) -> None:
-        await show_list(message, session, user, t, queue=True)
 
-    @r.message(Command("supqueue"))
-    async def cmd_queue_other(message: Message, session: AsyncSession, user: User, t: Translator) -> None:
-        if _role(user) == Role.admin:
-            await show_list(message, session, user, t, queue=True)
-            return
-        await message.answer(t("supervision.err_forbidden"))
+def _skip_row(t: Translator):
+    return _kb(t, [[("supervision.btn_skip", PropCb(action=Prop.skip).pack())]])
 
-    @r.callback_query(MenuCb.filter(F.action == "sup_queue"))
-    async def menu_queue(cq: CallbackQuery, session: AsyncSession, user: User, t: Translator) -> None:
-        await cq.answer()
-        await show_list(cq.message, session, user, t, queue=True)
 
-    @r.message(Command("item"))
-    async def cmd_item(message: Message, command: CommandObject, session: AsyncSession, user: User,
-                       t: Translator) -> None:
-        if not command.args:
-            await message.answer(t("supervision.item_usage"))
-            return
-        try:
-            item = await svc.get_by_number(session, command.args)
-            await show_item(message, session, user, t, item)
-        except DomainError as e:
-            await _fail(session, message, t, e)
-
-    @r.message(Command("follow"))
-    async def cmd_follow(message: Message, command: CommandObject, session: AsyncSession, user: User,
-                         t: Translator) -> None:
-        if not command.args:
-            await message.answer(t("supervision.follow_usage"))
-            return
-        try:
-            item = await svc.follow(session, user, command.args)
-        except DomainError as e:
-            await _fail(session, message, t, e)
-            return
-        await message.answer(t("supervision.follow_ok", number=item.number, title=item.title))
-
-    async def stats(target: Message, session: AsyncSession, user: User, t: Translator) -> None:
-        if _role(user) not in (Role.official, Role.admin, Role.procurator):
-            await target.answer(t("supervision.err_forbidden"))
-            return
-        from backend.supervision.digest import _figures
-        m = await metrics.compute(session, user.jurisdiction)
-        await target.answer(t("supervision.stats", place=m["jurisdiction"] or "台州市", **_figures(m),
-                              closed=m["closed"], clues=m["clues"], cases=m["cases_filed"]))
-
-    @r.message(Command("supstats"))
-    async def cmd_stats(message: Message, session: AsyncSession, user: User, t: Translator) -> None:
-        await stats(message, session, user, t)
-
-    @r.callback_query(MenuCb.filter(F.action == "sup_stats"))
-    async def menu_stats(cq: CallbackQuery, session: AsyncSession, user: User, t: Translator) -> None:
-        await cq.answer()
-        await stats(cq.message, session, user, t)
-
-    # ------------------------------------------------ the propose conversation
-    @r.message(Propose.title, F.text)
-    async def p_title(message: Message, state: FSMContext, t: Translator) -> None:
-        try:
-            title = svc.check_title(message.text)
-        except DomainError as e:
-            await message.answer(t(e.key, **e.params))
-            return
-        await state.update_data(title=title)
-        await state.set_state(Propose.description)
-        await message.answer(t("supervision.ask_description", max=svc.DESCRIPTION_MAX))
-
-    @r.message(Propose.description, F.text)
-    async def p_description(message: Message, state: FSMContext, t: Translator) -> None:
-        try:
-            text = svc.check_description(message.text)
-        except DomainError as e:
-            await message.answer(t(e.key, **e.params))
-            return
-        await state.update_data(description=text)
-        await state.set_state(Propose.area)
-        rows = [[(a, PropCb(action="area", value=i).pack()) for i, a in list(enumerate(svc.AREAS))[k:k + 2]]
-                for k in range(0, len(svc.AREAS), 2)]
-        await message.answer(t("supervision.ask_area"), reply_markup=inline(rows))
-
-    @r.callback_query(Propose.area, PropCb.filter(F.action == "area"))
-    async def p_area(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, session: AsyncSession,
-                     t: Translator) -> None:
-        await cq.answer()
-        if not 0 <= callback_data.value < len(svc.AREAS):
-            await cq.message.answer(t("supervision.err_area"))
-            return
-        await state.update_data(area=svc.AREAS[callback_data.value])
-        await state.set_state(Propose.county)
-        await ask_county(cq.message, session, t)
-
-    @r.callback_query(Propose.county, PropCb.filter(F.action == "county"))
-    async def p_county(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, session: AsyncSession,
-                       t: Translator) -> None:
-        await cq.answer()
-        try:
-            _place, county = await svc.check_place(session, callback_data.value)
-        except DomainError as e:
-            await cq.message.answer(t(e.key, **e.params))
-            return
-        towns = await users.children(session, county.id)
-        await state.update_data(place_id=county.id)
-        if not towns:
-            await state.set_state(Propose.agency)
-            await cq.message.answer(t("supervision.ask_agency"), reply_markup=_kb(t, [[(
-                "supervision.btn_skip", PropCb(action="skip").pack())]]))
-            return
-        await state.set_state(Propose.township)
-        rows = [[(t("supervision.btn_whole_county", county=county.name), PropCb(action="town", value=county.id).pack())]]
-        rows += [[(j.name, PropCb(action="town", value=j.id).pack()) for j in towns[i:i + 3]]
-                 for i in range(0, len(towns), 3)]
-        await cq.message.answer(t("supervision.ask_place_township"), reply_markup=inline(rows))
-
-    @r.callback_query(Propose.township, PropCb.filter(F.action == "town"))
-    async def p_town(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, session: AsyncSession,
-                     t: Translator) -> None:
-        await cq.answer()
-        data = await state.get_data()
-        try:
-            _place, county = await svc.check_place(session, callback_data.value)
-        except DomainError as e:
-            await cq.message.answer(t(e.key, **e.params))
-            return
-        if county.id != data.get("place_id") and callback_data.value != data.get("place_id"):
-            await cq.message.answer(t("supervision.err_place"))
-            return
-        await state.update_data(place_id=callback_data.value)
+@router.callback_query(Propose.county, PropCb.filter(F.action == Prop.county))
+async def p_county(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, session: AsyncSession,
+                   t: Translator) -> None:
+    _place, county = await svc.check_place(session, callback_data.value)
+    await cq.answer()
+    towns = await users.children(session, county.id)
+    await state.update_data(place_id=county.id)
+    if not towns:
         await state.set_state(Propose.agency)
-        await cq.message.answer(t("supervision.ask_agency"), reply_markup=_kb(t, [[(
-            "supervision.btn_skip", PropCb(action="skip").pack())]]))
+        await cq.message.answer(t("supervision.ask_agency"), reply_markup=_skip_row(t))
+        return
+    await state.set_state(Propose.township)
+    rows = [[(t("supervision.btn_whole_county", county=county.name), PropCb(action=Prop.town, value=county.id).pack())]]
+    rows += [[(j.name, PropCb(action=Prop.town, value=j.id).pack()) for j in towns[i:i + 3]]
+             for i in range(0, len(towns), 3)]
+    await cq.message.answer(t("supervision.ask_place_township"), reply_markup=inline(rows))
 
-    async def to_evidence(target: Message, state: FSMContext, t: Translator) -> None:
-        await state.set_state(Propose.evidence)
-        await target.answer(t("supervision.ask_evidence", max=MAX_EVIDENCE), reply_markup=_kb(t, [[(
-            "supervision.btn_done", PropCb(action="done").pack())]]))
 
-    @r.message(Propose.agency, F.text)
-    async def p_agency(message: Message, state: FSMContext, t: Translator) -> None:
-        agency = message.text.strip()
-        if not agency or len(agency) > 128:
-            await message.answer(t("supervision.err_text_long", max=128))
-            return
-        await state.update_data(agency=agency)
-        await to_evidence(message, state, t)
+@router.callback_query(Propose.township, PropCb.filter(F.action == Prop.town))
+async def p_town(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, session: AsyncSession,
+                 t: Translator) -> None:
+    chosen = (await state.get_data()).get("place_id")
+    _place, county = await svc.check_place(session, callback_data.value)
+    if chosen not in (county.id, callback_data.value):
+        raise svc.DomainError("supervision.err_place")
+    await cq.answer()
+    await state.update_data(place_id=callback_data.value)
+    await state.set_state(Propose.agency)
+    await cq.message.answer(t("supervision.ask_agency"), reply_markup=_skip_row(t))
 
-    @r.callback_query(Propose.agency, PropCb.filter(F.action == "skip"))
-    async def p_agency_skip(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
+
+async def to_evidence(target: Message, state: FSMContext, t: Translator) -> None:
+    await state.set_state(Propose.evidence)
+    await target.answer(t("supervision.ask_evidence", max=MAX_EVIDENCE), reply_markup=_kb(t, [[(
+        "supervision.btn_done", PropCb(action=Prop.done).pack())]]))
+
+
+@router.message(Propose.agency, F.text)
+async def p_agency(message: Message, state: FSMContext, t: Translator) -> None:
+    await state.update_data(agency=svc.check_text(message.text, 128))
+    await to_evidence(message, state, t)
+
+
+@router.callback_query(Propose.agency, PropCb.filter(F.action == Prop.skip))
+async def p_agency_skip(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
+    await cq.answer()
+    await state.update_data(agency=None)
+    await to_evidence(cq.message, state, t)
+
+
+def _evidence_entry(message: Message) -> dict:
+    if message.photo:
+        return {"file_id": message.photo[-1].file_id, "mime": "image/jpeg", "name": "photo.jpg"}
+    doc = message.document
+    svc.check_file_size(doc.file_size or 0)
+    return {"file_id": doc.file_id, "mime": doc.mime_type or "application/octet-stream",
+            "name": doc.file_name or "document"}
+
+
+@router.message(Propose.evidence, F.photo | F.document)
+async def p_evidence(message: Message, state: FSMContext, t: Translator) -> None:
+    files = (await state.get_data()).get("files", [])
+    if len(files) >= MAX_EVIDENCE:
+        raise svc.DomainError("supervision.err_too_many_files", max=MAX_EVIDENCE)
+    files.append(_evidence_entry(message))
+    await state.update_data(files=files)
+    await message.answer(t("supervision.evidence_saved", n=len(files)), reply_markup=_kb(t, [[(
+        "supervision.btn_done", PropCb(action=Prop.done).pack())]]))
+
+
+@router.callback_query(Propose.evidence, PropCb.filter(F.action == Prop.done))
+async def p_evidence_done(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
+    await cq.answer()
+    await state.set_state(Propose.cosigners)
+    await cq.message.answer(t("supervision.ask_cosigners"), reply_markup=_skip_row(t))
+
+
+async def to_confirm(target: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
+    await state.set_state(Propose.confirm)
+    text = await summary_text(session, await state.get_data(), t)
+    await target.answer(text, reply_markup=_kb(t, [[("supervision.btn_confirm", PropCb(action=Prop.confirm).pack()),
+                                                     ("supervision.btn_cancel", PropCb(action=Prop.cancel).pack())]]))
+
+
+@router.message(Propose.cosigners, F.text)
+async def p_cosigners(message: Message, state: FSMContext, session: AsyncSession, user: User,
+                      t: Translator) -> None:
+    found = await svc.resolve_cosigners(session, user, message.text)
+    names = "、".join([await svc.display_name(session, u, t.lang) for u in found])
+    await state.update_data(cosigners=" ".join(str(u.telegram_id) for u in found), cosigner_names=names)
+    await message.answer(t("supervision.cosigners_ok", names=names))
+    await to_confirm(message, state, session, t)
+
+
+@router.callback_query(Propose.cosigners, PropCb.filter(F.action == Prop.skip))
+async def p_cosigners_skip(cq: CallbackQuery, state: FSMContext, session: AsyncSession, t: Translator) -> None:
+    await cq.answer()
+    await state.update_data(cosigners="", cosigner_names="")
+    await to_confirm(cq.message, state, session, t)
+
+
+@router.callback_query(Propose.confirm, PropCb.filter(F.action == Prop.cancel))
+async def p_cancel(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
+    await cq.answer()
+    await state.clear()
+    await cq.message.answer(t("supervision.propose_cancelled"))
+
+
+@router.callback_query(Propose.confirm, PropCb.filter(F.action == Prop.confirm))
+async def p_confirm(cq: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, t: Translator,
+                    ctx: Any) -> None:
+    data = await state.get_data()
+    file_ids = []
+    for f in data.get("files", []):
+        blob = await cq.bot.download(f["file_id"])
+        stored = await store_file(session, ctx.settings.files_dir, blob.read(), mime=f["mime"],
+                                  filename=f["name"], uploaded_by=user.id)
+        file_ids.append(stored.id)
+    item = await svc.propose(session, user, svc.Draft(
+        title=data.get("title", ""), description=data.get("description", ""), area=data.get("area", ""),
+        place_id=data.get("place_id", 0), agency=data.get("agency"), file_ids=file_ids,
+        cosigners=data.get("cosigners", "")))
+    await cq.answer()
+    await state.clear()
+    await cq.message.answer(t("supervision.created", number=item.number, due=fmt_local(item.acceptance_due)))
+
+
+# Anything else typed during the conversation gets a hint for the current step.
+@router.message(StateFilter(Propose.area, Propose.county, Propose.township, Propose.evidence, Propose.confirm))
+async def p_hint(message: Message, t: Translator) -> None:
+    await message.answer(t("supervision.use_buttons"))
+
+
+@router.message(StateFilter(Propose.title, Propose.description, Propose.agency, Propose.cosigners))
+async def p_text_only(message: Message, t: Translator) -> None:
+    await message.answer(t("supervision.text_only"))
+
+
+# ---------------------------------------------------------------- item actions, dispatched by table
+DONE_AT_ONCE = {Action.accept: (svc.accept, "supervision.done_accept"),
+                Action.clue: (svc.to_clue, "supervision.done_clue"),
+                Action.file_case: (svc.file_case, "supervision.done_file_case"),
+                Action.urge: (svc.urge, "supervision.urge_ok")}
+WITH_TEXT = {Action.decline: svc.decline, Action.note: svc.add_note, Action.litigate: svc.file_litigation,
+             Action.close: svc.close, Action.reopen: svc.reopen, Action.appeal: svc.appeal}
+FIRST_STEP = {Action.suggest: Act.sugg_agency, Action.reply: Act.reply_date}
+
+
+def _rating_row(item_id: int):
+    return [[(f"supervision.rating_{r}", StepCb(step=Step(f"r_{r}"), item_id=item_id).pack()) for r in svc.RATINGS]]
+
+
+@router.callback_query(ItemCb.filter())
+async def on_action(cq: CallbackQuery, callback_data: ItemCb, state: FSMContext, session: AsyncSession,
+                    user: User, t: Translator) -> None:
+    a, item = callback_data.action, await svc.get_item(session, callback_data.item_id)
+    if a in DONE_AT_ONCE:
+        fn, done = DONE_AT_ONCE[a]
+        await fn(session, user, item.id)
         await cq.answer()
-        await state.update_data(agency=None)
-        await to_evidence(cq.message, state, t)
+        await cq.message.answer(t(done, number=item.number))
+        return
+    await svc.check_action(session, user, item, a)
+    await cq.answer()
+    await state.clear()
+    await state.update_data(op=a.value, item_id=item.id)
+    if a == Action.rate:
+        await cq.message.answer(t("supervision.ask_rating", number=item.number), reply_markup=_kb(t, _rating_row(item.id)))
+        return
+    await state.set_state(FIRST_STEP.get(a, Act.text))
+    ask = {Action.suggest: "ask_sugg_agency", Action.reply: "ask_reply_date"}.get(a, f"ask_{a.value}")
+    await cq.message.answer(t(f"supervision.{ask}", number=item.number, agency=item.agency or "-"))
 
-    @r.message(Propose.evidence, F.photo | F.document)
-    async def p_evidence(message: Message, state: FSMContext, t: Translator) -> None:
-        files = (await state.get_data()).get("files", [])
-        if len(files) >= MAX_EVIDENCE:
-            await message.answer(t("supervision.err_too_many_files", max=MAX_EVIDENCE))
-            return
-        if message.photo:
-            files.append({"file_id": message.photo[-1].file_id, "mime": "image/jpeg", "name": "photo.jpg"})
+
+@router.message(Act.text, F.text)
+async def act_text(message: Message, state: FSMContext, session: AsyncSession, user: User, t: Translator) -> None:
+    data = await state.get_data()
+    op = Action(data["op"])
+    item = await WITH_TEXT[op](session, user, data["item_id"], message.text)
+    await state.clear()
+    await message.answer(t(f"supervision.done_{op.value}", number=item.number))
+
+
+# ---------------------------------------------------------------- views: card, evidence, exports, co-sign
+@router.callback_query(ViewCb.filter(F.view == View.open))
+async def on_open(cq: CallbackQuery, callback_data: ViewCb, session: AsyncSession, user: User, t: Translator) -> None:
+    await show_item(cq.message, session, user, t, await svc.get_item(session, callback_data.item_id))
+    await cq.answer()
+
+
+@router.callback_query(ViewCb.filter(F.view.in_({View.cosign, View.cosign_no})))
+async def on_cosign(cq: CallbackQuery, callback_data: ViewCb, session: AsyncSession, user: User,
+                    t: Translator) -> None:
+    yes = callback_data.view == View.cosign
+    item = await svc.confirm_cosign(session, user, callback_data.item_id, yes)
+    await cq.answer()
+    await cq.message.answer(t("supervision.cosign_ok" if yes else "supervision.cosign_no_ok", number=item.number))
+
+
+@router.callback_query(ViewCb.filter(F.view == View.evidence))
+async def on_evidence(cq: CallbackQuery, callback_data: ViewCb, session: AsyncSession, user: User, t: Translator,
+                      ctx: Any) -> None:
+    """The item's evidence files, sent to a person who may open the item (photos as photos)."""
+    item = await svc.get_item(session, callback_data.item_id)
+    files = await svc.evidence(session, user, item)
+    await cq.answer()
+    await cq.message.answer(t("supervision.evidence_header", number=item.number, n=len(files)))
+    for n, f in enumerate(files, 1):
+        data = await asyncio.to_thread(blob_path(ctx.settings.files_dir, f.sha256).read_bytes)
+        doc = BufferedInputFile(data, f.filename or f"{item.number}-{n}")
+        caption = t("supervision.evidence_caption", number=item.number, n=n, total=len(files))
+        if svc.is_image(data):
+            await cq.message.answer_photo(doc, caption=caption)
         else:
-            doc = message.document
-            if doc.file_size and doc.file_size > 20 * 1024 * 1024:
-                await message.answer(t("common.err_file_too_large"))
-                return
-            files.append({"file_id": doc.file_id, "mime": doc.mime_type or "application/octet-stream",
-                          "name": doc.file_name or "document"})
-        await state.update_data(files=files)
-        await message.answer(t("supervision.evidence_saved", n=len(files)), reply_markup=_kb(t, [[(
-            "supervision.btn_done", PropCb(action="done").pack())]]))
+            await cq.message.answer_document(doc, caption=caption)
 
-    @r.callback_query(Propose.evidence, PropCb.filter(F.action == "done"))
-    async def p_evidence_done(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
-        await cq.answer()
-        await state.set_state(Propose.cosigners)
-        await cq.message.answer(t("supervision.ask_cosigners"), reply_markup=_kb(t, [[(
-            "supervision.btn_skip", PropCb(action="skip").pack())]]))
 
-    async def to_confirm(target: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
-        await state.set_state(Propose.confirm)
-        text = await summary_text(session, await state.get_data(), t)
-        await target.answer(text, reply_markup=_kb(t, [[("supervision.btn_confirm", PropCb(action="confirm").pack()),
-                                                         ("supervision.btn_cancel", PropCb(action="cancel").pack())]]))
+@router.callback_query(ViewCb.filter(F.view.in_({View.md, View.pdf, View.docx})))
+async def on_export(cq: CallbackQuery, callback_data: ViewCb, session: AsyncSession, user: User, t: Translator,
+                    ctx: Any) -> None:
+    item = await svc.get_item(session, callback_data.item_id)
+    await svc.require_view(session, user, item)
+    d = await export.summary(session, item, t.lang, mask=not svc.sees_personal_data(user),
+                             files_dir=ctx.settings.files_dir)
+    data = await asyncio.to_thread(export.render, d, callback_data.view.value, t.lang)
+    await cq.answer()
+    await cq.message.answer_document(BufferedInputFile(data, f"{item.number}.{callback_data.view.value}"),
+                                     caption=t("supervision.export_caption", number=item.number))
 
-    @r.message(Propose.cosigners, F.text)
-    async def p_cosigners(message: Message, state: FSMContext, session: AsyncSession, user: User,
-                          t: Translator) -> None:
-        try:
-            found = await svc.resolve_cosigners(session, user, message.text)
-        except DomainError as e:
-            await message.answer(t(e.key, **e.params))
-            return
-        await state.update_data(cosigners=" ".join(str(u.telegram_id) for u in found),
-                                cosigner_names="、".join(u.name or str(u.telegram_id) for u in found))
-        await message.answer(t("supervision.cosigners_ok", names="、".join(u.name or "-" for u in found)))
-        await to_confirm(message, state, session, t)
 
-    @r.callback_query(Propose.cosigners, PropCb.filter(F.action == "skip"))
-    async def p_cosigners_skip(cq: CallbackQuery, state: FSMContext, session: AsyncSession, t: Translator) -> None:
-        await cq.answer()
-        await state.update_data(cosigners="")
-        await to_confirm(cq.message, state, session, t)
+# ---------------------------------------------------------------- the short handling forms
+@router.message(Act.sugg_agency, F.text)
+async def sugg_agency(message: Message, state: FSMContext, t: Translator) -> None:
+    await state.update_data(agency=svc.check_text(message.text, 128))
+    await state.set_state(Act.sugg_content)
+    await message.answer(t("supervision.ask_sugg_content"))
 
-    @r.callback_query(Propose.confirm, PropCb.filter(F.action == "cancel"))
-    async def p_cancel(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
-        await cq.answer()
-        await state.clear()
-        await cq.message.answer(t("supervision.propose_cancelled"))
 
-    @r.callback_query(Propose.confirm, PropCb.filter(F.action == "confirm"))
-    async def p_confirm(cq: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, t: Translator,
-                        ctx: Any) -> None:
-        await cq.answer()
-        data = await state.get_data()
-        try:
-            file_ids = []
-            for f in data.get("files", []):
-                blob = await cq.bot.download(f["file_id"])
-                stored = await store_file(session, ctx.settings.files_dir, blob.read(), mime=f["mime"],
-                                          filename=f["name"], uploaded_by=user.id)
-                file_ids.append(stored.id)
-            item = await svc.propose(session, user, svc.Draft(
-                title=data.get("title", ""), description=data.get("description", ""), area=data.get("area", ""),
-                place_id=data.get("place_id", 0), agency=data.get("agency"), file_ids=file_ids,
-                cosigners=data.get("cosigners", "")))
-        except DomainError as e:
-            await _fail(session, cq.message, t, e)
-            return
-        await _finish(session, state)
-        await cq.message.answer(t("supervision.created", number=item.number, due=fmt_local(item.acceptance_due)))
+@router.message(Act.sugg_content, F.text)
+async def sugg_content(message: Message, state: FSMContext, t: Translator) -> None:
+    await state.update_data(content=svc.check_text(message.text))
+    await state.set_state(Act.sugg_due)
+    iid = (await state.get_data())["item_id"]
+    await message.answer(t("supervision.ask_sugg_due", months=svc.REPLY_MONTHS), reply_markup=_kb(t, [[
+        ("supervision.btn_default_due", StepCb(step=Step.due_default, item_id=iid).pack())]]))
 
-    # Anything else typed during the conversation gets a hint for the current step.
-    @r.message(StateFilter(Propose.area, Propose.county, Propose.township, Propose.evidence, Propose.confirm))
-    async def p_hint(message: Message, t: Translator) -> None:
-        await message.answer(t("supervision.use_buttons"))
 
-    @r.message(StateFilter(Propose.title, Propose.description, Propose.agency, Propose.cosigners))
-    async def p_text_only(message: Message, t: Translator) -> None:
-        await message.answer(t("supervision.text_only"))
+async def _issue(msg: Message, state: FSMContext, session: AsyncSession, user: User, t: Translator, due) -> None:
+    data = await state.get_data()
+    s = await svc.issue_suggestion(session, user, data["item_id"], data["agency"], data["content"], due)
+    await state.clear()
+    await msg.answer(t("supervision.done_suggest", agency=s.agency, due=fmt_local(s.reply_due)))
 
-    # ------------------------------------------------ item buttons
-    @r.callback_query(SupCb.filter())
-    async def on_item(cq: CallbackQuery, callback_data: SupCb, state: FSMContext, session: AsyncSession,
-                      user: User, t: Translator) -> None:
-        await cq.answer()
-        a, iid = callback_data.action, callback_data.item_id
-        msg = cq.message
-        item = await session.get(SupervisionItem, iid) if iid else None
-        try:
-            if a == "open":
-                await show_item(msg, session, user, t, await svc.get_item(session, iid))
-            elif a == "accept":
-                item = await svc.accept(session, user, iid)
-                await msg.answer(t("supervision.done_accept", number=item.number))
-            elif a == "clue":
-                item = await svc.to_clue(session, user, iid)
-                await msg.answer(t("supervision.done_clue", number=item.number))
-            elif a == "file_case":
-                item = await svc.file_case(session, user, iid)
-                await msg.answer(t("supervision.done_file_case", number=item.number))
-            elif a in ("decline", "note", "litigate", "close", "reopen"):
-                item = await svc.get_item(session, iid)
-                if a == "close" and item.status == "review":
-                    if not svc.is_supervisor(user, item):
-                        raise svc.Forbidden("supervision.err_supervisor_only")
-                else:
-                    svc.require_handler(user, item)
-                if a == "note" and item.status not in svc.NOTE_STATES:
-                    raise _stale(item)
-                if a == "reopen" and not svc.is_supervisor(user, item):
-                    raise svc.Forbidden("supervision.err_supervisor_only")
-                check = {"reopen": "review_reopen", "close": "review_close" if item.status == "review" else "close"
-                         }.get(a, a)
-                if a != "note" and check not in svc.allowed_actions(item.status):
-                    raise _stale(item)
-                await state.set_state(Act.text)
-                await state.update_data(op=a, item_id=iid)
-                await msg.answer(t(f"supervision.ask_{a}", number=item.number))
-            elif a == "appeal":
-                item = await svc.get_item(session, iid)
-                if item.proposer_id != user.id:
-                    raise svc.Forbidden("supervision.err_forbidden")
-                if item.appealed:
-                    raise svc.Conflict("supervision.err_appealed_once")
-                if "appeal" not in svc.allowed_actions(item.status):
-                    raise _stale(item)
-                await state.set_state(Act.text)
-                await state.update_data(op="appeal", item_id=iid)
-                await msg.answer(t("supervision.ask_appeal", number=item.number))
-            elif a == "suggest":
-                item = await svc.get_item(session, iid)
-                svc.require_handler(user, item)
-                if "suggest" not in svc.allowed_actions(item.status):
-                    raise _stale(item)
-                await state.set_state(Act.sugg_agency)
-                await state.update_data(item_id=iid)
-                await msg.answer(t("supervision.ask_sugg_agency", agency=item.agency or "-"))
-            elif a == "reply":
-                item = await svc.get_item(session, iid)
-                svc.require_handler(user, item)
-                if "reply" not in svc.allowed_actions(item.status):
-                    raise _stale(item)
-                await state.set_state(Act.reply_date)
-                await state.update_data(item_id=iid)
-                await msg.answer(t("supervision.ask_reply_date"))
-            elif a == "urge":
-                item = await svc.urge(session, user, iid)
-                await msg.answer(t("supervision.urge_ok", number=item.number))
-            elif a == "rate":
-                item = await svc.get_item(session, iid)
-                if item.status != "closed" or item.rating is not None:
-                    raise _stale(item)
-                await state.clear()
-                await state.update_data(item_id=iid)
-                await msg.answer(t("supervision.ask_rating", number=item.number), reply_markup=_kb(t, [[
-                    ("supervision.rating_satisfied", SupCb(action="r_satisfied", item_id=iid).pack()),
-                    ("supervision.rating_basic", SupCb(action="r_basic", item_id=iid).pack()),
-                    ("supervision.rating_unsatisfied", SupCb(action="r_unsatisfied", item_id=iid).pack())]]))
-            elif a == "r_nocomment":
-                data = await state.get_data()
-                if await state.get_state() != Act.rate_comment.state or data.get("item_id") != iid:
-                    raise _stale(item)
-                await state.clear()
-                item = await svc.rate(session, user, iid, data["rating"], None)
-                await msg.answer(t("supervision.rate_ok", rating=svc.rating_label(item.rating or data["rating"],
-                                                                                   t.lang)))
-            elif a.startswith("r_"):
-                item = await svc.get_item(session, iid)
-                if item.status != "closed" or item.rating is not None or a[2:] not in svc.RATINGS:
-                    raise _stale(item)
-                await state.set_state(Act.rate_comment)
-                await state.update_data(item_id=iid, rating=a[2:])
-                await msg.answer(t("supervision.ask_comment"), reply_markup=_kb(t, [[
-                    ("supervision.btn_skip", SupCb(action="r_nocomment", item_id=iid).pack())]]))
-            elif a in ("rect_yes", "rect_partly", "rect_no"):
-                data = await state.get_data()
-                if await state.get_state() != Act.reply_rectified.state or data.get("item_id") != iid:
-                    raise _stale(item)
-                s = await svc.record_reply(session, user, iid, svc.parse_date(data["reply_date"]),
-                                           data["reply_content"], a[5:])
-                await _finish(session, state)
-                await msg.answer(t("supervision.done_reply", followup=fmt_local(s.followup_at)))
-            elif a == "due_default":
-                data = await state.get_data()
-                if await state.get_state() != Act.sugg_due.state or data.get("item_id") != iid:
-                    raise _stale(item)
-                await _issue(msg, state, session, user, t, data, None)
-            elif a in ("cosign", "cosign_no"):
-                item = await svc.confirm_cosign(session, user, iid, a == "cosign")
-                await msg.answer(t("supervision.cosign_ok" if a == "cosign" else "supervision.cosign_no_ok",
-                                   number=item.number))
-            elif a in ("md", "pdf"):
-                item = await svc.get_item(session, iid)
-                await svc.require_view(session, user, item)
-                d = await export.summary(session, item, t.lang, mask=not svc.sees_personal_data(user))
-                if a == "md":
-                    data_ = export.to_markdown(d, t.lang).encode("utf-8")
-                else:
-                    import asyncio
-                    data_ = await asyncio.to_thread(export.to_pdf, d, t.lang)
-                await msg.answer_document(BufferedInputFile(data_, f"{item.number}.{a}"),
-                                          caption=t("supervision.export_caption", number=item.number))
-            else:
-                raise _stale(item)
-        except DomainError as e:
-            await _fail(session, msg, t, e)
 
-    async def _issue(msg: Message, state: FSMContext, session: AsyncSession, user: User, t: Translator,
-                     data: dict, due) -> None:
-        s = await svc.issue_suggestion(session, user, data["item_id"], data["agency"], data["content"], due)
-        await _finish(session, state)
-        await msg.answer(t("supervision.done_suggest", agency=s.agency, due=fmt_local(s.reply_due)))
+@router.message(Act.sugg_due, F.text)
+async def sugg_due(message: Message, state: FSMContext, session: AsyncSession, user: User, t: Translator) -> None:
+    await _issue(message, state, session, user, t, svc.parse_date(message.text))
 
-    # ------------------------------------------------ free-text steps of handling
-    @r.message(Act.text, F.text)
-    async def act_text(message: Message, state: FSMContext, session: AsyncSession, user: User,
-                       t: Translator) -> None:
-        data = await state.get_data()
-        op, iid, text = data.get("op"), data.get("item_id", 0), message.text
-        fn = {"decline": svc.decline, "note": svc.add_note, "litigate": svc.file_litigation, "close": svc.close,
-              "reopen": svc.reopen, "appeal": svc.appeal}.get(op)
-        if fn is None:
-            await state.clear()
-            await message.answer(t("common.stale_button"))
-            return
-        try:
-            item = await fn(session, user, iid, text)
-        except DomainError as e:
-            await _fail(session, message, t, e)
-            if e.key in ("supervision.err_text_empty", "supervision.err_text_long"):
-                return  # ask again
-            await state.clear()
-            return
-        await _finish(session, state)
-        await message.answer(t(f"supervision.done_{op}", number=item.number))
 
-    @r.message(Act.sugg_agency, F.text)
-    async def sugg_agency(message: Message, state: FSMContext, t: Translator) -> None:
-        try:
-            agency = svc.check_text(message.text, 128)
-        except DomainError as e:
-            await message.answer(t(e.key, **e.params))
-            return
-        await state.update_data(agency=agency)
-        await state.set_state(Act.sugg_content)
-        await message.answer(t("supervision.ask_sugg_content"))
-
-    @r.message(Act.sugg_content, F.text)
-    async def sugg_content(message: Message, state: FSMContext, t: Translator) -> None:
-        try:
-            content = svc.check_text(message.text)
-        except DomainError as e:
-            await message.answer(t(e.key, **e.params))
-            return
-        await state.update_data(content=content)
-        await state.set_state(Act.sugg_due)
-        iid = (await state.get_data())["item_id"]
-        await message.answer(t("supervision.ask_sugg_due", months=svc.REPLY_MONTHS), reply_markup=_kb(t, [[
-            ("supervision.btn_default_due", SupCb(action="due_default", item_id=iid).pack())]]))
-
-    @r.message(Act.sugg_due, F.text)
-    async def sugg_due(message: Message, state: FSMContext, session: AsyncSession, user: User,
-                       t: Translator) -> None:
-        try:
-            due = svc.parse_date(message.text)
-            await _issue(message, state, session, user, t, await state.get_data(), due)
-        except DomainError as e:
-            await _fail(session, message, t, e)
-
-    @r.message(Act.reply_date, F.text)
-    async def reply_date(message: Message, state: FSMContext, t: Translator) -> None:
-        try:
-            d = svc.parse_date(message.text)
-            if d > to_local(svc.now()).date():
-                raise DomainError("supervision.err_date_future")
-        except DomainError as e:
-            await message.answer(t(e.key, **e.params))
-            return
-        await state.update_data(reply_date=d.isoformat())
-        await state.set_state(Act.reply_content)
-        await message.answer(t("supervision.ask_reply_content"))
-
-    @r.message(Act.reply_content, F.text)
-    async def reply_content(message: Message, state: FSMContext, t: Translator) -> None:
-        try:
-            content = svc.check_text(message.text)
-        except DomainError as e:
-            await message.answer(t(e.key, **e.params))
-            return
-        await state.update_data(reply_content=content)
-        await state.set_state(Act.reply_rectified)
-        iid = (await state.get_data())["item_id"]
-        await message.answer(t("supervision.ask_rectified"), reply_markup=_kb(t, [[
-            ("supervision.rectified_yes", SupCb(action="rect_yes", item_id=iid).pack()),
-            ("supervision.rectified_partly", SupCb(action="rect_partly", item_id=iid).pack()),
-            ("supervision.rectified_no", SupCb(action="rect_no", item_id=iid).pack())]]))
-
-    @r.message(Act.rate_comment, F.text)
-    async def rate_comment(message: Message, state: FSMContext, session: AsyncSession, user: User,
+@router.callback_query(Act.sugg_due, StepCb.filter(F.step == Step.due_default))
+async def sugg_due_default(cq: CallbackQuery, state: FSMContext, session: AsyncSession, user: User,
                            t: Translator) -> None:
-        data = await state.get_data()
-        try:
-            await svc.rate(session, user, data["item_id"], data["rating"], message.text)
-        except DomainError as e:
-            await _fail(session, message, t, e)
-            await state.clear()
-            return
-        await _finish(session, state)
-        await message.answer(t("supervision.rate_ok", rating=svc.rating_label(data["rating"], t.lang)))
+    await _issue(cq.message, state, session, user, t, None)
+    await cq.answer()
 
-    @r.message(StateFilter(Act.text, Act.sugg_agency, Act.sugg_content, Act.sugg_due, Act.reply_date,
-                           Act.reply_content, Act.rate_comment))
-    async def act_text_only(message: Message, t: Translator) -> None:
-        await message.answer(t("supervision.text_only"))
 
-    @r.message(StateFilter(Act.reply_rectified))
-    async def act_buttons_only(message: Message, t: Translator) -> None:
-        await message.answer(t("supervision.use_buttons"))
+@router.message(Act.reply_date, F.text)
+async def reply_date(message: Message, state: FSMContext, t: Translator) -> None:
+    d = svc.check_reply_date(svc.parse_date(message.text))
+    await state.update_data(reply_date=d.isoformat())
+    await state.set_state(Act.reply_content)
+    await message.answer(t("supervision.ask_reply_content"))
 
-    return r
+
+@router.message(Act.reply_content, F.text)
+async def reply_content(message: Message, state: FSMContext, t: Translator) -> None:
+    await state.update_data(reply_content=svc.check_text(message.text))
+    await state.set_state(Act.reply_rectified)
+    iid = (await state.get_data())["item_id"]
+    await message.answer(t("supervision.ask_rectified"), reply_markup=_kb(t, [[
+        (f"supervision.rectified_{r}", StepCb(step=Step(f"rect_{r}"), item_id=iid).pack()) for r in svc.RECTIFIED]]))
+
+
+@router.callback_query(Act.reply_rectified, StepCb.filter(F.step.in_({Step.rect_yes, Step.rect_partly, Step.rect_no})))
+async def reply_rectified(cq: CallbackQuery, callback_data: StepCb, state: FSMContext, session: AsyncSession,
+                          user: User, t: Translator) -> None:
+    data = await state.get_data()
+    if data.get("item_id") != callback_data.item_id:
+        raise _stale()
+    s = await svc.record_reply(session, user, callback_data.item_id, svc.parse_date(data["reply_date"]),
+                               data["reply_content"], callback_data.step.value[5:])
+    await cq.answer()
+    await state.clear()
+    await cq.message.answer(t("supervision.done_reply", followup=fmt_local(s.followup_at)))
+
+
+@router.callback_query(StepCb.filter(F.step.in_({Step.r_satisfied, Step.r_basic, Step.r_unsatisfied})))
+async def rate_choice(cq: CallbackQuery, callback_data: StepCb, state: FSMContext, session: AsyncSession,
+                      user: User, t: Translator) -> None:
+    rating = callback_data.step.value[2:]
+    await svc.check_rating(session, user, await svc.get_item(session, callback_data.item_id), rating)
+    await cq.answer()
+    await state.set_state(Act.rate_comment)
+    await state.update_data(item_id=callback_data.item_id, rating=rating)
+    await cq.message.answer(t("supervision.ask_comment"), reply_markup=_kb(t, [[
+        ("supervision.btn_skip", StepCb(step=Step.no_comment, item_id=callback_data.item_id).pack())]]))
+
+
+async def _rate(target: Message, state: FSMContext, session: AsyncSession, user: User, t: Translator,
+                comment: str | None) -> None:
+    data = await state.get_data()
+    await svc.rate(session, user, data["item_id"], data["rating"], comment)
+    await state.clear()
+    await target.answer(t("supervision.rate_ok", rating=svc.rating_label(data["rating"], t.lang)))
+
+
+@router.message(Act.rate_comment, F.text)
+async def rate_comment(message: Message, state: FSMContext, session: AsyncSession, user: User,
+                       t: Translator) -> None:
+    await _rate(message, state, session, user, t, message.text)
+
+
+@router.callback_query(Act.rate_comment, StepCb.filter(F.step == Step.no_comment))
+async def rate_no_comment(cq: CallbackQuery, callback_data: StepCb, state: FSMContext, session: AsyncSession,
+                          user: User, t: Translator) -> None:
+    if (await state.get_data()).get("item_id") != callback_data.item_id:
+        raise _stale()
+    await _rate(cq.message, state, session, user, t, None)
+    await cq.answer()
+
+
+@router.callback_query(StepCb.filter())
+async def step_out_of_place(cq: CallbackQuery) -> None:
+    """A form's button pressed when that form is no longer open."""
+    raise _stale()
+
+
+@router.message(StateFilter(Act.text, Act.sugg_agency, Act.sugg_content, Act.sugg_due, Act.reply_date,
+                            Act.reply_content, Act.rate_comment))
+async def act_text_only(message: Message, t: Translator) -> None:
+    await message.answer(t("supervision.text_only"))
+
+
+@router.message(StateFilter(Act.reply_rectified))
+async def act_buttons_only(message: Message, t: Translator) -> None:
+    await message.answer(t("supervision.use_buttons"))

@@ -158,27 +158,41 @@ def search_command(
         typer.echo(f"{h.score:.3f}  {h.id}  [{h.kind}] {h.title}\n        {h.snippet}")
 
 
+EVAL_DIR = Path("tests/kb/data/eval")
+
+
 @app.command("eval")
 def eval_command(
-    file: Annotated[Path, typer.Argument(help="questions JSONL {q, relevant:[ids]}")],
-    records: Annotated[Optional[Path], typer.Option(help="records JSONL to import first")] = None,
+    directory: Annotated[Path, typer.Option("--dir", help="records.jsonl, dev.jsonl and test.jsonl")] = EVAL_DIR,
+    split: Annotated[Optional[list[str]], typer.Option("--split", help="dev and/or test (default both)")] = None,
     verbose: Annotated[bool, typer.Option("-v", help="list misses")] = False,
 ) -> None:
-    """recall@5 and MRR@10 for dense, keyword and hybrid retrieval."""
-    from knowledge_base.evaluation import evaluate, format_results, load_questions
+    """R@5, MRR@10 and no-answer handling per question type, for dense, keyword and hybrid, on the
+    dev split (tuned on) and the test split (reported only). Runs in a temporary data directory."""
+    import tempfile
+
+    from knowledge_base.evaluation import SPLITS, evaluate, format_results, load_questions
+    from knowledge_base.facade import KnowledgeBase
     from knowledge_base.ingest import import_jsonl
 
-    kb = _kb()
-    if records:
-        import_jsonl(kb, records, kb.gazetteer.resolve_ids, progress=False)
-    res = evaluate(kb, load_questions(file))
-    typer.echo(format_results(res))
-    if verbose:
-        for mode, r in res.items():
-            for m in r.misses:
-                typer.echo(f"  [{mode}] miss: {m}")
-            for m in r.false_positives:
-                typer.echo(f"  [{mode}] no-answer question answered: {m}")
+    settings = _settings()
+    with tempfile.TemporaryDirectory(prefix="hehe-kb-eval-") as tmp:
+        kb = KnowledgeBase(settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None}),
+                           gazetteer=_gazetteer(settings)).load()
+        rep = import_jsonl(kb, directory / "records.jsonl", kb.gazetteer.resolve_ids, progress=False)
+        if rep.errors:
+            raise typer.BadParameter(f"records.jsonl: {rep.errors[:3]}")
+        typer.echo(f"{kb.count()} records")
+        for name in split or SPLITS:
+            res = evaluate(kb, load_questions(directory / f"{name}.jsonl"))
+            typer.echo("\n" + format_results(res, f"== {name} split =="))
+            if verbose:
+                for mode, r in res.items():
+                    for m in r.misses:
+                        typer.echo(f"  [{mode}] miss: {m}")
+                    for m in r.false_positives:
+                        typer.echo(f"  [{mode}] no-answer question answered: {m}")
+        kb.close()
 
 
 def ask_command(

@@ -13,28 +13,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import re
 import threading
 import time
+import uuid
 from dataclasses import asdict
 from datetime import date
 
+from backend.core import taxonomy
 from backend.core.i18n import gettext
 from knowledge_base.answer import best_sentences, extractive_answer, mask_for
 from knowledge_base.places import Gazetteer
 from knowledge_base.query import Filter, ParsedQuery, parse_query, yyyymmdd
 from knowledge_base.records import Answer, Hit, Record, Scope
-from knowledge_base.textproc import chunk_text, split_sentences, tokenize
+from knowledge_base.textproc import REF_RE, chunk_text, normalize_text, split_sentences, tokenize
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 500  # a 5,000-char question is cut to this for embedding and BM25
 RRF_K = 60
-DENSE_WEIGHT = 2.0  # dense : keyword = 2 : 1
+DENSE_WEIGHT = 1.5  # dense : keyword = 1.5 : 1 (tuned on the dev split, docs/kb.md)
 KEYWORD_WEIGHT = 1.0
-DENSE_THRESHOLD = 0.40  # cosine similarity a record needs on the dense channel (calibrated, docs/kb.md)
-DENSE_MARGIN = 0.12  # ...and no further than this below the best dense match
+ANSWER_DENSE = 0.40  # answer step: cosine a record needs to be cited (calibrated on the dev split, docs/kb.md)
+ANSWER_MARGIN = 0.12  # ...and no further than this below the best dense match
+EVIDENCE_WEIGHT = 2.0  # extra keyword weight for records holding the question's rare terms (tuned on dev)
 RARE_COVERAGE = 0.5  # keyword channel: share of the question's rare terms a record must contain
+SYNC_SECONDS = 1.0  # live index: how often a process follows the others' writes
+LEASE_STALE_SECONDS = 10.0  # a vector writer silent this long has died; another process takes over
+CHANGES_KEEP_SECONDS = 600.0  # the change log keeps followed changes this long
 
 
 def _today() -> date:
@@ -45,7 +52,7 @@ def _today() -> date:
 
 class KnowledgeBase:
     def __init__(self, settings=None, *, gazetteer: Gazetteer | None = None, embeddings=None,
-                 collection: str | None = None, sessionmaker=None, ingest_workers: int = 1):
+                 collection: str | None = None, sessionmaker=None, ingest_workers: int = 1, live: bool = True):
         if settings is None:
             from backend.core.config import get_settings
 
@@ -59,11 +66,20 @@ class KnowledgeBase:
         self._lock = threading.RLock()
         self.ready = False
         self.load_seconds: float | None = None
-        self.dense_threshold = DENSE_THRESHOLD
-        self.dense_margin = DENSE_MARGIN
+        self.answer_dense = ANSWER_DENSE
+        self.answer_margin = ANSWER_MARGIN
         self.rare_coverage = RARE_COVERAGE
         self.dense_weight = DENSE_WEIGHT
         self.keyword_weight = KEYWORD_WEIGHT
+        self.evidence_weight = EVIDENCE_WEIGHT
+        # live index: this process's name in the change log, the last change it has followed
+        self.writer = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.live = live
+        self._seen = 0
+        self._holder = False
+        self._pruned = 0.0
+        self._stop = threading.Event()
+        self._sync_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> "KnowledgeBase":
@@ -90,8 +106,13 @@ class KnowledgeBase:
             self.keyword.load()
             name = self._collection or f"hehe_kb_{embedding_name(self._emb)}"
             self.vector = VectorIndex(self.settings, self._emb, name)
-            self.load_seconds = time.perf_counter() - t0
+            self._seen = self.store.last_change()
             self.ready = True
+            self.sync()  # take the writer lease if it is free and follow what others left pending
+            self.load_seconds = time.perf_counter() - t0
+            if self.live:
+                self._sync_thread = threading.Thread(target=self._sync_loop, name="kb-live-index", daemon=True)
+                self._sync_thread.start()
             log.info("knowledge base ready in %.2fs (%d records)", self.load_seconds, self.store.count())
             return self
 
@@ -99,8 +120,15 @@ class KnowledgeBase:
         return await asyncio.to_thread(self.load)
 
     def close(self) -> None:
+        self._stop.set()
+        if self._sync_thread is not None:
+            self._sync_thread.join(timeout=10)
+            self._sync_thread = None
         with self._lock:
             if self.ready:
+                if self._holder:
+                    self.store.release_lease(self.writer)
+                    self._holder = False
                 self.store.close()
                 self.ready = False
             if self.ingest_workers > 1 and hasattr(self._emb, "close"):
@@ -120,23 +148,22 @@ class KnowledgeBase:
         """Record → (store row, chunks with tokens and embedding text)."""
         rec.validate()
         row = {
-            "id": str(rec.id).strip(), "kind": rec.kind, "title": (rec.title or "").strip() or str(rec.id),
-            "category": rec.category or "", "location": rec.location or "",
+            "id": str(rec.id).strip(), "kind": rec.kind,
+            "title": normalize_text(rec.title or "").strip() or str(rec.id),
+            # one taxonomy: "劳动争议/欠薪" (disputes slice), "欠薪" (an export) → 劳动争议
+            "category": taxonomy.category_of(rec.category), "location": normalize_text(rec.location or ""),
             "date": yyyymmdd(rec.date) if rec.date else 0, "public": bool(rec.public),
             "jurisdiction_ids": sorted({int(j) for j in rec.jurisdiction_ids or []}),
             "owner_user_ids": sorted({int(u) for u in rec.owner_user_ids or []}),
-            "text": rec.text or "", "sections": [list(s) for s in rec.sections] if rec.sections else None,
+            "text": normalize_text(rec.text or ""),
+            "sections": [[lab, normalize_text(body)] for lab, body in rec.sections] if rec.sections else None,
             "source": rec.source,
         }
-        sections = rec.sections or [(None, rec.text)]
+        sections = row["sections"] or [(None, row["text"])]
         chunks: list[dict] = []
         for label, body in sections:
             for piece in chunk_text(body):
-                if rec.kind == "document":
-                    header = f"《{row['title']}》{label or ''}"
-                else:
-                    header = "｜".join(x for x in (row["title"], row["category"], row["location"]) if x)
-                emb_text = f"{header}\n{piece}"
+                emb_text = embedding_text(row, label, piece)
                 toks = tokenize(emb_text) + tokenize(row["id"])
                 chunks.append({"idx": len(chunks), "article": label, "text": piece, "emb_text": emb_text,
                                "tokens": toks})
@@ -166,11 +193,14 @@ class KnowledgeBase:
                 if row.get("source"):
                     replaced += [i for i in self.store.ids_for_source(row["source"]) if i != row["id"]]
             # old chunks by their exact ids (fast), for records the store knows; new records have none
-            old = [f"{rid}::{c['idx']}" for rid in self.store.existing([r["id"] for r in rows] + replaced)
-                   for c in self.store.chunks_of(rid)]
-            self.vector.delete_ids(old)
-            self.vector.add(texts, metas, ids)
-            removed, added, _ = self.store.upsert(rows, chunks)
+            vectors = self._writes_vectors()
+            if vectors:
+                old = [f"{rid}::{c['idx']}" for rid in self.store.existing([r["id"] for r in rows] + replaced)
+                       for c in self.store.chunks_of(rid)]
+                self.vector.delete_ids(old)
+                self.vector.add(texts, metas, ids)
+            # without the lease the Chroma writer (a running server) embeds them from the store
+            removed, added, _ = self.store.upsert(rows, chunks, writer=self.writer, vec_done=vectors)
             self.keyword.note_changes(removed, added)
         return len(rows)
 
@@ -180,9 +210,11 @@ class KnowledgeBase:
         ids = [str(i) for i in ids]
         with self._lock:
             present = self.store.existing(ids)
-            self.vector.delete_ids([f"{rid}::{c['idx']}" for rid in present for c in self.store.chunks_of(rid)])
-            self.vector.delete_records(ids)  # and anything a crash may have left behind
-            removed = self.store.delete(ids)
+            vectors = self._writes_vectors()
+            if vectors:
+                self.vector.delete_ids([f"{rid}::{c['idx']}" for rid in present for c in self.store.chunks_of(rid)])
+                self.vector.delete_records(ids)  # and anything a crash may have left behind
+            removed = self.store.delete(ids, writer=self.writer, vec_done=vectors)
             self.keyword.note_changes(removed, [])
         return len(present)
 
@@ -205,14 +237,79 @@ class KnowledgeBase:
     async def adelete(self, ids: list[str]) -> int:
         return await asyncio.to_thread(self.delete, ids)
 
+    # ------------------------------------------------------------------ live index
+    def _writes_vectors(self) -> bool:
+        """A Chroma server takes writes from every process; an embedded Chroma directory has one
+        writer, the holder of the lease (a running server, or else whoever loads first)."""
+        return bool(self.settings.chroma_url) or self._holder
+
+    def sync(self) -> int:
+        """Follow what other processes wrote to the store: the keyword index re-reads the store's
+        chunks, and the lease holder embeds pending records into Chroma (or removes them). Returns
+        the number of changes followed. Called every ``SYNC_SECONDS`` by the live-index thread."""
+        if not self.ready:
+            return 0
+        with self._lock:
+            if not self.settings.chroma_url:
+                was = self._holder
+                self._holder = self.store.take_lease(self.writer, time.time(), LEASE_STALE_SECONDS)
+                if self._holder and not was:
+                    log.info("knowledge base: this process now writes the vector index (%s)", self.writer)
+            followed = 0
+            if self._writes_vectors():
+                followed += self._apply_pending_vectors()
+            changes = self.store.changes_since(self._seen)
+            if changes:
+                # another writer, or a gap (changes pruned while this process slept): re-read the store
+                gap = changes[0][0] > self._seen + 1 and self.store.first_change() > self._seen + 1
+                if gap or any(w != self.writer for _, _, w in changes):
+                    self.keyword.reconcile()
+                    followed += len(changes)
+                self._seen = changes[-1][0]
+            if self._holder and time.monotonic() - self._pruned > CHANGES_KEEP_SECONDS / 10:
+                self.store.prune_changes(time.time() - CHANGES_KEEP_SECONDS)
+                self._pruned = time.monotonic()
+            return followed
+
+    def _apply_pending_vectors(self) -> int:
+        from knowledge_base.vector import chunk_metadata
+
+        done = 0
+        while True:
+            pending = self.store.pending_vectors()
+            if not pending:
+                return done
+            rids = list(dict.fromkeys(rid for _, rid in pending))
+            self.vector.delete_records(rids)
+            texts, metas, ids = [], [], []
+            for rid in rids:
+                row = self.store.get(rid)
+                if row is None:
+                    continue
+                for c in self.store.chunks_of(rid):
+                    texts.append(embedding_text(row, c["article"], c["text"]))
+                    metas.append(chunk_metadata(row, c["idx"], c["article"]))
+                    ids.append(f"{rid}::{c['idx']}")
+            if texts:
+                self.vector.add(texts, metas, ids)
+            self.store.vectors_done([seq for seq, _ in pending])
+            done += len(pending)
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(SYNC_SECONDS):
+            try:
+                self.sync()
+            except Exception:  # noqa: BLE001 - the loop must outlive one failed round (logged, retried)
+                log.exception("knowledge base: live-index sync failed")
+
     # ------------------------------------------------------------------ search
     def parse(self, query: str) -> ParsedQuery:
         return parse_query(query, self.gazetteer, _today(), max_chars=MAX_QUERY_CHARS)
 
     def search(self, query: str, scope: Scope, k: int = 5, *, mode: str = "hybrid",
                parsed: ParsedQuery | None = None, use_filters: bool = True) -> list[Hit]:
-        """Records relevant to ``query`` that ``scope`` may see, best first; nothing below the
-        relevance threshold. ``mode``: hybrid | dense | keyword."""
+        """The ``k`` best records for ``query`` that ``scope`` may see, ranked (no relevance cut:
+        see :meth:`evidence`). ``mode``: hybrid | dense | keyword."""
         self._need()
         q = (query or "").strip()
         if not q:
@@ -251,21 +348,26 @@ class KnowledgeBase:
 
         dense_rank = {rid: i for i, rid in enumerate(sorted(dense, key=lambda r: -dense[r]["sim"]))}
         kw_rank = {rid: i for i, rid in enumerate(sorted(kw, key=lambda r: -kw[r]["score"]))}
-        best_sim = max((d["sim"] for d in dense.values()), default=0.0)
         wd = self.dense_weight if mode != "keyword" else 0.0
         wk = self.keyword_weight if mode != "dense" else 0.0
+        # Search ranks, it never drops: the decision "nothing relevant" belongs to the answer step
+        # (:meth:`evidence`), which is calibrated on the dev split of the labelled set.
         fused: dict[str, float] = {}
-        for rid in set(dense) | set(kw):
+        exact = (self.store.existing([v for m in REF_RE.findall(qtext) for v in (m, m.upper())])
+                 if mode != "dense" else set())
+        for rid in set(dense) | set(kw) | exact:
             s = 0.0
             if rid in dense_rank:
                 s += wd / (RRF_K + 1 + dense_rank[rid])
             if rid in kw_rank:
                 s += wk / (RRF_K + 1 + kw_rank[rid])
-            dense_ok = rid in dense and dense[rid]["sim"] >= max(self.dense_threshold, best_sim - self.dense_margin)
-            kw_ok = rid in kw and kw[rid]["cover"] >= 1.0 and kw[rid]["strong"]
-            if parsed.filter_only and use_filters:
-                dense_ok = kw_ok = True  # "仙居县的山林纠纷": everything that matches the filters is relevant
-            if (mode == "dense" and dense_ok) or (mode == "keyword" and kw_ok) or (mode == "hybrid" and (dense_ok or kw_ok)):
+                if kw[rid]["cover"] >= 1.0 and kw[rid]["strong"]:
+                    # it holds the question's rare terms (a name, a number, a place): keyword evidence
+                    # outweighs a dense neighbour that shares only the topic
+                    s += self.evidence_weight / (RRF_K + 1 + kw_rank[rid])
+            if rid in exact:
+                s += 1.0  # the question names this record's reference number
+            if s > 0:
                 fused[rid] = s
         top = sorted(fused, key=lambda r: -fused[r])[:k]
         norm = (wd + wk) / (RRF_K + 1) or 1.0
@@ -280,10 +382,34 @@ class KnowledgeBase:
             full = meta.pop("text")
             snippet_src = chunks[0]["text"] if chunks else full
             snippet = mask_for(scope, meta, "".join(best_sentences(snippet_src, qtext, n=2)) or snippet_src[:120], full)
+            k_ev = kw.get(rid, {})
             hits.append(Hit(id=rid, score=fused[rid] / norm, kind=meta["kind"], title=meta["title"],
                             snippet=snippet[:160], dense=dense.get(rid, {}).get("sim"),
-                            keyword=kw.get(rid, {}).get("score"), chunks=chunks[:3], meta=meta))
+                            keyword=k_ev.get("score"), chunks=chunks[:3], meta=meta,
+                            keyword_evidence=bool(k_ev.get("cover", 0) >= 1.0 and k_ev.get("strong")),
+                            ranks=(dense_rank.get(rid), kw_rank.get(rid))))
         return hits
+
+    # ------------------------------------------------------------------ the answer step decides
+    def evidence(self, hits: list[Hit], parsed: ParsedQuery | None = None) -> list[Hit]:
+        """The hits an answer may cite: a record counts as relevant on the dense channel (cosine
+        ≥ ``answer_dense`` and within ``answer_margin`` of the best) or on the keyword channel (it
+        holds the question's rare terms: names, numbers, places). A question that is nothing but
+        filters ("仙居县的山林纠纷") is answered by whatever matches. Thresholds calibrated on the
+        dev split (docs/kb.md); a record that both channels rank first also counts. An empty list
+        means "nothing relevant" — said as such."""
+        if not hits:
+            return []
+        if parsed is not None and parsed.filter_only:
+            # "仙居县的山林纠纷": what matches the named filters strictly (search keeps records of other
+            # or no category eligible for ranking; an answer about a category cites only that category)
+            return [h for h in hits if (not parsed.categories or h.meta.get("category") in parsed.categories)]
+        best = max((h.dense or 0.0) for h in hits)
+        floor = max(self.answer_dense, best - self.answer_margin)
+        cited = [h for h in hits if (h.dense or 0.0) >= floor or h.keyword_evidence]
+        if not cited and hits[0].ranks == (0, 0):
+            cited = [hits[0]]  # both channels, independently, put the same record first
+        return cited
 
     def _chunks_for(self, rid: str, cids: list[int]) -> list[dict]:
         by_cid = {c["cid"]: c for c in self.store.chunks_of(rid)}
@@ -303,13 +429,16 @@ class KnowledgeBase:
             return Answer(gettext(lang, "kb.empty_question"), [], mode="none")
         parsed = self.parse(q)
         labels = parsed.labels()
-        hits = self.search(q, scope, k, parsed=parsed)
+        ranked = self.search(q, scope, k, parsed=parsed)
+        hits = self.evidence(ranked, parsed)
         if not hits and not scope.may_query_cases:
             # citizens search public documents only; say why when they asked about cases
             return Answer(gettext(lang, "kb.no_result") + "\n" + gettext(lang, "kb.citizen_cases"), [],
                           mode="refused", filters=labels)
         if not hits:
             text = gettext(lang, "kb.no_result")
+            if ranked:  # records were found, but the answer step judged none of them relevant enough
+                text += "\n" + gettext(lang, "kb.not_relevant", n=len(ranked))
             if labels:
                 text += "\n" + gettext(lang, "kb.filters_applied", filters=format_labels(labels, lang))
             return Answer(text, [], hits=[], mode="none", filters=labels)
@@ -330,6 +459,7 @@ class KnowledgeBase:
         provider of their kind (with ``session`` or this KB's sessionmaker); others are retrieval."""
         from knowledge_base import stats
 
+        stats.discover_providers()
         sq = stats.parse_stats(question or "", self.gazetteer, _today())
         if sq is not None and stats.has_provider(sq.kind):
             if session is not None:
@@ -361,6 +491,16 @@ class KnowledgeBase:
         self._need()
         return {"records": self.store.count(), "chunks": self.vector.count(), "keyword_pending": self.keyword.pending,
                 "load_seconds": self.load_seconds}
+
+
+def embedding_text(row: dict, article: str | None, piece: str) -> str:
+    """What is embedded for a chunk: a header (document title and article, or a case's title,
+    category and place) and the chunk's text."""
+    if row["kind"] == "document":
+        header = f"《{row['title']}》{article or ''}"
+    else:
+        header = "｜".join(x for x in (row["title"], row["category"], row["location"]) if x)
+    return f"{header}\n{piece}"
 
 
 def format_labels(labels: dict, lang: str = "zh") -> str:

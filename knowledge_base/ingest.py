@@ -10,7 +10,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from knowledge_base.records import KINDS, Record
-from knowledge_base.textproc import split_articles
+from backend.core import taxonomy
+from knowledge_base.textproc import cut_title, normalize_text, split_articles
 
 DOC_SUFFIXES = (".md", ".txt", ".pdf", ".docx")
 
@@ -57,8 +58,8 @@ def read_document(path: Path) -> tuple[str, str]:
     if not title:
         first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
         title = first if len(first) <= 60 and not first.endswith("。") else path.stem
-    title = title.strip().strip("《》").strip()
-    return title, text
+    title = normalize_text(title).strip().strip("《》").strip()
+    return title, normalize_text(text)
 
 
 def document_record(path: Path, *, record_id: str | None = None, category: str = "法规",
@@ -108,17 +109,18 @@ def record_from_json(obj: dict, resolver: Callable[[str], list[int]] | None = No
     missing = [k for k in ("id", "kind", "text") if not str(obj.get(k) or "").strip()]
     if missing:
         raise ValueError(f"missing field(s): {', '.join(missing)}")
-    kind = str(obj["kind"]).strip()
+    kind = taxonomy.kind_of(str(obj["kind"]))  # "矛盾纠纷", "走失人员", "代表督办" as Taizhou's exports write them
     if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}")
+        raise ValueError(f"unknown kind {str(obj['kind']).strip()!r} (expected one of {', '.join(KINDS)} "
+                         f"or a Chinese label such as 矛盾纠纷、走失人员、代表督办)")
     d = parse_date(obj["date"]) if obj.get("date") else None
-    loc = str(obj.get("location") or "").strip()
-    text = str(obj["text"]).strip()
-    cat = str(obj.get("category") or "").strip()
-    title = str(obj.get("title") or "").strip()
+    loc = normalize_text(str(obj.get("location") or "")).strip()
+    text = normalize_text(str(obj["text"])).strip()
+    cat = taxonomy.category_of(obj.get("category"))
+    title = normalize_text(str(obj.get("title") or "")).strip()
     if not title:
         first = re.split(r"[。！？；]", text, maxsplit=1)[0]
-        title = (f"{cat}：" if cat else "") + first[:24]
+        title = (f"{cat}：" if cat else "") + cut_title(first, 24)
     jids = obj.get("jurisdiction_ids")
     if not jids and resolver and loc:
         jids = resolver(loc)

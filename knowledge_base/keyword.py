@@ -33,6 +33,14 @@ CREATE TABLE IF NOT EXISTS chunks (
   cid INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT, idx INTEGER, article TEXT, text TEXT, tokens TEXT
 );
 CREATE INDEX IF NOT EXISTS ix_chunks_record ON chunks(record_id);
+-- every write, by any process: the live index of every other process follows this log
+CREATE TABLE IF NOT EXISTS changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT, writer TEXT, vec_done INTEGER,
+  at REAL DEFAULT (strftime('%s', 'now'))
+);
+CREATE INDEX IF NOT EXISTS ix_changes_pending ON changes(vec_done);
+-- the one process that writes the embedded Chroma directory (see KnowledgeBase.sync)
+CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT, beat REAL);
 """
 
 
@@ -62,9 +70,11 @@ class RecordStore:
             self._db.close()
 
     # ---------------------------------------------------------- writes
-    def upsert(self, rows: list[dict], chunks: list[list[dict]]) -> tuple[list[int], list[int], list[str]]:
+    def upsert(self, rows: list[dict], chunks: list[list[dict]], *, writer: str = "",
+               vec_done: bool = True) -> tuple[list[int], list[int], list[str]]:
         """Replace records and their chunks. Returns (removed chunk ids, new chunk ids, ids of other
-        records that were replaced because they came from the same source)."""
+        records that were replaced because they came from the same source). The change is logged
+        for the other processes (``vec_done`` False: Chroma still has to follow)."""
         removed: list[int] = []
         added: list[int] = []
         replaced: list[str] = []
@@ -91,9 +101,15 @@ class RecordStore:
                     cur.execute("INSERT INTO chunks(record_id, idx, article, text, tokens) VALUES (?,?,?,?,?)",
                                 (row["id"], ch["idx"], ch.get("article"), ch["text"], "\t".join(ch["tokens"])))
                     added.append(cur.lastrowid)
+                self._log(cur, [row["id"], *replaced], writer, vec_done)
         return removed, added, replaced
 
-    def delete(self, ids: list[str]) -> list[int]:
+    @staticmethod
+    def _log(cur, record_ids: list[str], writer: str, vec_done: bool) -> None:
+        cur.executemany("INSERT INTO changes(record_id, writer, vec_done) VALUES (?,?,?)",
+                        [(rid, writer, int(vec_done)) for rid in record_ids])
+
+    def delete(self, ids: list[str], *, writer: str = "", vec_done: bool = True) -> list[int]:
         removed: list[int] = []
         with self._lock, self._db:
             cur = self._db.cursor()
@@ -101,7 +117,53 @@ class RecordStore:
                 removed += [c for (c,) in cur.execute("SELECT cid FROM chunks WHERE record_id=?", (rid,))]
                 cur.execute("DELETE FROM chunks WHERE record_id=?", (rid,))
                 cur.execute("DELETE FROM records WHERE id=?", (rid,))
+            self._log(cur, list(ids), writer, vec_done)
         return removed
+
+    # ---------------------------------------------------------- the change log and the writer lease
+    def last_change(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
+
+    def changes_since(self, seq: int) -> list[tuple[int, str, str]]:
+        """(seq, record id, writer) of the changes after ``seq``."""
+        with self._lock:
+            return self._db.execute("SELECT seq, record_id, writer FROM changes WHERE seq > ? ORDER BY seq",
+                                    (seq,)).fetchall()
+
+    def pending_vectors(self, limit: int = 512) -> list[tuple[int, str]]:
+        """Changes Chroma has not followed yet (written by a process that did not hold the lease)."""
+        with self._lock:
+            return self._db.execute("SELECT seq, record_id FROM changes WHERE vec_done = 0 ORDER BY seq LIMIT ?",
+                                    (limit,)).fetchall()
+
+    def first_change(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MIN(seq), 0) FROM changes").fetchone()[0]
+
+    def prune_changes(self, older_than: float) -> int:
+        """Forget followed changes older than ``older_than`` (epoch seconds); a process that was
+        asleep longer than that notices the gap and re-reads the whole store."""
+        with self._lock, self._db:
+            return self._db.execute("DELETE FROM changes WHERE vec_done = 1 AND at < ?", (older_than,)).rowcount
+
+    def vectors_done(self, seqs: list[int]) -> None:
+        with self._lock, self._db:
+            self._db.executemany("UPDATE changes SET vec_done = 1 WHERE seq = ?", [(s,) for s in seqs])
+
+    def take_lease(self, holder: str, now: float, stale_after: float) -> bool:
+        """Become (or stay) the one writer of the embedded Chroma directory; True when held."""
+        with self._lock, self._db:
+            self._db.execute("INSERT INTO lease(id, holder, beat) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                             "holder = excluded.holder, beat = excluded.beat "
+                             "WHERE lease.holder = excluded.holder OR lease.holder IS NULL OR lease.beat < ?",
+                             (holder, now, now - stale_after))
+            row = self._db.execute("SELECT holder FROM lease WHERE id = 1").fetchone()
+        return bool(row) and row[0] == holder
+
+    def release_lease(self, holder: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("UPDATE lease SET holder = NULL WHERE id = 1 AND holder = ?", (holder,))
 
     # ---------------------------------------------------------- reads
     def ids_for_source(self, source: str) -> list[str]:
@@ -199,12 +261,12 @@ class _Segment:
                 am[self.upos[flt.acl.owner]] = True
             m &= am
         if flt.kinds or flt.categories:
-            kc, cc, doc = self._codes()
+            kc, cc, _doc = self._codes()
         if flt.kinds:
             m &= np.isin(kc, [KIND_CODE[k] for k in flt.kind_set() if k in KIND_CODE])
         if flt.categories:
             cats = self._cat_codes
-            m &= np.isin(cc, [cats[c] for c in flt.categories if c in cats]) | doc
+            m &= ~np.isin(cc, [cats[c] for c in flt.other_categories() if c in cats])
         if flt.place_jids:
             pm = np.zeros(self.n, bool)
             for j in flt.place_jids:
@@ -312,6 +374,14 @@ class KeywordIndex:
             if not len(main_cids):
                 self.compact()
                 return
+            self.reconcile(store_cids)
+
+    def reconcile(self, store_cids: np.ndarray | None = None) -> None:
+        """Make the index follow the store again (after another process wrote to it): chunks gone
+        from the store are tombstoned, chunks the main segment lacks form the delta."""
+        with self._lock:
+            store_cids = self.store.all_cids() if store_cids is None else store_cids
+            main_cids = self._main.cids
             in_store = np.isin(main_cids, store_cids)
             self._removed = set(int(c) for c in main_cids[~in_store])
             self._added = set(int(c) for c in store_cids[~np.isin(store_cids, main_cids)])

@@ -99,22 +99,27 @@ def sources() -> dict[str, Source]:
     return dict(_SOURCES)
 
 
-def discover_sources(package: str = "backend") -> list[str]:
-    """Import every ``<package>.<slice>.kb_source`` module (each registers its sources / stats providers)."""
+def slice_modules(leaf: str, package: str = "backend") -> list:
+    """Import ``<package>.<slice>.<leaf>`` for every slice that has one (a slice without it is skipped;
+    a module that exists but fails to import is logged)."""
     found = []
     try:
         pkg = importlib.import_module(package)
     except ImportError:
         return found
     for m in pkgutil.iter_modules(pkg.__path__):
-        name = f"{package}.{m.name}.kb_source"
+        name = f"{package}.{m.name}.{leaf}"
         try:
-            importlib.import_module(name)
-            found.append(name)
+            found.append(importlib.import_module(name))
         except ModuleNotFoundError as e:
             if e.name != name:
                 log.warning("cannot import %s: %s", name, e)
     return found
+
+
+def discover_sources(package: str = "backend") -> list[str]:
+    """Import every ``<package>.<slice>.kb_source`` module (each registers its sources / stats providers)."""
+    return [m.__name__ for m in slice_modules("kb_source", package)]
 
 
 # ----------------------------------------------------------------------------- drain

@@ -7,33 +7,15 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
+from backend.core import taxonomy
 from knowledge_base.places import Gazetteer
 from knowledge_base.records import STAFF_ROLES, Scope
 
 # ------------------------------------------------------------------ vocabularies
-KIND_WORDS: dict[str, tuple[str, ...]] = {
-    "dispute": ("纠纷", "矛盾", "调解", "争议", "dispute"),
-    "supervision": ("督办", "代表建议", "人大代表", "检察建议", "代表提", "代表督", "监督事项", "supervision"),
-    "missing": ("走失", "失踪", "寻人", "走丢", "失联", "missing person"),
-    "document": ("法规", "条例", "法律", "规章", "规定", "办法", "指引", "regulation"),
-    "history": ("历史案例", "往年案例", "档案"),
-}
-KIND_LABELS = {"dispute": "纠纷", "supervision": "督办", "missing": "走失", "document": "法规文件", "history": "历史案例"}
-
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "劳动争议": ("欠薪", "讨薪", "拖欠工资", "欠工资", "劳动争议", "劳资", "工伤", "工钱"),
-    "邻里纠纷": ("邻里", "邻居", "相邻"),
-    "婚姻家庭": ("婚姻", "离婚", "赡养", "抚养费", "家庭纠纷", "家暴", "家庭矛盾"),
-    "土地山林": ("土地", "山林", "宅基地", "承包地"),
-    "物业纠纷": ("物业",),
-    "交通事故": ("交通事故", "车祸"),
-    "消费纠纷": ("消费纠纷", "消费者", "退款"),
-    "医疗纠纷": ("医疗纠纷", "医患"),
-    "征地拆迁": ("拆迁", "征地", "征收"),
-    "环境污染": ("污染", "排污"),
-    "债务纠纷": ("借款", "欠款", "借贷", "债务"),
-    "渔业纠纷": ("渔业", "渔船", "海域"),
-}
+# One taxonomy for the slices and the KB (backend/core/taxonomy.py); these names stay for callers.
+KIND_WORDS: dict[str, tuple[str, ...]] = {k: v.question_words for k, v in taxonomy.KINDS.items()}
+KIND_LABELS = {k: v.zh for k, v in taxonomy.KINDS.items()}
+CATEGORIES: dict[str, tuple[str, ...]] = {k: v.synonyms for k, v in taxonomy.CATEGORIES.items()}
 
 CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 
@@ -102,14 +84,13 @@ class Filter:
             if not ors:
                 ors = [{"public": True}]
             parts.append(ors[0] if len(ors) == 1 else {"$or": ors})
-        # kind / category narrow the *cases*; public documents (laws, guides) stay eligible
+        # kind / category narrow the *cases*; public documents (laws, guides), historical cases and
+        # records of a category outside the taxonomy stay eligible (ranking decides, not exclusion)
         if self.kinds:
             kinds = self.kind_set()
             parts.append({"kind": kinds[0]} if len(kinds) == 1 else {"kind": {"$in": list(kinds)}})
         if self.categories:
-            cat = ({"category": self.categories[0]} if len(self.categories) == 1
-                   else {"category": {"$in": list(self.categories)}})
-            parts.append({"$or": [cat, {"kind": "document"}]})
+            parts.append({"category": {"$nin": list(self.other_categories())}})
         if self.place_jids:
             ps = [{f"j_{j}": True} for j in self.place_jids]
             parts.append(ps[0] if len(ps) == 1 else {"$or": ps})
@@ -130,7 +111,12 @@ class Filter:
         return self.match(meta)
 
     def kind_set(self) -> tuple[str, ...]:
-        return self.kinds if "document" in self.kinds else (*self.kinds, "document")
+        extra = ("document", "history") if any(k in taxonomy.CASE_KINDS for k in self.kinds) else ("document",)
+        return tuple(dict.fromkeys((*self.kinds, *extra)))
+
+    def other_categories(self) -> tuple[str, ...]:
+        """Known categories the question did not name: the only ones a category filter excludes."""
+        return tuple(c for c in taxonomy.CATEGORIES if c not in self.categories) + taxonomy.CATCH_ALL
 
     def match(self, meta: dict) -> bool:
         """The same test in Python, on a record's metadata (``jurisdiction_ids``, ``owner_user_ids``...)."""
@@ -143,7 +129,7 @@ class Filter:
                 return False
         if self.kinds and meta.get("kind") not in self.kind_set():
             return False
-        if self.categories and meta.get("category") not in self.categories and meta.get("kind") != "document":
+        if self.categories and meta.get("category") in self.other_categories():
             return False
         if self.place_jids and not any(j in jids for j in self.place_jids):
             return False
@@ -283,8 +269,7 @@ def residual_text(text: str, gazetteer: "Gazetteer | None") -> str:
     t = text
     if gazetteer is not None and gazetteer._re is not None:
         t = gazetteer._re.sub(" ", t)
-    words = [w for ws in KIND_WORDS.values() for w in ws] + [w for ws in CATEGORIES.values() for w in ws]
-    words += list(CATEGORIES) + ["纠纷", "矛盾", "代表", "人大", "检察", "建议", "督办", "老人", "儿童", "村", "镇", "区", "县", "市"]
+    words = taxonomy.question_words() + ["纠纷", "矛盾", "代表", "人大", "检察", "建议", "督办", "老人", "儿童", "村", "镇", "区", "县", "市"]
     for w in sorted(words, key=len, reverse=True):
         t = t.replace(w, " ")
     t = re.sub(r"(20\d{2}|19\d{2})\s*年|\d{1,2}\s*月份?|今年|去年|前年|本月|上个?月|这个月|最近|近期|近\S{1,3}(天|周|个月|年)", " ", t)
@@ -292,12 +277,11 @@ def residual_text(text: str, gazetteer: "Gazetteer | None") -> str:
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
-    low = text.lower()
-    return tuple(k for k, words in KIND_WORDS.items() if any(w in low for w in words))
+    return taxonomy.kinds_in(text)
 
 
 def parse_categories(text: str) -> tuple[str, ...]:
-    return tuple(c for c, words in CATEGORIES.items() if any(w in text for w in words))
+    return taxonomy.categories_in(text)
 
 
 def parse_query(text: str, gazetteer: Gazetteer | None, today: date, *, max_chars: int = 500) -> ParsedQuery:

@@ -91,6 +91,8 @@ class Hit:
     keyword: float | None = None  # best BM25 score of its chunks
     chunks: list[dict] = field(default_factory=list)  # [{"text","article","dense","keyword"}]
     meta: dict = field(default_factory=dict)  # record metadata (location, date, category, owners...)
+    keyword_evidence: bool = False  # holds the question's rare terms (names, numbers, places)
+    ranks: tuple[int | None, int | None] = (None, None)  # rank on the dense / keyword channel (0 = first)
 
     def as_json(self) -> dict:
         return {"id": self.id, "score": round(float(self.score), 4), "kind": self.kind, "snippet": self.snippet}

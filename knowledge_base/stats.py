@@ -8,6 +8,13 @@ the filter that was applied. A provider::
     register_stats_provider("dispute", dispute_stats)
 
 It must apply ``scope`` itself (an official counts only inside their jurisdiction).
+
+A slice may instead expose rows (``KB_STATS = {"missing": rows_fn}`` in ``backend/<slice>/stats.py``,
+found by :func:`discover_providers`; such a module does not import the knowledge base): ``rows_fn(session,
+q)`` returns one dict per item inside the question's place and period — ``jurisdiction_ids`` (the
+item's place and its ancestors), ``owner_user_ids``, ``date`` (yyyymmdd), ``category``, ``status``
+(open | closed) and ``overdue`` — and :func:`aggregate` applies the asker's scope with the very
+filter retrieval uses, then counts, ranks or follows the trend.
 """
 from __future__ import annotations
 
@@ -16,18 +23,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 
+from backend.core import taxonomy
 from backend.core.i18n import gettext
 from knowledge_base.places import Gazetteer
-from knowledge_base.query import KIND_LABELS, Period, cn_number, parse_categories, parse_kinds, parse_period
+from knowledge_base.query import (KIND_LABELS, Acl, Filter, Period, cn_number, parse_categories, parse_kinds,
+                                  parse_period)
 from knowledge_base.records import Answer, Scope
 
 _COUNT_RE = re.compile(r"多少|几件|几起|几个|几宗|数量|总数|统计|共有|一共|how many", re.IGNORECASE)
 _TOP_RE = re.compile(r"最多|最少|排名|排行|前\s*(\d+|[一二三四五六七八九十]+)\s*(?:名|位|个)?|哪个|哪些|哪几个")
 _TREND_RE = re.compile(r"趋势|变化|走势|逐月|每月|每个月|按月|同比|环比|增加了?还是减少|增长|下降|trend", re.IGNORECASE)
 _STATUS = (
-    ("open", re.compile(r"未办结|未结|没办结|没结案|未化解|在办|待处理|未处理|办理中|正在处理")),
+    ("open", re.compile(r"未办结|未结|没办结|没结案|未化解|在办|待处理|未处理|办理中|正在处理|未找到|还没找到|尚未找到|仍在寻找")),
     ("overdue", re.compile(r"超期|逾期|超时")),
-    ("closed", re.compile(r"已办结|办结了?的|已结案|已化解|化解成功|已处理|调解成功")),
+    ("closed", re.compile(r"已办结|办结了?的|已结案|已化解|化解成功|已处理|调解成功|已找到|找到了|已寻回")),
 )
 _GROUP = (
     ("township", re.compile(r"乡镇|街道|镇街")),
@@ -49,6 +58,7 @@ class StatsQuery:
     group_by: str | None = None  # township | county | village | category | month
     n: int = 5
     question: str = ""
+    gazetteer: Gazetteer | None = field(default=None, repr=False, compare=False)  # names for ranked places
 
     @property
     def place_id(self) -> int | None:
@@ -125,7 +135,7 @@ def parse_stats(question: str, gazetteer: Gazetteer | None, today: date) -> Stat
 
         period = pp("近6个月", today)
     return StatsQuery(measure=measure, kind=kind, category=cats[0] if cats else None, place=place, place_jids=jids,
-                      status=status, period=period, group_by=group, n=n, question=question)
+                      status=status, period=period, group_by=group, n=n, question=question, gazetteer=gazetteer)
 
 
 def format_stats(q: StatsQuery, a: StatsAnswer, lang: str = "zh") -> str:
@@ -153,7 +163,22 @@ def format_stats(q: StatsQuery, a: StatsAnswer, lang: str = "zh") -> str:
     return "\n".join(lines)
 
 
-async def answer_stats(session, q: StatsQuery, scope: Scope, lang: str = "zh") -> Answer:
+def outside_jurisdiction(q: StatsQuery, scope: Scope, gazetteer: Gazetteer | None) -> bool:
+    """The question names a place that is neither inside the asker's jurisdiction nor one of its
+    ancestors (a 黄岩区 official asking about 椒江区). Staff only: deputies count their own items."""
+    if scope.sees_all or scope.role not in ("official", "mediator", "procurator", "officer"):
+        return False
+    if scope.jurisdiction_id is None:
+        return True
+    if not q.place_jids:
+        return False
+    mine = gazetteer.by_id.get(scope.jurisdiction_id) if gazetteer is not None else None
+    mine_path = mine.path_ids if mine is not None else [scope.jurisdiction_id]
+    return scope.jurisdiction_id not in q.place_jids and q.place_id not in mine_path
+
+
+async def answer_stats(session, q: StatsQuery, scope: Scope, lang: str = "zh",
+                       gazetteer: Gazetteer | None = None) -> Answer:
     fn = _PROVIDERS.get(q.kind)
     labels = dict(q.filter_labels(lang))
     if fn is None:
@@ -161,5 +186,75 @@ async def answer_stats(session, q: StatsQuery, scope: Scope, lang: str = "zh") -
                       filters=labels)
     if not scope.may_query_cases:
         return Answer(gettext(lang, "kb.stats_denied"), [], mode="refused", filters=labels)
+    if outside_jurisdiction(q, scope, gazetteer or q.gazetteer):
+        # said as such, never a silent 0
+        text = gettext(lang, "kb.stats_filters", filters=_criteria(q, lang)) + "\n" + gettext(lang, "kb.stats_outside")
+        return Answer(text, [], mode="refused", filters=labels)
     res = await fn(session, q, scope)
     return Answer(format_stats(q, res, lang), [], mode="stats", filters=labels)
+
+
+def _criteria(q: StatsQuery, lang: str) -> str:
+    sep, eq = ("；", "：") if lang == "zh" else ("; ", ": ")
+    return sep.join(f"{k}{eq}{v}" for k, v in q.filter_labels(lang))
+
+
+# ---------------------------------------------------------------- providers that give rows
+RowsFn = Callable[[object, StatsQuery], Awaitable[list[dict]]]
+_LEVEL_INDEX = {"county": 1, "township": 2, "village": 3}  # position in the path: city / county / township / village
+_discovered = False
+
+
+def aggregate(q: StatsQuery, rows: list[dict], scope: Scope, name_of: Callable[[int], str | None]) -> StatsAnswer:
+    """Count, rank or follow the trend of ``rows`` the asker may see (the retrieval filter decides)."""
+    acl = Filter(acl=Acl.for_scope(scope))
+    seen = [r for r in rows if acl.match({**r, "public": False})]
+    if q.category:
+        seen = [r for r in seen if taxonomy.category_of(r.get("category")) == q.category]
+    if q.status == "overdue":
+        seen = [r for r in seen if r.get("overdue") and r.get("status") == "open"]
+    elif q.status:
+        seen = [r for r in seen if r.get("status") == q.status]
+    if q.measure == "count":
+        return StatsAnswer(value=len(seen))
+    if q.measure == "trend":
+        months: dict[str, int] = {}
+        for r in seen:
+            d = str(r.get("date") or "")
+            if len(d) == 8:
+                months[f"{d[:4]}-{d[4:6]}"] = months.get(f"{d[:4]}-{d[4:6]}", 0) + 1
+        return StatsAnswer(series=sorted(months.items()))
+    groups: dict[str, int] = {}
+    for r in seen:
+        if q.group_by == "category":
+            label = taxonomy.category_of(r.get("category")) or "-"
+        else:
+            ids = r.get("jurisdiction_ids") or []
+            i = _LEVEL_INDEX.get(q.group_by or "township", 2)
+            if len(ids) <= i:
+                continue
+            label = name_of(ids[i]) or str(ids[i])
+        groups[label] = groups.get(label, 0) + 1
+    return StatsAnswer(rows=sorted(groups.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def register_rows_provider(kind: str, rows_fn: RowsFn) -> None:
+    async def provider(session, q: StatsQuery, scope: Scope) -> StatsAnswer:
+        g = q.gazetteer or Gazetteer.default()
+        return aggregate(q, await rows_fn(session, q), scope, g.name_of)
+
+    register_stats_provider(kind, provider)
+
+
+def discover_providers() -> None:
+    """Register ``KB_STATS`` of every ``backend/<slice>/stats.py`` that has one (once)."""
+    global _discovered
+    if _discovered:
+        return
+    from knowledge_base.models import slice_modules
+
+    for m in slice_modules("stats"):
+        for kind, fn in (getattr(m, "KB_STATS", None) or {}).items():
+            if not has_provider(kind):
+                register_rows_provider(kind, fn)
+    _discovered = True

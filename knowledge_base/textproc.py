@@ -4,7 +4,50 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import unicodedata
 from functools import lru_cache
+
+# ---------------------------------------------------------------- normalisation
+# NFKC for the characters that PDF makers and browsers substitute: Kangxi radicals and CJK
+# radicals ("第⼀条" → "第一条"), CJK compatibility ideographs, full-width letters and digits,
+# enclosed numbers. Chinese full-width punctuation (，：？（）) is kept as written.
+_NFKC_RANGES = ((0x2E80, 0x2FDF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F), (0xFF10, 0xFF19), (0xFF21, 0xFF3A),
+                (0xFF41, 0xFF5A), (0x2460, 0x24FF), (0x3200, 0x33FF), (0x00A0, 0x00A0), (0x3000, 0x3000))
+
+
+@lru_cache(maxsize=1)
+def _nfkc_table() -> dict[int, str]:
+    table: dict[int, str] = {}
+    for a, b in _NFKC_RANGES:
+        for cp in range(a, b + 1):
+            n = unicodedata.normalize("NFKC", chr(cp))
+            if n != chr(cp):
+                table[cp] = n
+    return table
+
+
+def normalize_text(text: str) -> str:
+    """Compatibility characters → their ordinary form (see ``_NFKC_RANGES``); also drops the
+    zero-width characters some exports carry."""
+    return (text or "").translate(_nfkc_table()).replace("\u200b", "").replace("\ufeff", "")
+
+
+_NUMBER_RUN = re.compile(r"(?:[0-9０-９]+(?:[.．,][0-9０-９]+)*|[零〇一二两三四五六七八九十百千]{2,})[万亿]?[%％]?")
+
+
+def cut_title(text: str, limit: int = 24) -> str:
+    """The first ``limit`` characters, never ending inside a number ("拖欠41.6万元" is not cut to
+    "拖欠41."): a number crossing the limit is kept whole, or left out when that would overrun by far."""
+    text = (text or "").strip()
+    if len(text) <= limit:
+        return text
+    for m in _NUMBER_RUN.finditer(text):
+        if m.start() < limit < m.end():
+            if m.end() - limit <= 8:
+                return text[: m.end()]
+            return text[: m.start()].rstrip("，,、 ")
+    return text[:limit]
+
 
 SENT_END = "。！？；!?;\n"
 _SENT_RE = re.compile(r"[^。！？；!?;\n]*(?:[。！？；!?;]+[”’」』）)]*|\n|$)")
@@ -90,7 +133,7 @@ STOPWORDS = frozenset(
     上 下 中 里 内 外 后 前 时 时候 吗？ 么？ 呀 哦 嗯 能否 是否 是不是 有没有 哪 谁 该 怎么办 处理 办理 一 二 三""".split()
 )
 _TOKEN_OK = re.compile(r"[\w\u4e00-\u9fff]", re.UNICODE)
-_REF_RE = re.compile(r"[A-Za-z]{2,}(?:-[A-Za-z0-9]+){1,5}")
+REF_RE = re.compile(r"[A-Za-z]{2,}(?:-[A-Za-z0-9]+){1,5}")  # reference numbers: TZ-JJ-20261128-0001
 
 
 def _ensure_jieba() -> None:
@@ -115,7 +158,7 @@ def tokenize(text: str, max_chars: int | None = None) -> list[str]:
     text = text or ""
     if max_chars:
         text = text[:max_chars]
-    toks = [m.group(0).lower() for m in _REF_RE.finditer(text)]
+    toks = [m.group(0).lower() for m in REF_RE.finditer(text)]
     for t in jieba.cut_for_search(text):
         t = t.strip().lower()
         if not t or t in STOPWORDS or not _TOKEN_OK.search(t):

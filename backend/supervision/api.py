@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from backend.core.deps import CurrentUser, SessionDep, require_roles
+from backend.core.files import blob_path
 from backend.core.security import require_role
 from backend.supervision import export, metrics, service as svc
 from backend.supervision.models import SupervisionItem
@@ -75,17 +78,15 @@ async def get_item(number: str, session: SessionDep, user: User = Depends(requir
 
 
 @router.get("/items/{number}/export")
-async def export_item(number: str, session: SessionDep, user: User = Depends(require_roles(*READERS)),
-                      format: Literal["md", "pdf"] = "md"):
+async def export_item(number: str, request: Request, session: SessionDep, user: User = Depends(require_roles(*READERS)),
+                      format: Literal["md", "pdf", "docx"] = "md"):
     item = await svc.get_by_number(session, number)
     await svc.require_view(session, user, item)
-    d = await export.summary(session, item, mask=not svc.sees_personal_data(user))
-    if format == "md":
-        return Response(export.to_markdown(d), media_type="text/markdown; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{item.number}.md"'})
-    data = await asyncio.to_thread(export.to_pdf, d)
-    return Response(data, media_type="application/pdf",
-                    headers={"Content-Disposition": f'attachment; filename="{item.number}.pdf"'})
+    d = await export.summary(session, item, mask=not svc.sees_personal_data(user),
+                             files_dir=request.app.state.ctx.settings.files_dir)
+    data = await asyncio.to_thread(export.render, d, format)
+    return Response(data, media_type=export.FORMATS[format][0],
+                    headers={"Content-Disposition": f'attachment; filename="{item.number}.{format}"'})
 
 
 @extra_router.get("/api/stats/supervision")
@@ -93,3 +94,52 @@ async def stats(session: SessionDep, user: CurrentUser):
     """Figures as Taizhou reports them, for the caller's jurisdiction (officials, procurators, admins)."""
     require_role(user, Role.official, Role.procurator)
     return await metrics.compute(session, user.jurisdiction)
+
+
+# ---------------------------------------------------------------- evidence and available actions
+class EvidencePublic(BaseModel):
+    n: int
+    filename: str | None
+    size: int
+    mime: str
+    url: str
+
+
+@router.get("/items/{number}/evidence", response_model=list[EvidencePublic])
+async def list_evidence(number: str, request: Request, session: SessionDep,
+                        user: User = Depends(require_roles(*READERS))):
+    """The evidence files of an item, for whoever may open the item (the read is audited)."""
+    item = await svc.get_by_number(session, number)
+    files = await svc.evidence(session, user, item)
+    base = request.app.state.ctx.settings.files_dir
+    return [EvidencePublic(n=n, filename=f.filename, size=f.size, mime=_sniffed(base, f),
+                           url=f"/api/supervision/items/{item.number}/evidence/{n}")
+            for n, f in enumerate(files, 1)]
+
+
+@router.get("/items/{number}/evidence/{n}")
+async def get_evidence(number: str, n: int, request: Request, session: SessionDep,
+                       user: User = Depends(require_roles(*READERS))):
+    """One file: images inline with their sniffed type, anything else as an attachment."""
+    item = await svc.get_by_number(session, number)
+    f = await svc.evidence_file(session, user, item, n)
+    data = await asyncio.to_thread(blob_path(request.app.state.ctx.settings.files_dir, f.sha256).read_bytes)
+    image = svc.is_image(data)
+    name = quote(f.filename or f"{item.number}-{n}")
+    return Response(data, media_type=svc.image_type(data) if image else "application/octet-stream",
+                    headers={"Content-Disposition": f"{'inline' if image else 'attachment'}; filename*=UTF-8''{name}",
+                             "X-Content-Type-Options": "nosniff"})
+
+
+def _sniffed(base, f) -> str:
+    with blob_path(base, f.sha256).open("rb") as fh:
+        head = fh.read(16)
+    return svc.image_type(head) or "application/octet-stream"
+
+
+@router.get("/items/{number}/actions", response_model=list[str])
+async def item_actions(number: str, session: SessionDep, user: User = Depends(require_roles(*READERS))):
+    """What the caller may do to the item now: the same list the chat's buttons come from."""
+    item = await svc.get_by_number(session, number)
+    await svc.require_view(session, user, item)
+    return [a.value for a in await svc.available_actions(session, user, item)]

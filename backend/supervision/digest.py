@@ -2,6 +2,8 @@
 Monday 09:00 to each deputy and procurator with open items."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import to_local
@@ -34,9 +36,16 @@ async def weekly(session: AsyncSession, at) -> int:
     return sent
 
 
+def month_covered(at) -> str:
+    """The month a digest sent at ``at`` reports on: the one that just ended (sent on 1 January
+    2027, it covers 2026-12)."""
+    first = to_local(at).date().replace(day=1)
+    return (first - timedelta(days=1)).strftime("%Y-%m")
+
+
 async def monthly(session: AsyncSession, at) -> int:
-    """On the 1st: every deputy with items gets last month's picture."""
-    month = to_local(at).strftime("%Y-%m")
+    """On the 1st: every deputy with items gets last month's picture, titled with that month."""
+    month = month_covered(at)
     sent = 0
     deputies = set(await svc.deputies_with_open_items(session))
     from sqlalchemy import select

@@ -43,6 +43,8 @@ class SupervisionItem(Base):
     rating: Mapped[str | None] = mapped_column(String(16))  # satisfied | basic | unsatisfied
     rating_comment: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the deadline sweep must next look at the item (the acceptance deadline); None: nothing due.
+    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     jurisdiction: Mapped[Jurisdiction] = relationship(foreign_keys=[jurisdiction_id], lazy="selectin")
     county: Mapped[Jurisdiction] = relationship(foreign_keys=[county_id], lazy="selectin")
@@ -99,6 +101,8 @@ class Suggestion(Base):
     rectified: Mapped[str | None] = mapped_column(String(8))  # yes | partly | no
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     followup_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The next reminder's moment (T−7, T−1, each overdue day, 回头看); None: nothing due.
+    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
 
 class ItemCounter(Base):

@@ -3,10 +3,11 @@
 Deputies propose (代表提), follow and urge (代表督) and rate (代表评); procurators accept,
 decline or register a clue, handle (检e办) and track the agency's rectification (检e督).
 
-One state machine (``TRANSITIONS``), checked in :func:`transition` only; every change is
-recorded in ``sup_events`` with who, when and a note, and told to everyone attached to the
-item in the same transaction (outbox). Reminder jobs are scheduled after the commit
-(``scheduler.runtime.schedule_after_commit``), never for a change that was rolled back.
+One workflow table (``FLOW``: statuses, actions, who may take them, where they lead), checked in
+:func:`_check` and applied in :func:`_take` only; chat buttons and the API offer
+:func:`available_actions`. Every change is recorded in ``sup_events`` with who, when and a note,
+and told to everyone attached to the item in the same transaction (outbox). Deadlines and
+reminders are due-date columns (``remind_at``) that one sweep reads (see "the deadline sweep").
 """
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import calendar
 import logging
 import re
 from dataclasses import dataclass
+from enum import StrEnum
+from math import ceil
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import func, or_, select
@@ -21,14 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import TZ, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
-from backend.core.files import attach
+from backend.core.files import MAX_FILE_BYTES, StoredFile, attach, files_of
+from backend.core.workflow import Transition, Workflow
 from backend.core.workdays import next_workday_on_or_after, workday_deadline
 from backend.notify.service import notify
 from backend.supervision.models import ItemCounter, ItemEvent, ItemParticipant, Suggestion, SupervisionItem
 from backend.users import service as users
 from backend.users.models import Jurisdiction, Level, Role, User
 from backend.users.tree import Node
-from scheduler import runtime
 
 log = logging.getLogger("hehe.supervision")
 
@@ -49,52 +53,142 @@ RATINGS = ("satisfied", "basic", "unsatisfied")
 RECTIFIED = ("yes", "partly", "no")
 SUPERVISOR_TITLES = ("chief", "supervisor")
 
-# ---------------------------------------------------------------- the state machine
-# (from status, action) → to status. Actions not listed are refused (stale button, wrong step).
-TRANSITIONS: dict[tuple[str, str], str] = {
-    ("submitted", "accept"): "accepted",
-    ("submitted", "decline"): "declined",
-    ("submitted", "clue"): "clue",
-    ("declined", "appeal"): "appealed",
-    ("appealed", "accept"): "accepted",
-    ("appealed", "decline"): "declined_final",
-    ("appealed", "clue"): "clue",
-    ("clue", "file_case"): "case_filed",
-    ("accepted", "suggest"): "suggested",
-    ("case_filed", "suggest"): "suggested",
-    ("replied", "suggest"): "suggested",
-    ("accepted", "litigate"): "litigation",
-    ("case_filed", "litigate"): "litigation",
-    ("replied", "litigate"): "litigation",
-    ("suggested", "litigate"): "litigation",
-    ("suggested", "reply"): "replied",
-    ("accepted", "close"): "closed",
-    ("case_filed", "close"): "closed",
-    ("replied", "close"): "closed",
-    ("litigation", "close"): "closed",
-    ("closed", "rate"): "closed",
-    ("closed", "rate_unsatisfied"): "review",
-    ("review", "review_close"): "closed",
-    ("review", "review_reopen"): "accepted",
-}
-# Steps that record something without changing the status.
-NOTE_STATES = {"accepted", "clue", "case_filed", "suggested", "replied", "litigation", "review"}
-OPEN_STATES = {"submitted", "appealed", "accepted", "clue", "case_filed", "suggested", "replied", "litigation",
-               "review"}
-HANDLED_STATES = {"accepted", "clue", "case_filed", "suggested", "replied", "litigation", "closed", "review"}
+# ---------------------------------------------------------------- the workflow table
+class Status(StrEnum):
+    submitted = "submitted"
+    accepted = "accepted"
+    declined = "declined"
+    appealed = "appealed"
+    declined_final = "declined_final"
+    clue = "clue"
+    case_filed = "case_filed"
+    suggested = "suggested"
+    replied = "replied"
+    litigation = "litigation"
+    closed = "closed"
+    review = "review"
 
 
-def allowed_actions(status: str) -> list[str]:
-    return [a for (s, a) in TRANSITIONS if s == status]
+class Action(StrEnum):
+    """What a person may do to an item; chat buttons and the API offer exactly
+    :func:`available_actions`, and every change goes through :func:`_take`."""
+
+    accept = "accept"
+    decline = "decline"
+    clue = "clue"
+    appeal = "appeal"
+    file_case = "file_case"
+    suggest = "suggest"
+    reply = "reply"
+    litigate = "litigate"
+    close = "close"
+    reopen = "reopen"
+    rate = "rate"
+    note = "note"
+    urge = "urge"
 
 
-# ---------------------------------------------------------------- reminder jobs
-def _after_commit(session: AsyncSession, func_name: str, run_at: datetime, args: list, job_id: str) -> None:
-    runtime.schedule_after_commit(session, f"{JOBS}:{func_name}", run_at, args, job_id)
+S = Status
+OPEN_STATES = {S.submitted, S.appealed, S.accepted, S.clue, S.case_filed, S.suggested, S.replied, S.litigation,
+               S.review}
+HANDLED_STATES = {S.accepted, S.clue, S.case_filed, S.suggested, S.replied, S.litigation, S.closed, S.review}
+NOTE_STATES = {S.accepted, S.clue, S.case_filed, S.suggested, S.replied, S.litigation, S.review}
+HANDLERS = {Role.procurator, Role.admin}
+DEPUTIES = {Role.deputy, Role.admin}
 
 
-def _cancel_after_commit(session: AsyncSession, job_id: str) -> None:
-    runtime.cancel_after_commit(session, job_id)
+@dataclass(frozen=True)
+class Actor:
+    """A person as the workflow sees them on one item: the user and how they are attached to it
+    (``proposer`` / ``cosigner`` / ``follower``, confirmed; None when not attached)."""
+
+    user: User
+    kind: str | None
+
+    @property
+    def role(self) -> Role:
+        return Role(self.user.role)
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+
+def _handler(a: Actor, item: SupervisionItem) -> bool:
+    return is_handler(a.user, item)
+
+
+def _supervisor(a: Actor, item: SupervisionItem) -> bool:
+    return is_supervisor(a.user, item)
+
+
+def _rater(a: Actor, item: SupervisionItem) -> bool:
+    return (a.role == Role.admin or a.kind in ("proposer", "cosigner")) and item.rating is None
+
+
+def _attached(a: Actor, item: SupervisionItem) -> bool:
+    return a.role == Role.admin or a.kind is not None
+
+
+def _proposer(a: Actor, item: SupervisionItem) -> bool:
+    return item.proposer_id == a.id
+
+
+T = Transition
+FLOW = Workflow("supervision", Status, [
+    T(Action.accept, {S.submitted, S.appealed}, S.accepted, HANDLERS, _handler),
+    T(Action.decline, {S.submitted}, S.declined, HANDLERS, _handler),
+    T(Action.decline, {S.appealed}, S.declined_final, HANDLERS, _handler),
+    T(Action.clue, {S.submitted, S.appealed}, S.clue, HANDLERS, _handler),
+    T(Action.appeal, {S.declined}, S.appealed, {Role.deputy}, _proposer),
+    T(Action.file_case, {S.clue}, S.case_filed, HANDLERS, _handler),
+    T(Action.suggest, {S.accepted, S.case_filed, S.replied}, S.suggested, HANDLERS, _handler),
+    T(Action.reply, {S.suggested}, S.replied, HANDLERS, _handler),
+    T(Action.litigate, {S.accepted, S.case_filed, S.replied, S.suggested}, S.litigation, HANDLERS, _handler),
+    T(Action.close, {S.accepted, S.case_filed, S.replied, S.litigation}, S.closed, HANDLERS, _handler),
+    T(Action.close, {S.review}, S.closed, HANDLERS, _supervisor),  # 复查后维持办结
+    T(Action.reopen, {S.review}, S.accepted, HANDLERS, _supervisor),  # 复查后重新办理
+    T(Action.note, NOTE_STATES, None, HANDLERS, _handler),
+    T(Action.urge, OPEN_STATES, None, DEPUTIES, _attached),
+    T(Action.rate, {S.closed}, None, DEPUTIES, _rater),  # 不满意 leads on to review, see rate()
+])
+# The timeline's name of a step where it differs from the action (older events keep theirs).
+EVENT_NAME = {(Action.close, S.review): "review_close", (Action.reopen, S.review): "review_reopen"}
+
+
+async def actor(session: AsyncSession, user: User, item: SupervisionItem) -> Actor:
+    kind = await session.scalar(select(ItemParticipant.kind).where(
+        ItemParticipant.item_id == item.id, ItemParticipant.user_id == user.id,
+        ItemParticipant.confirmed.is_(True)))
+    return Actor(user, kind)
+
+
+async def available_actions(session: AsyncSession, user: User, item: SupervisionItem) -> list[Action]:
+    """What ``user`` may do to ``item`` now (chat buttons, the API)."""
+    return [Action(a.value) for a in FLOW.available(await actor(session, user, item), item)]
+
+
+async def check_action(session: AsyncSession, user: User, item: SupervisionItem, action: Action) -> None:
+    """May ``user`` take ``action`` on ``item`` now? (Before a form asks for its text.)"""
+    if action == Action.appeal:
+        await check_appeal(session, user, item)
+    elif action == Action.rate:
+        await check_rating(session, user, item)
+    else:
+        await _check(session, user, item, action)
+
+
+async def _check(session: AsyncSession, user: User, item: SupervisionItem, action: Action) -> Transition:
+    """The table's answer, in this slice's words: a stale step names the current status; a review
+    step of someone who is no supervisor says who may take it."""
+    try:
+        return FLOW.check(await actor(session, user, item), item, action)
+    except Conflict as e:
+        raise Conflict("supervision.err_stale", status=status_label(item.status)) from e
+    except Forbidden as e:
+        if item.status == S.review and is_handler(user, item):
+            raise Forbidden("supervision.err_supervisor_only") from e
+        raise Forbidden("supervision.err_forbidden") from e
 
 
 # ---------------------------------------------------------------- knowledge base seam
@@ -193,9 +287,35 @@ def sees_personal_data(user: User) -> bool:
     return _role(user) != Role.official
 
 
-def require_handler(user: User, item: SupervisionItem) -> None:
-    if not is_handler(user, item):
+def require_reader(user: User) -> None:
+    """Lists of items: every role but citizens (each sees what :func:`visible_query` allows)."""
+    if _role(user) == Role.citizen:
         raise Forbidden("supervision.err_forbidden")
+
+
+def require_stats(user: User) -> None:
+    if _role(user) not in (Role.official, Role.admin, Role.procurator):
+        raise Forbidden("supervision.err_forbidden")
+
+
+def check_file_size(size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise DomainError("common.err_file_too_large")
+
+
+_IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"GIF87a": "image/gif",
+                b"GIF89a": "image/gif"}
+
+
+def image_type(data: bytes) -> str | None:
+    """The image type sniffed from the content (never the client's declared type); None: not an image."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for magic, mime in _IMAGE_MAGIC.items() if data.startswith(magic)), None)
+
+
+def is_image(data: bytes) -> bool:
+    return image_type(data) is not None
 
 
 def visible_query(user: User):
@@ -220,7 +340,7 @@ async def list_items(session: AsyncSession, user: User, *, open_only: bool = Fal
                      ) -> list[SupervisionItem]:
     q = visible_query(user)
     if open_only:
-        q = q.where(SupervisionItem.status.in_(OPEN_STATES))
+        q = q.where(SupervisionItem.status.in_(sorted(s.value for s in OPEN_STATES)))
     return list(await session.scalars(q.order_by(SupervisionItem.id.desc()).limit(limit)))
 
 
@@ -272,21 +392,74 @@ async def tell_procurators(session: AsyncSession, item: SupervisionItem, key: st
                      number=item.number, title=item.title, **params)
 
 
+class View(StrEnum):
+    """Buttons that open something (the card, the evidence, an export, a co-sign answer) rather than
+    take a workflow action."""
+
+    open = "open"
+    cosign = "cosign"
+    cosign_no = "cosign_no"
+    evidence = "evidence"
+    md = "md"
+    pdf = "pdf"
+    docx = "docx"
+
+
+# How a button's callback data is written is the bot layer's business: it registers a packer
+# (handlers/supervision.py); services name the action and the item only.
+_pack_button: Callable[[StrEnum, int], str] | None = None
+
+
+def set_button_packer(pack: Callable[[StrEnum, int], str]) -> None:
+    global _pack_button
+    _pack_button = pack
+
+
+def buttons(item: SupervisionItem, row: list[tuple[str, StrEnum]]):
+    """One row of notification buttons ``(label key, action)`` for ``item`` (none without a bot)."""
+    if _pack_button is None:
+        return None
+    return [[(label, _pack_button(what, item.id)) for label, what in row]]
+
+
 def decision_buttons(item: SupervisionItem):
-    return [[("supervision.btn_accept", f"sp:accept:{item.id}"),
-             ("supervision.btn_decline", f"sp:decline:{item.id}"),
-             ("supervision.btn_clue", f"sp:clue:{item.id}")]]
+    return buttons(item, [("supervision.btn_accept", Action.accept), ("supervision.btn_decline", Action.decline),
+                          ("supervision.btn_clue", Action.clue)])
+
+
+async def display_name(session: AsyncSession, user: User | int | None, lang: str = "zh") -> str:
+    """How a person is shown on cards, exports and notices: the name they gave, or — for an account
+    without one (the web's placeholder "用户1003") — their role and place, never a number."""
+    from backend.core.i18n import gettext
+
+    if isinstance(user, int):
+        user = await session.get(User, user)
+    if user is None:
+        return gettext(lang, "supervision.system")
+    name = (user.name or "").strip()
+    if name and not _PLACEHOLDER.fullmatch(name):
+        return name
+    j = await users.jurisdiction(session, user.jurisdiction_id) if user.jurisdiction_id else None
+    return gettext(lang, "supervision.unnamed", place=j.name if j else "",
+                   role=gettext(lang, f"common.role_{user.role}"))
+
+
+_PLACEHOLDER = re.compile(r"(用户|user)?\s*#?\d+", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------- the one transition function
-async def transition(session: AsyncSession, item: SupervisionItem, action: str, actor: User | None,
-                     note: str | None = None, **data) -> ItemEvent:
-    to = TRANSITIONS.get((item.status, action))
-    if to is None:
-        raise Conflict("supervision.err_stale", status=status_label(item.status))
-    ev = ItemEvent(item_id=item.id, at=now(), actor_id=actor.id if actor else None, action=action,
-                   from_status=item.status, to_status=to, note=note, data=data)
-    item.status = to
+async def _take(session: AsyncSession, item: SupervisionItem, actor_: User, action: Action,
+                note: str | None = None, *, to: Status | None = None, name: str | None = None,
+                **data) -> ItemEvent:
+    """Check ``action`` against the table, then record it: the status moves to the table's target
+    (or ``to``, for a step whose outcome depends on what was entered), the timeline gets the step."""
+    tr = await _check(session, actor_, item, action)
+    st = Status(FLOW.status(item).value)
+    target = to or (Status(tr.target.value) if tr.target is not None else st)
+    name = name or EVENT_NAME.get((action, st), action.value)
+    ev = ItemEvent(item_id=item.id, at=now(), actor_id=actor_.id, action=name, from_status=item.status,
+                   to_status=target.value, note=note, data=data)
+    item.status = target.value
     item.updated_at = ev.at
     session.add(ev)
     await session.flush()
@@ -432,13 +605,14 @@ async def propose(session: AsyncSession, proposer: User, draft: Draft) -> Superv
     await _kb_changed(session, item)
     for u in cosigners:
         await notify(session, u, "supervision.cosign_invite", dedupe_key=f"sup:{item.id}:cosign:u{u.id}",
-                     buttons=[[("supervision.btn_cosign_yes", f"sp:cosign:{item.id}"),
-                               ("supervision.btn_cosign_no", f"sp:cosign_no:{item.id}")]],
-                     number=item.number, title=item.title, proposer=proposer.name or "-")
+                     buttons=buttons(item, [("supervision.btn_cosign_yes", View.cosign),
+                                            ("supervision.btn_cosign_no", View.cosign_no)]),
+                     number=item.number, title=item.title, proposer=await display_name(session, proposer))
     await tell_procurators(session, item, "supervision.new_item", f"{item.id}:new",
                            buttons=decision_buttons(item), area=item.area, place=item.jurisdiction.name,
-                           due=_fmt(item.acceptance_due), proposer=proposer.name or "-")
-    _after_commit(session, "acceptance_due", item.acceptance_due, [item.id], f"sup-accept-{item.id}")
+                           due=_fmt(item.acceptance_due), proposer=await display_name(session, proposer))
+    item.remind_at = item.acceptance_due
+    await _tell_if_unstaffed(session, item, "new")
     return item
 
 
@@ -459,12 +633,13 @@ async def confirm_cosign(session: AsyncSession, user: User, item_id: int, yes: b
         await session.delete(p)
         await record_step(session, item, "cosign_declined", user)
         await notify(session, item.proposer_id, "supervision.cosign_declined_note",
-                     dedupe_key=f"sup:{item.id}:cosign_no:u{user.id}", number=item.number, name=user.name or "-")
+                     dedupe_key=f"sup:{item.id}:cosign_no:u{user.id}", number=item.number,
+                     name=await display_name(session, user))
         return item
     p.confirmed, p.confirmed_at = True, now()
     ev = await record_step(session, item, "cosign", user)
     await tell_participants(session, item, "supervision.cosigned", f"{item.id}:e{ev.id}", exclude=user.id,
-                            name=user.name or "-")
+                            name=await display_name(session, user))
     return item
 
 
@@ -493,90 +668,95 @@ async def follow(session: AsyncSession, user: User, number: str) -> SupervisionI
 
 
 # ---------------------------------------------------------------- 检e办: handle
-async def accept(session: AsyncSession, actor: User, item_id: int, note: str | None = None) -> SupervisionItem:
+async def _decided(session: AsyncSession, item: SupervisionItem, actor_: User, action: Action,
+                   note: str | None) -> ItemEvent:
+    """受理 / 转为线索: the item has a handler, and the acceptance deadline no longer applies."""
+    ev = await _take(session, item, actor_, action, note)
+    item.accepted_at, item.handler_id, item.remind_at = ev.at, actor_.id, None
+    return ev
+
+
+async def accept(session: AsyncSession, actor_: User, item_id: int, note: str | None = None) -> SupervisionItem:
     item = await get_item(session, item_id)
-    require_handler(actor, item)
-    ev = await transition(session, item, "accept", actor, note)
-    item.accepted_at, item.handler_id = ev.at, actor.id
-    _cancel_after_commit(session, f"sup-accept-{item.id}")
+    ev = await _decided(session, item, actor_, Action.accept, note)
     await tell_participants(session, item, "supervision.accepted", f"{item.id}:e{ev.id}",
-                            handler=actor.name or "-")
+                            handler=await display_name(session, actor_))
     return item
 
 
-async def decline(session: AsyncSession, actor: User, item_id: int, reason: str) -> SupervisionItem:
+async def decline(session: AsyncSession, actor_: User, item_id: int, reason: str) -> SupervisionItem:
     item = await get_item(session, item_id)
-    require_handler(actor, item)
+    await _check(session, actor_, item, Action.decline)
     reason = check_text(reason, 2000)
-    final = item.status == "appealed"
-    ev = await transition(session, item, "decline", actor, reason)
-    item.decline_reason = reason
-    if final:
+    ev = await _take(session, item, actor_, Action.decline, reason)
+    item.decline_reason, item.remind_at = reason, None
+    if item.status == S.declined_final:
         item.closed_at = ev.at
-    _cancel_after_commit(session, f"sup-accept-{item.id}")
-    if final:
         await tell_participants(session, item, "supervision.declined_final", f"{item.id}:e{ev.id}",
                                 reason=reason)
     else:
         await tell_participants(session, item, "supervision.declined", f"{item.id}:e{ev.id}", reason=reason,
-                                buttons=[[("supervision.btn_appeal", f"sp:appeal:{item.id}")]])
+                                buttons=buttons(item, [("supervision.btn_appeal", Action.appeal)]))
     return item
 
 
-async def to_clue(session: AsyncSession, actor: User, item_id: int, note: str | None = None) -> SupervisionItem:
+async def to_clue(session: AsyncSession, actor_: User, item_id: int, note: str | None = None) -> SupervisionItem:
     item = await get_item(session, item_id)
-    require_handler(actor, item)
-    ev = await transition(session, item, "clue", actor, note)
-    item.was_clue, item.accepted_at, item.handler_id = True, ev.at, actor.id
-    _cancel_after_commit(session, f"sup-accept-{item.id}")
+    ev = await _decided(session, item, actor_, Action.clue, note)
+    item.was_clue = True
     await tell_participants(session, item, "supervision.clued", f"{item.id}:e{ev.id}")
     return item
 
 
-async def file_case(session: AsyncSession, actor: User, item_id: int, note: str | None = None) -> SupervisionItem:
+async def file_case(session: AsyncSession, actor_: User, item_id: int, note: str | None = None) -> SupervisionItem:
     item = await get_item(session, item_id)
-    require_handler(actor, item)
-    ev = await transition(session, item, "file_case", actor, note)
+    ev = await _take(session, item, actor_, Action.file_case, note)
     item.case_filed = True
     await tell_participants(session, item, "supervision.case_filed", f"{item.id}:e{ev.id}")
     return item
 
 
-async def appeal(session: AsyncSession, deputy: User, item_id: int, reason: str) -> SupervisionItem:
-    """Once, to the municipal procuratorate (procurators at the city level)."""
-    item = await get_item(session, item_id)
-    if item.proposer_id != deputy.id:
-        raise Forbidden("supervision.err_forbidden")
-    if item.appealed:
+async def check_appeal(session: AsyncSession, deputy: User, item: SupervisionItem) -> None:
+    """Once, by the proposer, after a first decline."""
+    if item.appealed and item.proposer_id == deputy.id:
         raise Conflict("supervision.err_appealed_once")
+    await _check(session, deputy, item, Action.appeal)
+
+
+async def appeal(session: AsyncSession, deputy: User, item_id: int, reason: str) -> SupervisionItem:
+    """To the municipal procuratorate (procurators at the city level). If nobody is registered
+    there, the admins and the county's chief are told at once (see :func:`_tell_if_unstaffed`)."""
+    item = await get_item(session, item_id)
+    await check_appeal(session, deputy, item)
     reason = check_text(reason, 2000)
-    ev = await transition(session, item, "appeal", deputy, reason)
+    ev = await _take(session, item, deputy, Action.appeal, reason)
     top = await users.city(session)
     item.appealed, item.procuratorate_id, item.procuratorate = True, top.id, top
-    item.acceptance_due = workday_deadline(ev.at, ACCEPT_WORKDAYS)
+    item.acceptance_due = item.remind_at = workday_deadline(ev.at, ACCEPT_WORKDAYS)
     await tell_procurators(session, item, "supervision.appeal_new", f"{item.id}:e{ev.id}",
                            buttons=decision_buttons(item), reason=reason, declined=item.decline_reason or "-",
                            due=_fmt(item.acceptance_due))
-    await tell_participants(session, item, "supervision.appeal_sent", f"{item.id}:e{ev.id}")
-    _after_commit(session, "acceptance_due", item.acceptance_due, [item.id], f"sup-accept-{item.id}")
+    if await _tell_if_unstaffed(session, item, f"e{ev.id}"):
+        await tell_participants(session, item, "supervision.appeal_sent_unstaffed", f"{item.id}:e{ev.id}",
+                                procuratorate=item.procuratorate.name)
+    else:
+        await tell_participants(session, item, "supervision.appeal_sent", f"{item.id}:e{ev.id}")
     return item
 
 
-async def add_note(session: AsyncSession, actor: User, item_id: int, note: str) -> SupervisionItem:
+async def add_note(session: AsyncSession, actor_: User, item_id: int, note: str) -> SupervisionItem:
     """调查记录: an investigation note on the timeline."""
     item = await get_item(session, item_id)
-    require_handler(actor, item)
-    if item.status not in NOTE_STATES:
-        raise Conflict("supervision.err_stale", status=status_label(item.status))
-    ev = await record_step(session, item, "note", actor, check_text(note))
+    await _check(session, actor_, item, Action.note)
+    ev = await _take(session, item, actor_, Action.note, check_text(note))
     await tell_participants(session, item, "supervision.noted", f"{item.id}:e{ev.id}")
     return item
 
 
-async def issue_suggestion(session: AsyncSession, actor: User, item_id: int, agency: str, content: str,
+async def issue_suggestion(session: AsyncSession, actor_: User, item_id: int, agency: str, content: str,
                            reply_due: date | None = None) -> Suggestion:
     item = await get_item(session, item_id)
-    require_handler(actor, item)
+    await _check(session, actor_, item, Action.suggest)
     agency = check_text(agency, 128)
     content = check_text(content)
     t = now()
@@ -586,30 +766,20 @@ async def issue_suggestion(session: AsyncSession, actor: User, item_id: int, age
         if reply_due <= to_local(t).date():
             raise DomainError("supervision.err_due_past")
         due = datetime.combine(reply_due, time(17, 30), tzinfo=TZ)
-    ev = await transition(session, item, "suggest", actor, content, agency=agency, reply_due=due.isoformat())
-    s = Suggestion(item_id=item.id, agency=agency, content=content, issued_by=actor.id, issued_at=t,
-                   reply_due=due)
+    ev = await _take(session, item, actor_, Action.suggest, content, agency=agency, reply_due=due.isoformat())
+    s = Suggestion(item_id=item.id, agency=agency, content=content, issued_by=actor_.id, issued_at=t,
+                   reply_due=due, remind_at=next_reply_reminder(due, t))
     session.add(s)
     await session.flush()
     await tell_participants(session, item, "supervision.suggested", f"{item.id}:e{ev.id}", agency=agency,
                             due=_fmt(due))
-    schedule_reply_reminders(session, s)
     return s
 
 
-def schedule_reply_reminders(session: AsyncSession, s: Suggestion) -> None:
-    t = now()
-    for before in REMIND_BEFORE:
-        at = s.reply_due - before
-        if at > t:
-            _after_commit(session, "reply_reminder", at, [s.id, before.days], f"sup-reply-{s.id}-t{before.days}")
-    _after_commit(session, "reply_overdue", s.reply_due + timedelta(days=1), [s.id, 1], f"sup-reply-{s.id}-over1")
-
-
-async def file_litigation(session: AsyncSession, actor: User, item_id: int, note: str) -> SupervisionItem:
+async def file_litigation(session: AsyncSession, actor_: User, item_id: int, note: str) -> SupervisionItem:
     item = await get_item(session, item_id)
-    require_handler(actor, item)
-    ev = await transition(session, item, "litigate", actor, check_text(note))
+    await _check(session, actor_, item, Action.litigate)
+    ev = await _take(session, item, actor_, Action.litigate, check_text(note))
     item.litigation = True
     await _stop_reply_clock(session, item)
     await tell_participants(session, item, "supervision.litigated", f"{item.id}:e{ev.id}")
@@ -619,35 +789,37 @@ async def file_litigation(session: AsyncSession, actor: User, item_id: int, note
 async def _stop_reply_clock(session: AsyncSession, item: SupervisionItem) -> None:
     s = await open_suggestion(session, item)
     if s is not None:
-        for before in REMIND_BEFORE:
-            _cancel_after_commit(session, f"sup-reply-{s.id}-t{before.days}")
+        s.remind_at = None
 
 
-async def record_reply(session: AsyncSession, actor: User, item_id: int, reply_date: date, content: str,
+async def record_reply(session: AsyncSession, actor_: User, item_id: int, reply_date: date, content: str,
                        rectified: str) -> Suggestion:
     """检e督: the agency's reply, entered by the procurator."""
     item = await get_item(session, item_id)
-    require_handler(actor, item)
+    await _check(session, actor_, item, Action.reply)
     if rectified not in RECTIFIED:
         raise DomainError("supervision.err_rectified")
-    if reply_date > to_local(now()).date():
-        raise DomainError("supervision.err_date_future")
+    check_reply_date(reply_date)
     content = check_text(content)
     s = await open_suggestion(session, item)
     if s is None:
         raise Conflict("supervision.err_stale", status=status_label(item.status))
-    ev = await transition(session, item, "reply", actor, content, rectified=rectified,
-                          reply_date=reply_date.isoformat(), suggestion=s.id)
+    ev = await _take(session, item, actor_, Action.reply, content, rectified=rectified,
+                     reply_date=reply_date.isoformat(), suggestion=s.id)
     s.replied_at, s.reply_date, s.reply_content, s.rectified = ev.at, reply_date.isoformat(), content, rectified
-    for before in REMIND_BEFORE:
-        _cancel_after_commit(session, f"sup-reply-{s.id}-t{before.days}")
+    s.remind_at = None
     if rectified in ("yes", "partly"):
-        s.followup_at = months_deadline(ev.at, FOLLOWUP_MONTHS).replace(hour=9, minute=0)
-        _after_commit(session, "followup", s.followup_at, [s.id], f"sup-followup-{s.id}")
+        s.followup_at = s.remind_at = months_deadline(ev.at, FOLLOWUP_MONTHS).replace(hour=9, minute=0)
     await tell_participants(session, item, "supervision.replied", f"{item.id}:e{ev.id}", agency=s.agency,
                             rectified_key=rectified, rectified=_rectified_label(rectified),
                             followup=_fmt(s.followup_at))
     return s
+
+
+def check_reply_date(d: date) -> date:
+    if d > to_local(now()).date():
+        raise DomainError("supervision.err_date_future")
+    return d
 
 
 def _rectified_label(code: str) -> str:
@@ -655,80 +827,94 @@ def _rectified_label(code: str) -> str:
     return gettext("zh", f"supervision.rectified_{code}")
 
 
-async def close(session: AsyncSession, actor: User, item_id: int, note: str) -> SupervisionItem:
+async def close(session: AsyncSession, actor_: User, item_id: int, note: str) -> SupervisionItem:
+    """办结 (or, in review after 不满意, 维持办结 by a supervisor). The item's current result is this
+    note; an earlier rating stays on the timeline only and the item can be rated again."""
     item = await get_item(session, item_id)
-    review = item.status == "review"
-    if review:
-        if not is_supervisor(actor, item):
-            raise Forbidden("supervision.err_supervisor_only")
-    else:
-        require_handler(actor, item)
-    ev = await transition(session, item, "review_close" if review else "close", actor, check_text(note, 2000))
+    await _check(session, actor_, item, Action.close)
+    ev = await _take(session, item, actor_, Action.close, check_text(note, 2000))
     item.closed_at = ev.at
-    # A (re)closed item can be rated again; earlier ratings stay on the timeline.
     item.rating = item.rating_comment = item.rated_at = None
     await _stop_reply_clock(session, item)
     await tell_participants(session, item, "supervision.closed", f"{item.id}:e{ev.id}", note=ev.note,
-                            buttons=[[("supervision.btn_rate", f"sp:rate:{item.id}")]])
+                            buttons=buttons(item, [("supervision.btn_rate", Action.rate)]))
     return item
 
 
-async def reopen(session: AsyncSession, actor: User, item_id: int, note: str) -> SupervisionItem:
-    """Supervisor's review after 不满意: back to handling."""
+async def reopen(session: AsyncSession, actor_: User, item_id: int, note: str) -> SupervisionItem:
+    """Supervisor's review after 不满意: back to handling; the old result and rating are history."""
     item = await get_item(session, item_id)
-    if not is_supervisor(actor, item):
-        raise Forbidden("supervision.err_supervisor_only")
-    ev = await transition(session, item, "review_reopen", actor, check_text(note, 2000))
+    await _check(session, actor_, item, Action.reopen)
+    ev = await _take(session, item, actor_, Action.reopen, check_text(note, 2000))
     item.closed_at = None
+    item.rating = item.rating_comment = item.rated_at = None
     await tell_participants(session, item, "supervision.reopened", f"{item.id}:e{ev.id}", note=ev.note)
     await tell_procurators(session, item, "supervision.reopened", f"{item.id}:e{ev.id}:h", note=ev.note)
     return item
+
+
+async def current_result(session: AsyncSession, item: SupervisionItem) -> str | None:
+    """The note of the close that stands now (None while the item is not closed)."""
+    if item.status != S.closed:
+        return None
+    return await session.scalar(select(ItemEvent.note).where(
+        ItemEvent.item_id == item.id, ItemEvent.action.in_(("close", "review_close")))
+        .order_by(ItemEvent.at.desc(), ItemEvent.id.desc()).limit(1))
 
 
 # ---------------------------------------------------------------- 代表督 / 代表评
 async def urge(session: AsyncSession, deputy: User, item_id: int) -> SupervisionItem:
     """催办: tells the handler(s); once per 3 days per item."""
     item = await get_item(session, item_id)
-    if _role(deputy) not in (Role.deputy, Role.admin) or not await can_view(session, deputy, item):
+    if _role(deputy) not in DEPUTIES or not await can_view(session, deputy, item):
         raise Forbidden("supervision.err_forbidden")
     if item.status not in OPEN_STATES:
         raise Conflict("supervision.err_urge_closed")
+    await _check(session, deputy, item, Action.urge)
     t = now()
     if item.last_urged_at is not None and t - item.last_urged_at < URGE_INTERVAL:
         raise Conflict("supervision.err_urge_soon", when=_fmt(item.last_urged_at + URGE_INTERVAL))
     item.last_urged_at = t
-    ev = await record_step(session, item, "urge", deputy)
-    targets = [await session.get(User, item.handler_id)] if item.handler_id else await procurators_of(
-        session, item.procuratorate_id)
+    ev = await _take(session, item, deputy, Action.urge)
+    handler = await session.get(User, item.handler_id) if item.handler_id else None
+    targets = [handler] if handler is not None else await procurators_of(session, item.procuratorate_id)
+    name = await display_name(session, deputy)
     await tell_procurators(session, item, "supervision.urged", f"{item.id}:e{ev.id}", users_=targets,
-                           name=deputy.name or "-", status=status_label(item.status),
-                           buttons=[[("supervision.btn_open", f"sp:open:{item.id}")]])
+                           name=name, status=status_label(item.status),
+                           buttons=buttons(item, [("supervision.btn_open", View.open)]))
     await tell_participants(session, item, "supervision.urged_note", f"{item.id}:e{ev.id}", exclude=deputy.id,
-                            name=deputy.name or "-")
+                            name=name)
     return item
+
+
+async def check_rating(session: AsyncSession, deputy: User, item: SupervisionItem, rating: str | None = None
+                       ) -> None:
+    """May ``deputy`` rate ``item`` now (and is ``rating`` one of the three)? The rating buttons
+    are offered only after this."""
+    if rating is not None and rating not in RATINGS:
+        raise DomainError("supervision.err_rating")
+    if item.status == S.closed and item.rating is not None and await _is_deputy_of(session, deputy, item):
+        raise Conflict("supervision.err_already_rated")
+    await _check(session, deputy, item, Action.rate)
 
 
 async def rate(session: AsyncSession, deputy: User, item_id: int, rating: str, comment: str | None
                ) -> SupervisionItem:
     item = await get_item(session, item_id)
-    if rating not in RATINGS:
-        raise DomainError("supervision.err_rating")
-    if not await _is_deputy_of(session, deputy, item):
-        raise Forbidden("supervision.err_forbidden")
-    if item.status == "closed" and item.rating is not None:
-        raise Conflict("supervision.err_already_rated")
+    await check_rating(session, deputy, item, rating)
     comment = (comment or "").strip()[:2000] or None
-    action = "rate_unsatisfied" if rating == "unsatisfied" else "rate"
-    ev = await transition(session, item, action, deputy, comment, rating=rating)
+    unsatisfied = rating == "unsatisfied"
+    ev = await _take(session, item, deputy, Action.rate, comment, to=S.review if unsatisfied else None,
+                     name="rate_unsatisfied" if unsatisfied else None, rating=rating)
     item.rating, item.rating_comment, item.rated_at = rating, comment, ev.at
-    if rating == "unsatisfied":
+    if unsatisfied:
         item.closed_at = None
         sups = [u for u in await procurators_of(session, item.procuratorate_id) if u.title in SUPERVISOR_TITLES]
         sups = sups or await chiefs_of(session, item.procuratorate_id)
         await tell_procurators(session, item, "supervision.review_needed", f"{item.id}:e{ev.id}", users_=sups,
                                comment=comment or "-",
-                               buttons=[[("supervision.btn_review_reopen", f"sp:reopen:{item.id}"),
-                                         ("supervision.btn_review_close", f"sp:close:{item.id}")]])
+                               buttons=buttons(item, [("supervision.btn_review_reopen", Action.reopen),
+                                                      ("supervision.btn_review_close", Action.close)]))
     await tell_participants(session, item, "supervision.rated", f"{item.id}:e{ev.id}",
                             rating=rating_label(rating))
     return item
@@ -752,14 +938,80 @@ def rating_label(rating: str, lang: str = "zh") -> str:
     return gettext(lang, f"supervision.rating_{rating}")
 
 
-# ---------------------------------------------------------------- reminders (called by jobs)
-async def remind_acceptance(session: AsyncSession, item_id: int) -> int:
-    """At the acceptance deadline: still not decided → procurators and the chief are told."""
-    item = await session.get(SupervisionItem, item_id)
-    if item is None or item.status not in ("submitted", "appealed") or await _accept_reminded(session, item):
+# ---------------------------------------------------------------- the deadline sweep
+# Each row carries ``remind_at``, the moment its next reminder is due; the sweep (one interval job,
+# scheduler/jobs/supervision.py) claims the rows that are due and calls :func:`sweep_item` /
+# :func:`sweep_suggestion`, which send the ONE reminder that is current at ``t`` (after downtime:
+# "已超期 3 天", never the stale "还有 1 天") and set the next moment. Dedupe keys make a second run a no-op.
+DAY = timedelta(days=1)
+
+
+def due_items(t: datetime):
+    return select(SupervisionItem).where(SupervisionItem.remind_at <= t).order_by(SupervisionItem.remind_at)
+
+
+def due_suggestions(t: datetime):
+    return select(Suggestion).where(Suggestion.remind_at <= t).order_by(Suggestion.remind_at)
+
+
+def next_reply_reminder(due: datetime, t: datetime) -> datetime:
+    """The first reminder moment after ``t``: T−7, T−1, then each day after the deadline."""
+    for at in [due - b for b in REMIND_BEFORE] + [due + DAY]:
+        if at > t:
+            return at
+    return due + DAY * (int((t - due) / DAY) + 1)
+
+
+async def sweep_suggestions(session: AsyncSession, due: list[Suggestion], t: datetime) -> int:
+    """:func:`sweep_suggestion` for a batch of claimed rows; their items and handlers are read in
+    two queries and held here (the session's identity map keeps only what is referenced)."""
+    items = {i.id: i for i in await session.scalars(select(SupervisionItem).where(
+        SupervisionItem.id.in_({s.item_id for s in due})))} if due else {}
+    handlers = list(await session.scalars(select(User).where(
+        User.id.in_({i.handler_id for i in items.values() if i.handler_id})))) if items else []
+    sent = 0
+    # Each row's changes are written at the end, not before every query of the next row; every
+    # dedupe key used here is per suggestion, so no row needs another row's unflushed outbox entry.
+    with session.no_autoflush:
+        for s in due:
+            sent += await sweep_suggestion(session, s, t)
+    del handlers  # held until the batch is done
+    return sent
+
+
+async def sweep_item(session: AsyncSession, item: SupervisionItem, t: datetime) -> int:
+    item.remind_at = None
+    if item.status not in (S.submitted, S.appealed):
+        return 0
+    return await remind_acceptance(session, item)
+
+
+async def sweep_suggestion(session: AsyncSession, s: Suggestion, t: datetime) -> int:
+    s.remind_at = None
+    item = await session.get(SupervisionItem, s.item_id)
+    if item is None:
+        return 0
+    if s.replied_at is not None:
+        return await followup_due(session, s, item) if s.followup_at is not None else 0
+    if item.status != S.suggested:
+        return 0
+    s.remind_at = next_reply_reminder(s.reply_due, t)
+    if t < s.reply_due:
+        return await remind_reply(session, s, item, ceil((s.reply_due - t) / DAY))
+    if t >= s.reply_due + DAY:
+        return await reply_overdue(session, s, item, int((t - s.reply_due) / DAY))
+    return 0
+
+
+async def remind_acceptance(session: AsyncSession, item: SupervisionItem) -> int:
+    """At the acceptance deadline: still not decided → procurators and the chief are told; with
+    nobody registered at the procuratorate that holds it, the admins and the county's chief."""
+    if await _accept_reminded(session, item):
         return 0
     tag = f"{item.id}:acceptdue:{item.procuratorate_id}"
     everyone = await procurators_of(session, item.procuratorate_id)
+    if not everyone:
+        return await _escalate_unstaffed(session, item, tag)
     procs = [p for p in everyone if p.title != "chief"] or everyone
     await tell_procurators(session, item, "supervision.accept_overdue", tag, users_=procs,
                            buttons=decision_buttons(item), due=_fmt(item.acceptance_due))
@@ -773,57 +1025,41 @@ async def remind_acceptance(session: AsyncSession, item_id: int) -> int:
 async def _accept_reminded(session: AsyncSession, item: SupervisionItem) -> bool:
     """Already reminded for the procuratorate that holds it now (an appeal moves it on)?"""
     rows = await session.scalars(select(ItemEvent).where(ItemEvent.item_id == item.id,
-                                                         ItemEvent.action == "remind_accept"))
+                                                         ItemEvent.action.in_(("remind_accept", "escalate"))))
     return any((e.data or {}).get("procuratorate") == item.procuratorate_id for e in rows)
 
 
-async def missing_reminders(session: AsyncSession, job_exists, t: datetime) -> list[tuple[str, datetime, list, str]]:
-    """The reminder jobs open items should have but the job store lacks (the app ran without a
-    scheduler — demo data, CLI — or a job-store write failed after a commit). Returns
-    ``(func name, run_at, args, job id)``; a due one runs at once and its dedupe keys keep it
-    from repeating anything already sent."""
-    out: list[tuple[str, datetime, list, str]] = []
-    waiting = await session.scalars(select(SupervisionItem).where(
-        SupervisionItem.status.in_(("submitted", "appealed")), SupervisionItem.acceptance_due.is_not(None)))
-    for item in waiting:
-        jid = f"sup-accept-{item.id}"
-        if not job_exists(jid) and not await _accept_reminded(session, item):
-            out.append(("acceptance_due", max(item.acceptance_due, t), [item.id], jid))
-    rows = await session.execute(select(Suggestion, SupervisionItem.status).join(
-        SupervisionItem, SupervisionItem.id == Suggestion.item_id).where(Suggestion.replied_at.is_(None)))
-    day_len = timedelta(days=1)
-    for sug, status in rows:
-        if status != "suggested":
-            continue
-        for before in REMIND_BEFORE:
-            at, jid = sug.reply_due - before, f"sup-reply-{sug.id}-t{before.days}"
-            if at > t and not job_exists(jid):
-                out.append(("reply_reminder", at, [sug.id, before.days], jid))
-        # the overdue chain: the day whose reminder is next (or due now)
-        day = max(1, int((t - sug.reply_due) / day_len)) if t > sug.reply_due else 1
-        if not (job_exists(f"sup-reply-{sug.id}-over{day}") or job_exists(f"sup-reply-{sug.id}-over{day + 1}")):
-            out.append(("reply_overdue", max(sug.reply_due + day * day_len, t) if day > 1 else
-                        sug.reply_due + day_len, [sug.id, day], f"sup-reply-{sug.id}-over{day}"))
-    done = await session.scalars(select(Suggestion).where(Suggestion.followup_at.is_not(None)))
-    for sug in done:
-        jid = f"sup-followup-{sug.id}"
-        if job_exists(jid):
-            continue
-        ran = await session.scalar(select(ItemEvent.id).where(ItemEvent.item_id == sug.item_id,
-                                                              ItemEvent.action == "followup_due"))
-        if ran is None:
-            out.append(("followup", max(sug.followup_at, t), [sug.id], jid))
-    return out
+# ---------------------------------------------------------------- nobody to receive it
+async def _responsible(session: AsyncSession, item: SupervisionItem) -> list[User]:
+    """Who must act when the procuratorate holding ``item`` has nobody registered: every admin and
+    the chief procurator of the item's county."""
+    admins = await users.users_with_role(session, Role.admin)
+    chiefs = await procurators_of(session, item.county_id, "chief")
+    out = {u.id: u for u in admins + chiefs}
+    return list(out.values())
 
 
-async def _suggestion_item(session: AsyncSession, sid: int) -> tuple[Suggestion, SupervisionItem] | None:
-    s = await session.get(Suggestion, sid)
-    if s is None or s.replied_at is not None:
-        return None
-    item = await session.get(SupervisionItem, s.item_id)
-    if item is None or item.status != "suggested":
-        return None
-    return s, item
+async def _tell_if_unstaffed(session: AsyncSession, item: SupervisionItem, tag: str) -> bool:
+    """Nobody registered where ``item`` now waits: the admins and the county's chief are told at once
+    (the deadline sweep escalates if it is still undecided). Returns whether that was the case."""
+    if await procurators_of(session, item.procuratorate_id):
+        return False
+    await tell_procurators(session, item, "supervision.unstaffed", f"{item.id}:unstaffed:{tag}",
+                           users_=await _responsible(session, item), procuratorate=item.procuratorate.name,
+                           due=_fmt(item.acceptance_due), buttons=buttons(item, [("supervision.btn_open", View.open)]))
+    await record_step(session, item, "unstaffed", None, procuratorate=item.procuratorate_id)
+    return True
+
+
+async def _escalate_unstaffed(session: AsyncSession, item: SupervisionItem, tag: str) -> int:
+    targets = await _responsible(session, item)
+    await tell_procurators(session, item, "supervision.unstaffed_overdue", tag + ":esc", users_=targets,
+                           procuratorate=item.procuratorate.name, due=_fmt(item.acceptance_due),
+                           buttons=buttons(item, [("supervision.btn_open", View.open)]))
+    await record_step(session, item, "escalate", None, procuratorate=item.procuratorate_id)
+    await tell_participants(session, item, "supervision.unstaffed_deputy", tag + ":esc",
+                            procuratorate=item.procuratorate.name)
+    return len(targets)
 
 
 async def _handlers(session: AsyncSession, item: SupervisionItem) -> list[User]:
@@ -834,68 +1070,73 @@ async def _handlers(session: AsyncSession, item: SupervisionItem) -> list[User]:
     return await procurators_of(session, item.procuratorate_id)
 
 
-async def remind_reply(session: AsyncSession, sid: int, days_before: int) -> int:
-    found = await _suggestion_item(session, sid)
-    if found is None:
-        return 0
-    s, item = found
+async def remind_reply(session: AsyncSession, s: Suggestion, item: SupervisionItem, days: int) -> int:
     hs = await _handlers(session, item)
-    await tell_procurators(session, item, "supervision.reply_soon", f"{item.id}:s{s.id}:t{days_before}",
-                           users_=hs, agency=s.agency, due=_fmt(s.reply_due), days=days_before)
+    await tell_procurators(session, item, "supervision.reply_soon", f"{item.id}:s{s.id}:t{days}",
+                           users_=hs, agency=s.agency, due=_fmt(s.reply_due), days=days)
     return len(hs)
 
 
-async def reply_overdue(session: AsyncSession, sid: int, day: int) -> tuple[int, datetime | None]:
-    """Daily while the reply is overdue; escalates to the chief from day 7. Returns (sent, next run)."""
-    found = await _suggestion_item(session, sid)
-    if found is None:
-        return 0, None
-    s, item = found
+async def reply_overdue(session: AsyncSession, s: Suggestion, item: SupervisionItem, day: int) -> int:
+    """Daily while the reply is overdue; escalates to the chief from day 7."""
     hs = await _handlers(session, item)
     sent = len(hs)
     await tell_procurators(session, item, "supervision.reply_overdue", f"{item.id}:s{s.id}:over{day}",
                            users_=hs, agency=s.agency, due=_fmt(s.reply_due), days=day)
-    if day == 1:
-        await tell_participants(session, item, "supervision.reply_overdue_deputy", f"{item.id}:s{s.id}:over",
-                                agency=s.agency, due=_fmt(s.reply_due))
+    await tell_participants(session, item, "supervision.reply_overdue_deputy", f"{item.id}:s{s.id}:over",
+                            agency=s.agency, due=_fmt(s.reply_due))
     if timedelta(days=day) >= ESCALATE_AFTER and s.escalated_at is None:
         chiefs = await chiefs_of(session, item.procuratorate_id)
         await tell_procurators(session, item, "supervision.escalated", f"{item.id}:s{s.id}:esc", users_=chiefs,
                                agency=s.agency, due=_fmt(s.reply_due), days=day,
-                               buttons=[[("supervision.btn_open", f"sp:open:{item.id}")]])
+                               buttons=buttons(item, [("supervision.btn_open", View.open)]))
         s.escalated_at = now()
         await record_step(session, item, "escalate", None, agency=s.agency, days=day)
         await tell_participants(session, item, "supervision.escalated_deputy", f"{item.id}:s{s.id}:esc",
                                 agency=s.agency)
         sent += len(chiefs)
-    return sent, s.reply_due + timedelta(days=day + 1)
+    return sent
 
 
-async def followup_due(session: AsyncSession, sid: int) -> int:
+async def followup_due(session: AsyncSession, s: Suggestion, item: SupervisionItem) -> int:
     """回头看: three months after rectification, the handler re-inspects; deputies are told."""
-    s = await session.get(Suggestion, sid)
-    if s is None or s.followup_at is None:
-        return 0
-    item = await session.get(SupervisionItem, s.item_id)
     hs = await _handlers(session, item)
     await tell_procurators(session, item, "supervision.followup", f"{item.id}:s{s.id}:fu", users_=hs,
-                           agency=s.agency, buttons=[[("supervision.btn_note", f"sp:note:{item.id}")]])
+                           agency=s.agency, buttons=buttons(item, [("supervision.btn_note", Action.note)]))
     await tell_participants(session, item, "supervision.followup_deputy", f"{item.id}:s{s.id}:fu",
                             agency=s.agency)
     await record_step(session, item, "followup_due", None, suggestion=s.id)
     return len(hs)
 
 
+# ---------------------------------------------------------------- evidence
+async def evidence(session: AsyncSession, user: User, item: SupervisionItem) -> list[StoredFile]:
+    """The files attached to ``item``, for someone who may open the item (the read is audited)."""
+    await require_view(session, user, item)
+    files = await files_of(session, OWNER_KIND, item.id)
+    await users.audit(session, f"user:{user.id}", "sup.evidence_read", f"{OWNER_KIND}:{item.id}",
+                      files=[f.id for f in files])
+    return files
+
+
+async def evidence_file(session: AsyncSession, user: User, item: SupervisionItem, n: int) -> StoredFile:
+    """The ``n``-th file (1-based) of ``item``."""
+    files = await evidence(session, user, item)
+    if not 1 <= n <= len(files):
+        raise NotFound("supervision.err_no_evidence")
+    return files[n - 1]
+
+
 async def deputies_with_open_items(session: AsyncSession) -> list[int]:
     rows = await session.scalars(select(ItemParticipant.user_id).join(
         SupervisionItem, SupervisionItem.id == ItemParticipant.item_id).where(
-        ItemParticipant.confirmed.is_(True), SupervisionItem.status.in_(OPEN_STATES)).distinct())
+        ItemParticipant.confirmed.is_(True), SupervisionItem.status.in_(sorted(s.value for s in OPEN_STATES))).distinct())
     return sorted(set(rows))
 
 
 async def procurators_with_open_items(session: AsyncSession) -> list[int]:
     juris = set(await session.scalars(select(SupervisionItem.procuratorate_id).where(
-        SupervisionItem.status.in_(OPEN_STATES)).distinct()))
+        SupervisionItem.status.in_(sorted(s.value for s in OPEN_STATES))).distinct()))
     if not juris:
         return []
     rows = await session.scalars(select(User.id).where(User.role == Role.procurator.value,

