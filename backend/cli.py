@@ -207,20 +207,54 @@ def jurisdictions_list(parent: Optional[str] = typer.Argument(None)) -> None:
 
 
 @token_app.command("create")
-def token_create(user: int = typer.Option(..., help="the user's Telegram / local id")) -> None:
-    """Print an API bearer token for a user."""
-    from sqlalchemy import select
-
-    from backend.core.security import load_secret, make_token
-    from backend.users.models import User
+def token_create(user: str = typer.Option(..., help="the user's Telegram / local id, or #<user id>"),
+                 days: Optional[int] = typer.Option(None, help="lifetime in days (default HEHE_TOKEN_DAYS)"),
+                 label: Optional[str] = typer.Option(None, help="what the token is for")) -> None:
+    """Print a new API bearer token for a user (a different one every time; shown only once)."""
+    from backend.users import service, tokens
 
     async def go(session):
-        u = await session.scalar(select(User).where(User.telegram_id == user))
-        if u is None:
-            _fail(f"no such user: {user}")
-        return make_token(load_secret(get_settings().data_dir, get_settings().api_token_secret), u.id)
+        u = await service.find_user(session, user)
+        row, text = await tokens.issue(session, u, days=days or get_settings().token_days, actor="cli", label=label)
+        return row, text
 
-    typer.echo(run_in_session(go))
+    row, text = run_in_session(go)
+    typer.echo(text)
+    typer.echo(f"# token id {row.id}, expires {row.expires_at:%Y-%m-%d %H:%M} UTC", err=True)
+
+
+@token_app.command("list")
+def token_list(user: Optional[str] = typer.Option(None, help="only this user's tokens")) -> None:
+    """Every token: id, user, label, created, expires, last used, state (never the secret)."""
+    from backend.core.clock import now
+    from backend.users import service, tokens
+
+    async def go(session):
+        u = await service.find_user(session, user) if user else None
+        out = []
+        for r in await tokens.list_tokens(session, u):
+            owner = await session.get(service.User, r.user_id)
+            state = "revoked" if r.revoked_at else ("expired" if r.expires_at <= now() else "active")
+            used = f"{r.last_used_at:%Y-%m-%d %H:%M}" if r.last_used_at else "-"
+            out.append(f"{r.id}\t{owner.telegram_id}\t{owner.name or '-'}\t{r.label or '-'}\t"
+                       f"{r.created_at:%Y-%m-%d}\t{r.expires_at:%Y-%m-%d}\t{used}\t{state}")
+        return out
+
+    typer.echo("id\tuser\tname\tlabel\tcreated\texpires\tlast_used\tstate")
+    for line in run_in_session(go):
+        typer.echo(line)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int = typer.Argument(..., help="the token id (hehe token list)")) -> None:
+    """Revoke one token; the next request with it is refused."""
+    from backend.users import tokens
+
+    async def go(session):
+        await tokens.revoke(session, token_id, actor="cli")
+
+    run_in_session(go)
+    typer.echo(f"revoked token {token_id}")
 
 
 # ------------------------------------------------------------------ chat

@@ -156,6 +156,12 @@ class DbUserMiddleware(BaseMiddleware):
                     language_code=tg_user.language_code, channel=channel, cache=self.cache)
                 if created or session.dirty:  # keep a new user even if the handler fails
                     await session.commit()
+                if not user.active:  # deactivated (hehe users deactivate): nothing but this note
+                    chat_id = _chat_id(event)
+                    if chat_id is not None:
+                        await data["bot"].send_message(chat_id, gettext(user.language, "users.deactivated"))
+                    self.cache.settle(tg_user.id, user, version)
+                    return None
                 data.update(session=session, user=user, t=Translator(user.language), ctx=self.ctx)
                 try:
                     result = await handler(event, data)

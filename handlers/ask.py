@@ -13,6 +13,8 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from backend.core.i18n import Translator
+from backend.core.masking import mask_text
+from backend.users.audit import audit_read
 from backend.users.models import Role, User
 from bot.menu import MenuCb, inline, register_menu_item
 
@@ -32,10 +34,20 @@ class CiteCb(CallbackData, prefix="kbc"):
     ref: str
 
 
-def _scope(user: User):
-    from knowledge_base.records import Scope
+async def _scope(session, user: User):
+    """Who is asking, with the cases the access policy lets them open (backend/core/policy.py):
+    an answer, a citation or a card never shows a case the same person could not open in the API."""
+    from knowledge_base.visibility import PolicyScope
 
-    return Scope.from_user(user)
+    ids = None
+    if not (Role(user.role) == Role.admin and user.active):
+        from backend.disputes.service import visible_numbers as disputes
+        from backend.missing.service import visible_numbers as missing
+        from backend.supervision.service import visible_numbers as supervision
+
+        ids = frozenset().union(*[await fn(session, user) for fn in (disputes, supervision, missing)])
+    return PolicyScope(role=user.role, user_id=user.id, jurisdiction_id=user.jurisdiction_id,
+                       may_see_all=Role(user.role) == Role.admin, visible_ids=ids)
 
 
 async def answer_question(message: Message, question: str, user: User, t: Translator, ctx: Any,
@@ -48,7 +60,9 @@ async def answer_question(message: Message, question: str, user: User, t: Transl
     if kb is None or not getattr(kb, "ready", False):
         await message.answer(t("kb.not_ready"))
         return
-    ans = await kb.aanswer(question[:MAX_QUESTION * 10], _scope(user), session=session, lang=t.lang)
+    ans = await kb.aanswer(question[:MAX_QUESTION * 10], await _scope(session, user), session=session, lang=t.lang)
+    await audit_read(session, user, "kb", None, channel="ask", action="question",
+                     detail={"question": mask_text(question[:200]), "citations": list(ans.citations)})
     rows = []
     for i, ref in enumerate(ans.citations, start=1):
         data = CiteCb(ref=ref).pack() if len(ref) <= 50 else None
@@ -91,12 +105,16 @@ def make_router() -> Router:
         await answer_question(message, message.text, user, t, ctx, session)
 
     @r.callback_query(CiteCb.filter())
-    async def open_card(cq: CallbackQuery, callback_data: CiteCb, user: User, t: Translator, ctx: Any) -> None:
+    async def open_card(cq: CallbackQuery, callback_data: CiteCb, user: User, t: Translator, ctx: Any,
+                        session) -> None:
         kb = getattr(ctx, "kb", None)
-        card = await kb.acard(callback_data.ref, _scope(user)) if kb is not None and kb.ready else None
+        # the policy is asked again at the press: a forged or stale button shows nothing
+        card = (await kb.acard(callback_data.ref, await _scope(session, user))
+                if kb is not None and kb.ready else None)
         if card is None:
             await cq.answer(t("ask.card_unavailable"), show_alert=True)
             return
+        await audit_read(session, user, card.get("kind") or "kb", card["id"], channel="card")
         await cq.answer()
         await cq.message.answer(t("ask.card", id=card["id"], title=card.get("title") or "-",
                                   kind=t(f"ask.kind_{card.get('kind')}"), category=card.get("category") or "-",

@@ -22,6 +22,7 @@ from backend.core.masking import mask_phone
 from backend.disputes import config, routing, service, stats
 from backend.disputes.models import Dispute
 from backend.users import service as users
+from backend.users.audit import audit_read
 from backend.users.models import Role, User
 from backend.users.tree import Node
 from bot.menu import MenuCb, inline, register_menu_item
@@ -108,13 +109,13 @@ async def card_text(session: AsyncSession, d: Dispute, viewer: User, t: Translat
     sess = t("disputes.card_session", when=fmt_local(d.session_at), place=d.session_place) if d.session_at else ""
     outcome = ""
     if d.outcome == "success":
-        outcome = t("disputes.card_outcome", outcome=f"{t('disputes.status_resolved')}：{d.agreement}")
+        outcome = t("disputes.card_outcome", outcome=f"{t('disputes.status_resolved')}：{service.text_for(viewer, d, d.agreement)}")
     elif d.outcome == "failed":
         outcome = t("disputes.card_outcome", outcome=t("disputes.status_failed") + " → "
                     + t(f"disputes.referral_{d.referral}"))
     text = t("disputes.card", number=d.number, status=t(f"disputes.status_{d.status}"), risk=risk_text(d, t),
              category=cat_name(d.category, t), place=d.place.name, unit=d.unit.name,
-             mediator=mediator.name if mediator else "-", other_party=d.other_party or "-",
+             mediator=mediator.name if mediator else "-", other_party=service.party_for(viewer, d) or "-",
              phone=service.phone_for(viewer, d), files=await service.evidence_count(session, d),
              description=service.text_for(viewer, d, d.description), accept_due=fmt_local(d.accept_due), resolve_due=fmt_local(d.resolve_due),
              session=sess, outcome=outcome)
@@ -138,6 +139,7 @@ def case_keyboard(d: Dispute, user: User, t: Translator):
 
 
 async def show_case(target: Message, session: AsyncSession, d: Dispute, user: User, t: Translator) -> None:
+    await audit_read(session, user, "dispute", d.number, channel="chat")
     await target.answer(await card_text(session, d, user, t), reply_markup=case_keyboard(d, user, t))
 
 

@@ -26,6 +26,7 @@ from backend.faces.errors import MultipleFaces
 from backend.faces.images import load_image
 from backend.missing import callbacks, service
 from backend.missing.models import PersonCase
+from backend.users.audit import audit_read
 from backend.users.models import Role, User
 from bot.menu import ALL_ROLES, MenuCb, inline, register_menu_item
 
@@ -580,6 +581,8 @@ def make_router() -> Router:
         if not pending:
             await reply.answer(t("missing.review_none"))
             return
+        await audit_read(session, user, "match", None, channel="chat", action="queue",
+                         detail={"candidates": [c.id for c in pending[:10]]})
         for c in pending[:10]:
             img = await service.review_image(session, ctx.settings.files_dir, c)
             text = t("missing.review_new", **service.review_params(t, c))

@@ -1,6 +1,8 @@
 """/start, /help, /lang, /join, /me, /cancel — what every person can do."""
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
 from aiogram.filters.callback_data import CallbackData
@@ -90,12 +92,13 @@ def make_router() -> Router:
 
     @r.message(Command("join"))
     async def join(message: Message, command: CommandObject, session: AsyncSession, user: User,
-                   t: Translator) -> None:
+                   t: Translator, ctx: Any) -> None:
         if not command.args:
             await message.answer(t("common.join_usage"))
             return
         try:
-            inv = await users.redeem_invite(session, user, command.args)
+            inv = await users.redeem_invite(session, user, command.args, per_hour=ctx.settings.join_per_hour,
+                                            global_per_minute=ctx.settings.join_global_per_minute)
         except DomainError as e:
             await session.commit()  # keep the audit record of the rejected attempt
             await message.answer(t(e.key, **e.params))

@@ -27,6 +27,7 @@ from backend.supervision import export, metrics, service as svc
 from backend.supervision.models import SupervisionItem
 from backend.supervision.service import Action, View
 from backend.users import service as users
+from backend.users.audit import audit_read
 from backend.users.models import Role, User
 from bot.filters import RoleFilter
 from bot.menu import MenuCb, inline, register_menu_item
@@ -266,7 +267,18 @@ async def cmd_follow(message: Message, command: CommandObject, session: AsyncSes
         await message.answer(t("supervision.follow_usage"))
         return
     item = await svc.follow(session, user, command.args)
-    await message.answer(t("supervision.follow_ok", number=item.number, title=item.title))
+    joined = await svc.can_view(session, user, item)  # else: waiting for the proposer's consent
+    await message.answer(t("supervision.follow_ok" if joined else "supervision.follow_requested",
+                           number=item.number, title=item.title))
+
+
+@router.callback_query(ViewCb.filter(F.view.in_({View.follow_ok, View.follow_no})))
+async def on_follow_decision(cq: CallbackQuery, callback_data: ViewCb, session: AsyncSession, user: User,
+                             t: Translator) -> None:
+    """The proposer agrees to (or declines) a deputy's request to follow; item_id is the request."""
+    item = await svc.decide_follow(session, user, callback_data.item_id, callback_data.view == View.follow_ok)
+    await cq.answer()
+    await cq.message.answer(t("supervision.follow_decided", number=item.number))
 
 
 async def stats(target: Message, session: AsyncSession, user: User, t: Translator) -> None:
@@ -557,6 +569,8 @@ async def on_export(cq: CallbackQuery, callback_data: ViewCb, session: AsyncSess
                     ctx: Any) -> None:
     item = await svc.get_item(session, callback_data.item_id)
     await svc.require_view(session, user, item)
+    await audit_read(session, user, "supervision", item.number, channel="export", action="export",
+                     detail={"format": callback_data.view.value})
     d = await export.summary(session, item, t.lang, mask=not svc.sees_personal_data(user),
                              files_dir=ctx.settings.files_dir)
     data = await asyncio.to_thread(export.render, d, callback_data.view.value, t.lang)

@@ -24,6 +24,7 @@ from datetime import date
 from backend.core import taxonomy
 from backend.core.i18n import gettext
 from knowledge_base.answer import best_sentences, extractive_answer, mask_for
+from knowledge_base.visibility import visible
 from knowledge_base.places import Gazetteer
 from knowledge_base.query import Filter, ParsedQuery, parse_query, yyyymmdd
 from knowledge_base.records import Answer, Hit, Record, Scope
@@ -369,12 +370,14 @@ class KnowledgeBase:
                 s += 1.0  # the question names this record's reference number
             if s > 0:
                 fused[rid] = s
-        top = sorted(fused, key=lambda r: -fused[r])[:k]
         norm = (wd + wk) / (RRF_K + 1) or 1.0
         hits: list[Hit] = []
-        for rid in top:
+        for rid in sorted(fused, key=lambda r: -fused[r]):
+            if len(hits) >= k:
+                break
             meta = self.store.get(rid)
-            if meta is None or not flt.match(meta):  # deleted meanwhile, or (defence in depth) not allowed
+            # deleted meanwhile, (defence in depth) not allowed, or not one the access policy lets them open
+            if meta is None or not flt.match(meta) or not visible(scope, meta):
                 continue
             chunks = sorted(dense.get(rid, {}).get("chunks", []), key=lambda c: -c["dense"])
             if not chunks or (rid in kw and rid not in dense):
@@ -475,7 +478,7 @@ class KnowledgeBase:
         the record does not exist or ``scope`` may not see it."""
         self._need()
         meta = self.store.get(str(record_id))
-        if meta is None or not Filter(acl=ParsedQuery("").filter(scope).acl).match(meta):
+        if meta is None or not Filter(acl=ParsedQuery("").filter(scope).acl).match(meta) or not visible(scope, meta):
             return None
         text = meta["text"] or ""
         snippet = "".join(best_sentences(text, query, n=2)) if query else text[:120]

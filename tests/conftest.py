@@ -244,3 +244,16 @@ class Clock:
 def clock(ctx) -> Clock:
     """``await clock.run_due(datetime(...))``: the real scheduler at a moved clock."""
     return Clock(ctx)
+# ---------------------------------------------------------------- API tokens (backend/users/tokens.py)
+async def bearer(ctx, user_id: int) -> dict:
+    """``Authorization`` header with a real API token for user ``user_id`` (one per user and
+    context, issued through the token table like ``hehe token create``)."""
+    from backend.core.db import session_scope
+    from backend.users import tokens
+    from backend.users.models import User
+
+    cache = ctx.__dict__.setdefault("_test_tokens", {})  # user id → token text
+    if user_id not in cache:
+        async with session_scope(ctx.sm) as s:
+            cache[user_id] = (await tokens.issue(s, await s.get(User, user_id), actor="test"))[1]
+    return {"Authorization": f"Bearer {cache[user_id]}"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -23,12 +22,15 @@ from backend.core.deps import SessionDep, Unauthorized
 from backend.core.errors import DomainError, Forbidden, NotFound
 from backend.core.files import StoredFile
 from backend.core.i18n import LANGUAGES, gettext
+from backend.core.policy import Kind
 from backend.console import queries
 from backend.console.models import SavedView
 from backend.disputes import config as dconfig
 from backend.disputes import service as disputes
 from backend.disputes.models import Dispute, Status
+from backend.users import audit as audit_log
 from backend.users import service as users
+from backend.users.audit import audit_read
 from backend.users.models import AuditLog, InviteCode, Level, Role, User
 
 HERE = Path(__file__).resolve().parent
@@ -176,6 +178,9 @@ async def cases(request: Request, session: SessionDep, user: CasesUser):
     f = queries.Filters.parse(request.query_params)
     rows, total = await queries.case_list(session, user, f)
     counts = await queries.tab_counts(session, user, f)
+    if rows:
+        await audit_read(session, user, Kind.dispute, None, channel="web", action="list",
+                         detail={"numbers": [d.number for d in rows]})
     return render(request, "cases.html", user, f=f, rows=rows, total=total, counts=counts,
                   pages=max(1, -(-total // queries.PAGE_SIZE)), tabs=queries.TABS,
                   categories=_categories(), places=await _places(session, user), statuses=list(Status),
@@ -194,8 +199,8 @@ async def export(fmt: str, request: Request, session: SessionDep, user: CasesUse
     rows = await queries.export_rows(session, user, f)
     lang = lang_of(request)
     header = [gettext(lang, f"console.col_{c}") for c in queries.EXPORT_COLUMNS]
-    await users.audit(session, f"user:{user.id}", "console.exported", "disputes", format=fmt, rows=len(rows),
-                      filters=f.query())
+    await audit_read(session, user, Kind.dispute, None, channel="export", action="export",
+                     detail={"format": fmt, "rows": len(rows), "filters": f.query()})
     stamp = now().strftime("%Y%m%d-%H%M")
     if fmt == "csv":
         body, mime = queries.to_csv(header, rows), "text/csv; charset=utf-8"
@@ -230,11 +235,12 @@ async def case_page(case_id: int, request: Request, session: SessionDep, user: C
         User.id.in_({e.actor_id for e in events if e.actor_id})))} if events else {}
     files = list(await session.scalars(select(StoredFile).where(
         StoredFile.owner_kind == "dispute", StoredFile.owner_id == d.id).order_by(StoredFile.id)))
-    await users.audit(session, f"user:{user.id}", "console.case_viewed", f"dispute:{d.id}")
+    await audit_read(session, user, Kind.dispute, d.number, channel="web")
     routes = {getattr(r, "path", "") for r in request.app.routes}
     evidence_url = "/api/disputes/{case_id}/evidence/{file_id}" in routes
     return render(request, "case.html", user, d=d, events=events, actors=actors, files=files,
                   evidence_url=evidence_url, actions=actions_for(user, d), text_for=disputes.text_for,
+                  other_party=disputes.party_for(user, d),
                   phone=disputes.phone_for(user, d), category=dconfig.get().category(d.category),
                   units=await _units(session, user))
 
@@ -353,23 +359,15 @@ async def admin_page(request: Request, session: SessionDep, user: AdminUser,
     invites = list(await session.scalars(select(InviteCode).order_by(InviteCode.id.desc()).limit(200)))
     redeemers = {u.id: u for u in await session.scalars(select(User).where(
         User.id.in_({i.used_by for i in invites if i.used_by})))} if invites else {}
-    q = select(AuditLog)
-    if actor:
-        q = q.where(AuditLog.actor == actor.strip())
-    if action:
-        q = q.where(AuditLog.action.like(action.strip().replace("*", "%")))
-    if subject:
-        q = q.where(AuditLog.subject == subject.strip())
-    if since:
-        q = q.where(AuditLog.at >= _day(since))
-    if until:
-        q = q.where(AuditLog.at < _day(until, 1))
-    log = list(await session.scalars(q.order_by(AuditLog.id.desc()).limit(200)))
+    log = await audit_log.search(session, actor=actor or None, action=action.strip() or None,
+                                 target=subject or None, since=_day(since) if since else None,
+                                 until=_day(until, 1) if until else None, limit=200)
+    names = await audit_log.actors(session, log)
     total = await session.scalar(select(func.count(AuditLog.id)))
-    await users.audit(session, f"user:{user.id}", "console.audit_read", None,
-                      filters=urlencode({"actor": actor, "action": action, "subject": subject,
-                                         "since": since, "until": until}))
+    await audit_read(session, user, Kind.audit, None, channel="web", action="search",
+                     detail={"actor": actor, "action": action, "target": subject, "since": since, "until": until})
     return render(request, "admin.html", user, people=people, invites=invites, redeemers=redeemers, log=log,
+                  names=names,
                   audit_total=total, filters={"actor": actor, "action": action, "subject": subject,
                                               "since": since, "until": until},
                   roles=[r for r in Role if r != Role.citizen], at=now())

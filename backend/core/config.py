@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     oidc_scopes: str = "openid profile"
     oidc_label: str = Field("统一身份认证", description="Button text of the OIDC sign-in.")
     oidc_staff: bool = Field(False, description="The OIDC provider is a staff directory (not citizens).")
+    # --- access policy, Open311, tokens (docs/access-policy.md)
+    open311_public: bool = Field(True, description="Publish the public view of requests at Open311 GET "
+                                                    "requests (no names, addresses or exact places); false = 404.")
+    open311_jurisdiction_id: str = Field("taizhou.gov.cn", description="The Open311 jurisdiction_id this "
+                                                                       "endpoint answers for.")
+    token_days: int = Field(90, description="Lifetime of a new API token in days.")
+    join_per_hour: int = Field(5, description="Invite-code attempts (/join) per person per hour.")
+    join_global_per_minute: int = Field(60, description="Invite-code attempts per minute, everyone together.")
 
     @property
     def db_url(self) -> str:

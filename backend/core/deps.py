@@ -8,7 +8,6 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.errors import DomainError, Forbidden
-from backend.core.security import verify_token
 from backend.users.models import Role, User
 
 
@@ -43,16 +42,18 @@ async def web_session_user(request: Request, session: AsyncSession) -> User | No
 
 async def current_user(request: Request, session: SessionDep,
                        authorization: Annotated[str | None, Header()] = None) -> User:
-    """``Authorization: Bearer <token>`` where the token comes from ``hehe token create``, or
-    (no Authorization header) the web session cookie, resolved by the function the app puts in
+    """``Authorization: Bearer <token>`` where the token comes from ``hehe token create`` (it must
+    exist, match, be unexpired and unrevoked, and its person active — checked on every request),
+    or (no Authorization header) the web session cookie, resolved by the function the app puts in
     ``app.state.web_session_user`` (backend.auth.sessions.cookie_user)."""
+    from backend.users.tokens import authenticate
+
     if not authorization and (web_user := await web_session_user(request, session)) is not None:
         return web_user
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("common.err_unauthorized")
-    uid = verify_token(request.app.state.ctx.secret, authorization[7:].strip())
-    user = await session.get(User, uid) if uid is not None else None
-    if user is None or not user.active:
+    user = await authenticate(session, authorization[7:].strip())
+    if user is None:
         raise Unauthorized("common.err_unauthorized")
     return user
 

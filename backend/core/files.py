@@ -29,6 +29,21 @@ class StoredFile(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
 
 
+MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif",
+         b"RIFF": "image/webp", b"%PDF": "application/pdf"}
+
+
+def sniff_mime(data: bytes) -> str | None:
+    """Image or PDF by magic bytes; None for anything else. The type a client declares is never
+    trusted: every stored file's type is the sniffed one."""
+    for magic, mime in MAGIC.items():
+        if data.startswith(magic):
+            if magic == b"RIFF" and data[8:12] != b"WEBP":
+                return None
+            return mime
+    return None
+
+
 def blob_path(files_dir: Path, sha: str) -> Path:
     return files_dir / sha[:2] / sha
 
@@ -44,6 +59,8 @@ async def store_file(
     owner_id: int | None = None,
     uploaded_by: int | None = None,
 ) -> StoredFile:
+    """Keep ``data`` (content-addressed) and its row. ``mime`` is what the client declared; the
+    row gets the sniffed type instead (or application/octet-stream)."""
     sha = hashlib.sha256(data).hexdigest()
     p = blob_path(files_dir, sha)
     if not p.exists():
@@ -52,7 +69,7 @@ async def store_file(
         tmp.write_bytes(data)
         tmp.replace(p)
     f = StoredFile(
-        sha256=sha, size=len(data), mime=mime, filename=filename,
+        sha256=sha, size=len(data), mime=sniff_mime(data) or "application/octet-stream", filename=filename,
         owner_kind=owner_kind, owner_id=owner_id, uploaded_by=uploaded_by,
     )
     session.add(f)
@@ -73,3 +90,24 @@ async def attach(session: AsyncSession, file_ids: list[int], owner_kind: str, ow
         f = await session.get(StoredFile, fid)
         if f is not None:
             f.owner_kind, f.owner_id = owner_kind, owner_id
+
+
+async def remove_orphans(session: AsyncSession, files_dir: Path, older_than_seconds: float) -> int:
+    """Delete blobs that no stored file refers to and that were last written more than
+    ``older_than_seconds`` ago: evidence kept during a report that was never submitted (the
+    StoredFile row is only written with the case). Returns how many were removed."""
+    import time
+
+    known = set(await session.scalars(select(StoredFile.sha256)))
+    cutoff = time.time() - older_than_seconds
+    removed = 0
+    for p in files_dir.glob("??/*"):
+        if p.name in known or not p.is_file():
+            continue
+        try:
+            if p.stat().st_mtime < cutoff:
+                p.unlink()
+                removed += 1
+        except FileNotFoundError:  # another replica removed it first
+            continue
+    return removed

@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import re
 
-PHONE_RE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
-ID_RE = re.compile(r"(?<![\dXx])(\d{6})(\d{8})(\d{3}[\dXx])(?![\dXx])")
 MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+
+# Full-width digits and signs (１３９…, ＋, －) are typed by Chinese input methods: fold them first.
+_FOLD = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)}, "＋": "+", "－": "-", "—": "-",
+                       "–": "-", "（": "(", "）": ")", "\u3000": " ", "Ｘ": "X", "ｘ": "x"})
+# A run of digit groups joined by spaces, dashes or brackets, with an optional +86 / 0086 in front.
+# Numbers written in groups use groups of at most 8 digits (139 1234 5678, 6222 0212 …, 330102
+# 19700101 1234, 0576-88123456): a longer group is a number of its own, never part of one.
+_RUN = re.compile(r"(?<![0-9A-Za-z])[+(]?[0-9]+[Xx]?(?:[ \t\-()]{1,2}[0-9]+[Xx]?)*(?![0-9A-Za-z])")
+_GROUP = re.compile(r"[0-9]+[Xx]?")
 
 
 def normalize_phone(raw: str) -> str | None:
     """Return an 11-digit mainland mobile number, or None if it is not one."""
-    s = re.sub(r"[\s\-()]", "", raw or "")
+    s = re.sub(r"[\s\-()]", "", (raw or "").translate(_FOLD))
     if s.startswith("+86"):
         s = s[3:]
     elif s.startswith("0086"):
@@ -35,10 +42,63 @@ def mask_name(name: str | None) -> str:
     return name[0] + "*" * max(1, len(name) - 1)
 
 
+def _classify(digits: str) -> str | None:
+    """The masked form of one number written as ``digits`` (separators removed), or None when
+    it is not personal data (dates, amounts, case numbers …)."""
+    if digits.startswith("+86") or digits.startswith("0086"):
+        rest = digits[3:] if digits.startswith("+") else digits[4:]
+        return "+86 " + rest[:3] + "****" + rest[-4:] if MAINLAND_MOBILE.match(rest) else None
+    if digits.startswith("+"):
+        return None
+    if MAINLAND_MOBILE.match(digits):
+        return digits[:3] + "****" + digits[-4:]
+    if re.fullmatch(r"[1-9]\d{16}[\dXx]", digits):  # 18-digit resident ID
+        return digits[:6] + "********" + "***" + digits[-1]
+    if re.fullmatch(r"[1-9]\d{14}", digits):  # 15-digit ID (before 1999)
+        return digits[:6] + "******" + "***"
+    if re.fullmatch(r"0(?:10|2\d|[3-9]\d{2})\d{7,8}", digits):  # landline with area code
+        area = 3 if digits[1] in "12" else 4
+        return digits[:area] + "-****" + digits[-4:]
+    if re.fullmatch(r"[3-6]\d{15,18}", digits):  # bank card (UnionPay 62…, Visa 4…, Master 5…)
+        return digits[:4] + " **** **** " + digits[-4:]
+    return None
+
+
+def _mask_run(m: re.Match) -> str:
+    """Mask every number inside one run of digit groups, keeping the text between them (a date
+    next to a phone number keeps its dashes)."""
+    run = m.group(0)
+    spans = [g.span() for g in _GROUP.finditer(run)]
+    groups = [run[a:b] for a, b in spans]
+    if run.startswith("+"):
+        groups[0] = "+" + groups[0]
+        spans[0] = (0, spans[0][1])
+    out, i = [run[:spans[0][0]]], 0  # a leading "(" (dropped below if its number is masked)
+    while i < len(groups):
+        for j in range(len(groups), i, -1):  # the longest stretch of groups that is one number
+            if j - i > 1 and any(len(g.lstrip("+")) > 8 for g in groups[i:j]):
+                continue
+            masked = _classify("".join(groups[i:j]))
+            if masked is not None:
+                break
+        else:
+            masked, j = None, i + 1
+        end = spans[j][0] if j < len(spans) else len(run)  # up to the next group (its separator kept)
+        sep = run[spans[j - 1][1]:end]
+        if masked is not None and i == 0:
+            out[0] = ""
+        out.append((masked if masked is not None else run[spans[i][0]:spans[j - 1][1]]) + sep)
+        i = j
+    return "".join(out)
+
+
 def mask_text(text: str) -> str:
-    """Mask phone and ID-card numbers found anywhere in free text."""
-    text = ID_RE.sub(lambda m: m.group(1) + "********" + m.group(3)[-1:].rjust(4, "*"), text)
-    return PHONE_RE.sub(lambda m: m.group(1) + "****" + m.group(3), text)
+    """Mask mobile numbers (also +86, spaced, dashed), landlines with an area code, 15- and
+    18-digit ID numbers (also spaced) and bank-card numbers anywhere in free text; full-width
+    digits are read as digits. tests/policy/test_masking.py lists the formats."""
+    if not text:
+        return text or ""
+    return _RUN.sub(_mask_run, text.translate(_FOLD))
 
 
 # --- appended by the knowledge base slice: names of minors in free text -----------------------
@@ -99,3 +159,15 @@ def mask_minor_names(text: str, extra_names: set[str] | None = None) -> str:
 def mask_personal(text: str, extra_names: set[str] | None = None) -> str:
     """Phones, ID-card numbers and minors' names."""
     return mask_text(mask_minor_names(text, extra_names))
+
+
+_PARTY_NAME = re.compile(rf"[{_SURNAMES}][\u4e00-\u9fa5]{{1,2}}")
+
+
+def mask_party(text: str | None) -> str:
+    """A party as described by the citizen ("陈大富 13700001111", "楼上602住户王某") for people
+    who do not own the case: every name-like word and every number that reaches a person is
+    masked (陈** 137****1111). Over-masking a word is the safe mistake here."""
+    if not text:
+        return text or ""
+    return mask_text(_PARTY_NAME.sub(lambda m: mask_name(m.group(0)), text))

@@ -4,7 +4,6 @@ Used by API dependencies and by chat handlers (through the services).
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from pathlib import Path
@@ -53,15 +52,9 @@ def load_secret(data_dir: Path, configured: str) -> str:
     return p.read_text().strip()
 
 
-def make_token(secret: str, user_id: int) -> str:
-    sig = hmac.new(secret.encode(), f"user:{user_id}".encode(), hashlib.sha256).hexdigest()[:32]
-    return f"{user_id}.{sig}"
-
-
-def verify_token(secret: str, token: str) -> int | None:
-    try:
-        uid_s, _sig = token.split(".", 1)
-        uid = int(uid_s)
-    except ValueError:
-        return None
-    return uid if hmac.compare_digest(make_token(secret, uid), token) else None
+def same_bytes(a: str | bytes, b: str | bytes) -> bool:
+    """Constant-time comparison on bytes: ``hmac.compare_digest`` raises on a str with non-ASCII
+    characters, which turned a wrong key typed in Chinese into a server error."""
+    a = a.encode("utf-8") if isinstance(a, str) else a
+    b = b.encode("utf-8") if isinstance(b, str) else b
+    return hmac.compare_digest(a, b)

@@ -12,11 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import TZ
 from backend.core.deps import CurrentUser, SessionDep, require_roles
-from backend.core.errors import DomainError, Forbidden, NotFound
-from backend.core.security import within
+from backend.core.errors import DomainError, NotFound
+from backend.core.policy import Action, Facts, Kind, require
 from backend.disputes import config, routing, service, stats
 from backend.disputes.models import Dispute
 from backend.users import service as users
+from backend.users.audit import audit_read
 from backend.users.models import Role, User
 from backend.users.tree import Node
 
@@ -108,7 +109,7 @@ async def out(session: AsyncSession, d: Dispute, user: User, timeline: bool = Fa
     o = DisputeOut(
         id=d.id, number=d.number, category=d.category, category_name=config.get().category(d.category).zh,
         description=service.text_for(user, d, d.description), status=d.status, source=d.source, place_id=d.place_id, place=d.place.name,
-        unit_id=d.unit_id, unit=d.unit.name, other_party=d.other_party, phone=service.phone_for(user, d),
+        unit_id=d.unit_id, unit=d.unit.name, other_party=service.party_for(user, d), phone=service.phone_for(user, d),
         risk=d.risk, risk_reasons=d.risk_reasons or [], created_at=d.created_at, accept_due=d.accept_due,
         resolve_due=d.resolve_due, overdue=bool(d.overdue), session_at=d.session_at, session_place=d.session_place,
         outcome=d.outcome, agreement=service.text_for(user, d, d.agreement) if d.agreement else None, referral=d.referral, rating=d.rating)
@@ -161,6 +162,9 @@ async def list_(session: SessionDep, user: CurrentUser, status: Annotated[list[s
                 offset: int = Query(0, ge=0)) -> list[DisputeOut]:
     rows = await service.list_cases(session, user, status=status, mine=mine, overdue=overdue, limit=limit,
                                     offset=offset)
+    if rows:
+        await audit_read(session, user, Kind.dispute, None, channel="api", action="list",
+                         detail={"numbers": [d.number for d in rows]})
     return [await out(session, d, user) for d in rows]
 
 
@@ -171,7 +175,9 @@ async def overdue(session: SessionDep, user: Staff) -> list[DisputeOut]:
 
 @router.get("/disputes/{case_id}")
 async def detail(case_id: int, session: SessionDep, user: CurrentUser) -> DisputeOut:
-    return await out(session, await service.get_case(session, case_id, user), user, timeline=True)
+    d = await service.get_case(session, case_id, user)
+    await audit_read(session, user, Kind.dispute, d.number, channel="api")
+    return await out(session, d, user, timeline=True)
 
 
 @router.post("/disputes/{case_id}/accept")
@@ -246,8 +252,8 @@ async def dispute_stats(session: SessionDep, user: Official, jurisdiction_id: in
         scope = await users.jurisdiction(session, jurisdiction_id)
         if scope is None:
             raise NotFound("common.err_not_found")
-    if Role(user.role) != Role.admin and (scope is None or not within(user, scope)):
-        raise Forbidden("common.err_out_of_jurisdiction")
+    # no jurisdiction → no statistics at all (city-wide only by an explicit city jurisdiction)
+    require(user, Action.read, Kind.stats, Facts.of(place=scope.path if scope else "/"))
     rows = await stats.compute(session, scope, month_from=month_from, month_to=month_to)
     if format == "png":
         return Response(stats.chart_png(rows), media_type="image/png")

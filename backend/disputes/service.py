@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core import files as filestore
 from backend.core.clock import fmt_local, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
-from backend.core.masking import mask_personal, mask_phone, normalize_phone
-from backend.core.security import within
+from backend.core.masking import mask_party, mask_personal, mask_phone, normalize_phone
+from backend.core.policy import Action, Facts, Kind, may, places_inside
 from backend.core.workdays import calendar_deadline, workday_deadline
 from backend.disputes import config, risk, routing, stats
 from backend.disputes.models import OPEN_STATUSES, Dispute, DisputeCounter, DisputeEvent, Status
@@ -31,8 +31,6 @@ MAX_NOTE = 1000
 RATINGS = ("satisfied", "basic", "unsatisfied")
 REFERRALS = ("litigation", "arbitration", "administrative")
 REFERRAL_ZH = {"litigation": "诉讼", "arbitration": "仲裁", "administrative": "行政处理"}
-IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif",
-               b"RIFF": "image/webp", b"%PDF": "application/pdf"}
 JOBS = "scheduler.jobs.disputes"
 
 # ---------------------------------------------------------------- the state machine
@@ -125,14 +123,7 @@ def validate_category(code: str) -> str:
     return code
 
 
-def sniff_mime(data: bytes) -> str | None:
-    """Image or PDF by magic bytes; None for anything else."""
-    for magic, mime in IMAGE_MAGIC.items():
-        if data.startswith(magic):
-            if magic == b"RIFF" and data[8:12] != b"WEBP":
-                return None
-            return mime
-    return None
+sniff_mime = filestore.sniff_mime  # one sniffer for every upload (backend/core/files.py)
 
 
 def keep_evidence(files_dir: Path, data: bytes, *, photo: bool) -> dict:
@@ -152,6 +143,8 @@ def keep_evidence(files_dir: Path, data: bytes, *, photo: bool) -> dict:
         tmp = p.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(p)
+    else:
+        p.touch()  # in use by this draft again: the orphan sweep (scheduler/jobs/files.py) waits
     return {"sha256": sha, "mime": mime, "size": len(data)}
 
 
@@ -228,29 +221,39 @@ async def create_case(
     return d
 
 
-# ---------------------------------------------------------------- authorization
+# ---------------------------------------------------------------- authorization (backend/core/policy.py)
+def facts(d: Dispute) -> Facts:
+    """A case as the access policy sees it: its citizen, its mediator, its handling unit and place."""
+    return Facts.of(owners=d.citizen_id, staff=d.mediator_id, unit=d.unit, place=d.place)
+
+
+async def visible_numbers(session: AsyncSession, user: User) -> set[str]:
+    """Numbers of every case ``user`` may open — what /ask and citation cards may show them.
+    The same facts and the same table as :func:`can_view`, read in one query."""
+    places = await users.tree.current(session)
+    q = select(Dispute.number, Dispute.citizen_id, Dispute.mediator_id, Dispute.unit_id, Dispute.place_id)
+    inside = places_inside(user, places.nodes)
+    if inside is not None:  # only rows that could pass; may() decides
+        q = q.where(or_(Dispute.citizen_id == user.id, Dispute.mediator_id == user.id,
+                        Dispute.unit_id.in_(inside), Dispute.place_id.in_(inside)))
+    rows = await session.execute(q)
+    return {n for n, c, m, u, p in rows if may(user, Action.read, Kind.dispute, Facts.of(
+        owners=c, staff=m, unit=places.get(u), place=places.get(p)))}
+
+
 def can_view(user: User, d: Dispute) -> bool:
-    role = Role(user.role)
-    if role == Role.admin or (d.citizen_id is not None and d.citizen_id == user.id):
-        return True
-    if role == Role.mediator:
-        return within(user, d.unit) or d.mediator_id == user.id
-    if role == Role.official:
-        return within(user, d.place)
-    return False
+    return may(user, Action.read, Kind.dispute, facts(d))
 
 
 def can_handle(user: User, d: Dispute) -> bool:
-    role = Role(user.role)
-    return role == Role.admin or (role == Role.mediator and within(user, d.unit))
+    return may(user, Action.handle, Kind.dispute, facts(d))
 
 
 async def get_case(session: AsyncSession, case_id: int, user: User | None = None) -> Dispute:
+    """The case, or 404 — also when it exists but ``user`` may not see it."""
     d = await session.get(Dispute, case_id)
-    if d is None:
+    if d is None or (user is not None and not can_view(user, d)):
         raise NotFound("disputes.err_not_found")
-    if user is not None and not can_view(user, d):
-        raise Forbidden("disputes.err_not_yours")
     return d
 
 
@@ -264,9 +267,17 @@ def text_for(user: User | None, d: Dispute, text: str | None) -> str:
     and minors' names masked."""
     if text is None:
         return ""
-    if user is not None and (can_handle(user, d) or (d.citizen_id is not None and d.citizen_id == user.id)):
+    if user is not None and may(user, Action.personal, Kind.dispute, facts(d)):
         return text
     return mask_personal(text)
+
+
+def party_for(user: User | None, d: Dispute) -> str | None:
+    """The other party as this viewer may see it: names and numbers masked for people who do not
+    own the case (officials)."""
+    if d.other_party is None or (user is not None and may(user, Action.personal, Kind.dispute, facts(d))):
+        return d.other_party
+    return mask_party(d.other_party)
 
 
 def phone_for(user: User | None, d: Dispute) -> str:
@@ -654,7 +665,7 @@ async def alert_red(session: AsyncSession, d: Dispute) -> None:
     for u in targets:
         await notify(session, u, "disputes.n_red_alert", urgent=True, dedupe_key=f"d{d.id}-red-{u.id}",
                      number=d.number, place=d.place.name, category=config.get().category(d.category).zh,
-                     reasons=reasons, description=d.description[:200])
+                     reasons=reasons, description=text_for(u, d, d.description)[:200])
 
 
 # ---------------------------------------------------------------- lists

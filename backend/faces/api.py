@@ -1,5 +1,6 @@
 """Face-matching HTTP API: detect faces on a photo, search a gallery. Officers and admins only
-(citizens are refused: a face search is a search of other people's biometric data)."""
+(citizens are refused: a face search is a search of other people's biometric data); results are
+limited to the cases the officer may open (backend/core/policy.py) and every search is audited."""
 from __future__ import annotations
 
 from typing import Annotated
@@ -8,9 +9,11 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from sqlalchemy import select
 
 from backend.core.deps import SessionDep, get_ctx, require_roles
-from backend.core.errors import DomainError
+from backend.core.errors import DomainError, NotFound
+from backend.core.policy import Kind
 from backend.faces.errors import FacesNotReady
 from backend.faces.images import MAX_UPLOAD_BYTES
+from backend.users.audit import audit_read
 from backend.users.models import Role, User
 
 router = APIRouter(prefix="/api/faces", tags=["faces"])
@@ -47,24 +50,62 @@ async def detect(user: Officer, file: Annotated[UploadFile, File()], ctx=Depends
 
 
 @router.post("/search")
-async def search(user: Officer, session: SessionDep, file: Annotated[UploadFile, File()],
+async def search(user: Officer, session: SessionDep, file: Annotated[UploadFile | None, File()] = None,
                  gallery: Annotated[str, Form()] = "missing", k: Annotated[int, Form(ge=1, le=50)] = 5,
-                 choose: Annotated[int | None, Form(ge=1)] = None, ctx=Depends(get_ctx)) -> dict:
-    """Top-k persons of ``gallery`` (missing | found) with cosine scores. Several faces on the
-    photo → 422 ``multiple_faces``; pass ``choose`` (1-based, left to right)."""
+                 choose: Annotated[int | None, Form(ge=1)] = None,
+                 assist_request_id: Annotated[int | None, Form(ge=1)] = None, ctx=Depends(get_ctx)) -> dict:
+    """Top-k persons of ``gallery`` (missing | found) with cosine scores, among the cases the
+    officer may open (their jurisdiction, by the access policy): a face search never names a case
+    elsewhere. ``assist_request_id`` searches with the photo of a cross-region request (人像协作)
+    sent to this officer instead of an upload. Several faces on the photo → 422
+    ``multiple_faces``; pass ``choose`` (1-based, left to right). Every search is audited."""
     faces = _service(ctx)
-    data = await _read(file)
-    matches = await faces.asearch(gallery, data, k, choose=None if choose is None else choose - 1)
+    data = await _assist_photo(session, user, assist_request_id, ctx) if assist_request_id else None
+    if data is None:
+        if file is None:
+            raise DomainError("faces.err_no_photo")
+        data = await _read(file)
+    pool = min(max(k * 20, 100), 1000)  # search wide, then keep what the officer may see
+    matches = await faces.asearch(gallery, data, pool, choose=None if choose is None else choose - 1)
     out = [m.as_dict() for m in matches]
-    try:  # name the case behind each person id when the missing slice is installed
-        from backend.missing.models import PersonCase
+    from backend.missing.models import PersonCase
+    from backend.missing.service import can_see_case
 
-        keys = [m["person_id"] for m in out]
-        rows = {c.face_key: c for c in await session.scalars(select(PersonCase).where(PersonCase.face_key.in_(keys)))}
-        for m in out:
-            c = rows.get(m["person_id"])
-            m["case_no"] = c.case_no if c else None
-    except ImportError:  # pragma: no cover
-        pass
-    return {"gallery": gallery, "threshold": faces.threshold,
-            "candidates": [dict(m, above_threshold=m["score"] >= faces.threshold) for m in out]}
+    keys = [m["person_id"] for m in out]
+    rows = {c.face_key: c for c in await session.scalars(select(PersonCase).where(PersonCase.face_key.in_(keys)))}
+    shown = []
+    for m in out:
+        c = rows.get(m["person_id"])
+        if c is None or not can_see_case(user, c):
+            continue
+        shown.append(dict(m, case_no=c.case_no, above_threshold=m["score"] >= faces.threshold))
+        if len(shown) >= k:
+            break
+    await audit_read(session, user, Kind.missing, None, channel="faces", action="search",
+                     detail={"gallery": gallery, "assist_request": assist_request_id,
+                             "results": [m["case_no"] for m in shown]})
+    return {"gallery": gallery, "threshold": faces.threshold, "candidates": shown}
+
+
+async def _assist_photo(session, user: User, request_id: int, ctx) -> bytes:
+    """The photo of a cross-region request, for an officer it was sent to (an officer of another
+    county than the requester's) or its requester; anyone else: 404."""
+    from backend.core.files import StoredFile, blob_path
+    from backend.missing.models import AssistRequest
+    from backend.users import service as users
+
+    req = await session.get(AssistRequest, request_id)
+    if req is None:
+        raise NotFound("faces.err_no_request")
+    requester = await session.get(User, req.requester_id)
+    theirs = await users.county_of(session, requester.jurisdiction) if requester and requester.jurisdiction else None
+    mine = await users.county_of(session, user.jurisdiction) if user.jurisdiction else None
+    sent_to_me = mine is not None and (theirs is None or mine.id != theirs.id)
+    if not (req.requester_id == user.id or sent_to_me or Role(user.role) == Role.admin):
+        raise NotFound("faces.err_no_request")
+    f = await session.get(StoredFile, req.photo_id)
+    p = blob_path(ctx.settings.files_dir, f.sha256) if f else None
+    if p is None or not p.exists():
+        raise NotFound("faces.err_no_request")
+    await audit_read(session, user, Kind.assist, request_id, channel="faces", action="download")
+    return p.read_bytes()

@@ -11,7 +11,9 @@ from pydantic import BaseModel, Field
 from backend.core.deps import CurrentUser, SessionDep, get_ctx, require_roles
 from backend.core.errors import NotFound
 from backend.core.files import blob_path
+from backend.core.policy import Kind
 from backend.missing import service
+from backend.users.audit import audit_read
 from backend.users.models import Role, User
 
 router = APIRouter(prefix="/api/missing", tags=["missing"])
@@ -30,12 +32,15 @@ async def list_cases(user: CurrentUser, session: SessionDep, kind: str | None = 
 
 @router.get("/cases/{case_id}")
 async def get_case(case_id: int, user: CurrentUser, session: SessionDep) -> dict:
-    return service.case_public(user, await service.get_case(session, user, case_id))
+    case = await service.get_case(session, user, case_id)
+    await audit_read(session, user, Kind.missing, case.case_no, channel="api")
+    return service.case_public(user, case)
 
 
 @router.get("/cases/{case_id}/photos/{n}")
 async def case_photo(case_id: int, n: int, user: CurrentUser, session: SessionDep, ctx=Depends(get_ctx)):
     data, mime = await service.photo_of(session, user, case_id, n, ctx.settings.files_dir)
+    await audit_read(session, user, Kind.missing, case_id, channel="file", action="download", detail={"photo": n})
     return Response(content=data, media_type=mime, headers={"Cache-Control": "private, no-store"})
 
 
@@ -49,7 +54,10 @@ async def close_case(case_id: int, user: CurrentUser, session: SessionDep, body:
 
 @router.get("/reviews")
 async def reviews(user: Officer, session: SessionDep) -> list[dict]:
-    return [service.candidate_public(c) for c in await service.pending_reviews(session, user)]
+    rows = await service.pending_reviews(session, user)
+    await audit_read(session, user, Kind.match, None, channel="api", action="queue",
+                     detail={"candidates": [c.id for c in rows]})
+    return [service.candidate_public(c) for c in rows]
 
 
 @router.get("/reviews/{cid}/image")
@@ -58,6 +66,7 @@ async def review_image(cid: int, user: Officer, session: SessionDep, ctx=Depends
     f = await service.review_image(session, ctx.settings.files_dir, c)
     if f is None:
         raise NotFound("missing.err_photo_not_found")
+    await audit_read(session, user, Kind.match, cid, channel="file", action="download")
     return Response(content=blob_path(ctx.settings.files_dir, f.sha256).read_bytes(), media_type="image/jpeg",
                     headers={"Cache-Control": "private, no-store"})
 

@@ -27,6 +27,7 @@ from backend.core.clock import TZ, fmt_local, now, to_local
 from backend.core.errors import DomainError, Forbidden, NotFound
 from backend.core.files import StoredFile, blob_path, store_file
 from backend.core.masking import mask_phone, normalize_phone
+from backend.core.policy import Action, Facts, Kind, may, places_inside
 from backend.core.security import within
 from backend.missing.models import (
     AssistAnswer, AssistRequest, CaseEvent, MatchCandidate, PersonCase,
@@ -536,19 +537,25 @@ def require_officer(user: User) -> None:
         raise Forbidden("missing.err_officers_only")
 
 
+def facts(case: PersonCase) -> Facts:
+    """A case as the access policy sees it (backend/core/policy.py): its reporter and its place."""
+    return Facts.of(owners=case.reporter_id, place=case.jurisdiction)
+
+
+def match_facts(c: MatchCandidate) -> Facts:
+    """A face-match candidate: visible where either of its two cases lies."""
+    return Facts.of(place=[c.missing.jurisdiction, c.found.jurisdiction])
+
+
 def can_review(user: User, c: MatchCandidate) -> bool:
-    if Role(user.role) == Role.admin:
-        return True
-    return Role(user.role) == Role.officer and (within(user, c.missing.jurisdiction) or within(user, c.found.jurisdiction))
+    return may(user, Action.handle, Kind.match, match_facts(c))
 
 
 async def get_candidate(session: AsyncSession, user: User, cid: int) -> MatchCandidate:
     require_officer(user)
     c = await session.get(MatchCandidate, cid)
-    if c is None:
+    if c is None or not can_review(user, c):
         raise NotFound("missing.err_candidate_not_found")
-    if not can_review(user, c):
-        raise Forbidden("common.err_out_of_jurisdiction")
     return c
 
 
@@ -634,7 +641,9 @@ async def close_case(session: AsyncSession, user: User, case_id: int, faces, set
     case = await session.get(PersonCase, case_id)
     if case is None:
         raise NotFound("missing.err_case_not_found")
-    if not (case.reporter_id == user.id or (is_officer(user) and within(user, case.jurisdiction))):
+    if not may(user, Action.read, Kind.missing, facts(case)):
+        raise NotFound("missing.err_case_not_found")
+    if not (case.reporter_id == user.id or may(user, Action.handle, Kind.missing, facts(case))):
         raise Forbidden("common.err_forbidden")
     if case.status == CLOSED:
         raise MissingError("missing.err_already_closed", case_no=case.case_no)
@@ -657,7 +666,19 @@ def is_officer(user: User) -> bool:
 
 # ---------------------------------------------------------------- reading cases
 def can_see_case(user: User, case: PersonCase) -> bool:
-    return case.reporter_id == user.id or (is_officer(user) and within(user, case.jurisdiction))
+    return may(user, Action.read, Kind.missing, facts(case))
+
+
+async def visible_numbers(session: AsyncSession, user: User) -> set[str]:
+    """Numbers of every case ``user`` may open — what /ask and citation cards may show them.
+    The same facts and the same table as :func:`can_see_case`, read in one query."""
+    places = await users.tree.current(session)
+    q = select(PersonCase.case_no, PersonCase.reporter_id, PersonCase.jurisdiction_id)
+    inside = places_inside(user, places.nodes)
+    if inside is not None:  # only rows that could pass; may() decides
+        q = q.where(or_(PersonCase.reporter_id == user.id, PersonCase.jurisdiction_id.in_(inside)))
+    rows = await session.execute(q)
+    return {n for n, r, j in rows if may(user, Action.read, Kind.missing, Facts.of(owners=r, place=places.get(j)))}
 
 
 async def get_case(session: AsyncSession, user: User, case_id: int) -> PersonCase:
@@ -678,7 +699,7 @@ async def list_cases(session: AsyncSession, user: User, *, kind: str | None = No
     if Role(user.role) == Role.admin:
         return list(await session.scalars(q))
     if Role(user.role) == Role.officer:
-        return [c for c in await session.scalars(q) if within(user, c.jurisdiction) or c.reporter_id == user.id]
+        return [c for c in await session.scalars(q) if can_see_case(user, c)]
     return list(await session.scalars(q.where(PersonCase.reporter_id == user.id)))
 
 
@@ -772,7 +793,7 @@ async def answer_assist(session: AsyncSession, officer: User, request_id: int, c
     case = None
     if case_no:
         case = await session.scalar(select(PersonCase).where(PersonCase.case_no == case_no.strip().upper()))
-        if case is None or not (within(officer, case.jurisdiction) or case.reporter_id == officer.id):
+        if case is None or not can_see_case(officer, case):
             raise MissingError("missing.err_assist_case", case_no=case_no.strip())
     a = AssistAnswer(request_id=req.id, officer_id=officer.id, case_id=case.id if case else None, note=note)
     session.add(a)

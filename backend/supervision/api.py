@@ -14,9 +14,12 @@ from pydantic import BaseModel
 
 from backend.core.deps import CurrentUser, SessionDep, require_roles
 from backend.core.files import blob_path
+from backend.core.policy import Action as Access
+from backend.core.policy import Facts, Kind, require
 from backend.core.security import require_role
 from backend.supervision import export, metrics, service as svc
 from backend.supervision.models import SupervisionItem
+from backend.users.audit import audit_read
 from backend.users.models import Role, User
 
 router = APIRouter(prefix="/api/supervision", tags=["supervision"])
@@ -71,6 +74,7 @@ async def list_items(session: SessionDep, user: User = Depends(require_roles(*RE
 async def get_item(number: str, session: SessionDep, user: User = Depends(require_roles(*READERS))):
     item = await svc.get_by_number(session, number)
     await svc.require_view(session, user, item)
+    await audit_read(session, user, Kind.supervision, item.number, channel="api")
     d = await export.summary(session, item, mask=not svc.sees_personal_data(user))
     return ItemDetail(**_public(item), description=d["description"], agency=item.agency,
                       deputies=d["participants"], timeline=[EventPublic(**e) for e in d["events"]],
@@ -82,6 +86,8 @@ async def export_item(number: str, request: Request, session: SessionDep, user: 
                       format: Literal["md", "pdf", "docx"] = "md"):
     item = await svc.get_by_number(session, number)
     await svc.require_view(session, user, item)
+    await audit_read(session, user, Kind.supervision, item.number, channel="export", action="export",
+                     detail={"format": format})
     d = await export.summary(session, item, mask=not svc.sees_personal_data(user),
                              files_dir=request.app.state.ctx.settings.files_dir)
     data = await asyncio.to_thread(export.render, d, format)
@@ -93,7 +99,10 @@ async def export_item(number: str, request: Request, session: SessionDep, user: 
 async def stats(session: SessionDep, user: CurrentUser):
     """Figures as Taizhou reports them, for the caller's jurisdiction (officials, procurators, admins)."""
     require_role(user, Role.official, Role.procurator)
-    return await metrics.compute(session, user.jurisdiction)
+    # no jurisdiction → no figures (city-wide only for people given the city as jurisdiction)
+    require(user, Access.read, Kind.stats, Facts.of(place=user.jurisdiction.path if user.jurisdiction else "/"))
+    return await metrics.compute(session, None if Role(user.role) == Role.admin and user.jurisdiction is None
+                                 else user.jurisdiction)
 
 
 # ---------------------------------------------------------------- evidence and available actions

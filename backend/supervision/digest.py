@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import to_local
 from backend.core.i18n import gettext
+from backend.core.policy import place_scope
 from backend.notify.service import notify
 from backend.supervision import metrics, service as svc
 from backend.users.models import Role, User
@@ -59,10 +60,15 @@ async def monthly(session: AsyncSession, at) -> int:
             continue
         items = await svc.list_items(session, u, limit=50)
         lang = u.language or "zh"
+        lines = "\n".join(_line(i, lang) for i in items) or "-"
+        if place_scope(u) is None:  # no jurisdiction: their items, never city-wide figures
+            await notify(session, u, "supervision.digest_monthly_items", dedupe_key=f"sup:monthly:{month}:u{u.id}",
+                         month=month, n=len(items), lines=lines)
+            sent += 1
+            continue
         m = await metrics.compute(session, u.jurisdiction)
         await notify(session, u, "supervision.digest_monthly", dedupe_key=f"sup:monthly:{month}:u{u.id}",
-                     month=month, n=len(items), lines="\n".join(_line(i, lang) for i in items) or "-",
-                     place=m["jurisdiction"] or "台州市", **_figures(m))
+                     month=month, n=len(items), lines=lines, place=m["jurisdiction"] or "台州市", **_figures(m))
         sent += 1
     return sent
 

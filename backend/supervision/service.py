@@ -27,6 +27,8 @@ from backend.core.clock import TZ, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
 from backend.core.files import MAX_FILE_BYTES, StoredFile, attach, files_of
 from backend.core.workflow import Transition, Workflow
+from backend.core.policy import Facts, Kind, may, places_inside
+from backend.core.policy import Action as Access
 from backend.core.workdays import next_workday_on_or_after, workday_deadline
 from backend.notify.service import notify
 from backend.supervision.models import ItemCounter, ItemEvent, ItemParticipant, Suggestion, SupervisionItem
@@ -261,24 +263,45 @@ def is_supervisor(user: User, item: SupervisionItem) -> bool:
     return _role(user) == Role.admin or (is_handler(user, item) and user.title in SUPERVISOR_TITLES)
 
 
+async def facts(session: AsyncSession, item: SupervisionItem) -> Facts:
+    """An item as the access policy sees it (backend/core/policy.py): its proposer, the confirmed
+    co-signing deputies, its place, county and the procuratorate handling it."""
+    parties = await session.scalars(select(ItemParticipant.user_id).where(
+        ItemParticipant.item_id == item.id, ItemParticipant.confirmed.is_(True)))
+    return Facts.of(owners=item.proposer_id, staff=item.handler_id, parties=list(parties), place=item.jurisdiction,
+                    county=item.county, procuratorate=item.procuratorate)
+
+
 async def can_view(session: AsyncSession, user: User, item: SupervisionItem) -> bool:
-    role = _role(user)
-    if role == Role.admin:
-        return True
-    if role == Role.procurator:
-        return user.jurisdiction_id in (item.procuratorate_id, item.county_id)
-    if role == Role.official:
-        return user.jurisdiction is not None and item.jurisdiction.path.startswith(user.jurisdiction.path)
-    if role == Role.deputy:
-        return await session.scalar(select(ItemParticipant.id).where(
-            ItemParticipant.item_id == item.id, ItemParticipant.user_id == user.id,
-            ItemParticipant.confirmed.is_(True))) is not None
-    return False
+    return may(user, Access.read, Kind.supervision, await facts(session, item))
+
+
+async def visible_numbers(session: AsyncSession, user: User) -> set[str]:
+    """Numbers of every item ``user`` may open — what /ask and citation cards may show them.
+    The same facts and the same table as :func:`can_view`, read in two queries."""
+    places = await users.tree.current(session)
+    parties: dict[int, list[int]] = {}
+    for item_id, uid in await session.execute(select(ItemParticipant.item_id, ItemParticipant.user_id).where(
+            ItemParticipant.confirmed.is_(True))):
+        parties.setdefault(item_id, []).append(uid)
+    q = select(SupervisionItem.id, SupervisionItem.number, SupervisionItem.proposer_id, SupervisionItem.handler_id,
+               SupervisionItem.jurisdiction_id, SupervisionItem.county_id, SupervisionItem.procuratorate_id)
+    inside = places_inside(user, places.nodes)
+    if inside is not None:  # only rows that could pass; may() decides
+        mine = [i for i, ids in parties.items() if user.id in ids]
+        q = q.where(or_(SupervisionItem.proposer_id == user.id, SupervisionItem.handler_id == user.id,
+                        SupervisionItem.id.in_(mine), SupervisionItem.jurisdiction_id.in_(inside),
+                        SupervisionItem.county_id.in_(inside), SupervisionItem.procuratorate_id.in_(inside)))
+    rows = await session.execute(q)
+    return {n for i, n, prop, h, j, c, pr in rows if may(user, Access.read, Kind.supervision, Facts.of(
+        owners=prop, staff=h, parties=parties.get(i, ()), place=places.get(j), county=places.get(c),
+        procuratorate=places.get(pr)))}
 
 
 async def require_view(session: AsyncSession, user: User, item: SupervisionItem) -> None:
+    """404 when ``user`` may not see the item: its existence is not revealed."""
     if not await can_view(session, user, item):
-        raise Forbidden("supervision.err_forbidden")
+        raise NotFound("supervision.err_no_item")
 
 
 def sees_personal_data(user: User) -> bool:
@@ -294,8 +317,14 @@ def require_reader(user: User) -> None:
 
 
 def require_stats(user: User) -> None:
+    """Figures for officials, procurators and admins — and only for a place: staff without a
+    jurisdiction get none (never city-wide by default; the policy's stats rule)."""
+    from backend.core.policy import place_scope
+
     if _role(user) not in (Role.official, Role.admin, Role.procurator):
         raise Forbidden("supervision.err_forbidden")
+    if _role(user) != Role.admin and place_scope(user) is None:
+        raise Forbidden("common.err_out_of_jurisdiction")
 
 
 def check_file_size(size: int) -> None:
@@ -403,6 +432,8 @@ class View(StrEnum):
     md = "md"
     pdf = "pdf"
     docx = "docx"
+    follow_ok = "follow_ok"  # the proposer's answer to a request to follow (id: the request)
+    follow_no = "follow_no"
 
 
 # How a button's callback data is written is the bot layer's business: it registers a packer
@@ -657,14 +688,51 @@ async def follow(session: AsyncSession, user: User, number: str) -> SupervisionI
         ItemParticipant.item_id == item.id, ItemParticipant.user_id == user.id))
     if p is not None and p.confirmed:
         raise Conflict("supervision.err_already_following")
+    # An ordinary deputy joins with the proposer's consent (or an invitation, i.e. a pending
+    # participation); the committee's liaison and officials join at once.
+    if role == Role.deputy and user.title != "liaison" and p is None and user.id != item.proposer_id:
+        p = ItemParticipant(item_id=item.id, user_id=user.id, kind="follower", confirmed=False)
+        session.add(p)
+        await session.flush()
+        await notify(session, item.proposer_id, "supervision.follow_request", dedupe_key=f"sup:{item.id}:fr:u{user.id}",
+                     buttons=[[("supervision.btn_follow_yes", _pack_button(View.follow_ok, p.id)),
+                               ("supervision.btn_follow_no", _pack_button(View.follow_no, p.id))]]
+                     if _pack_button is not None else None,
+                     number=item.number, title=item.title, name=user.name or "-")
+        return item
     if p is None:
         p = ItemParticipant(item_id=item.id, user_id=user.id, kind="follower")
         session.add(p)
+    await _join(session, item, user, p)
+    return item
+
+
+async def decide_follow(session: AsyncSession, proposer: User, participant_id: int, yes: bool) -> SupervisionItem:
+    """The proposer agrees to (or declines) a deputy's request to follow their item."""
+    p = await session.get(ItemParticipant, participant_id)
+    item = await session.get(SupervisionItem, p.item_id) if p is not None else None
+    if item is None or item.proposer_id != proposer.id or p.kind != "follower":
+        raise NotFound("supervision.err_no_item")
+    if p.confirmed:
+        raise Conflict("supervision.err_already_following")
+    follower = await session.get(User, p.user_id)
+    if not yes:
+        await session.delete(p)
+        await notify(session, follower, "supervision.follow_declined", dedupe_key=f"sup:{item.id}:fd:p{p.id}",
+                     number=item.number)
+        return item
+    await _join(session, item, follower, p)
+    await notify(session, follower, "supervision.follow_ok", dedupe_key=f"sup:{item.id}:fa:p{p.id}",
+                 number=item.number, title=item.title)
+    return item
+
+
+async def _join(session: AsyncSession, item: SupervisionItem, user: User, p: ItemParticipant) -> None:
+    role = _role(user)
     p.confirmed, p.confirmed_at = True, now()
     ev = await record_step(session, item, "follow", user, kind=user.title or role.value)
     await tell_participants(session, item, "supervision.followed", f"{item.id}:e{ev.id}", exclude=user.id,
                             name=user.name or "-")
-    return item
 
 
 # ---------------------------------------------------------------- 检e办: handle

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from backend.core.deps import AdminUser, CurrentUser, SessionDep
 from backend.core.errors import NotFound
 from backend.core.masking import mask_phone
-from backend.users import service
-from backend.users.models import AuditLog, Role, User
+from backend.users import audit, service, tokens
+from backend.users.models import Role, User
 
 router = APIRouter(prefix="/api", tags=["users"])
 
@@ -24,12 +24,13 @@ class UserPublic(BaseModel):
     jurisdiction: str | None
     language: str
     phone: str
+    active: bool = True
 
     @classmethod
     def of(cls, u: User) -> "UserPublic":
         return cls(id=u.id, telegram_id=u.telegram_id, name=u.name, role=u.role,
                    jurisdiction=u.jurisdiction.name if u.jurisdiction else None, language=u.language,
-                   phone=mask_phone(u.phone))
+                   phone=mask_phone(u.phone), active=bool(u.active))
 
 
 class JurisdictionPublic(BaseModel):
@@ -61,12 +62,39 @@ class RoleChange(BaseModel):
     note: str | None = None
 
 
+class Actor(BaseModel):
+    key: str
+    name: str | None = None
+    role: str | None = None
+    jurisdiction: str | None = None
+
+
 class AuditPublic(BaseModel):
     at: datetime
     actor: str
+    who: Actor
     action: str
     subject: str | None
     detail: dict
+
+
+class ActiveChange(BaseModel):
+    note: str | None = None
+
+
+class TokenPublic(BaseModel):
+    id: int
+    user_id: int
+    label: str | None
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, r) -> "TokenPublic":
+        return cls(id=r.id, user_id=r.user_id, label=r.label, created_at=r.created_at, expires_at=r.expires_at,
+                   revoked_at=r.revoked_at, last_used_at=r.last_used_at)
 
 
 @router.get("/me", response_model=UserPublic)
@@ -113,7 +141,47 @@ async def change_role(user_id: int, body: RoleChange, session: SessionDep, admin
 
 
 @router.get("/admin/audit", response_model=list[AuditPublic])
-async def audit_log(session: SessionDep, admin: AdminUser, limit: int = Query(100, le=1000)):
-    rows = await session.scalars(select(AuditLog).order_by(AuditLog.id.desc()).limit(limit))
-    return [AuditPublic(at=a.at, actor=a.actor, action=a.action, subject=a.subject, detail=a.detail or {})
-            for a in rows]
+async def audit_log(session: SessionDep, admin: AdminUser,
+                    actor: str | None = Query(None, description="user:5, a user id, a name, cli or system"),
+                    action: str | None = Query(None, description='exact ("dispute.read") or a prefix ending in "."'),
+                    target: str | None = Query(None, description='the subject ("dispute:12") or a prefix ("dispute:")'),
+                    since: datetime | None = None, until: datetime | None = None,
+                    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)):
+    """Search the audit log (newest first); actors are shown with name, role and jurisdiction."""
+    rows = await audit.search(session, actor=actor, action=action, target=target, since=since, until=until,
+                              limit=limit, offset=offset)
+    people = await audit.actors(session, rows)
+    out = []
+    for a in rows:
+        d = a.detail or {}
+        now_ = people.get(a.actor, {})
+        who = Actor(key=a.actor, name=d.get("actor_name") or now_.get("name"),
+                    role=d.get("actor_role") or now_.get("role"),
+                    jurisdiction=d.get("actor_jurisdiction") or now_.get("jurisdiction"))
+        out.append(AuditPublic(at=a.at, actor=a.actor, who=who, action=a.action, subject=a.subject, detail=d))
+    return out
+
+
+@router.post("/admin/users/{user_id}/deactivate", response_model=UserPublic)
+async def deactivate(user_id: int, session: SessionDep, admin: AdminUser, body: ActiveChange | None = None):
+    u = await service.get_user(session, user_id)
+    await service.set_active(session, u, False, actor=f"user:{admin.id}", note=body.note if body else None)
+    return UserPublic.of(u)
+
+
+@router.post("/admin/users/{user_id}/reactivate", response_model=UserPublic)
+async def reactivate(user_id: int, session: SessionDep, admin: AdminUser, body: ActiveChange | None = None):
+    u = await service.get_user(session, user_id)
+    await service.set_active(session, u, True, actor=f"user:{admin.id}", note=body.note if body else None)
+    return UserPublic.of(u)
+
+
+@router.get("/admin/tokens", response_model=list[TokenPublic])
+async def list_tokens(session: SessionDep, admin: AdminUser, user_id: int | None = None):
+    owner = await service.get_user(session, user_id) if user_id is not None else None
+    return [TokenPublic.of(r) for r in await tokens.list_tokens(session, owner)]
+
+
+@router.post("/admin/tokens/{token_id}/revoke", response_model=TokenPublic)
+async def revoke_token(token_id: int, session: SessionDep, admin: AdminUser):
+    return TokenPublic.of(await tokens.revoke(session, token_id, actor=f"user:{admin.id}"))

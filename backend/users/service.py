@@ -8,7 +8,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -293,7 +293,33 @@ def normalize_code(raw: str) -> str:
     return "-".join(s[i:i + 4] for i in range(0, len(s), 4))
 
 
-async def redeem_invite(session: AsyncSession, user: User, raw_code: str) -> InviteCode:
+class TooManyAttempts(DomainError):
+    status = 429
+    code = "too_many_requests"
+
+
+JOIN_ACTIONS = ("invite.redeemed", "invite.rejected")
+
+
+async def _check_join_rate(session: AsyncSession, user: User, per_hour: int, global_per_minute: int) -> None:
+    """Invite codes are guessable only by trying: attempts are counted in the audit log (shared by
+    every replica) per person per hour and for everyone per minute."""
+    t = now()
+    mine = await session.scalar(select(func.count(AuditLog.id)).where(
+        AuditLog.action.in_(JOIN_ACTIONS), AuditLog.actor == f"user:{user.id}", AuditLog.at >= t - timedelta(hours=1)))
+    everyone = await session.scalar(select(func.count(AuditLog.id)).where(
+        AuditLog.action.in_(JOIN_ACTIONS), AuditLog.at >= t - timedelta(minutes=1)))
+    if mine >= per_hour or everyone >= global_per_minute:
+        await audit(session, f"user:{user.id}", "invite.throttled", None, mine=mine, everyone=everyone)
+        raise TooManyAttempts("users.err_join_too_many")
+
+
+async def redeem_invite(session: AsyncSession, user: User, raw_code: str, *, per_hour: int = 5,
+                        global_per_minute: int = 60) -> InviteCode:
+    """Redeem a single-use code. The code is taken by one conditional UPDATE (… WHERE used_by IS
+    NULL AND not expired): of any number of simultaneous redemptions exactly one changes the row,
+    on SQLite and PostgreSQL alike; the others are told the code was used."""
+    await _check_join_rate(session, user, per_hour, global_per_minute)
     code = normalize_code(raw_code)
     inv = await session.scalar(select(InviteCode).where(InviteCode.code == code)) if code else None
     if inv is None:
@@ -305,7 +331,13 @@ async def redeem_invite(session: AsyncSession, user: User, raw_code: str) -> Inv
     if inv.expires_at <= now():
         await audit(session, f"user:{user.id}", "invite.rejected", f"invite:{inv.id}", reason="expired")
         raise DomainError("users.err_code_expired")
-    inv.used_by, inv.used_at = user.id, now()
+    taken = await session.execute(
+        update(InviteCode).where(InviteCode.id == inv.id, InviteCode.used_by.is_(None), InviteCode.expires_at > now())
+        .values(used_by=user.id, used_at=now()).execution_options(synchronize_session=False))
+    if taken.rowcount != 1:
+        await audit(session, f"user:{user.id}", "invite.rejected", f"invite:{inv.id}", reason="used")
+        raise DomainError("users.err_code_used")
+    await session.refresh(inv, ["used_by", "used_at"])
     await audit(session, f"user:{user.id}", "invite.redeemed", f"invite:{inv.id}")
     await set_role(session, user, Role(inv.role), inv.jurisdiction, actor=f"invite:{inv.id}",
                    title=inv.title)
@@ -332,6 +364,32 @@ async def get_user(session: AsyncSession, user_id: int) -> User:
     u = await session.get(User, user_id)
     if u is None:
         raise NotFound("common.err_not_found")
+    return u
+
+
+async def set_active(session: AsyncSession, user: User, active: bool, *, actor: str,
+                     note: str | None = None) -> User:
+    """Deactivate or reactivate a person. It takes effect on their next API request (tokens are
+    checked against ``active`` every time) and their next chat message (the bot answers only
+    with a note); a change made by another process reaches a running bot's user cache within
+    ``HEHE_USER_CACHE_SECONDS``."""
+    if user.active != active:
+        user.active = active
+        await audit(session, actor, "user.reactivated" if active else "user.deactivated", f"user:{user.id}",
+                    note=note)
+    return user
+
+
+async def find_user(session: AsyncSession, ref: str | int) -> User:
+    """A person by Telegram/local id, or by ``#<user id>``."""
+    s = str(ref).strip()
+    u = None
+    if s.startswith("#") and s[1:].isdigit():
+        u = await session.get(User, int(s[1:]))
+    elif s.lstrip("-").isdigit():
+        u = await session.scalar(select(User).where(User.telegram_id == int(s)))
+    if u is None:
+        raise NotFound("users.err_no_user", ref=s)
     return u
 
 

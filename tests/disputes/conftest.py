@@ -11,6 +11,7 @@ from sqlalchemy import select
 from backend.disputes.models import Dispute
 from backend.users.models import User
 from tests.conftest import Clock
+from tests.conftest import bearer
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + bytes(range(256)) * 8
 PDF = b"%PDF-1.4\n" + b"1 0 obj\n" * 50
@@ -99,12 +100,11 @@ class Api:
             u, _ = await users.get_or_create_user(s, tg, name=f"u{tg}", channel="local")
             j = await users.find_jurisdiction(s, place) if place else None
             await users.set_role(s, u, Role(role), j, actor="test", title=title)
+        await bearer(self.ctx, u.id)
         return u
 
     def auth(self, user) -> dict:
-        from backend.core.security import make_token
-
-        return {"Authorization": f"Bearer {make_token(self.ctx.secret, user.id)}"}
+        return {"Authorization": f"Bearer {self.ctx._test_tokens[user.id]}"}
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import select
 
 from backend.app import create_app
-from backend.core.security import make_token
 from backend.missing.models import PersonCase
 from backend.users.models import User
+from tests.conftest import bearer
 from tests.missing.conftest import photo
 from tests.missing.test_missing_journey import register_found, report_missing
 
@@ -26,7 +26,7 @@ async def api(ctx):
 async def auth(ctx, telegram_id: int) -> dict:
     async with ctx.sm() as s:
         u = await s.scalar(select(User).where(User.telegram_id == telegram_id))
-    return {"Authorization": f"Bearer {make_token(ctx.secret, u.id)}"}
+    return await bearer(ctx, u.id)
 
 
 def upload(rel: str, **form):
@@ -91,7 +91,7 @@ async def test_cases_reviews_and_faces_api(chat, ctx, faces, api):
     assert img.status_code == 200 and img.headers["content-type"] == "image/jpeg"
     assert (await api.get("/api/missing/reviews", headers=hwl)).json() == []
     assert (await api.post(f"/api/missing/reviews/{cid}/confirm", headers=ha)).status_code == 403
-    assert (await api.post(f"/api/missing/reviews/{cid}/confirm", headers=hwl)).status_code == 403
+    assert (await api.post(f"/api/missing/reviews/{cid}/confirm", headers=hwl)).status_code == 404  # not revealed outside the jurisdiction
     r = await api.post(f"/api/missing/reviews/{cid}/confirm", headers=hjj, json={"note": "家属到场确认"})
     assert r.status_code == 200 and r.json()["status"] == "confirmed"
     assert (await api.post(f"/api/missing/reviews/{cid}/reject", headers=hjj)).status_code == 400

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from backend.app import create_app
-from backend.core.security import make_token
 from backend.users.models import User
+from tests.conftest import bearer
 
 
 @pytest.fixture
@@ -19,5 +19,5 @@ async def api(ctx):
         async def get(uid, path, **kw):
             async with ctx.sm() as s:
                 u = await s.scalar(select(User).where(User.telegram_id == uid))
-            return await c.get(path, headers={"Authorization": f"Bearer {make_token(ctx.secret, u.id)}"}, **kw)
+            return await c.get(path, headers=await bearer(ctx, u.id), **kw)
         yield get

@@ -40,8 +40,8 @@ async def test_items_visible_by_role_and_jurisdiction(chat, ctx, api):
         assert numbers(await api(OFFICIAL, "/api/supervision/items")) == {jj, hy}
         r = await api(CITIZEN, "/api/supervision/items")
         assert r.status_code == 403
-        assert (await api(DEPUTY, f"/api/supervision/items/{hy}")).status_code == 403
-        assert (await api(OTHER_PROC, f"/api/supervision/items/{jj}")).status_code == 403
+        assert (await api(DEPUTY, f"/api/supervision/items/{hy}")).status_code == 404
+        assert (await api(OTHER_PROC, f"/api/supervision/items/{jj}")).status_code == 404
         assert (await api(CITIZEN, f"/api/supervision/items/{jj}")).status_code == 403
         r = await api(COSIGNER, f"/api/supervision/items/{jj}")
         assert r.status_code == 200 and r.json()["timeline"][0]["what"] == "提出督办"
@@ -50,17 +50,17 @@ async def test_items_visible_by_role_and_jurisdiction(chat, ctx, api):
         assert r.status_code == 200 and r.text.startswith(f"# {jj}")
         r = await api(OFFICIAL, f"/api/supervision/items/{jj}/export", params={"format": "pdf"})
         assert r.status_code == 200 and r.content.startswith(b"%PDF")
-        assert (await api(OTHER_DEPUTY, f"/api/supervision/items/{jj}/export")).status_code == 403
+        assert (await api(OTHER_DEPUTY, f"/api/supervision/items/{jj}/export")).status_code == 404
 
 
 async def test_procurator_sees_only_own_procuratorate_in_chat(chat, ctx):
     with time_machine.travel(local(2026, 11, 3, 10, 0), tick=True):
         await people(chat)
         number = await propose(chat)
-        assert "没有权限" in texts(await chat.send(OTHER_PROC, f"/item {number}"))
+        assert "没有找到" in texts(await chat.send(OTHER_PROC, f"/item {number}"))
         assert "暂时没有" in texts(await chat.send(OTHER_PROC, "/queue"))
         assert number in texts(await chat.send(PROC, "/queue"))
-        assert "没有权限" in texts(await chat.send(OTHER_DEPUTY, f"/item {number}"))
+        assert "没有找到" in texts(await chat.send(OTHER_DEPUTY, f"/item {number}"))
         # a deputy of another county cannot join; the municipal liaison can
         assert "没有权限" in texts(await chat.send(OTHER_DEPUTY, f"/follow {number}"))
         assert "已加入" in texts(await chat.send(LIAISON, f"/follow {number}"))

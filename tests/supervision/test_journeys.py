@@ -168,7 +168,7 @@ async def test_officials_read_only_and_citizen_sees_nothing(chat, ctx):
         msgs = await chat.send(OFFICIAL, f"/item {number}")
         assert number in texts(msgs) and "受理" not in chat.buttons(OFFICIAL)
         msgs = await chat.send(CITIZEN, f"/item {number}")
-        assert "没有权限" in texts(msgs)
+        assert "没有找到" in texts(msgs)
         msgs = await chat.send(CITIZEN, "/myitems")
         assert "没有权限" in texts(msgs)
         msgs = await chat.send(CITIZEN, "/propose")
