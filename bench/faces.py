@@ -6,6 +6,8 @@
     python bench/faces.py gallery --sizes 10000,100000,1000000 --shortlist 5000,1000,2000,10000
     python bench/faces.py enrol                    # bulk enrolment throughput
     python bench/faces.py distributions            # same/different-person cosines, threshold table
+    python bench/faces.py quality                  # quality grade vs lost true matches (dev/test people)
+    python bench/faces.py erase --sizes 1000000    # erase one person: tombstone vs rewrite-at-once
 
 Photos come from tests/fixtures/faces (or HEHE_BENCH_FACES). Gallery vectors are
 synthetic (see ``face_like``): random "people" whose impostor-cosine spread matches
@@ -316,8 +318,11 @@ def bench_gallery(args, tmp: Path) -> dict:
                                       "recall_at_10": round(float(np.mean(rec)), 4),
                                       "true_match_top1": round(float(np.mean(hit)), 4),
                                       "loadavg": round(os.getloadavg()[0], 2)}
-        t = time.perf_counter()  # rewrites the vector/record files, compacts and saves the index
-        g.delete(g._persons[qi[0]])
+        # erasure: tombstone + zeroed rows (what a withdrawal does), then the background compaction
+        probes = Q[: min(len(Q), 50)]
+        r |= _measure_erase(g, g._persons[qi[0]], probes)
+        t = time.perf_counter()  # baseline, the former path: rewrite files, compact, save the index at once
+        g.delete(g._persons[qi[1]])
         r["delete_one_person_s"] = round(time.perf_counter() - t, 2)
         results[n] = r
         print(f"n={n:>9,}: append {r['append_vectors_per_s']} vec/s; numpy brute force p50 "
@@ -325,7 +330,10 @@ def bench_gallery(args, tmp: Path) -> dict:
               f"gallery exact p50 {r['gallery_exact_p50_ms']} ms")
         print(f"    index PQ{args.M}x4fs: build {r['index_build_s']} s, +{r['index_build_rss_delta_mb']} MB RSS, "
               f"file {r['index_file_mb']} MB (read {r['index_read_s']} s; whole gallery reload {r['index_reload_s']} s); vectors file {r['vectors_file_mb']} MB "
-              f"(memory-mapped, read by the re-rank); delete one person {r['delete_one_person_s']} s")
+              f"(memory-mapped, read by the re-rank)")
+        print(f"    erase one person {r['erase_one_person_s'] * 1000:.1f} ms (found again {r['erased_person_found_after']}"
+              f"x, other results changed {r['other_results_changed']}/{len(probes)}); background compaction "
+              f"{r['compact_s']} s; baseline delete at once (rewrite + compact) {r['delete_one_person_s']} s")
         for sl, e in r["per_shortlist"].items():
             print(f"    shortlist={sl:>6}: p50 {e['p50_ms']:7.2f} ms  p95 {e['p95_ms']:7.2f} ms  (scan alone {e['scan_p50_ms']} ms)"
                   f"  recall@10 {e['recall_at_10']:.4f}  true match #1 {e['true_match_top1']:.3f}  load {e['loadavg']}")
@@ -335,6 +343,69 @@ def bench_gallery(args, tmp: Path) -> dict:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
+    return results
+
+
+# ----------------------------------------------------------------------------- erasure at scale
+def _measure_erase(g, victim: str, probes, compact: bool = True) -> dict:
+    """Erase ``victim``: its time, whether it is still found, whether any other result changed
+    (the same persons and scores in the same order), then the compaction's time."""
+    before = [g.search(q, 10) for q in probes]
+    t = time.perf_counter()
+    g.erase(victim, compact_later=False)
+    r = {"erase_one_person_s": round(time.perf_counter() - t, 4)}
+    after = [g.search(q, 10) for q in probes]
+    r["erased_person_found_after"] = sum(any(p == victim for p, _ in a) for a in after)
+    changed = 0
+    for b, a in zip(before, after):
+        others = [x for x in b if x[0] != victim]
+        changed += [x for x in a if x[0] != victim][:len(others)] != others
+    r["other_results_changed"] = changed
+    if compact:
+        t = time.perf_counter()
+        g.compact()
+        r["compact_s"] = round(time.perf_counter() - t, 2)
+    return r
+
+
+def bench_erase(args, tmp: Path) -> dict:
+    """Erasing one person from a large gallery (what a withdrawal does) vs the former
+    rewrite-at-once delete, with every other search result compared before and after. Leaner
+    than ``gallery`` (no index statistics), so 1M fits a few minutes on the shared host."""
+    from backend.faces.gallery import Gallery, IndexParams
+
+    header(f"erase one person ({args.data} synthetic vectors, k=10, 20 probes, index on)")
+    results = {}
+    for n in [int(x) for x in args.sizes.split(",")]:
+        gen = FaceLike(args.data, seed=n)
+        folder = Path(tempfile.mkdtemp(prefix=f"erase{n}-", dir=tmp))
+        g = Gallery("found", folder, index_threshold=0, params=IndexParams(M=args.M)).load()
+        probes_of = []
+        t = time.perf_counter()
+        for s in range(0, n, 200_000):
+            chunk = gen.people(min(200_000, n - s))
+            probes_of.append(chunk[:20])
+            g.add_many([f"p{i}" for i in range(s, s + len(chunk))], chunk, [str(i) for i in range(s, s + len(chunk))])
+        r = {"n": n, "fill_s": round(time.perf_counter() - t, 1)}
+        r["index_build_s"] = round(g.build_index(save=True), 1)
+        Q = gen.probes(np.concatenate(probes_of)[:20])
+        r |= _measure_erase(g, g.search(Q[0], 1)[0][0], Q, compact=not args.erase_only)
+        r["compact_s"] = r.get("compact_s")
+        r["baseline_delete_at_once_s"] = None
+        if not args.erase_only:  # the former path, for comparison: rewrite, compact, save at once
+            t = time.perf_counter()
+            g.delete(g.search(Q[1], 1)[0][0])
+            r["baseline_delete_at_once_s"] = round(time.perf_counter() - t, 1)
+        r["loadavg"] = round(os.getloadavg()[0], 2)
+        results[n] = r
+        print(f"n={n:>9,}: erase one person {r['erase_one_person_s'] * 1000:.1f} ms (found again "
+              f"{r['erased_person_found_after']}x, other results changed {r['other_results_changed']}/{len(Q)}); "
+              f"background compaction {r['compact_s']} s; baseline delete at once {r['baseline_delete_at_once_s']} s "
+              f"(fill {r['fill_s']} s, index build {r['index_build_s']} s, load {r['loadavg']})")
+        g.close()
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
     return results
 
 
@@ -481,6 +552,114 @@ def bench_distributions(args, tmp: Path) -> dict:
     return r
 
 
+# ----------------------------------------------------------------------------- photo quality
+QUALITY_DEV = ("obama", "kit_harington")  # thresholds were chosen on these people only
+QUALITY_TEST = ("alex_lacamoire", "biden", "rose_leslie")  # reported, never tuned on
+
+
+def _variants(data: bytes) -> dict[str, bytes]:
+    """The original and degraded copies: Gaussian blur, whole photo scaled down (small face), JPEG q8."""
+    from PIL import Image, ImageFilter, ImageOps
+
+    im = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    out = {"original": im}
+    for r in (1, 2, 3, 4, 6, 8):
+        out[f"blur{r}"] = im.filter(ImageFilter.GaussianBlur(r))
+    for f in (2, 3, 4, 6):
+        out[f"down{f}"] = im.resize((max(1, im.width // f), max(1, im.height // f)), Image.Resampling.BILINEAR)
+    out["jpeg8"] = im
+    enc = {}
+    for k, v in out.items():
+        buf = io.BytesIO()
+        v.save(buf, "JPEG", quality=8 if k == "jpeg8" else 92)
+        enc[k] = buf.getvalue()
+    return enc
+
+
+def quality_rows(svc, people: dict[str, list[Path]]) -> list[dict]:
+    """One row per (photo, variant): its quality measures and its best score against the other
+    photos of the same person (the true match it should find)."""
+    from backend.core.errors import DomainError
+
+    ref = {(person, p.name): svc.examine(p.read_bytes()).embedding for person, ps in people.items() for p in ps}
+    rows = []
+    for person, ps in people.items():
+        for p in ps:
+            others = [v for (q, name), v in ref.items() if q == person and name != p.name]
+            for variant, data in _variants(p.read_bytes()).items():
+                row = {"person": person, "photo": p.name, "variant": variant}
+                try:
+                    e = svc.examine(data)
+                except DomainError as err:
+                    row |= {"refused": err.key}
+                    rows.append(row)
+                    continue
+                row |= e.quality.as_dict() | {"score": round(max(float(e.embedding @ v) for v in others), 3)}
+                rows.append(row)
+    return rows
+
+
+def quality_table(rows: list[dict], thresholds, match: float) -> dict:
+    """Share of lost true matches the grade catches, and share of good photos it refuses."""
+    from backend.faces.quality import POOR, Quality, Thresholds, assess  # noqa: F401
+
+    ok = [r for r in rows if "refused" not in r]
+    t = thresholds
+    poor = [r for r in ok if r["size"] < t.min_size or r["sharpness"] < t.min_sharpness
+            or r["det_score"] < t.min_det_score]
+    lost = [r for r in ok if r["score"] < match]
+    kept = [r for r in ok if r["score"] >= match]
+    caught = [r for r in lost if r in poor]
+    refused_good = [r for r in kept if r in poor]
+    return {"photos": len(rows), "not_detected": len(rows) - len(ok), "lost_matches": len(lost),
+            "lost_caught": len(caught), "share_lost_caught": round(len(caught) / len(lost), 3) if lost else None,
+            "lost_missed": len(lost) - len(caught),
+            "share_lost_accepted_silently": round((len(lost) - len(caught)) / len(ok), 3) if ok else None,
+            "good_photos": len(kept), "good_refused": len(refused_good),
+            "share_good_refused": round(len(refused_good) / len(kept), 3) if kept else None}
+
+
+def bench_quality(args, tmp: Path) -> dict:
+    import dataclasses
+
+    from backend.faces.quality import QUALITY
+    from backend.faces.service import FaceService
+
+    header("photo quality at upload: grade vs lost true matches (real photos + degraded copies)")
+    svc = FaceService(settings_for(tmp / "quality")).load()
+    match = svc.threshold
+    people = {d.name: sorted(p for p in d.iterdir() if p.is_file()) for d in sorted((FACES / "identities").iterdir())}
+    rows = {part: quality_rows(svc, {k: people[k] for k in names})
+            for part, names in (("dev", QUALITY_DEV), ("test", QUALITY_TEST))}
+    r = {"threshold_match": match, "thresholds": dataclasses.asdict(QUALITY), "sweep_dev": {}}
+    for part in ("dev", "test"):
+        r[part] = quality_table(rows[part], QUALITY, match)
+        print(f"  {part:4}: {r[part]}")
+    print("  sweep of min_sharpness on dev (size and detector score as set):")
+    for sharp in (0, 10, 15, 20, 25, 30, 40, 60, 80):
+        e = quality_table(rows["dev"], dataclasses.replace(QUALITY, min_sharpness=sharp), match)
+        r["sweep_dev"][sharp] = e
+        print(f"    min_sharpness {sharp:>3}: lost caught {e['lost_caught']}/{e['lost_matches']}  "
+              f"good refused {e['good_refused']}/{e['good_photos']}")
+    print("  sweep of min_size on dev:")
+    for size in (30, 40, 50, 60, 70, 80):
+        e = quality_table(rows["dev"], dataclasses.replace(QUALITY, min_size=size), match)
+        r["sweep_dev"][f"size{size}"] = e
+        print(f"    min_size {size:>3}: lost caught {e['lost_caught']}/{e['lost_matches']}  "
+              f"good refused {e['good_refused']}/{e['good_photos']}")
+    r["rows"] = rows
+    print("  per variant (dev + test): variant, detected, median sharpness, median size, lost, graded poor")
+    allrows = rows["dev"] + rows["test"]
+    for v in sorted({x["variant"] for x in allrows}):
+        vs = [x for x in allrows if x["variant"] == v]
+        ok = [x for x in vs if "refused" not in x]
+        poor = [x for x in ok if x["grade"] == "poor"]
+        print(f"    {v:9} {len(ok):>2}/{len(vs)}  sharp {statistics.median([x['sharpness'] for x in ok]) if ok else '-':>7}"
+              f"  size {statistics.median([x['size'] for x in ok]) if ok else '-':>5}"
+              f"  lost {sum(x['score'] < match for x in ok)}  poor {len(poor)}")
+    return r
+
+
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "_memory_child":
@@ -488,7 +667,7 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("section", nargs="?", default="all",
-                    choices=["all", "detect", "memory", "gallery", "enrol", "distributions"])
+                    choices=["all", "detect", "memory", "gallery", "enrol", "distributions", "quality", "erase"])
     ap.add_argument("--repeat", type=int, default=3, help="passes over the photos (detect, enrol)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     ap.add_argument("--sizes", default="10000,100000", help="gallery sizes, e.g. 10000,100000,1000000")
@@ -500,6 +679,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the gallery folders")
     ap.add_argument("--reuse", help="gallery folder kept by --keep: skip generation, reload the saved index")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--erase-only", action="store_true",
+                    help="erase: skip the compaction and the rewrite-at-once baseline (1M on a busy host)")
     args = ap.parse_args()
     if not (FACES / "identities").is_dir():
         sys.exit(f"test photos not found at {FACES}")

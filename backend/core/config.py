@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     face_review_threshold: float = Field(0.35, description="Cosine score from which a candidate goes to review (docs/faces.md).")
     face_index_threshold: int = Field(20000, description="Gallery size above which search uses the compressed index.")
     face_enabled: bool = Field(True, description="Load the face model at startup.")
+    # --- 灯塔工程 (missing persons): decisions and retention (docs/missing.md)
+    missing_second_confirmation: bool = Field(
+        True, description="A face match is released only after a second officer (or an admin) confirms it.")
+    missing_undo_minutes: int = Field(10, ge=0, description="Minutes a decision can be undone before anyone is told.")
+    missing_match_retention_days: int = Field(
+        7, ge=0, description="Days photos, face data and review pictures are kept after a released match.")
+    missing_assist_retention_days: int = Field(
+        30, ge=0, description="Days the photo of a cross-region help request is kept.")
 
     # --- knowledge base
     chroma_url: str | None = Field(None, description="Chroma server URL; unset = embedded PersistentClient.")

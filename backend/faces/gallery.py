@@ -26,6 +26,7 @@ Files (``<faces_dir>/<name>/``)
 ``vectors.<gen>.f32``     raw float32 rows, appended (fsync) on ``add``; memory-mapped.
 ``records.<gen>.jsonl``   one ``{"l": label, "p": person_id, "v": vector_id}`` per row.
 ``pq.<gen>.<n>.faiss``    the saved index (saved after a build, a delete, ``flush()``).
+``tomb.<gen>.txt``        labels erased since the generation was written (one per line).
 
 Index entry ``i`` is row ``i`` of the vector file. Rows appended after the last index
 save are encoded into it at load. A torn append (crash mid-write) is cut back to the
@@ -33,7 +34,12 @@ last complete row at load. Files of an older layout (``hnsw.*.bin``) are removed
 
 Deletion (biometric data)
 -------------------------
-``delete(person_id)`` writes a new generation of the vector/record files without the
+``erase(person_id)`` is the fast path (≤ 1 s at 1M rows, bench/faces.py ``gallery``): the
+person's labels are appended to ``tomb.<gen>.txt`` (fsync), their rows in the vector file are
+overwritten with zeros in place (fsync) and their codes in the in-memory index are zeroed;
+searches skip tombstoned rows from then on, so every other result is unchanged. The rows
+are dropped for good by :meth:`compact` (in a background thread when ``background_build``),
+which is what ``delete`` does at once. ``compact`` (and ``delete``) writes a new generation of the vector/record files without the
 person, removes the person's codes from the index (faiss compacts the packed codes;
 the slots past the end of the last 32-vector block, where ``remove_ids`` leaves a
 stale copy of the last code, are then overwritten with zeros), saves the index,
@@ -79,7 +85,8 @@ DIM = 512
 _ROW_BYTES = DIM * 4
 GALLERY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # hnsw.*.bin: the index files of the former HNSW version, removed at load
-_OUR_FILES = re.compile(r"^(vectors\.\d+\.f32|records\.\d+\.jsonl|pq\.\d+\.\d+\.faiss|hnsw\.\d+\.\d+\.bin|.*\.tmp)$")
+_OUR_FILES = re.compile(
+    r"^(vectors\.\d+\.f32|records\.\d+\.jsonl|tomb\.\d+\.txt|pq\.\d+\.\d+\.faiss|hnsw\.\d+\.\d+\.bin|.*\.tmp)$")
 _MIN_TRAIN = 1024  # training rows; small galleries are padded with random unit vectors
 
 
@@ -180,6 +187,10 @@ class Gallery:
         self._persons: list[str] = []
         self._vids: list[str] = []
         self._person_rows: dict[str, list[int]] = {}
+        self._dead: set[int] = set()  # tombstoned rows (erased, not yet compacted)
+
+    def _tomb_path(self, gen: int | None = None) -> Path:
+        return self.dir / f"tomb.{self._gen if gen is None else gen}.txt"
 
     def _vec_path(self, gen: int | None = None) -> Path:
         return self.dir / f"vectors.{self._gen if gen is None else gen}.f32"
@@ -216,7 +227,7 @@ class Gallery:
             self._gen = int(state.get("gen", 0))
             self._next_label = int(state.get("next_label", 0))
             index_state = state.get("index")
-            keep = {"state.json", self._vec_path().name, self._rec_path().name}
+            keep = {"state.json", self._vec_path().name, self._rec_path().name, self._tomb_path().name}
             if index_state:
                 keep.add(index_state["file"])
             for p in self.dir.iterdir():  # leftovers of an interrupted write or delete, old HNSW files
@@ -275,11 +286,30 @@ class Gallery:
         self._reindex()
         if n:
             self._next_label = max(self._next_label, int(self._labels.max()) + 1)
+        self._load_tombstones()
+
+    def _load_tombstones(self) -> None:
+        path = self._tomb_path()
+        if not path.exists():
+            return
+        gone = {int(x) for x in path.read_text(encoding="ascii").split() if x.strip().isdigit()}
+        if not gone:
+            return
+        rows = np.nonzero(np.isin(self._labels, np.fromiter(gone, dtype=np.int64)))[0].tolist()
+        self._dead = set(rows)
+        self._zero_rows(rows)  # a crash between the tombstone and the zeroing: zero them now
+        for p in {self._persons[r] for r in rows}:
+            left = [r for r in self._person_rows.get(p, []) if r not in self._dead]
+            if left:
+                self._person_rows[p] = left
+            else:
+                self._person_rows.pop(p, None)
 
     def _reindex(self) -> None:
         self._person_rows = {}
         for i, p in enumerate(self._persons):
-            self._person_rows.setdefault(p, []).append(i)
+            if i not in self._dead:
+                self._person_rows.setdefault(p, []).append(i)
 
     def _matrix(self) -> np.ndarray:
         if self._n == 0:
@@ -293,7 +323,9 @@ class Gallery:
             st, rec = self._state_path.stat(), self._rec_path().stat()
         except FileNotFoundError:
             return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size, rec.st_ino, rec.st_size)
+        tomb = self._tomb_path()
+        return (st.st_ino, st.st_mtime_ns, st.st_size, rec.st_ino, rec.st_size,
+                tomb.stat().st_size if tomb.exists() else 0)
 
     def _sync(self) -> None:
         """Load on first use; reload when another process (e.g. ``hehe faces delete``
@@ -326,9 +358,10 @@ class Gallery:
 
     # ------------------------------------------------------------------ info
     def __len__(self) -> int:
+        """Vectors that can be found (erased rows awaiting compaction do not count)."""
         with self._lock:
             self._sync()
-            return self._n
+            return self._n - len(self._dead)
 
     @property
     def uses_index(self) -> bool:
@@ -591,6 +624,14 @@ class Gallery:
     # ------------------------------------------------------------------ search
     def search(self, vec, k: int = 5) -> list[tuple[str, float]]:
         """Top ``k`` persons by their best cosine score, best first."""
+        return [(p, s) for p, s, _ in self._search(vec, k)]
+
+    def search_vectors(self, vec, k: int = 5) -> list[tuple[str, float, str]]:
+        """Like :meth:`search`, with the vector id of each person's best row (which photo matched)."""
+        with self._lock:
+            return [(p, s, self._vids[r]) for p, s, r in self._search(vec, k)]
+
+    def _search(self, vec, k: int) -> list[tuple[str, float, int]]:
         q = normalize_rows(vec)[0]
         if k <= 0:
             return []
@@ -613,20 +654,26 @@ class Gallery:
         q = normalize_rows(vec)[0]
         with self._lock:
             self._sync()
-            return self._search_exact(q, k) if self._n and k > 0 else []
+            return [(p, s) for p, s, _ in self._search_exact(q, k)] if self._n and k > 0 else []
 
-    def _best_per_person(self, rows, scores, k: int) -> list[tuple[str, float]]:
-        out: dict[str, float] = {}
+    def _best_per_person(self, rows, scores, k: int) -> list[tuple[str, float, int]]:
+        out: dict[str, tuple[str, float, int]] = {}
+        dead = self._dead
         for r, s in zip(rows, scores):
-            p = self._persons[int(r)]
+            r = int(r)
+            if dead and r in dead:
+                continue
+            p = self._persons[r]
             if p not in out:
-                out[p] = float(s)
+                out[p] = (p, float(s), r)
                 if len(out) == k:
                     break
-        return list(out.items())
+        return list(out.values())
 
-    def _search_exact(self, q: np.ndarray, k: int) -> list[tuple[str, float]]:
-        scores = np.asarray(self._matrix() @ q)
+    def _search_exact(self, q: np.ndarray, k: int) -> list[tuple[str, float, int]]:
+        scores = np.array(self._matrix() @ q)
+        if self._dead:
+            scores[np.fromiter(self._dead, dtype=np.int64)] = -np.inf
         n = self._n
         m = min(n, max(4 * k, 32))
         while True:
@@ -638,7 +685,7 @@ class Gallery:
                 return res
             m = min(n, m * 4)
 
-    def _search_index(self, q: np.ndarray, k: int) -> list[tuple[str, float]]:
+    def _search_index(self, q: np.ndarray, k: int) -> list[tuple[str, float, int]]:
         """Approximate scores of every row from the codes; the best ``shortlist`` re-scored exactly."""
         faiss = _faiss()
         n = self._n
@@ -660,15 +707,79 @@ class Gallery:
 
     # ------------------------------------------------------------------ delete
     def delete(self, person_id: str) -> int:
-        """Remove every vector of ``person_id`` from memory, the index and the disk.
+        """Remove every vector of ``person_id`` from memory, the index and the disk, and
+        compact the files at once. Returns how many vectors were removed (0 if not enrolled)."""
+        with self._exclusive():
+            n = self.erase(person_id, compact_later=False)
+            self.compact()
+            return n
 
-        Returns how many vectors were removed (0 if the person was not enrolled).
-        """
+    def erase(self, person_id: str, *, compact_later: bool = True) -> int:
+        """Erase ``person_id`` now (tombstone, zeroed rows and codes); the files are compacted
+        later (a background thread when ``background_build``, else the next :meth:`compact`)."""
         with self._exclusive():
             self._sync()
-            rows = self._person_rows.get(person_id)
+            rows = self._person_rows.pop(person_id, None)
             if not rows:
                 return 0
+            labels = self._labels[rows].tolist()
+            with open(self._tomb_path(), "a", encoding="ascii") as fh:
+                fh.write("".join(f"{lb}\n" for lb in labels))
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._dead.update(rows)
+            self._zero_rows(rows)
+            if self._index is not None:
+                faiss = _faiss()
+                packer = self._index.get_CodePacker()
+                zero = np.zeros(self._index.code_size, dtype=np.uint8)
+                for r in rows:
+                    if r < self._index.ntotal:
+                        packer.pack_1_c(faiss.swig_ptr(zero), int(r), self._index.codes.get())
+                self._index_dirty = True
+            log.info("gallery %s: erased %d vectors of one person (compaction pending)", self.name, len(rows))
+        if compact_later and self.background_build:
+            self._start_background_compaction()
+        return len(rows)
+
+    def _zero_rows(self, rows) -> None:
+        if not rows:
+            return
+        zero = bytes(_ROW_BYTES)
+        fd = os.open(self._vec_path(), os.O_WRONLY)
+        try:
+            for r in sorted(rows):
+                os.pwrite(fd, zero, int(r) * _ROW_BYTES)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _start_background_compaction(self) -> None:
+        t = getattr(self, "_compact_thread", None)
+        if t is not None and t.is_alive():
+            return  # the running one picks up what was erased before it took the lock
+
+        def run():
+            try:
+                self.compact()
+            except Exception:  # pragma: no cover - logged; the tombstones keep searches right
+                log.exception("gallery %s: compaction failed; tombstones stay in force", self.name)
+
+        self._compact_thread = threading.Thread(target=run, name=f"compact-{self.name}", daemon=True)
+        self._compact_thread.start()
+
+    def wait_for_compaction(self, timeout: float | None = None) -> None:
+        t = getattr(self, "_compact_thread", None)
+        if t is not None:
+            t.join(timeout)
+
+    def compact(self) -> int:
+        """Write a new generation without the erased rows; returns how many rows were dropped."""
+        with self._exclusive():
+            self._sync()
+            if not self._dead:
+                return 0
+            rows = sorted(self._dead)
             keep = np.ones(self._n, dtype=bool)
             keep[rows] = False
             mat = self._matrix()
@@ -691,7 +802,7 @@ class Gallery:
                 fh.flush()
                 os.fsync(fh.fileno())
 
-            old_files = [self._vec_path(), self._rec_path()]
+            old_files = [self._vec_path(), self._rec_path(), self._tomb_path()]
             if self._index_file:
                 old_files.append(self.dir / self._index_file)
             del mat
@@ -699,6 +810,7 @@ class Gallery:
             self._gen = new_gen
             self._labels, self._persons, self._vids = labels, persons, vids
             self._n = len(labels)
+            self._dead = set()
             self._reindex()
 
             if self._index is not None:
@@ -716,5 +828,5 @@ class Gallery:
                 if self.dir / (self._index_file or "") != p:
                     p.unlink(missing_ok=True)
             _fsync_dir(self.dir)
-            log.info("gallery %s: deleted %d vectors of one person", self.name, len(rows))
+            log.info("gallery %s: compacted, %d erased vectors dropped", self.name, len(rows))
             return len(rows)

@@ -42,10 +42,25 @@ from backend.core.errors import DomainError
 from backend.faces.errors import FacesNotReady, UnknownGallery
 from backend.faces.gallery import Gallery, IndexParams
 from backend.faces.images import MAX_SIDE, PreparedImage, load_image
+from backend.faces.quality import Quality, assess
 
 log = logging.getLogger(__name__)
 
 GALLERIES = ("missing", "found")
+
+
+@dataclass(frozen=True)
+class Examined:
+    """The face chosen on a photo: its embedding, where it is, and how good it is."""
+
+    embedding: np.ndarray
+    box: tuple[float, float, float, float]  # in the pixels of the decoded photo, turned by ``rotation``
+    rotation: int  # degrees clockwise applied after EXIF (the orientation fallback)
+    quality: Quality
+
+    def placement(self) -> dict:
+        """What a case keeps about the photo (no biometric template): box, turn and grade."""
+        return {"box": [round(v, 1) for v in self.box], "rot": self.rotation, **self.quality.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -164,6 +179,16 @@ class FaceService:
         return select_enrolment_face(faces, choose, image=img.bgr, min_px=self.min_face_px,
                                      min_score=self.min_det_score)
 
+    def examine(self, data: bytes, choose: int | None = None) -> Examined:
+        """Like :meth:`embed_for_enrolment`, plus the face's box and quality grade."""
+        img, faces = self.analyze(data)
+        face = select_enrolment_face(faces, choose, image=img.bgr, min_px=self.min_face_px,
+                                     min_score=self.min_det_score)
+        return Examined(face.embedding, face.box, img.rotation, assess(img.bgr, face))
+
+    async def aexamine(self, data: bytes, choose: int | None = None) -> Examined:
+        return await self.engine.run(self.examine, data, choose)
+
     def embed_for_enrolment(self, data: bytes, choose: int | None = None) -> np.ndarray:
         """The 512-d unit embedding of the photo's one usable face.
 
@@ -217,6 +242,17 @@ class FaceService:
         if min_score is not None:
             res = [m for m in res if m.score >= min_score]
         return res
+
+    def search_vector_photos(self, gallery: str, vec, k: int = 5, *,
+                             min_score: float | None = None) -> list[tuple[Match, str]]:
+        """Like :meth:`search_vector`, with the vector id of the row that matched best."""
+        res = [(Match(p, s), v) for p, s, v in self.gallery(gallery).search_vectors(vec, k)]
+        return [r for r in res if min_score is None or r[0].score >= min_score]
+
+    def erase(self, person_id: str, galleries: tuple[str, ...] = GALLERIES) -> int:
+        """Erase a person at once (searches never return them again, their rows are zeroed on
+        disk); the gallery files are compacted in the background. Works without the model."""
+        return sum(self.gallery(name).erase(person_id) for name in galleries)
 
     def delete(self, person_id: str, galleries: tuple[str, ...] = GALLERIES) -> int:
         """Erase a person's face vectors from every gallery (memory, index, disk).

@@ -22,6 +22,10 @@ Officer = Annotated[User, Depends(require_roles(Role.officer))]
 
 class Decision(BaseModel):
     note: str | None = Field(None, max_length=500)
+    # confirm: the points the officer checked (service.CHECKLIST; the face at least); None = all
+    checklist: list[str] | None = Field(None, max_length=5)
+    # reject: one of workflow.REJECT_REASONS (default "other", which needs a note in chat)
+    reason: str | None = Field(None, max_length=24)
 
 
 @router.get("/cases")
@@ -73,9 +77,43 @@ async def review_image(cid: int, user: Officer, session: SessionDep, ctx=Depends
 
 @router.post("/reviews/{cid}/confirm")
 async def confirm(cid: int, user: Officer, session: SessionDep, body: Decision | None = None) -> dict:
-    return service.candidate_public(await service.confirm(session, user, cid, body.note if body else None))
+    return service.candidate_public(await service.confirm(session, user, cid, body.note if body else None,
+                                                          checklist=body.checklist if body else None))
 
 
 @router.post("/reviews/{cid}/reject")
 async def reject(cid: int, user: Officer, session: SessionDep, body: Decision | None = None) -> dict:
-    return service.candidate_public(await service.reject(session, user, cid, body.note if body else None))
+    return service.candidate_public(await service.reject(session, user, cid, body.note if body else None,
+                                                         reason=body.reason if body else None))
+
+
+# ---- added for the two-step review, evidence and help requests (issue #17)
+@router.post("/reviews/{cid}/second")
+async def second_confirm(cid: int, user: Officer, session: SessionDep, body: Decision | None = None) -> dict:
+    """Step two of a confirmation: another officer of the place, or an admin."""
+    return service.candidate_public(await service.second_confirm(session, user, cid, body.note if body else None))
+
+
+@router.post("/reviews/{cid}/undo")
+async def undo_decision(cid: int, user: Officer, session: SessionDep) -> dict:
+    """Take a decision back while its undo window is open (nobody has been told yet)."""
+    return service.candidate_public(await service.undo(session, user, cid))
+
+
+@router.get("/reviews/{cid}/evidence")
+async def review_evidence(cid: int, user: Officer, session: SessionDep, ctx=Depends(get_ctx)) -> dict:
+    """What the officer decides on: the matched photo of each side (face box, quality), every
+    photo of both cases, the flags, and the actions this officer may take now."""
+    return await service.review_evidence(session, user, cid, ctx.settings.files_dir)
+
+
+@router.get("/cases/{case_id}/timeline")
+async def case_timeline(case_id: int, user: CurrentUser, session: SessionDep) -> list[dict]:
+    return [{"at": e.at.isoformat(), "actor": e.actor, "from": e.from_status, "to": e.to_status, "note": e.note}
+            for e in await service.timeline(session, user, case_id)]
+
+
+@router.get("/assist")
+async def assist_requests(user: Officer, session: SessionDep) -> list[dict]:
+    """The officer's cross-region help requests, with status, target and answers."""
+    return await service.my_assist_requests(session, user)

@@ -36,6 +36,13 @@ class PersonCase(Base):
     health: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(20))  # normalized; shown masked to non-entitled
     photo_ids: Mapped[list] = mapped_column(JSON, default=list)  # StoredFile ids
+    # per photo (same order): {"box": [x1,y1,x2,y2], "rot": deg, "grade": good|fair|poor, "reasons": [...]}
+    # of the face that was enrolled, in the pixels of the decoded (EXIF-turned) photo
+    photo_faces: Mapped[list] = mapped_column(JSON, default=list)
+    features: Mapped[str | None] = mapped_column(Text)  # found persons: marks, glasses, speech …
+    notes: Mapped[str | None] = mapped_column(Text)  # found persons: anything else the officer saw
+    # The wizard's draft this case came from: a double tap on 提交 creates one case, not two.
+    draft_key: Mapped[str | None] = mapped_column(String(40), unique=True)
     # none | enrolled | pending (face service was unavailable) | unusable | scheduled | deleted
     face_state: Mapped[str] = mapped_column(String(16), default="none")
     face_delete_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -77,6 +84,14 @@ class MatchCandidate(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    # which photo of each case matched (index into photo_ids / photo_faces)
+    missing_photo: Mapped[int] = mapped_column(Integer, default=0)
+    found_photo: Mapped[int] = mapped_column(Integer, default=0)
+    checklist: Mapped[list] = mapped_column(JSON, default=list)  # items the first officer ticked
+    first_reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # step one of two
+    reason: Mapped[str | None] = mapped_column(String(24))  # reject reason code (missing.reason_<code>)
+    # confirmed: the family is told at this moment; until then the decision can be undone
+    release_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     missing: Mapped[PersonCase] = relationship(foreign_keys=[missing_id], lazy="selectin")
     found: Mapped[PersonCase] = relationship(foreign_keys=[found_id], lazy="selectin")
@@ -90,10 +105,24 @@ class AssistRequest(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     requester_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     jurisdiction_id: Mapped[int | None] = mapped_column(ForeignKey("jurisdictions.id"))
-    photo_id: Mapped[int] = mapped_column(ForeignKey("stored_files.id"))
+    photo_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))  # None: past retention
     note: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="open")
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | answered | expired
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    # the county asked (None: every other county), the face chosen on the photo, a marked copy
+    target_id: Mapped[int | None] = mapped_column(ForeignKey("jurisdictions.id"))
+    face_box: Mapped[list | None] = mapped_column(JSON)
+    marked_photo_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id"))
+
+
+class CaseCounter(Base):
+    """The last case number handed out per prefix (kind, county, day): one atomic upsert per case,
+    so concurrent reports get distinct numbers (``count + 1`` collided)."""
+
+    __tablename__ = "missing_counters"
+
+    prefix: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class AssistAnswer(Base):

@@ -43,7 +43,9 @@ async def get_or_create_user(
     if user is None:
         user = await session.scalar(select(User).where(User.telegram_id == telegram_id))
     if user is not None:
-        if name and user.name != name:
+        # A channel that does not know the person's name (the offline channel after a restart)
+        # sends the placeholder 用户<id>: it never replaces a name the person gave.
+        if name and user.name != name and not (user.name and name == f"用户{telegram_id}"):
             user.name = name
         return user, False
     user = User(

@@ -1,8 +1,12 @@
-"""灯塔工程 jobs: delete face vectors when their time has come.
+"""灯塔工程 jobs, as due-date sweeps (``scheduler/sweep.py``): nothing is written to the job
+store per case, so nothing is lost when the process dies, and whatever fell due while Hehe was
+down is handled by the first sweep at start-up.
 
-``delete_faces`` is scheduled per case (``missing-faces-<id>``) when a match is confirmed;
-the daily sweep catches any case whose deletion date passed while no job existed
-(e.g. scheduled while the app ran without a scheduler).
+* ``sweep``: photos, crops, review cards and face vectors of released matches whose retention
+  (``missing_match_retention_days``) has passed; photos of help requests past
+  ``missing_assist_retention_days``. Rows are claimed (``FOR UPDATE SKIP LOCKED`` on
+  PostgreSQL), each handled in its own transaction, errors caught per row.
+* ``enrol_pending``: cases saved while the face model was unavailable are matched once it is back.
 """
 from __future__ import annotations
 
@@ -10,46 +14,50 @@ import logging
 
 from sqlalchemy import select
 
-from backend.core.clock import now
 from backend.core.db import session_scope
 from scheduler.runtime import get_context
+from scheduler.sweep import claim, register_sweep
 
 log = logging.getLogger("hehe.missing")
 
 
-async def delete_faces(case_id: int) -> None:
+async def sweep() -> int:
     from backend.missing import service
-    from backend.missing.models import PersonCase
 
     ctx = get_context()
-    async with session_scope(ctx.sm) as s:
-        case = await s.get(PersonCase, case_id)
-        # re-check: already deleted (closed meanwhile), or the deletion was rescheduled later
-        if case is None or case.face_state != "scheduled":
-            return
-        if case.face_delete_at and case.face_delete_at > now():
-            return
-        n = await service.delete_faces_now(s, case, ctx.faces if ctx.faces is not None else ctx.settings,
-                                           actor="system")
-    log.info("face data of missing case %s deleted (%d vectors)", case_id, n)
+    done = 0
+    cases_due, requests_due = service.retention_due(ctx.settings)
+    for stmt, act in ((cases_due, _erase), (requests_due, _expire)):
+        entity = stmt.column_descriptions[0]["entity"]
+        async with ctx.sm() as s:
+            ids = [row.id for row in await s.scalars(stmt)]
+        for item_id in ids:
+            try:
+                async with session_scope(ctx.sm) as s:
+                    # claimed again inside the transaction: another replica may have taken it
+                    row = await s.scalar(claim(s, stmt.where(entity.id == item_id)))
+                    if row is not None:
+                        await act(s, ctx, row)
+                        done += 1
+            except Exception:  # noqa: BLE001 - one bad row must not stop the rest
+                log.exception("missing retention: %s %s failed", entity.__name__, item_id)
+    return done
 
 
-async def sweep_face_deletions() -> None:
-    from backend.missing.models import PersonCase
+async def _erase(session, ctx, case) -> None:
+    from backend.missing import service
 
-    ctx = get_context()
-    async with ctx.sm() as s:
-        due = list(await s.scalars(select(PersonCase.id).where(
-            PersonCase.face_state == "scheduled", PersonCase.face_delete_at <= now())))
-    for case_id in due:
-        try:
-            await delete_faces(case_id)
-        except Exception:  # noqa: BLE001 - one bad case must not stop the rest
-            log.exception("deleting face data of case %s failed", case_id)
+    n = await service.erase_case_data(session, case, ctx.faces, ctx.settings, actor="system")
+    log.info("face data and photos of missing case %s deleted (%d vectors)", case.id, n)
+
+
+async def _expire(session, ctx, req) -> None:
+    from backend.missing import service
+
+    await service.expire_assist(session, req, ctx.settings)
 
 
 async def enrol_pending() -> None:
-    """Cases saved while the face model was unavailable are matched once it is back."""
     from backend.missing import service
     from backend.missing.models import PersonCase
 
@@ -71,7 +79,5 @@ async def enrol_pending() -> None:
 
 
 def register(scheduler) -> None:
-    scheduler.add_job("scheduler.jobs.missing:enrol_pending", "interval", minutes=10,
-                      id="missing-enrol-pending", replace_existing=True)
-    scheduler.add_job("scheduler.jobs.missing:sweep_face_deletions", "cron", hour=3, minute=30,
-                      id="missing-face-sweep", replace_existing=True)
+    register_sweep(scheduler, "scheduler.jobs.missing:sweep", job_id="missing-sweep", seconds=300)
+    register_sweep(scheduler, "scheduler.jobs.missing:enrol_pending", job_id="missing-enrol-pending", seconds=600)

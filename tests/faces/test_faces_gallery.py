@@ -427,3 +427,36 @@ def test_cli_delete_in_another_process_reaches_the_running_service(make_service,
     assert r.returncode == 0, r.stderr
     assert "Deleted 1" in r.stdout
     assert all(m.person_id != "biden" for m in svc.search_vector("missing", probe, k=10))
+
+
+@pytest.mark.parametrize("threshold", [10_000, 100], ids=["exact", "index"])
+def test_erase_is_immediate_leaves_other_results_unchanged_and_survives_a_restart(tmp_path, threshold):
+    """Erasure (a withdrawal) must not wait for a file rewrite: the person is gone from search
+    at once, their rows are zeros on disk at once, every other result is unchanged, a restart
+    (another process) keeps them gone, and the compaction later drops the rows for good."""
+    centers, vecs, persons = _clustered(300, 2)
+    g = Gallery("found", tmp_path, index_threshold=threshold, params=IndexParams(shortlist=64)).load()
+    g.add_many(persons, vecs)
+    if threshold == 100:
+        g.build_index()
+    probes = [centers[i] for i in range(0, 300, 7)]
+    before = [g.search(q, 10) for q in probes]
+    rows = list(g._person_rows["p7"])
+    assert g.erase("p7", compact_later=False) == 2
+    assert "p7" not in g and len(g) == 598
+    assert all(p != "p7" for q in probes for p, _ in g.search(q, 20))
+    for b, q in zip(before, probes):
+        others = [x for x in b if x[0] != "p7"]
+        assert g.search(q, 10)[:len(others)] == others
+    raw = np.fromfile(tmp_path / "found" / "vectors.0.f32", dtype=np.float32).reshape(-1, DIM)
+    assert len(raw) == 600 and not raw[rows].any() and raw[rows[0] + 2].any()
+    if threshold == 100:  # the person's codes in the live index are zeroed too
+        codes = g._index.sa_encode(normalize_rows(vecs[rows]))
+        assert not any(_holds_code(index_slots(g._index), c) for c in codes)
+
+    again = Gallery("found", tmp_path, index_threshold=threshold, params=IndexParams(shortlist=64)).load()
+    assert "p7" not in again and all(p != "p7" for p, _ in again.search(centers[7], 20))
+    assert again.compact() == 2 and len(again) == 598
+    assert not (tmp_path / "found" / "tomb.1.txt").exists()
+    assert again.search(centers[8], 1)[0][0] == "p8" and all(p != "p7" for p, _ in again.search(centers[7], 20))
+    assert g.search(centers[9], 1)[0][0] == "p9"  # the first instance follows the compaction on disk

@@ -56,3 +56,16 @@ async def run_due_jobs(ctx, at: datetime, *, until=None, timeout: float = 5.0) -
         while until is not None and not await until() and loop.time() < end:
             await asyncio.sleep(0.05)
         await ctx.flush()
+
+
+@pytest.fixture
+async def api(ctx):
+    """The REST API on the chat tests' running context (no second lifespan)."""
+    import httpx
+
+    from backend.app import create_app
+
+    app = create_app(ctx.settings)
+    app.state.ctx = ctx
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hehe.test") as c:
+        yield c

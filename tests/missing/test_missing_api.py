@@ -1,8 +1,6 @@
 """REST API of 灯塔工程 and the faces API: who may see what."""
 from __future__ import annotations
 
-import httpx
-import pytest
 from sqlalchemy import select
 
 from backend.app import create_app
@@ -12,15 +10,7 @@ from tests.conftest import bearer
 from tests.missing.conftest import photo
 from tests.missing.test_missing_journey import register_found, report_missing
 
-A, B, JJ, WL = 5501, 5502, 5601, 5602
-
-
-@pytest.fixture
-async def api(ctx):
-    app = create_app(ctx.settings)
-    app.state.ctx = ctx  # the running context of the chat tests (no second lifespan)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hehe.test") as c:
-        yield c
+A, B, JJ, WL, JJ2 = 5501, 5502, 5601, 5602, 5603
 
 
 async def auth(ctx, telegram_id: int) -> dict:
@@ -91,8 +81,20 @@ async def test_cases_reviews_and_faces_api(chat, ctx, faces, api):
     assert img.status_code == 200 and img.headers["content-type"] == "image/jpeg"
     assert (await api.get("/api/missing/reviews", headers=hwl)).json() == []
     assert (await api.post(f"/api/missing/reviews/{cid}/confirm", headers=ha)).status_code == 403
-    assert (await api.post(f"/api/missing/reviews/{cid}/confirm", headers=hwl)).status_code == 404  # not revealed outside the jurisdiction
+    assert (await api.post(f"/api/missing/reviews/{cid}/confirm", headers=hwl)).status_code == 404
+    ev = (await api.get(f"/api/missing/reviews/{cid}/evidence", headers=hjj)).json()
+    assert ev["missing"]["matched_photo"] == 0 and ev["missing"]["photos"][0]["face"]["box"]
+    assert ev["actions"] == ["confirm", "reject"]
+    assert (await api.get(f"/api/missing/reviews/{cid}/evidence", headers=hwl)).status_code == 404
+    r = await api.post(f"/api/missing/reviews/{cid}/confirm", headers=hjj,
+                       json={"note": "家属到场确认", "checklist": ["age"]})
+    assert r.status_code == 400  # the face must be checked
     r = await api.post(f"/api/missing/reviews/{cid}/confirm", headers=hjj, json={"note": "家属到场确认"})
+    assert r.status_code == 200 and r.json()["status"] == "checked"
+    # the same officer cannot give the second confirmation; another officer of the place can
+    assert (await api.post(f"/api/missing/reviews/{cid}/second", headers=hjj)).status_code == 403
+    await chat.as_role(JJ2, "officer", "椒江区")
+    r = await api.post(f"/api/missing/reviews/{cid}/second", headers=await auth(ctx, JJ2))
     assert r.status_code == 200 and r.json()["status"] == "confirmed"
     assert (await api.post(f"/api/missing/reviews/{cid}/reject", headers=hjj)).status_code == 400
     mine = (await api.get(f"/api/missing/cases/{case.id}", headers=ha)).json()

@@ -22,7 +22,9 @@ async def test_cross_region_request_and_answers(chat, ctx, faces):
                                                                county="温岭市"))
 
     await chat.send(JJ, "/missing_assist")
-    assert "补充说明" in texts(await chat.photo(JJ, photo("identities/kit_harington/2.jpg")))
+    msgs = await chat.photo(JJ, photo("identities/kit_harington/2.jpg"))
+    assert "哪个区县" in texts(msgs) and "椒江区" not in chat.buttons(JJ)  # not the own county
+    assert "补充说明" in texts(await chat.press(JJ, "全部其他区县"))
     sent = texts(await chat.send(JJ, "椒江火车站发现一名男子，自称记不清家在哪里"))
     assert "2 位民警" in sent
 
@@ -52,3 +54,82 @@ async def test_cross_region_request_and_answers(chat, ctx, faces):
     assert m.inline == []
     await chat.ch.press_callback(HY, m, AssistCb(action="none", id=answers[0].request_id).pack())
     assert "已经回复过" in [x for x in chat.ch.out[HY] if x.toast][-1].text
+
+
+async def test_help_request_targets_one_county_marks_the_face_and_is_listed(chat, ctx, faces):
+    await chat.as_role(JJ, "officer", "椒江区")
+    await chat.as_role(WL, "officer", "温岭市")
+    await chat.as_role(HY, "officer", "黄岩区")
+    await chat.send(JJ, "/missing_assist")
+    await chat.photo(JJ, photo("groups/kit_with_rose.jpg"))
+    assert chat.buttons(JJ) == ["1", "2"]
+    await chat.press(JJ, "1")
+    await chat.press(JJ, "黄岩区")
+    assert "1 位民警" in texts(await chat.press(JJ, "跳过"))
+    assert not any("协作请求" in m.text for m in chat.inbox(WL))  # another county: not asked
+    got = next(m for m in chat.inbox(HY) if "协作请求" in m.text)
+    assert "红框" in got.text
+    # the helper receives the chosen face large, beside the photo with that face boxed in red
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from backend.missing import evidence
+
+    card = Image.open(io.BytesIO(ctx.channel.get_file(got.photo).data)).convert("RGB")
+    y = evidence.BAR + evidence.GAP // 2
+    crop = card.crop((evidence.GAP, y, evidence.GAP + evidence.CROP, y + evidence.CROP))
+    buf = io.BytesIO()
+    crop.save(buf, "JPEG")
+    group = photo("groups/kit_with_rose.jpg").read_bytes()
+    chosen, other = (faces.examine(group, i).embedding for i in (0, 1))
+    shown = faces.usable_faces(buf.getvalue())
+    assert len(shown) == 1 and shown[0].size >= 120  # the chosen face, large, and not the other person
+    assert float(shown[0].embedding @ chosen) >= 0.5 > float(shown[0].embedding @ other)
+    x = 2 * evidence.GAP + evidence.CROP
+    thumb = np.asarray(card.crop((x, y, x + evidence.CROP, y + evidence.CROP))).astype(int)
+    red = (thumb[..., 0] > 170) & (thumb[..., 1] < 90) & (thumb[..., 2] < 90)
+    assert 0.0 < red.mean() < 0.08  # one box, on the chosen face only
+    from backend.missing.models import AssistRequest
+
+    async with ctx.sm() as s:
+        req = await s.scalar(select(AssistRequest))
+    assert req.face_box is not None
+
+    await chat.press(HY, "未发现")
+    listing = texts(await chat.send(JJ, "/missing_requests"))
+    assert f"#{req.id}" in listing and "已有回复" in listing and "黄岩区" in listing and "未发现" in listing
+
+
+async def test_help_request_photos_are_deleted_after_their_retention(chat, ctx, faces):
+    from datetime import timedelta
+
+    from backend.core.files import StoredFile, blob_path
+    from backend.missing.models import AssistRequest
+    from tests.missing.conftest import DAYTIME, run_due_jobs
+
+    await chat.as_role(JJ, "officer", "椒江区")
+    await chat.as_role(HY, "officer", "黄岩区")
+    await chat.send(JJ, "/missing_assist")
+    await chat.photo(JJ, photo("identities/biden/1.jpg"))
+    await chat.press(JJ, "全部其他区县")
+    await chat.press(JJ, "跳过")
+    await chat.press(HY, "未发现")
+    async with ctx.sm() as s:
+        files = list(await s.scalars(select(StoredFile).where(StoredFile.owner_kind == "missing_assist")))
+    assert len(files) == 2 and all(blob_path(ctx.settings.files_dir, f.sha256).exists() for f in files)
+
+    async def expired():
+        async with ctx.sm() as s:
+            return (await s.scalar(select(AssistRequest))).status == "expired"
+
+    await run_due_jobs(ctx, DAYTIME + timedelta(days=29), until=expired, timeout=1)
+    assert not await expired()  # kept during the retention period
+    await run_due_jobs(ctx, DAYTIME + timedelta(days=31), until=expired)
+    assert await expired()
+    async with ctx.sm() as s:
+        assert not list(await s.scalars(select(StoredFile).where(StoredFile.owner_kind == "missing_assist")))
+        assert len(list(await s.scalars(select(AssistAnswer)))) == 1  # the answers stay
+    assert not any(blob_path(ctx.settings.files_dir, f.sha256).exists() for f in files)
+    assert "已过保存期" in texts(await chat.send(JJ, "/missing_requests"))

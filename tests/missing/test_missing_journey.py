@@ -1,21 +1,26 @@
 """The whole 灯塔工程 journey through the offline channel with the real face model and real photos:
-a family reports a missing person → an officer registers a found person → the match goes to
-officers for review (side-by-side photo, score, flags) → confirmed → family told, both cases
-已找到, face data deleted by the scheduler a week later."""
+a family reports a missing person (summary, then submit) → an officer registers a found person →
+the match goes to officers for review (the matched face crops side by side, score, flags) →
+confirmed in two steps (checklist, then a second officer) → the family is told when the undo
+window closes, both cases 已找到, photos and face data deleted by the retention sweep."""
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
+import time_machine
+
 from sqlalchemy import func, select
 
-from backend.core.files import StoredFile
+from backend.core.files import StoredFile, blob_path
 from backend.faces.service import FaceService
 from backend.missing.models import CaseEvent, MatchCandidate, PersonCase
+from backend.users.models import AuditLog
 from tests.conftest import make_settings, texts
 from tests.missing.conftest import DAYTIME, photo, run_due_jobs
 
-CITIZEN, OFFICER_JJ, OFFICER_WL = 5001, 5101, 5102
+CITIZEN, OFFICER_JJ, OFFICER_WL, OFFICER_JJ2 = 5001, 5101, 5102, 5103
+CHECKS = ("面部特征一致", "年龄相符", "性别一致", "衣着/特征相符", "地点、时间合理")
 
 
 async def report_missing(chat, uid: int, pic: str = "identities/obama/1.jpg", name: str = "王阿公"):
@@ -32,23 +37,45 @@ async def report_missing(chat, uid: int, pic: str = "identities/obama/1.jpg", na
     assert "照片" in texts(await chat.send(uid, "138 1234 5678"))
     msgs = await chat.photo(uid, photo(pic))
     assert "第 1 张" in texts(msgs), texts(msgs)
-    return await chat.press(uid, "提交报告")
+    summary = texts(await chat.press(uid, "下一步"))
+    assert "请核对" in summary and "姓名：" + name in summary and "联系电话：13812345678" in summary
+    return await chat.press(uid, "确认提交")
 
 
 async def register_found(chat, uid: int, pic: str = "identities/obama/2.jpg", county: str = "椒江区"):
     await chat.send(uid, "/missing_found")
     msgs = await chat.photo(uid, photo(pic))
-    assert "区县" in texts(msgs), texts(msgs)
+    assert "第 1 张" in texts(msgs), texts(msgs)
+    assert "区县" in texts(await chat.press(uid, "下一步"))
     assert "具体地点" in texts(await chat.press(uid, county))
-    assert "估计年龄" in texts(await chat.send(uid, "海门街道救助站"))
+    assert "什么时候" in texts(await chat.send(uid, "海门街道救助站"))
+    assert "估计年龄" in texts(await chat.press(uid, "刚刚"))
     assert "性别" in texts(await chat.send(uid, "80"))
-    return await chat.press(uid, "男")
+    assert "身高" in texts(await chat.press(uid, "男"))
+    assert "自称" in texts(await chat.press(uid, "跳过"))
+    assert "衣着" in texts(await chat.send(uid, "老王"))
+    assert "体貌特征" in texts(await chat.send(uid, "灰色棉袄"))
+    assert "其他情况" in texts(await chat.press(uid, "跳过"))
+    summary = texts(await chat.send(uid, "神志不太清楚，随身带着药盒"))
+    assert "姓名：老王" in summary and "衣着：灰色棉袄" in summary and "其他情况：神志不太清楚" in summary
+    return await chat.press(uid, "确认提交")
+
+
+async def confirm_match(chat, first: int, second: int):
+    """Step one (the checklist) by ``first``, step two by ``second``; returns step two's replies."""
+    checklist = texts(await chat.press(first, "确认是同一人"))
+    assert "逐项核对" in checklist
+    for item in CHECKS:
+        await chat.press(first, item)
+    assert "另一位民警" in texts(await chat.press(first, "提交确认"))
+    return await chat.press(second, "第二人确认")
 
 
 async def test_whole_journey(chat, ctx, faces, caplog):
     caplog.set_level(logging.INFO)
     await chat.as_role(OFFICER_JJ, "officer", "椒江区")
     await chat.as_role(OFFICER_WL, "officer", "温岭市")
+    await chat.as_role(OFFICER_JJ2, "officer", "椒江区")
 
     done = texts(await report_missing(chat, CITIZEN))
     assert "XR-JJ-20261128-0001" in done
@@ -58,19 +85,20 @@ async def test_whole_journey(chat, ctx, faces, caplog):
     assert m.face_key in faces.gallery("missing")
 
     found_reply = texts(await register_found(chat, OFFICER_JJ))
-    assert "ZL-JJ-20261128-0001" in found_reply and "1 个候选" in found_reply
+    assert "ZL-JJ-20261128-0001" in found_reply and "1 位可能相符" in found_reply
 
-    # the officer of the jurisdiction gets the side-by-side picture with score and flags
+    # the officer of the jurisdiction gets the review card with score and flags
     review = next(x for x in chat.inbox(OFFICER_JJ) if "待审核" in x.text)
     assert review.photo is not None
     assert "相似度" in review.text and "性别一致" in review.text and "年龄相符" in review.text
-    assert "晚于最后出现时间" in review.text
+    assert "晚于最后出现时间" in review.text and "地点相近" in review.text
+    assert "第 1/1 张照片" in review.text
     assert any("确认" in label for row in review.inline for label, _ in row)
     blob = ctx.channel.get_file(review.photo)
     from PIL import Image
     import io
     im = Image.open(io.BytesIO(blob.data))
-    assert im.width > im.height  # two photos side by side
+    assert im.width > 700  # two large face crops side by side
     # an officer of another county does not see it
     assert not any("待审核" in x.text for x in chat.inbox(OFFICER_WL))
 
@@ -83,8 +111,12 @@ async def test_whole_journey(chat, ctx, faces, caplog):
     assert not any(x.photo for x in citizen_box)
     assert not any("相似度" in x.text or "ZL-" in x.text for x in citizen_box)
 
-    msgs = await chat.press(OFFICER_JJ, "确认是同一人")
-    assert "已确认" in texts(msgs)
+    msgs = await confirm_match(chat, OFFICER_JJ, OFFICER_JJ2)
+    assert "已确认" in texts(msgs) and "撤销" in chat.buttons(OFFICER_JJ2)[0]
+    # nobody is told during the undo window
+    assert not any("已经找到" in x.text for x in chat.inbox(CITIZEN))
+    with time_machine.travel(DAYTIME + timedelta(minutes=11), tick=True):
+        await ctx.flush()
     family = chat.last(CITIZEN)
     assert "已经找到" in family.text and "XR-JJ-20261128-0001" in family.text and family.photo is None
 
@@ -94,8 +126,7 @@ async def test_whole_journey(chat, ctx, faces, caplog):
     assert [c.status for c in cases] == ["found", "found"]
     assert [c.face_state for c in cases] == ["scheduled", "scheduled"]
     assert len(events) == 2 and all(e.actor.startswith("user:") for e in events)
-    for c in cases:
-        assert ctx.scheduler.get_job(f"missing-faces-{c.id}") is not None
+    assert all(c.face_delete_at is not None for c in cases)  # a due date the sweep reads
     # the citizen's own list says 已找到
     assert "已找到" in texts(await chat.send(CITIZEN, "/missing_my"))
 
@@ -104,8 +135,15 @@ async def test_whole_journey(chat, ctx, faces, caplog):
         async with ctx.sm() as s:
             return all(c.face_state == "deleted" for c in await s.scalars(select(PersonCase)))
 
+    async with ctx.sm() as s:
+        kept = list(await s.scalars(select(StoredFile)))
+    assert {f.owner_kind for f in kept} == {"missing_case", "missing_candidate"}  # photos and the card
     await run_due_jobs(ctx, DAYTIME + timedelta(days=8), until=deleted)
     assert await deleted()
+    # the retention sweep removed the originals and the review card too, rows and files
+    async with ctx.sm() as s:
+        assert await s.scalar(select(func.count(StoredFile.id))) == 0
+    assert not any(blob_path(ctx.settings.files_dir, f.sha256).exists() for f in kept)
     keys = {c.face_key for c in cases}
     probe = photo("identities/obama/3.jpg").read_bytes()
     for gallery in ("missing", "found"):
@@ -125,11 +163,18 @@ async def test_reject_keeps_cases_open(chat, ctx, faces):
     await chat.as_role(OFFICER_JJ, "officer", "椒江区")
     await report_missing(chat, CITIZEN)
     await register_found(chat, OFFICER_JJ)
-    msgs = await chat.press(OFFICER_JJ, "否决")
+    assert "否决原因" in texts(await chat.press(OFFICER_JJ, "否决"))
+    assert "可补充说明" in texts(await chat.press(OFFICER_JJ, "年龄不符"))
+    msgs = await chat.send(OFFICER_JJ, "家属说老人左脸有痣，这位没有")
     assert "已否决" in texts(msgs)
     async with ctx.sm() as s:
         assert [c.status for c in await s.scalars(select(PersonCase))] == ["open", "open"]
-        assert (await s.scalar(select(MatchCandidate))).status == "rejected"
+        cand = await s.scalar(select(MatchCandidate))
+        assert cand.status == "rejected" and cand.reason == "age" and "左脸有痣" in cand.note
+        notes = [e.note for e in await s.scalars(select(CaseEvent).order_by(CaseEvent.id))]
+        audit = await s.scalar(select(AuditLog).where(AuditLog.action == "missing.match_rejected"))
+    assert any("rejected (age" in (n or "") for n in notes)  # in both timelines
+    assert audit.detail["reason"] == "age" and "左脸有痣" in audit.note  # and in the audit log
     assert not any("找到" in x.text for x in chat.inbox(CITIZEN)[-1:])
     # pressing again is refused politely
     from handlers.missing import ReviewCb
@@ -138,7 +183,7 @@ async def test_reject_keeps_cases_open(chat, ctx, faces):
     assert review.inline == []  # the decided review lost its buttons
     async with ctx.sm() as s:
         cid = (await s.scalar(select(MatchCandidate))).id
-    await chat.ch.press_callback(OFFICER_JJ, review, ReviewCb(action="ok", id=cid).pack())
+    await chat.ch.press_callback(OFFICER_JJ, review, ReviewCb(action="confirm", id=cid).pack())
     assert "处理过" in [m for m in chat.ch.out[OFFICER_JJ] if m.toast][-1].text
 
 
@@ -146,7 +191,7 @@ async def test_different_person_is_not_a_candidate(chat, ctx, faces):
     await chat.as_role(OFFICER_JJ, "officer", "椒江区")
     await report_missing(chat, CITIZEN)
     reply = texts(await register_found(chat, OFFICER_JJ, pic="identities/biden/1.jpg"))
-    assert "0 个候选" in reply
+    assert "目前没有相符的走失报告" in reply and "0 个" not in reply
     async with ctx.sm() as s:
         assert await s.scalar(select(func.count(MatchCandidate.id))) == 0
 
@@ -179,7 +224,7 @@ async def test_pending_case_is_matched_when_faces_are_back(chat, ctx, faces):
     assert "暂时不可用" in texts(await report_missing(chat, CITIZEN))
     ctx.faces = faces
     await chat.as_role(OFFICER_JJ, "officer", "椒江区")
-    assert "0 个候选" in texts(await register_found(chat, OFFICER_JJ))
+    assert "目前没有相符" in texts(await register_found(chat, OFFICER_JJ))
 
     async def reviewed():
         return any("待审核" in x.text for x in chat.inbox(OFFICER_JJ))
@@ -191,3 +236,29 @@ async def test_pending_case_is_matched_when_faces_are_back(chat, ctx, faces):
         assert m.face_state == "enrolled"
         assert (await s.scalar(select(MatchCandidate))).missing_id == m.id
     assert not any("待审核" in x.text or x.photo for x in chat.inbox(CITIZEN))
+
+
+async def test_names_given_in_the_chat_survive_a_restart(settings, face_engine):
+    """Demo names reached families as 经办民警：用户1005 after a restart: the offline channel
+    forgets its profiles and sends the placeholder, which must not replace the stored name."""
+    from backend.context import start_context
+    from backend.users.models import User
+    from backend.web.chat_service import create_local_user
+    from tests.conftest import ChatDriver
+
+    ctx = await start_context(settings, models=False, workers=False, telegram=False)
+    try:
+        officer = await create_local_user(ctx, "张警官")
+        family = await create_local_user(ctx, "王家属")
+    finally:
+        await ctx.stop()
+    ctx = await start_context(settings, models=False, workers=False, telegram=False)  # a restart
+    try:
+        chat = ChatDriver(ctx)
+        await chat.send(officer.telegram_id, "/start")
+        await chat.send(family.telegram_id, "/start")
+        async with ctx.sm() as s:
+            names = {u.telegram_id: u.name for u in await s.scalars(select(User))}
+        assert names[officer.telegram_id] == "张警官" and names[family.telegram_id] == "王家属"
+    finally:
+        await ctx.stop()

@@ -39,7 +39,8 @@ async def test_group_photo_choose_a_face(chat, ctx, faces):
     assert "编号" in texts(await chat.send(CITIZEN, "第一个"))
     msgs = await chat.press(CITIZEN, "2")
     assert "第 1 张" in texts(msgs)
-    done = texts(await chat.press(CITIZEN, "提交报告"))
+    await chat.press(CITIZEN, "下一步")
+    done = texts(await chat.press(CITIZEN, "确认提交"))
     assert "XR-LH-20261128-0001" in done
     async with ctx.sm() as s:
         case = await s.scalar(select(PersonCase))
@@ -92,7 +93,7 @@ async def test_officer_flows_refused_for_citizens(chat, ctx, faces):
 
     await chat.send(CITIZEN, "/start")
     m = chat.ch.out[CITIZEN][-1]
-    await chat.ch.press_callback(CITIZEN, m, ReviewCb(action="ok", id=1).pack())
+    await chat.ch.press_callback(CITIZEN, m, ReviewCb(action="confirm", id=1).pack())
     assert "仅限民警" in [x for x in chat.ch.out[CITIZEN] if x.toast][-1].text
 
 

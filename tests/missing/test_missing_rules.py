@@ -1,13 +1,14 @@
 """Rules without the model: consistency flags, parsing, callback data agreement, transitions."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from backend.core.errors import DomainError
 from backend.core.i18n import Translator
-from backend.missing import callbacks, service
+from backend.missing import service
 from backend.missing.models import PersonCase
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)
@@ -51,6 +52,8 @@ def test_consistency_unknowns_and_elapsed_years():
     ("2026-11-27 08:00", (2026, 11, 27, 8, 0)),
     ("11月25日 7时", (2026, 11, 25, 7, 0)),
     ("9:15", (2026, 11, 28, 9, 15)),
+    ("昨天下午3点半", (2026, 11, 27, 15, 30)),
+    ("今天上午8点左右", (2026, 11, 28, 8, 0)),
 ])
 def test_parse_seen_at(text, local):
     ref = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)  # 10:00 in Taizhou
@@ -58,7 +61,8 @@ def test_parse_seen_at(text, local):
     assert got.timetuple()[:5] == local
 
 
-@pytest.mark.parametrize("text", ["明天", "不知道", "2026-13-40 10:00", "23:59"])
+@pytest.mark.parametrize("text", ["明天", "不知道", "2026-13-40 10:00", "23:59", "明天上午9点", "后天",
+                                  "上周三", "今天早上九点多在菜场"])
 def test_parse_seen_at_refuses(text):
     ref = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)
     with pytest.raises(DomainError):
@@ -76,11 +80,20 @@ def test_parse_fields():
             bad()
 
 
-def test_callback_data_matches_the_handlers_factories():
-    from handlers.missing import AssistCb, ReviewCb
+def test_services_never_format_callback_strings():
+    """Buttons are built by the bot layer's CallbackData factories (Enum fields); the service
+    only names the actions the workflow table allows."""
+    from pathlib import Path
 
-    assert callbacks.review_data("ok", 12) == ReviewCb(action="ok", id=12).pack()
-    assert callbacks.assist_data("none", 3) == AssistCb(action="none", id=3).pack()
+    from handlers.missing import ReviewCb, review_buttons
+    from backend.missing.workflow import CandidateAction
+
+    root = Path(__file__).resolve().parents[2]
+    for f in (root / "backend" / "missing").glob("*.py"):
+        assert not re.search(r'f"m[a-z]{1,3}:', f.read_text(encoding="utf-8")), f.name
+    rows = review_buttons([CandidateAction.confirm, CandidateAction.reject], 12)
+    assert rows[0][0][1] == ReviewCb(action=CandidateAction.confirm, id=12).pack()
+    assert ReviewCb.unpack(rows[0][1][1]).action is CandidateAction.reject
 
 
 async def test_transitions_are_data_and_checked(ctx):
@@ -102,9 +115,21 @@ def test_every_text_key_exists_in_both_languages():
     for f in ("backend/missing/service.py", "backend/missing/api.py", "handlers/missing.py"):
         used |= set(re.findall(r'"(missing\.[a-z_]+)"', (root / f).read_text(encoding="utf-8")))
     used -= {"missing.assist_created", "missing.faces_deleted", "missing.match_confirmed",
-             "missing.match_rejected"}  # audit action names, not text
+             "missing.match_rejected", "missing.match_checked", "missing.decision_undone",
+             "missing.evidence_read", "missing.photos_read", "missing.cases",
+             "missing.candidates"}  # audit action and workflow names, not text
     used |= {f"missing.flag_{c}" for c in ("sex_match", "sex_mismatch", "sex_unknown", "age_ok", "age_gap",
-                                           "age_unknown", "time_ok", "time_before", "time_unknown")}
+                                           "age_unknown", "time_ok", "time_before", "time_unknown",
+                                           "height_ok", "height_gap", "place_near", "place_far")}
+    from backend.missing.workflow import CHECKLIST, REJECT_REASONS
+
+    used |= {f"missing.check_{c}" for c in CHECKLIST} | {f"missing.reason_{r}" for r in REJECT_REASONS}
+    used |= {f"missing.quality_{r}" for r in ("small", "blurred", "unsure", "turned")}
+    used |= {f"missing.grade_{g}" for g in ("good", "fair", "poor", "unknown")}
+    used |= {f"missing.assist_status_{s}" for s in ("open", "answered", "expired")}
+    from handlers.missing import FORMS
+
+    used |= {f"missing.{p}_{s.field}" for f in FORMS.values() for s in f if s.field != "jid" for p in ("sum", "edit")}
     used |= {f"missing.status_{s}" for s in ("open", "found", "closed")}
     used |= {f"missing.face_state_{s}" for s in ("none", "enrolled", "pending", "unusable", "scheduled", "deleted")}
     for lang in ("zh", "en"):
@@ -112,3 +137,23 @@ def test_every_text_key_exists_in_both_languages():
         assert not missing, (lang, missing)
     assert set(k for k in catalog("zh") if k.startswith("missing.")) == set(
         k for k in catalog("en") if k.startswith("missing."))
+
+
+def test_relative_dates_that_cannot_be_understood_are_asked_again_never_guessed():
+    ref = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)
+    with pytest.raises(DomainError) as e:
+        service.parse_seen_at("明天上午9点", ref=ref)  # once stored as today 09:00
+    assert e.value.key == "missing.err_time_unclear"
+    assert "明天" in Translator("zh")(e.value.key) and Translator("en")(e.value.key)
+
+
+def test_height_and_place_distance_join_the_consistency_flags():
+    m, f = case("missing", "M", 78, T0), case("found", "M", 80, T0 + timedelta(days=1))
+    m.height_cm, f.height_cm = 165, 182
+    flags, pen = service.consistency(m, f, km=120.4)
+    assert {"height_gap", "place_far"} <= set(codes(flags)) and pen >= service.PENALTY["height_gap"]
+    text = service.explain_flags(Translator("zh"), flags)
+    assert "17 厘米" in text and "120 公里" in text
+    m.height_cm = 178
+    flags, pen2 = service.consistency(m, f, km=3)
+    assert {"height_ok", "place_near"} <= set(codes(flags)) and pen2 < pen

@@ -13,7 +13,7 @@ from backend.core.db import session_scope
 from backend.core.policy import ROLES
 from backend.users import service as users
 from backend.users.models import Role
-from tests.ask.test_ask_chat import kb_ctx, usem3  # noqa: F401  (fixtures: the real KB)
+from tests.ask.conftest import kb_ctx, usem3  # noqa: F401  (fixtures: the real KB)
 from tests.conftest import bearer
 from tests.supervision.helpers import propose
 
