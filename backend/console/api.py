@@ -21,7 +21,7 @@ from backend.core.clock import fmt_local, now
 from backend.core.deps import SessionDep, Unauthorized
 from backend.core.errors import DomainError, Forbidden, NotFound
 from backend.core.files import StoredFile
-from backend.core.i18n import LANGUAGES, gettext
+from backend.core.i18n import LANGUAGES, Translator, gettext
 from backend.core.policy import Kind
 from backend.console import queries
 from backend.console.models import SavedView
@@ -55,6 +55,7 @@ R = Role
 PAGES = (
     Page("cases", "/console/cases", frozenset({R.mediator, R.official}), "console.menu_cases"),
     Page("board", "/console/board", frozenset({R.official}), "console.menu_board"),
+    Page("faces", "/console/faces", frozenset({R.officer}), "console.menu_faces"),
     Page("supervision", "/console/supervision", frozenset({R.procurator, R.deputy}), "console.menu_supervision"),
     Page("admin", "/console/admin", frozenset(), "console.menu_admin"),
 )
@@ -81,6 +82,7 @@ def page_user(name: str):
 CasesUser = Annotated[User, Depends(page_user("cases"))]
 BoardUser = Annotated[User, Depends(page_user("board"))]
 SupervisionUser = Annotated[User, Depends(page_user("supervision"))]
+FacesUser = Annotated[User, Depends(page_user("faces"))]
 AdminUser = Annotated[User, Depends(page_user("admin"))]
 
 
@@ -328,6 +330,36 @@ async def board(request: Request, session: SessionDep, user: BoardUser):
     return render(request, "board.html", user, figures=figures, boards=await queries.boards(session, user),
                   times=await queries.acceptance_times(session, user), heat=await queries.heat_table(session, user),
                   scope_name=scope.name if scope else "台州市")
+
+
+# ---------------------------------------------------------------- face review (officer, 灯塔)
+@router.get("/console/faces")
+async def faces_queue(request: Request, session: SessionDep, user: FacesUser):
+    from backend.missing import service as missing
+
+    rows = await missing.pending_reviews(session, user)
+    await audit_read(session, user, Kind.match, None, channel="web", action="queue",
+                     detail={"candidates": [c.id for c in rows]})
+    t = Translator(lang_of(request))
+    return render(request, "faces.html", user, rows=rows,
+                  flags={c.id: missing.explain_flags(t, c.flags).splitlines() for c in rows})
+
+
+@router.get("/console/faces/{cid}")
+async def face_review(cid: int, request: Request, session: SessionDep, user: FacesUser):
+    """The missing slice's review evidence (it audits the read): the matched crops side by side
+    (the review card), every photo of both cases, the consistency flags, and the actions this
+    officer may take now — confirm (checklist), second confirmation, reject (reason), undo."""
+    from backend.missing import service as missing
+    from backend.missing.models import MatchCandidate
+    from backend.missing.workflow import CHECKLIST, REJECT_REASONS
+
+    ev = await missing.review_evidence(session, user, cid, request.app.state.ctx.settings.files_dir)
+    c = await session.get(MatchCandidate, cid)
+    t = Translator(lang_of(request))
+    return render(request, "face.html", user, ev=ev, c=c, flags=missing.explain_flags(t, c.flags).splitlines(),
+                  checklist=CHECKLIST, reasons=REJECT_REASONS,
+                  first=await session.get(User, c.first_reviewer_id) if c.first_reviewer_id else None)
 
 
 # ---------------------------------------------------------------- supervision (procurator / deputy)

@@ -23,6 +23,11 @@
     Array.prototype.forEach.call(form.elements, function (el) {
       if (!el.name || el.disabled || el.type === "submit" || el.form !== form) return;
       if (el.name === "ids") return;
+      if (el.dataset.list) {  // checkboxes of one name: the list of the ticked values
+        out[el.name] = out[el.name] || [];
+        if (el.checked) out[el.name].push(el.value);
+        return;
+      }
       var v = el.value;
       if (el.type === "checkbox") v = el.checked;
       else if (el.dataset.type === "int") v = v === "" ? null : parseInt(v, 10);
@@ -64,6 +69,13 @@
     if (!form.dataset.api) return;
     ev.preventDefault();
     var msg = form.querySelector(".msg"), body = fields(form);
+    if (form.dataset.secondLook && !form.dataset.armed) {
+      // an irreversible decision: the first press asks for a second look, the second one sends
+      form.dataset.armed = "1";
+      msg.textContent = form.dataset.secondLook;
+      form.classList.add("armed");
+      return;
+    }
     if (form.dataset.bulk) {
       body.ids = Array.prototype.map.call(document.querySelectorAll("input[name=ids]:checked"),
         function (el) { return parseInt(el.value, 10); });
