@@ -19,6 +19,7 @@ from backend.users import service as users
 from backend.users.models import Role
 from tests.browser.test_web_sign_in import hehe
 from tests.browser.test_webchat import CHROMIUM, CHROMIUM_ARGS
+from tests.console.conftest import make_candidate
 from tests.conftest import make_settings
 from tests.serving import hehe_serve
 
@@ -57,6 +58,7 @@ def _seed(data: Path, tmp: Path) -> None:
                     await disputes.accept(s, d, helper)
                     if i % 2 == 0:
                         await disputes.record_outcome(s, d, helper, True, agreement="双方达成和解")
+            await make_candidate(s, settings.files_dir)
         await engine.dispose()
 
     asyncio.run(run())
@@ -209,7 +211,52 @@ def test_an_admin_creates_and_revokes_an_invite_in_the_browser(server, browser):
     ctx.close()
 
 
-@pytest.mark.parametrize("role", [Role.procurator, Role.deputy, Role.officer], ids=lambda r: r.value)
+def test_two_officers_confirm_a_face_match_in_two_steps_and_the_family_is_told(server, browser):
+    import sqlite3
+
+    from playwright.sync_api import expect
+
+    first = staff(browser, server, Role.officer, "pol1")
+    page = first.new_page()
+    page.goto("/console")
+    assert page.url.endswith("/console/faces")
+    shot(page, "faces")
+    page.locator("a.facerow").first.click()
+    expect(page.locator("img.review-card")).to_be_visible()
+    page.wait_for_function("document.querySelector('img.review-card').naturalWidth > 0")
+    shot(page, "face")
+    page.check("#confirm input[value=face]")
+    page.check("#confirm input[value=sex]")
+    page.click("#confirm button[type=submit]")
+    expect(page.locator("#confirm .msg")).to_contain_text("再看一眼")  # the second look
+    page.click("#confirm button[type=submit]")
+    expect(page.locator("#cand-status")).to_have_text("待第二人确认")
+    expect(page.locator("#second")).to_have_count(0)  # never by the same officer
+    refused_elsewhere(page, Role.officer)
+    second = staff(browser, server, Role.officer, "pol2")
+    page2 = second.new_page()
+    page2.goto("/console/faces")
+    page2.locator("a.facerow").first.click()
+    expect(page2.locator(".first-by")).to_contain_text("面部特征一致")
+    page2.click("#second button[type=submit]")
+    page2.click("#second button[type=submit]")
+    expect(page2.locator("#cand-status")).to_have_text("已确认")
+    con = sqlite3.connect(server[1] / "hehe.db")
+    try:
+        rows = con.execute("SELECT o.user_id FROM outbox o JOIN missing_cases m ON o.user_id = m.reporter_id "
+                           "WHERE o.dedupe_key LIKE 'missing:found:%' AND m.kind = 'missing'").fetchall()
+    finally:
+        con.close()
+    assert rows, "the family's notice is queued (sent when the undo window closes)"
+    phone = browser.new_context(viewport=PHONE, locale="zh-CN", base_url=server[0],
+                                storage_state=second.storage_state()).new_page()
+    phone.goto("/console/faces/1")
+    shot(phone, "face")
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize("role", [Role.procurator, Role.deputy], ids=lambda r: r.value)
 def test_the_other_staff_roles_are_refused_the_pages_not_theirs(server, browser, role):
     ctx = staff(browser, server, role, f"{role.value}1")
     page = ctx.new_page()
