@@ -19,15 +19,15 @@ TEXTS = ["邻居装修噪音一直到深夜，多次沟通无果，电话1391234
 CATEGORIES = ["neighbor", "property", "labor", "land_contract"]
 
 
-async def as_role(site, role: Role):
+async def as_role(web, role: Role):
     """A browser signed in (second factor done) as a new person of ``role`` at 椒江区."""
-    return await signed_in(site, role)
+    return await signed_in(web, role)
 
 
-async def file_cases(site, n: int, place: str = "白云街道") -> list[int]:
+async def file_cases(web, n: int, place: str = "白云街道") -> list[int]:
     """``n`` cases filed by one citizen at ``place`` through the disputes service."""
     ids = []
-    async with session_scope(site.ctx.sm) as s:
+    async with session_scope(web.ctx.sm) as s:
         citizen, _ = await users.get_or_create_user(s, 990001, name="王女士")
         j = await users.find_jurisdiction(s, place)
         for i in range(n):

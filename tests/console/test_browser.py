@@ -106,6 +106,12 @@ def staff(browser, server, role: Role, login: str, viewport=WIDE):
     return ctx
 
 
+def on_phone(browser, server, ctx):
+    """A 390 px page signed in as the person of ``ctx``."""
+    return browser.new_context(viewport=PHONE, locale="zh-CN", base_url=server[0],
+                               storage_state=ctx.storage_state()).new_page()
+
+
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}-{page.viewport_size['width']}.png"), full_page=True)
@@ -142,8 +148,7 @@ def test_a_mediator_works_the_queue_and_records_an_outcome_in_the_browser(server
     expect(page.locator(".timeline")).to_contain_text("已电话联系双方")
     shot(page, "case")
     refused_elsewhere(page, Role.mediator)
-    phone = browser.new_context(viewport=PHONE, locale="zh-CN", base_url=server[0],
-                                storage_state=ctx.storage_state()).new_page()
+    phone = on_phone(browser, server, ctx)
     phone.goto("/console/cases?tab=open")
     shot(phone, "cases")
     phone.locator("table.cases tbody tr a").first.click()
@@ -175,8 +180,7 @@ def test_an_official_drills_from_a_chart_bar_to_the_cases_and_opens_one(server, 
     page.locator("table.cases tbody tr a").first.click()
     expect(page.locator(".phone")).to_contain_text("139****5678")  # an official sees it masked
     refused_elsewhere(page, Role.official)
-    phone = browser.new_context(viewport=PHONE, locale="zh-CN", base_url=server[0],
-                                storage_state=ctx.storage_state()).new_page()
+    phone = on_phone(browser, server, ctx)
     phone.goto("/console/board")
     expect(phone.locator("body[data-charts-ready='1']")).to_have_count(1)
     phone.wait_for_timeout(800)
@@ -204,8 +208,7 @@ def test_an_admin_creates_and_revokes_an_invite_in_the_browser(server, browser):
     page.click("#audit-filters button[type=submit]")
     expect(page.locator("#audit")).to_contain_text("invite.revoked")
     shot(page, "admin")
-    phone = browser.new_context(viewport=PHONE, locale="zh-CN", base_url=server[0],
-                                storage_state=ctx.storage_state()).new_page()
+    phone = on_phone(browser, server, ctx)
     phone.goto("/console/admin")
     shot(phone, "admin")
     ctx.close()
@@ -248,8 +251,7 @@ def test_two_officers_confirm_a_face_match_in_two_steps_and_the_family_is_told(s
     finally:
         con.close()
     assert rows, "the family's notice is queued (sent when the undo window closes)"
-    phone = browser.new_context(viewport=PHONE, locale="zh-CN", base_url=server[0],
-                                storage_state=second.storage_state()).new_page()
+    phone = on_phone(browser, server, second)
     phone.goto("/console/faces/1")
     shot(phone, "face")
     first.close()

@@ -86,7 +86,7 @@ async def test_the_mediator_queue_splits_cases_into_tabs_and_filters_combine(sit
     async with site.ctx.sm() as s:
         number = (await s.get(Dispute, ids[3])).number
     assert "共 2 件" in (await b.get("/console/cases?tab=all&q=土地承包")).text
-    assert f"共 1 件" in (await b.get(f"/console/cases?tab=all&q={number}")).text
+    assert "共 1 件" in (await b.get(f"/console/cases?tab=all&q={number}")).text
 
 
 async def test_the_at_risk_queue_holds_cases_whose_deadline_falls_within_the_chosen_window(site):
