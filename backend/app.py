@@ -91,7 +91,10 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
             checks[name] = f"error: {err}"
         checks["scheduler"] = "ok" if ctx.scheduler is None or ctx.scheduler.running else "stopped"
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, "checks": checks})
+        from backend.core.workdays import readiness_warnings  # warnings never fail readiness
+
+        return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, "checks": checks,
+                                                                    "warnings": readiness_warnings()})
 
     @app.post(WEBHOOK_PATH, include_in_schema=False)
     async def telegram_webhook(request: Request):

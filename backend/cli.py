@@ -88,14 +88,19 @@ def refuse_public_demo(s, host: Optional[str]) -> None:
 
 
 @app.command()
-def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.Option(None)) -> None:
+def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.Option(None),
+          init: bool = typer.Option(False, "--init", help="start on a new, empty database on purpose")) -> None:
     """Run Hehe: API, web chat (/chat), bot, scheduler. Telegram only when HEHE_TELEGRAM_TOKEN is set."""
     from backend.core import preload
 
+    if init:
+        os.environ["HEHE_ALLOW_NEW_DATABASE"] = "1"
+        get_settings.cache_clear()
     s = get_settings()
     _setup_logging(s)
     refuse_public_demo(s, host)
     s.ensure_dirs()
+    _refuse_unsafe_start(s)
     preload.start(s)  # the models load while the imports below and the migrations run
 
     import uvicorn
@@ -109,6 +114,19 @@ def _web_app(s):
     web = create_app(s)
     web.state.demo_web_bridge = s.demo  # demo people (channel "local") use the web page
     return web
+
+
+def _refuse_unsafe_start(s) -> None:
+    """Say clearly, before loading anything, why this server must not start (the lifespan
+    checks again and holds the lock; this is for a readable message and exit code)."""
+    from backend.core import instance
+
+    try:
+        instance.check_database_present(s.data_dir, s.sync_db_url, s.allow_new_database)
+        instance.release_data_dir(instance.claim_data_dir(s.data_dir, s.sync_db_url))
+    except instance.StartupRefused as e:
+        typer.echo(f"hehe: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

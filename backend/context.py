@@ -14,7 +14,7 @@ from typing import Any
 from aiogram import Bot, Dispatcher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from backend.core import clock, migrate, preload
+from backend.core import clock, instance, migrate, preload
 from backend.core.config import Settings
 from backend.core.db import make_engine, make_sessionmaker, session_scope
 from backend.core.security import load_secret
@@ -42,10 +42,13 @@ class AppContext:
     tasks: list[asyncio.Task] = field(default_factory=list)
     telegram_bot: Bot | None = None
     web: Any = None  # backend.web.channel.WebChannel: the browser channel (persisted)
+    telegram_error: str | None = None  # why Telegram is not connected yet (None: fine or unused)
+    data_dir_lock: Any = None  # this server's hold on the SQLite data dir (backend.core.instance)
 
     async def flush(self) -> int:
-        """Deliver every notification that is due now (tests, script replay)."""
-        return await self.deliverer.deliver_due()
+        """Deliver every notification that is due now on the offline channel (web chat, terminal,
+        script replay, tests) — never waiting for Telegram, which its own worker delivers."""
+        return await self.deliverer.deliver_due([c for c in self.deliverer.bots if c != "telegram"])
 
     async def stop(self) -> None:
         from scheduler import runtime
@@ -61,14 +64,17 @@ class AppContext:
                 await t
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-        if self.telegram_bot is not None:
-            await self.telegram_bot.session.close()
+        for bot in {id(b): b for b in [self.telegram_bot, *self.deliverer.bots.values()]
+                    if b is not None and b is not self.channel.bot and b is not getattr(self.web, "bot", None)}.values():
+            await bot.session.close()
         if self.web is not None:
             try:
                 await self.web.persist()  # the web transcript's last queued writes
             except Exception:  # noqa: BLE001 - shutting down; the log has it
                 log.exception("persisting the web transcript at shutdown failed")
         await self.engine.dispose()
+        instance.release_data_dir(self.data_dir_lock)
+        self.data_dir_lock = None
         if runtime._CTX is self:
             runtime.set_context(None)
 
@@ -130,8 +136,16 @@ async def start_context(
 
     settings.ensure_dirs()
     clock.set_timezone(settings.timezone)
-    if migrate_db:
-        await asyncio.to_thread(migrate.upgrade, settings.sync_db_url)
+    serving = scheduler or workers  # a process that sends: one per SQLite data dir
+    lock = instance.claim_data_dir(settings.data_dir, settings.sync_db_url) if serving else None
+    try:
+        instance.check_database_present(settings.data_dir, settings.sync_db_url, settings.allow_new_database)
+        if migrate_db:
+            await asyncio.to_thread(migrate.upgrade, settings.sync_db_url)
+        instance.remember_database(settings.data_dir, settings.sync_db_url)
+    except BaseException:
+        instance.release_data_dir(lock)
+        raise
     engine = make_engine(settings.db_url)
     sm = make_sessionmaker(engine)
     from backend.users import tree
@@ -147,9 +161,11 @@ async def start_context(
 
     web = WebChannel(sm, settings)
     await web.start()
-    deliverer = Deliverer(sm, {"local": channel.bot, "web": web.bot})
+    deliverer = Deliverer(sm, {"local": channel.bot, "web": web.bot}, send_timeout=settings.outbox_send_timeout,
+                          concurrency=settings.outbox_concurrency)
     ctx = AppContext(settings=settings, engine=engine, sm=sm, channel=channel, dispatcher=None,  # type: ignore[arg-type]
-                     deliverer=deliverer, secret=load_secret(settings.data_dir, settings.api_token_secret))
+                     deliverer=deliverer, secret=load_secret(settings.data_dir, settings.api_token_secret),
+                     data_dir_lock=lock)
     ctx.dispatcher = make_dispatcher(ctx)
     channel.dispatcher = ctx.dispatcher
     web.dispatcher, ctx.web = ctx.dispatcher, web

@@ -14,7 +14,7 @@ from aiogram.types import CallbackQuery, TelegramObject
 import handlers
 from bot.fsm_storage import SQLStorage
 from bot.middlewares import (
-    DbUserMiddleware, DedupeMiddleware, ErrorMiddleware, IgnoreBotsMiddleware, ThrottleMiddleware,
+    ControlCharsMiddleware, DbUserMiddleware, DedupeMiddleware, ErrorMiddleware, IgnoreBotsMiddleware, ThrottleMiddleware,
 )
 
 
@@ -92,6 +92,7 @@ def make_dispatcher(ctx: Any, first: Sequence[Router] = ()) -> Dispatcher:
     dp.update.outer_middleware(DedupeMiddleware())
     dp.update.outer_middleware(ErrorMiddleware())
     dp.update.outer_middleware(IgnoreBotsMiddleware())
+    dp.update.outer_middleware(ControlCharsMiddleware())
     dp.update.outer_middleware(ThrottleMiddleware(ctx.settings.throttle_per_minute))
     dp.update.outer_middleware(DbUserMiddleware(ctx))
     dp.include_routers(*first, _bridge(capabilities()))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+import re
 import traceback
 import uuid
 from collections import OrderedDict, defaultdict, deque
@@ -14,7 +15,7 @@ from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update
 
 from backend.core.errors import DomainError
-from backend.core.i18n import Translator, gettext
+from backend.core.i18n import Translator, gettext, normalize_language
 from backend.core.masking import mask_text
 from backend.users.cache import UserCache
 from backend.users.service import get_or_create_user
@@ -123,6 +124,28 @@ async def reply_domain_error(event: Update, err: DomainError, t: Translator, bot
         await event.message.answer(text)
     elif (chat_id := _chat_id(event)) is not None:
         await bot.send_message(chat_id, text)
+
+
+# C0 controls except tab/newline/carriage return, DEL, C1 controls, and non-characters: a NUL
+# had passed every form step and then failed the commit on PostgreSQL forever.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+
+
+def has_control_chars(text: str | None) -> bool:
+    return bool(text) and _CONTROL.search(text) is not None
+
+
+class ControlCharsMiddleware(BaseMiddleware):
+    """A message whose text or caption carries control characters is refused with a polite
+    message before anything reads it; the person's conversation stays where it was."""
+
+    async def __call__(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
+        msg = event.message
+        if msg is not None and (has_control_chars(msg.text) or has_control_chars(msg.caption)):
+            lang = normalize_language(msg.from_user.language_code if msg.from_user else None)
+            await data["bot"].send_message(msg.chat.id, gettext(lang, "notify.control_chars"))
+            return None
+        return await handler(event, data)
 
 
 class DbUserMiddleware(BaseMiddleware):

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.errors import DomainError
 from backend.core.i18n import Translator
 from backend.core.masking import mask_phone
+from backend.notify.service import mark_reachable
 from backend.users import service as users
 from backend.users.models import Role, User
 from bot.menu import MenuCb, menu_keyboard, register_menu_item
@@ -26,6 +27,15 @@ register_menu_item("help", "common.menu_help", order=920)
 
 class LangCb(CallbackData, prefix="lang"):
     code: str
+
+
+class DraftCb(CallbackData, prefix="draft"):
+    keep: bool
+
+
+def draft_keyboard(t: Translator):
+    from bot.menu import inline
+    return inline([[(t("notify.resume"), DraftCb(keep=True).pack()), (t("notify.discard"), DraftCb(keep=False).pack())]])
 
 
 def role_name(t: Translator, role: str) -> str:
@@ -60,10 +70,25 @@ def make_router() -> Router:
         await message.answer(t(key), reply_markup=ReplyKeyboardRemove())
 
     @r.message(CommandStart(), StateFilter("*"))
-    async def start(message: Message, state: FSMContext, user: User, t: Translator) -> None:
-        if await state.get_state():
-            await state.clear()
+    async def start(message: Message, state: FSMContext, session: AsyncSession, user: User,
+                    t: Translator) -> None:
+        await mark_reachable(session, user.id, user.channel)  # they write to us: deliver again
+        if await state.get_state():  # a form in progress is never dropped without asking
+            await message.answer(t("notify.resume_or_discard"), reply_markup=draft_keyboard(t))
+            return
         await show_menu(message, user, t)
+
+    @r.callback_query(DraftCb.filter())
+    async def draft_choice(cq: CallbackQuery, callback_data: DraftCb, state: FSMContext, user: User,
+                           t: Translator) -> None:
+        await cq.answer()
+        await cq.message.edit_reply_markup(reply_markup=None)
+        if callback_data.keep and await state.get_state():
+            await cq.message.answer(t("notify.resumed"))
+            return
+        await state.clear()
+        await cq.message.answer(t("notify.discarded"), reply_markup=ReplyKeyboardRemove())
+        await show_menu(cq.message, user, t)
 
     @r.message(Command("help"), StateFilter("*"))
     async def help_(message: Message, user: User, t: Translator) -> None:

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     demo: bool = Field(False, description="Demo mode: web chat may pick roles; seeded demo data.")
     timezone: str = "Asia/Shanghai"
+    allow_new_database: bool = Field(
+        False, description="Start on a missing SQLite database although the data dir held one (hehe serve --init).")
     api_token_secret: str = Field("change-me", description="HMAC secret for API bearer tokens.")
     open311_api_keys: str = Field("", description="Comma-separated Open311 api_key values.")
 
@@ -33,6 +35,11 @@ class Settings(BaseSettings):
     telegram_token: str | None = Field(None, description="Bot token; unset = no Telegram traffic.")
     webhook_url: str | None = Field(None, description="Public base URL; set = webhook instead of polling.")
     webhook_secret: str | None = Field(None, description="Secret token checked on POST /telegram/webhook.")
+    telegram_api_url: str | None = Field(
+        None, description="Base URL of a local Bot API server (e.g. http://127.0.0.1:8081); unset = Telegram's.")
+    telegram_request_timeout: float = Field(15.0, description="Seconds one Bot API call may take.")
+    outbox_send_timeout: float = Field(10.0, description="Seconds one outbox delivery may take before a retry.")
+    outbox_concurrency: int = Field(4, description="Outbox deliveries running at once per channel.")
 
     # --- bot behaviour
     throttle_per_minute: int = Field(30, description="Max updates per user per minute.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -61,7 +62,7 @@ class DisputeOut(BaseModel):
     unit: str
     other_party: str | None
     phone: str  # masked unless the caller handles the case
-    risk: str
+    risk: str | None  # staff only: None for the reporting citizen
     risk_reasons: list[dict]
     created_at: datetime
     accept_due: datetime | None
@@ -74,6 +75,7 @@ class DisputeOut(BaseModel):
     referral: str | None
     rating: str | None
     timeline: list[EventOut] | None = None
+    actions: list[str] = []  # what the caller may do now (the workflow table; chat shows the same buttons)
 
 
 class NoteIn(BaseModel):
@@ -110,9 +112,11 @@ async def out(session: AsyncSession, d: Dispute, user: User, timeline: bool = Fa
         id=d.id, number=d.number, category=d.category, category_name=config.get().category(d.category).zh,
         description=service.text_for(user, d, d.description), status=d.status, source=d.source, place_id=d.place_id, place=d.place.name,
         unit_id=d.unit_id, unit=d.unit.name, other_party=service.party_for(user, d), phone=service.phone_for(user, d),
-        risk=d.risk, risk_reasons=d.risk_reasons or [], created_at=d.created_at, accept_due=d.accept_due,
+        risk=d.risk if service.sees_risk(user, d) else None,
+        risk_reasons=(d.risk_reasons or []) if service.sees_risk(user, d) else [], created_at=d.created_at, accept_due=d.accept_due,
         resolve_due=d.resolve_due, overdue=bool(d.overdue), session_at=d.session_at, session_place=d.session_place,
-        outcome=d.outcome, agreement=service.text_for(user, d, d.agreement) if d.agreement else None, referral=d.referral, rating=d.rating)
+        outcome=d.outcome, agreement=service.text_for(user, d, d.agreement) if d.agreement else None, referral=d.referral, rating=d.rating,
+        actions=[a.value for a in service.available_actions(user, d)])
     if timeline:
         o.timeline = [EventOut(at=e.at, action=e.action, from_status=e.from_status, to_status=e.to_status,
                                actor_id=e.actor_id, note=service.text_for(user, d, e.note) if e.note else None)
@@ -264,6 +268,66 @@ async def dispute_stats(session: SessionDep, user: Official, jurisdiction_id: in
                 "avg_resolution_days": "mean days from report to 调解成功",
                 "satisfaction_rate": "(满意 + 基本满意) / rated cases",
                 "overdue_rate": "cases that missed any deadline / all cases"}}
+
+
+# ---------------------------------------------------------------- evidence (证据)
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+class EvidenceOut(BaseModel):
+    id: int
+    mime: str
+    size: int
+    filename: str | None
+    url: str
+    thumbnail_url: str | None  # images only
+
+
+@router.get("/disputes/{case_id}/evidence")
+async def evidence_list(case_id: int, session: SessionDep, user: CurrentUser) -> list[EvidenceOut]:
+    """The case's files, for whoever may see the case (audited)."""
+    d = await service.get_case(session, case_id, user)
+    base = f"/api/disputes/{d.id}/evidence"
+    return [EvidenceOut(id=f.id, mime=f.mime, size=f.size, filename=f.filename, url=f"{base}/{f.id}",
+                        thumbnail_url=f"{base}/{f.id}/thumbnail" if f.mime.startswith("image/") else None)
+            for f in await service.evidence(session, d, user)]
+
+
+@router.get("/disputes/{case_id}/evidence/{file_id}", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "application/pdf": {}}}})
+async def evidence_file(case_id: int, file_id: int, request: Request, session: SessionDep,
+                        user: CurrentUser) -> Response:
+    d = await service.get_case(session, case_id, user)
+    f, data = await service.evidence_file(session, d, user, file_id, request.app.state.ctx.settings.files_dir)
+    name = f.filename or f"evidence-{f.id}"
+    return Response(data, media_type=f.mime, headers={
+        "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/disputes/{case_id}/evidence/{file_id}/thumbnail", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}}})
+async def evidence_thumbnail(case_id: int, file_id: int, request: Request, session: SessionDep,
+                             user: CurrentUser) -> Response:
+    d = await service.get_case(session, case_id, user)
+    f, data = await service.evidence_file(session, d, user, file_id, request.app.state.ctx.settings.files_dir)
+    thumb = service.thumbnail(data, f.mime)
+    if thumb is None:
+        raise NotFound("disputes.err_no_thumbnail")
+    return Response(thumb, media_type="image/jpeg")
+
+
+@router.get("/disputes/{case_id}/export", response_class=Response,
+            responses={200: {"content": {DOCX: {}}}})
+async def export_case(case_id: int, request: Request, session: SessionDep, user: CurrentUser,
+                      format: Literal["docx"] = "docx") -> Response:
+    """The case as a Word document with the evidence as thumbnails (for whoever may see the case)."""
+    from backend.disputes import export
+
+    d = await service.get_case(session, case_id, user)
+    data = await export.to_docx(session, d, user, request.app.state.ctx.settings.files_dir,
+                                "en" if request.headers.get("accept-language", "").lower().startswith("en") else "zh")
+    return Response(data, media_type=DOCX, headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(d.number)}.docx"})
 
 
 from backend.disputes.open311 import router as extra_router  # noqa: E402  (Open311 GeoReport v2)

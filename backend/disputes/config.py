@@ -30,8 +30,10 @@ class Config:
     categories: dict[str, Category]
     deadlines: dict[str, dict]
     rating_remind_days: int
-    escalation_words: tuple[str, ...]
+    phrases: dict[str, tuple[str, ...]]  # kind (violence, threat, mass, fight, petition, harm) → phrases
+    benign_phrases: tuple[str, ...]  # compounds that contain a phrase but mean no harm (砍价, 跳楼价)
     group_parties: int
+    crowd_parties: int
     repeat_days: int
     red: int
     yellow: int
@@ -58,7 +60,9 @@ def load(path: Path | None = None) -> Config:
     return Config(
         categories=cats, deadlines=raw.get("deadlines", {"default": {}}),
         rating_remind_days=int(raw.get("rating", {}).get("remind_after_days", 3)),
-        escalation_words=tuple(r.get("escalation_words", [])), group_parties=int(r.get("group_parties", 5)),
+        phrases={k: tuple(v) for k, v in r.get("phrases", {}).items()},
+        benign_phrases=tuple(sorted(r.get("benign", []), key=len, reverse=True)),
+        group_parties=int(r.get("group_parties", 5)), crowd_parties=int(r.get("crowd_parties", 30)),
         repeat_days=int(r.get("repeat_days", 90)), red=int(r.get("red", 3)), yellow=int(r.get("yellow", 2)),
         blue=int(r.get("blue", 1)), hotspot_min=int(raw.get("digest", {}).get("hotspot_min", 2)),
     )

@@ -79,6 +79,12 @@ class Dispute(Base):
     rating: Mapped[str | None] = mapped_column(String(16))  # satisfied | basic | unsatisfied
     rating_comment: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Due dates the sweep reads (scheduler/jobs/disputes.py: one interval job, no job per
+    # reminder); each is cleared or moved on in the transaction that acts on it.
+    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)  # before the pending deadline
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)  # the pending deadline
+    session_remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    rating_remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     place: Mapped[Jurisdiction] = relationship(foreign_keys=[place_id], lazy="selectin")
     unit: Mapped[Jurisdiction] = relationship(foreign_keys=[unit_id], lazy="selectin")
@@ -126,3 +132,14 @@ class DisputeMonthly(Base):
     rated: Mapped[int] = mapped_column(Integer, default=0)
     satisfied: Mapped[int] = mapped_column(Integer, default=0)
     overdue: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DisputeIntake(Base):
+    """One row per chat draft that was confirmed: the first confirm claims the key and
+    creates the case; a second tap finds the key taken and gets the same case back."""
+
+    __tablename__ = "dispute_intake"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dispute_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)

@@ -78,18 +78,58 @@ async def supervisors_above(session: AsyncSession, unit: Place) -> list[User]:
 
 
 async def place_from_text(session: AsyncSession, text: str) -> Node | None:
-    """The most specific jurisdiction named in a typed address ("椒江区海门街道xx路12号")."""
-    best: Node | None = None
-    for j in (await tree.current(session)).nodes:
-        if j.level == Level.city.value:
-            continue
+    """The most specific jurisdiction named in a typed address ("路桥区路南街道银座街88号" →
+    路南街道). A full name ("路南街道") counts before a short one ("路桥" inside "路桥区" is the
+    district, not 路桥街道): a short name only matches where no full name was found, then the
+    deepest level wins, then the longest name, and a place must lie in the county named, if any."""
+    nodes = [j for j in (await tree.current(session)).nodes if j.level != Level.city.value]
+    taken = [False] * len(text)
+    found: list[tuple[Node, bool, int]] = []  # (node, full name?, length matched)
+    for j in sorted(nodes, key=lambda n: -len(n.name)):
+        i = text.find(j.name)
+        if i >= 0 and not all(taken[i:i + len(j.name)]):
+            found.append((j, True, len(j.name)))
+            for k in range(i, i + len(j.name)):
+                taken[k] = True
+    for j in nodes:
         short = users._short_name(j.name)
-        if j.name in text or (len(short) >= 2 and short in text):
-            if best is None or LEVEL_INDEX[j.level] > LEVEL_INDEX[best.level] or (
-                    LEVEL_INDEX[j.level] == LEVEL_INDEX[best.level] and len(j.name) > len(best.name)):
-                # a deeper match only counts if it agrees with a county named in the text
-                best = j
-    return best
+        if len(short) < 2 or short == j.name or any(f[0].id == j.id for f in found):
+            continue
+        i = text.find(short)
+        while i >= 0 and any(taken[i:i + len(short)]):
+            i = text.find(short, i + 1)
+        if i >= 0:
+            found.append((j, False, len(short)))
+    counties = {f[0].id for f in found if f[0].level == Level.county.value}
+    best: tuple | None = None
+    for j, full, length in found:
+        if counties and j.level != Level.county.value:
+            county = await ancestor_at(session, j, Level.county.value)
+            if county is None or county.id not in counties:
+                continue  # a place of the same name in another county
+        rank = (LEVEL_INDEX[j.level], full, length)
+        if best is None or rank > best[0]:
+            best = (rank, j)
+    return best[1] if best else None
+
+
+async def nearest_townships(session: AsyncSession, lat: float, lon: float, k: int = 3) -> list[tuple[Node, float]]:
+    """The ``k`` townships (乡镇/街道) whose centroids are nearest a shared location, with km."""
+    if not users.in_taizhou(lat, lon):
+        return []
+    towns = [(j, users._distance_km(lat, lon, j.lat, j.lon)) for j in (await tree.current(session)).nodes
+             if j.level == Level.township.value and j.lat is not None]
+    return sorted(towns, key=lambda t: t[1])[:k]
+
+
+def clear_nearest(candidates: list[tuple[Node, float]], within_km: float = 3.0, margin: float = 1.5) -> Node | None:
+    """The nearest township when it is clearly the one (close, and well ahead of the next);
+    None when the person should choose among the candidates."""
+    if not candidates or candidates[0][1] > within_km:
+        return None
+    if len(candidates) > 1 and candidates[1][1] < candidates[0][1] * margin:
+        return None
+    return candidates[0][0]
 
 
 # ---------------------------------------------------------------- classification

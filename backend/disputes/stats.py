@@ -17,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy import and_, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.clock import local_now, now
+from backend.core.clock import fmt_local, local_now, now
 from backend.disputes import config
 from backend.disputes.models import Dispute, DisputeMonthly
 from backend.notify.service import notify
@@ -263,8 +263,10 @@ async def hot_spots(session: AsyncSession, scope: Jurisdiction | None) -> list[d
 
 
 async def send_digest(session: AsyncSession) -> int:
-    """08:30: each official gets new red/yellow cases of the last 24 h and hot spots."""
-    since = now() - timedelta(days=1)
+    """08:30: each official gets the red/yellow cases reported in the 24 hours before and hot
+    spots; the title names that period (e.g. "2026-12-31 08:30 至 2027-01-01 08:30")."""
+    end = now()
+    since = end - timedelta(days=1)
     officials = list(await session.scalars(select(User).where(
         User.role == Role.official.value, User.active.is_(True), User.jurisdiction_id.is_not(None))))
     day = local_now().strftime("%Y-%m-%d")
@@ -272,8 +274,8 @@ async def send_digest(session: AsyncSession) -> int:
     for u in officials:
         inside = select(Jurisdiction.id).where(Jurisdiction.path.startswith(u.jurisdiction.path))
         cases = list(await session.scalars(select(Dispute).where(
-            Dispute.created_at >= since, Dispute.risk.in_(("red", "yellow")), Dispute.place_id.in_(inside))
-            .order_by(Dispute.risk, Dispute.id)))
+            Dispute.created_at >= since, Dispute.created_at < end, Dispute.risk.in_(("red", "yellow")),
+            Dispute.place_id.in_(inside)).order_by(Dispute.risk, Dispute.id)))
         spots = await hot_spots(session, u.jurisdiction)
         if not cases and not spots:
             continue
@@ -282,6 +284,6 @@ async def send_digest(session: AsyncSession) -> int:
         hot = "\n".join(f"🔥 {h['place']} · {h['category']}：本周 {h['week']} 件（前四周周均 {h['avg']}）"
                         for h in spots[:10]) or "-"
         msg = await notify(session, u, "disputes.n_digest", dedupe_key=f"digest-{day}-{u.id}", date=day,
-                           n=len(cases), cases=lines, hot=hot)
+                           start=fmt_local(since), end=fmt_local(end), n=len(cases), cases=lines, hot=hot)
         sent += msg is not None
     return sent

@@ -27,3 +27,23 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A worker that takes a row holds it until ``claimed_until``; another worker (or replica)
+    # skips it until then, and takes it over if the first one died mid-send.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # How many parts of a long text were delivered (Telegram takes 4,096 characters a message):
+    # a retry resumes after them instead of sending the first parts twice.
+    parts_sent: Mapped[int] = mapped_column(Integer, default=0)
+    # Given up on (refused for good, or out of attempts): kept and listed, never silently dropped.
+    dead_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class Unreachable(Base):
+    """A person who cannot be reached on a channel (e.g. they blocked the bot: Telegram 403).
+    Delivery to them on that channel stops until they write again."""
+
+    __tablename__ = "unreachable"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+    reason: Mapped[str] = mapped_column(Text, default="")

@@ -70,3 +70,51 @@ async def notify(
     session.add(msg)
     await session.flush()
     return msg
+
+
+# ------------------------------------------------------------------ dead letters (admins, CLI)
+async def dead_letters(session: AsyncSession, limit: int = 100) -> list[tuple[Outbox, User]]:
+    """Messages given up on, newest first, with their recipient."""
+    rows = await session.execute(
+        select(Outbox, User).join(User, User.id == Outbox.user_id)
+        .where(Outbox.dead_at.is_not(None)).order_by(Outbox.dead_at.desc(), Outbox.id.desc()).limit(limit))
+    return [(m, u) for m, u in rows.all()]
+
+
+async def pending_count(session: AsyncSession) -> int:
+    from sqlalchemy import func
+
+    return int(await session.scalar(
+        select(func.count(Outbox.id)).where(Outbox.sent_at.is_(None), Outbox.dead_at.is_(None))) or 0)
+
+
+async def retry(session: AsyncSession, ids: list[int] | None = None) -> int:
+    """Put dead letters (all, or ``ids``) back in the queue with fresh attempts; a person marked
+    unreachable on that channel is given another chance too."""
+    from sqlalchemy import delete
+
+    from backend.notify.models import Unreachable
+
+    q = select(Outbox).where(Outbox.dead_at.is_not(None))
+    if ids:
+        q = q.where(Outbox.id.in_(ids))
+    rows = (await session.scalars(q)).all()
+    for m in rows:
+        m.dead_at = None
+        m.attempts = 0
+        m.claimed_until = None
+        m.not_before = now()
+        await session.execute(delete(Unreachable).where(Unreachable.user_id == m.user_id))
+    return len(rows)
+
+
+async def mark_reachable(session: AsyncSession, user_id: int, channel: str) -> bool:
+    """The person wrote to us again on ``channel`` (e.g. pressed Restart after unblocking the
+    bot): deliver to them there again."""
+    from backend.notify.models import Unreachable
+
+    row = await session.get(Unreachable, (user_id, channel))
+    if row is None:
+        return False
+    await session.delete(row)
+    return True

@@ -51,6 +51,15 @@ async def report(chat, uid: int, *, category="邻里纠纷", description="隔壁
     return text.split("案件编号：")[1].split()[0]
 
 
+async def report_with_session(chat, staff, uid: int, when: str = "2026-12-03 14:30 海门街道调解室") -> str:
+    """A report the township mediator accepted and scheduled a mediation session for."""
+    number = await report(chat, uid)
+    await chat.press(staff["med"], "受理")
+    await chat.press(staff["med"], "安排调解")
+    await chat.send(staff["med"], when)
+    return number
+
+
 async def case(ctx, number: str) -> Dispute:
     async with ctx.sm() as s:
         return await s.scalar(select(Dispute).where(Dispute.number == number))

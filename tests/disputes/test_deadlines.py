@@ -8,11 +8,13 @@ from sqlalchemy import select
 from backend.core.clock import TZ
 from backend.disputes.models import DisputeEvent
 from tests.conftest import texts
-from tests.disputes.conftest import DAY, case, report, run_scheduler_at
+from tests.disputes.conftest import DAY, case, report, report_with_session, run_scheduler_at
 
 
-async def _jobs(ctx, prefix):
-    return sorted(j.id for j in ctx.scheduler.get_jobs() if j.id.startswith(prefix))
+async def _due(ctx, number):
+    """The case's pending deadline and the reminder before it (due dates the sweep reads)."""
+    d = await case(ctx, number)
+    return d.due_at, d.remind_at
 
 
 async def test_accept_deadline_reminder_then_escalation(chat, ctx, staff):
@@ -20,7 +22,7 @@ async def test_accept_deadline_reminder_then_escalation(chat, ctx, staff):
     d = await case(ctx, number)
     # Tue 10:00 → accept within 1 working day → Wed 17:30 local
     assert d.accept_due.astimezone(TZ).strftime("%Y-%m-%d %H:%M") == "2026-12-02 17:30"
-    assert await _jobs(ctx, f"disp{d.id}-accept") == [f"disp{d.id}-accept-due", f"disp{d.id}-accept-remind"]
+    assert await _due(ctx, number) == (d.accept_due, d.accept_due - timedelta(hours=4))
     n_med = len(chat.inbox(staff["med"]))
 
     await run_scheduler_at(ctx, d.accept_due - timedelta(hours=3, minutes=59))
@@ -28,14 +30,15 @@ async def test_accept_deadline_reminder_then_escalation(chat, ctx, staff):
     assert len(box) == n_med + 1 and "受理期限" in box[-1].text and number in box[-1].text
 
     n_sup = len(chat.inbox(staff["sup"]))
-    await run_scheduler_at(ctx, d.accept_due + timedelta(minutes=1))
+    due = d.accept_due  # (the escalation gives the case a new acceptance deadline one level up)
+    await run_scheduler_at(ctx, due + timedelta(minutes=1))
     sup = chat.inbox(staff["sup"])
     assert len(sup) == n_sup + 1 and "督办" in sup[-1].text and number in sup[-1].text
     d = await case(ctx, number)
     assert d.overdue == 1 and any(r["code"] == "overdue" for r in d.risk_reasons)
 
     # the job fired once; firing the sweep again changes nothing
-    await run_scheduler_at(ctx, d.accept_due + timedelta(minutes=20))
+    await run_scheduler_at(ctx, due + timedelta(minutes=20))
     assert len(chat.inbox(staff["sup"])) == n_sup + 1
     async with ctx.sm() as s:
         n = len(list(await s.scalars(select(DisputeEvent).where(DisputeEvent.dispute_id == d.id,
@@ -51,7 +54,8 @@ async def test_accepting_in_time_cancels_escalation(chat, ctx, staff):
     number = await report(chat, 3102)
     d = await case(ctx, number)
     await chat.press(staff["med"], "受理")
-    assert await _jobs(ctx, f"disp{d.id}-accept") == []
+    assert await _due(ctx, number) == ((await case(ctx, number)).resolve_due,
+                                       (await case(ctx, number)).resolve_due - timedelta(hours=4))
     n_sup = len(chat.inbox(staff["sup"]))
     await run_scheduler_at(ctx, d.accept_due + timedelta(minutes=1))
     assert len(chat.inbox(staff["sup"])) == n_sup
@@ -61,11 +65,7 @@ async def test_accepting_in_time_cancels_escalation(chat, ctx, staff):
 
 async def test_session_reminders_day_before_and_two_hours_before(chat, ctx, staff):
     c = 3103
-    number = await report(chat, c)
-    await chat.press(staff["med"], "受理")
-    await chat.press(staff["med"], "安排调解")
-    await chat.send(staff["med"], "2026-12-03 14:30 海门街道调解室")
-    d = await case(ctx, number)
+    d = await case(ctx, await report_with_session(chat, staff, c))
     n = len(chat.inbox(c))
     await run_scheduler_at(ctx, d.session_at - timedelta(days=1) + timedelta(minutes=1))
     assert len(chat.inbox(c)) == n + 1 and "明天" in chat.last(c).text

@@ -66,7 +66,7 @@ async def test_procurator_opens_the_evidence_in_chat_and_others_cannot(chat, ctx
         for uid in (OTHER_PROC, CITIZEN):
             await chat.ch.press_callback(uid, card_msg, evidence_cb)
             await ctx.flush()
-            assert "没有权限" in last_seen(chat, uid).text
+            assert "没有找到这个督办事项" in last_seen(chat, uid).text  # refused without revealing it
         assert not [m for m in chat.ch.out.get(OTHER_PROC, [])[before:] if m.photo or m.document]
 
 
