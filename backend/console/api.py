@@ -20,14 +20,13 @@ from backend.auth.sessions import WebUser
 from backend.core.clock import fmt_local, now
 from backend.core.deps import SessionDep, Unauthorized
 from backend.core.errors import DomainError, Forbidden, NotFound
-from backend.core.files import StoredFile
 from backend.core.i18n import LANGUAGES, Translator, gettext
 from backend.core.policy import Kind
 from backend.console import queries
 from backend.console.models import SavedView
 from backend.disputes import config as dconfig
 from backend.disputes import service as disputes
-from backend.disputes.models import Dispute, Status
+from backend.disputes.models import Status
 from backend.users import audit as audit_log
 from backend.users import service as users
 from backend.users.audit import audit_read
@@ -221,27 +220,16 @@ async def _units(session, user: User) -> list:
     return [county, *await users.children(session, county.id)]
 
 
-def actions_for(user: User, d: Dispute) -> list[str]:
-    """The buttons of the case for this person: the slice's own "what may this person do now"."""
-    available = getattr(disputes, "available_actions", None)
-    if available is not None:
-        return [getattr(a, "value", a) for a in available(user, d)]
-    return disputes.allowed_actions(d) if disputes.can_handle(user, d) else []
-
-
 @router.get("/console/cases/{case_id}")
 async def case_page(case_id: int, request: Request, session: SessionDep, user: CasesUser):
     d = await disputes.get_case(session, case_id, user)
     events = await disputes.timeline(session, d)
     actors = {u.id: u for u in await session.scalars(select(User).where(
         User.id.in_({e.actor_id for e in events if e.actor_id})))} if events else {}
-    files = list(await session.scalars(select(StoredFile).where(
-        StoredFile.owner_kind == "dispute", StoredFile.owner_id == d.id).order_by(StoredFile.id)))
+    files = await disputes.evidence(session, d, user)
     await audit_read(session, user, Kind.dispute, d.number, channel="web")
-    routes = {getattr(r, "path", "") for r in request.app.routes}
-    evidence_url = "/api/disputes/{case_id}/evidence/{file_id}" in routes
     return render(request, "case.html", user, d=d, events=events, actors=actors, files=files,
-                  evidence_url=evidence_url, actions=actions_for(user, d), text_for=disputes.text_for,
+                  actions=[a.value for a in disputes.available_actions(user, d)], text_for=disputes.text_for,
                   other_party=disputes.party_for(user, d),
                   phone=disputes.phone_for(user, d), category=dconfig.get().category(d.category),
                   units=await _units(session, user))

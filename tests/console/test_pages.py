@@ -13,6 +13,8 @@ from sqlalchemy import select, update
 
 from backend.auth.models import WebSession
 from backend.console.api import PAGES
+from backend.core.db import session_scope
+from backend.users import service as users
 from backend.core.clock import now
 from backend.disputes.models import Dispute
 from backend.users.models import AuditLog, InviteCode, Role
@@ -202,11 +204,15 @@ async def test_a_bulk_action_reports_each_case_and_audits_each(site):
 
 
 async def test_the_board_shows_the_figures_boards_and_heat_table_for_the_officials_jurisdiction(site):
+    async with session_scope(site.ctx.sm) as s:  # a township mediator: cases are handled there
+        local, _ = await users.get_or_create_user(s, 990201, name="街道调解员")
+        await users.set_role(s, local, Role.mediator, await users.find_jurisdiction(s, "白云街道"), actor="test")
     ids = await file_cases(site, 6)
-    m = await as_role(site, Role.mediator)
-    await m.post(f"/api/disputes/{ids[0]}/accept")
-    await m.post(f"/api/disputes/{ids[0]}/outcome", json={"success": True, "agreement": "和解"})
-    await m.post(f"/api/disputes/{ids[1]}/escalate", json={"reason": "需区级协调"})
+    m = await as_role(site, Role.mediator)  # at the county: handles the township's cases too
+    assert (await m.post(f"/api/disputes/{ids[0]}/accept")).status_code == 200
+    assert (await m.post(f"/api/disputes/{ids[0]}/outcome", json={"success": True, "agreement": "和解"})
+            ).status_code == 200
+    assert (await m.post(f"/api/disputes/{ids[1]}/escalate", json={"reason": "需区级协调"})).status_code == 200
     b = await as_role(site, Role.official)
     page = await b.get("/console/board")
     assert page.status_code == 200
