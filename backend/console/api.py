@@ -270,7 +270,7 @@ def _params(query: str):
 # ---------------------------------------------------------------- bulk actions
 class BulkIn(BaseModel):
     ids: list[int] = Field(min_length=1, max_length=MAX_BULK)
-    action: str = Field(pattern="^(accept|transfer|escalate|note)$")
+    action: str = Field(pattern="^(accept|transfer|escalate|note|close)$")
     target_id: int | None = None
     reason: str | None = Field(None, max_length=1000)
 
@@ -297,6 +297,8 @@ async def bulk(body: BulkIn, session: SessionDep, user: CasesUser) -> dict:
                     await disputes.transfer(session, d, user, target, body.reason or "")
                 elif body.action == "escalate":
                     await disputes.escalate(session, d, user, body.reason)
+                elif body.action == "close":
+                    await disputes.close(session, d, user, body.reason)
                 else:
                     await disputes.add_note(session, d, user, body.reason or "")
             results.append({"id": cid, "ok": True, "status": d.status})
@@ -364,8 +366,24 @@ async def supervision_page(request: Request, session: SessionDep, user: Supervis
         Suggestion.item_id.in_(ids), Suggestion.followup_at.is_not(None)).order_by(Suggestion.followup_at))) \
         if ids else []
     numbers = {i.id: i.number for i in items}
+    # the items this person may rate now (a deputy's own closed items): the slice's own answer
+    rateable = {i.id for i in items if sup.Action.rate in await sup.available_actions(session, user, i)}
     return render(request, "supervision.html", user, items=items, pending=pending, followups=followups,
-                  numbers=numbers, at=now())
+                  numbers=numbers, at=now(), rateable=rateable)
+
+
+class RatingIn(BaseModel):
+    rating: str = Field(pattern="^(satisfied|basic|unsatisfied)$")
+    comment: str | None = Field(None, max_length=2000)
+
+
+@router.post("/console/api/supervision/{item_id}/rate")
+async def rate_item(item_id: int, body: RatingIn, session: SessionDep, user: SupervisionUser) -> dict:
+    """A deputy rates their own item, through the service the chat's rating buttons use."""
+    from backend.supervision import service as sup
+
+    item = await sup.rate(session, user, item_id, body.rating, body.comment)
+    return {"number": item.number, "rating": item.rating, "status": item.status}
 
 
 # ---------------------------------------------------------------- admin
