@@ -319,6 +319,7 @@ async def board(request: Request, session: SessionDep, user: BoardUser):
     figures = await queries.figures(session, scope)
     return render(request, "board.html", user, figures=figures, boards=await queries.boards(session, user),
                   times=await queries.acceptance_times(session, user), heat=await queries.heat_table(session, user),
+                  states=await queries.time_in_state(session, user),
                   scope_name=scope.name if scope else "台州市")
 
 

@@ -20,7 +20,7 @@ from backend.core.clock import now, to_local
 from backend.disputes import config as dconfig
 from backend.disputes import service as disputes
 from backend.disputes import stats
-from backend.disputes.models import OPEN_STATUSES, Dispute, Status
+from backend.disputes.models import OPEN_STATUSES, Dispute, DisputeEvent, Status
 from backend.users.models import Jurisdiction, Role, User
 
 OPEN = [s.value for s in OPEN_STATUSES]
@@ -189,20 +189,56 @@ def _pct(values: list[float], p: float) -> float | None:
 
 
 async def acceptance_times(session: AsyncSession, user: User, since_days: int = 180) -> dict:
-    """Median and p90 hours from report to acceptance, per category, over cases accepted in the
-    last ``since_days`` days."""
+    """Median and p90 hours from report to acceptance, overall, per category and per township,
+    over cases accepted in the last ``since_days`` days."""
     conds = conditions(user, Filters(tab="all"))
     since = now() - timedelta(days=since_days)
-    q = select(Dispute.category, Dispute.created_at, Dispute.accepted_at).where(
+    q = select(Dispute.category, Dispute.township_id, Dispute.created_at, Dispute.accepted_at).where(
         *conds, Dispute.accepted_at.is_not(None), Dispute.accepted_at >= since)
-    hours: dict[str, list[float]] = {}
-    for cat, created, accepted in await session.execute(q):
-        hours.setdefault(cat, []).append((accepted - created).total_seconds() / 3600)
-    every = [h for hs in hours.values() for h in hs]
+    by_cat: dict[str, list[float]] = {}
+    by_town: dict[int | None, list[float]] = {}
+    for cat, town, created, accepted in await session.execute(q):
+        h = (accepted - created).total_seconds() / 3600
+        by_cat.setdefault(cat, []).append(h)
+        by_town.setdefault(town, []).append(h)
+    every = [h for hs in by_cat.values() for h in hs]
     cats = dconfig.get()
-    return {"all": {"n": len(every), "median": _pct(every, 50), "p90": _pct(every, 90)},
-            "by_category": [{"category": cats.category(c).zh, "n": len(hs), "median": _pct(hs, 50),
-                             "p90": _pct(hs, 90)} for c, hs in sorted(hours.items(), key=lambda x: -len(x[1]))]}
+    names = await _names(session, [t for t in by_town if t is not None])
+    return {"all": _summary(every),
+            "by_category": [{"name": cats.category(c).zh, **_summary(hs)} for c, hs in _biggest(by_cat)],
+            "by_township": [{"name": names.get(t, "-"), **_summary(hs)} for t, hs in _biggest(by_town)]}
+
+
+async def time_in_state(session: AsyncSession, user: User, since_days: int = 90) -> list[dict]:
+    """Median and p90 hours a case stays in each open status (from the timeline: the time from
+    entering a status to the next event that leaves it), over cases reported in the last
+    ``since_days`` days."""
+    cases = select(Dispute.id).where(*conditions(user, Filters(tab="all")),
+                                     Dispute.created_at >= now() - timedelta(days=since_days))
+    q = (select(DisputeEvent.dispute_id, DisputeEvent.at, DisputeEvent.from_status, DisputeEvent.to_status)
+         .where(DisputeEvent.dispute_id.in_(cases)).order_by(DisputeEvent.dispute_id, DisputeEvent.id))
+    spent: dict[str, list[float]] = {}
+    last: tuple[int, datetime, str] | None = None
+    for cid, at, _from, to in await session.execute(q):
+        if last is not None and last[0] == cid and to != last[2]:
+            spent.setdefault(last[2], []).append((at - last[1]).total_seconds() / 3600)
+        if last is None or last[0] != cid or to != last[2]:
+            last = (cid, at, to)
+    return [{"status": st, **_summary(spent[st])} for st in OPEN if st in spent]
+
+
+def _summary(hours: list[float]) -> dict:
+    return {"n": len(hours), "median": _pct(hours, 50), "p90": _pct(hours, 90)}
+
+
+def _biggest(groups: dict) -> list:
+    return sorted(groups.items(), key=lambda x: -len(x[1]))
+
+
+async def _names(session: AsyncSession, ids: list[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return dict((await session.execute(select(Jurisdiction.id, Jurisdiction.name).where(Jurisdiction.id.in_(ids)))).all())
 
 
 async def heat_table(session: AsyncSession, user: User) -> dict:
@@ -214,8 +250,7 @@ async def heat_table(session: AsyncSession, user: User) -> dict:
     for tid, cat, n in await session.execute(q):
         cells[(tid, cat)] = n
     tids = sorted({t for t, _ in cells if t is not None})
-    names = dict((await session.execute(select(Jurisdiction.id, Jurisdiction.name)
-                                        .where(Jurisdiction.id.in_(tids)))).all()) if tids else {}
+    names = await _names(session, tids)
     cats = sorted({c for _, c in cells}, key=lambda c: -sum(n for (t, cc), n in cells.items() if cc == c))
     cfg = dconfig.get()
     top = max(cells.values(), default=0)

@@ -5,6 +5,7 @@ factor; bulk actions report per case and audit each."""
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -221,6 +222,13 @@ async def test_the_board_shows_the_figures_boards_and_heat_table_for_the_officia
     assert "/console/static/echarts.min.js" in html
     assert f'href="/console/cases/{ids[1]}"' in html  # on the escalated board
     assert "地区 × 类别热力表" in html
+    states = html[html.index('class="states"'):]
+    states = states[:states.index("</table>")]
+    # ids[0] went new → accepted → resolved, ids[1] new → escalated: two stays in 新建, one in 已受理
+    assert re.search(r"<td>新建</td><td>2</td><td>[\d.]+</td>", states), states
+    assert re.search(r"<td>已受理</td><td>1</td><td>[\d.]+</td>", states), states
+    times = html[html.index('class="times"'):]
+    assert re.search(r"<td>白云街道</td><td>1</td>", times[:times.index("</table>")])
 
 
 async def test_an_admin_creates_and_revokes_an_invite_and_reads_the_audit_log_with_filters(site):
