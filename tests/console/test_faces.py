@@ -82,3 +82,20 @@ async def test_an_officer_elsewhere_and_other_roles_cannot_open_the_review(site)
     officer = await as_role(site, Role.officer)  # at 椒江区
     assert (await officer.get(f"/console/faces/{other}")).status_code == 404
     assert f'data-candidate="{other}"' not in (await officer.get("/console/faces")).text
+
+
+async def test_the_queue_page_lists_the_officers_own_help_requests_with_their_answers(site):
+    from backend.missing.models import AssistAnswer, AssistRequest
+
+    b = await as_role(site, Role.officer)
+    me = (await b.get("/api/me")).json()["id"]
+    async with session_scope(site.ctx.sm) as s:
+        other = await as_role(site, Role.officer)
+        other_id = (await other.get("/api/me")).json()["id"]
+        req = AssistRequest(requester_id=me, note="火车站发现一名老人，说不清住址", status="answered")
+        s.add(req)
+        await s.flush()
+        s.add(AssistAnswer(request_id=req.id, officer_id=other_id, case_id=None, note="本地无此人"))
+    page = (await b.get("/console/faces")).text
+    assert "火车站发现一名老人" in page and "已有回复" in page and "本地无此人" in page
+    assert "火车站发现一名老人" not in (await other.get("/console/faces")).text
