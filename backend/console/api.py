@@ -177,8 +177,8 @@ async def _views(session, user: User, page: str) -> list[SavedView]:
 @router.get("/console/cases")
 async def cases(request: Request, session: SessionDep, user: CasesUser):
     f = queries.Filters.parse(request.query_params)
-    rows, total = await queries.case_list(session, user, f)
-    counts = await queries.tab_counts(session, user, f)
+    rows, counts = await queries.case_list(session, user, f)
+    total = counts[f.tab]
     if rows:
         await audit_read(session, user, Kind.dispute, None, channel="web", action="list",
                          detail={"numbers": [d.number for d in rows]})

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -92,22 +92,26 @@ def _deadline_within(at: datetime, until: datetime):
                and_(Dispute.resolve_due >= at, Dispute.resolve_due < until))
 
 
-def conditions(user: User, f: Filters, at: datetime | None = None) -> list:
-    at = at or now()
-    out = []
-    scope = disputes._scope(user)
-    if scope is not None:
-        out.append(scope)
-    tab = {
+def _tab(tab: str, window: int, at: datetime):
+    return {
         "new": Dispute.status == Status.new.value,
         "accepted": Dispute.status == Status.accepted.value,
         "scheduled": Dispute.status == Status.mediating.value,
         "escalated": Dispute.status == Status.escalated.value,
         "overdue": and_(Dispute.status.in_(OPEN), _deadline_passed(at)),
         "at_risk": and_(Dispute.status.in_(OPEN), ~_deadline_passed(at),
-                        _deadline_within(at, at + timedelta(hours=f.window))),
+                        _deadline_within(at, at + timedelta(hours=window))),
         "open": Dispute.status.in_(OPEN),
-    }.get(f.tab)
+    }.get(tab)
+
+
+def conditions(user: User, f: Filters, at: datetime | None = None, *, with_tab: bool = True) -> list:
+    at = at or now()
+    out = []
+    scope = disputes._scope(user)
+    if scope is not None:
+        out.append(scope)
+    tab = _tab(f.tab, f.window, at) if with_tab else None
     if tab is not None:
         out.append(tab)
     if f.status:
@@ -135,21 +139,16 @@ def conditions(user: User, f: Filters, at: datetime | None = None) -> list:
 
 
 async def case_list(session: AsyncSession, user: User, f: Filters, *, limit: int = PAGE_SIZE
-                    ) -> tuple[list[Dispute], int]:
-    conds = conditions(user, f)
-    total = await session.scalar(select(func.count(Dispute.id)).where(*conds)) or 0
-    rows = await session.scalars(select(Dispute).where(*conds).order_by(Dispute.id.desc())
+                    ) -> tuple[list[Dispute], dict[str, int]]:
+    """One page of the list, and how many cases each queue tab holds under the other filters
+    (one pass over the person's cases, whatever the number of tabs)."""
+    at = now()
+    counted = [func.count(Dispute.id)] + [func.sum(case((_tab(t, f.window, at), 1), else_=0)) for t in TABS[:-1]]
+    row = (await session.execute(select(*counted).where(*conditions(user, f, at, with_tab=False)))).one()
+    counts = {"all": row[0] or 0, **{t: int(n or 0) for t, n in zip(TABS[:-1], row[1:])}}
+    rows = await session.scalars(select(Dispute).where(*conditions(user, f, at)).order_by(Dispute.id.desc())
                                  .limit(limit).offset((f.page - 1) * limit))
-    return list(rows), total
-
-
-async def tab_counts(session: AsyncSession, user: User, f: Filters) -> dict[str, int]:
-    """How many cases each queue tab holds under the other filters."""
-    out = {}
-    for tab in TABS[:6]:
-        g = Filters(**{**f.__dict__, "tab": tab})
-        out[tab] = await session.scalar(select(func.count(Dispute.id)).where(*conditions(user, g))) or 0
-    return out
+    return list(rows), counts
 
 
 # ---------------------------------------------------------------- the dashboard

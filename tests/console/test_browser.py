@@ -252,6 +252,8 @@ def test_two_officers_confirm_a_face_match_in_two_steps_and_the_family_is_told(s
         con.close()
     assert rows, "the family's notice is queued (sent when the undo window closes)"
     phone = on_phone(browser, server, second)
+    phone.goto("/console/faces")
+    shot(phone, "faces")
     phone.goto("/console/faces/1")
     shot(phone, "face")
     first.close()
@@ -267,6 +269,9 @@ def test_the_other_staff_roles_are_refused_the_pages_not_theirs(server, browser,
     if role == Role.procurator:
         page.goto("/console/supervision")
         shot(page, "supervision")
+        phone = on_phone(browser, server, ctx)
+        phone.goto("/console/supervision")
+        shot(phone, "supervision")
     ctx.close()
 
 
