@@ -1,6 +1,6 @@
 # Hehe (和合) — the two README commands.
 #   make run    chat with Hehe in the browser: http://127.0.0.1:8000/chat (no Telegram token needed)
-#   make test   the whole test suite
+#   make test   the checks (ruff, import contracts, mypy), then the whole test suite
 # Both create .venv with python3 -m venv if it is missing and install what they need once
 # (a stamp file remembers the pyproject.toml that was installed).
 

@@ -12,13 +12,19 @@ from backend.users.models import Role, User
 from backend.users.service import audit
 
 
+def clean_name(name: str | None) -> str:
+    """What a person typed as their name, without control characters (a NUL byte would fail the
+    commit on PostgreSQL), at most 64 characters."""
+    return "".join(c for c in (name or "") if c.isprintable()).strip()[:64]
+
+
 async def new_web_user(session: AsyncSession, *, name: str, language: str = "zh",
                        phone: str | None = None) -> User:
     """A new citizen of channel ``web`` with its web account (flushed, not committed)."""
     account = WebAccount(phone=phone, totp_confirmed=False, totp_last_step=0, failed_logins=0)
     session.add(account)
     await session.flush()  # the account id gives the chat id
-    user = User(telegram_id=account.chat_id, channel="web", name=(name or "").strip()[:64] or f"网页用户{account.id}",
+    user = User(telegram_id=account.chat_id, channel="web", name=clean_name(name) or f"网页用户{account.id}",
                 language=normalize_language(language), role=Role.citizen.value)
     session.add(user)
     await session.flush()

@@ -179,8 +179,7 @@ async def redeem_invite(body: InviteIn, request: Request, response: Response):
         user, account = await staff.redeem_invite_in_browser(
             s, code=body.code, login=body.login, name=body.name, password=body.password, language=body.language)
         await start_session(s, request, response, user, method="password", second_factor=False)
-        return {"user": person(user), "totp_secret": account.totp_secret, "totp_uri": staff.totp_uri(account),
-                "second_factor_setup": needs_second_factor(user)}
+        return {"user": person(user), **staff.totp_setup(account), "second_factor_setup": needs_second_factor(user)}
 
 
 @router.post("/password", dependencies=[PUBLIC])
@@ -228,7 +227,7 @@ async def setup(body: SetupIn, user: SetupUser, session: SessionDep):
     account.login, account.password_hash = login, staff.PASSWORDS.hash(body.password)
     account = await staff.start_totp_setup(session, user)
     await session.commit()  # before answering: the next request must see it
-    return {"totp_secret": account.totp_secret, "totp_uri": staff.totp_uri(account)}
+    return staff.totp_setup(account)
 
 
 @router.post("/totp/new")
@@ -239,7 +238,7 @@ async def new_totp(user: SetupUser, session: SessionDep):
         account.totp_secret = None
     account = await staff.start_totp_setup(session, user)
     await session.commit()
-    return {"totp_secret": account.totp_secret, "totp_uri": staff.totp_uri(account)}
+    return staff.totp_setup(account)
 
 
 @router.post("/totp")

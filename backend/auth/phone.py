@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.auth import ratelimit
@@ -46,6 +46,13 @@ async def issue_code(session: AsyncSession, secret: str, phone: str, client: str
     if last is not None and last.used_at is None and now() - last.created_at < RESEND_AFTER:
         wait = int((RESEND_AFTER - (now() - last.created_at)).total_seconds()) + 1
         return Refused("auth.err_resend_wait", retry_after=wait)
+    # Per phone: the codes of the last hour and day themselves (a sliding window, exact across
+    # the turn of the hour), and the atomic counters below (exact under concurrency).
+    for seconds, limit in SENDS_PER_PHONE:
+        sent = await session.scalar(select(func.count(OneTimeCode.id)).where(
+            OneTimeCode.phone == phone, OneTimeCode.created_at > now() - timedelta(seconds=seconds)))
+        if sent >= limit:
+            return Refused("auth.err_too_many")
     if not await ratelimit.hits(session, [(f"sms:client:{client}", s, n) for s, n in SENDS_PER_CLIENT]):
         return Refused("auth.err_too_many")
     if not await ratelimit.hits(session, [(f"sms:phone:{phone}", s, n) for s, n in SENDS_PER_PHONE]):

@@ -55,6 +55,16 @@ def totp_uri(account: WebAccount) -> str:
     return pyotp.TOTP(account.totp_secret).provisioning_uri(name=account.login or str(account.id), issuer_name=ISSUER)
 
 
+def totp_setup(account: WebAccount) -> dict:
+    """What the page shows to add the key to an authenticator app: the key, its otpauth URI and
+    that URI as a QR code (an SVG data URI, made here: no external service sees the key)."""
+    import segno
+
+    uri = totp_uri(account)
+    return {"totp_secret": account.totp_secret, "totp_uri": uri,
+            "totp_qr": segno.make(uri, error="m").svg_data_uri(scale=5)}
+
+
 async def redeem_invite_in_browser(session: AsyncSession, *, code: str, login: str, name: str, password: str,
                                    language: str = "zh") -> tuple[User, WebAccount]:
     """A new web person with a password, given the role of the invite (redeemed once). The

@@ -20,7 +20,6 @@ from backend.core.i18n import gettext
 from backend.core.masking import mask_party, mask_personal, mask_phone, normalize_phone
 from backend.core.policy import Action as Access
 from backend.core.policy import Facts, Kind, may, places_inside
-from backend.core.security import within
 from backend.core import workdays
 from backend.core.workdays import calendar_deadline, workday_deadline
 from backend.disputes import config, risk, routing, stats, workflow

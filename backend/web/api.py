@@ -187,14 +187,14 @@ async def file(file_id: str, request: Request, user: WebUser):
 
 
 # ---------------------------------------------------------------- /docs with local assets
-SWAGGER_ASSETS = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript",
-                  "favicon-32x32.png": "image/png"}
+SWAGGER = STATIC / "swagger"  # Swagger UI 5, vendored from the npm package swagger-ui-dist
+SWAGGER_ASSETS = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript"}
 
 
 @router.get("/docs", include_in_schema=False, dependencies=[PUBLIC])
 async def docs():
     return HTMLResponse("""<!doctype html><html><head><meta charset="utf-8"><title>Hehe 和合 API</title>
-<link rel="stylesheet" href="/docs/assets/swagger-ui.css"><link rel="icon" href="/docs/assets/favicon-32x32.png">
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css">
 </head><body><div id="swagger-ui"></div>
 <script src="/docs/assets/swagger-ui-bundle.js"></script><script src="/chat/assets/docs.js"></script>
 </body></html>""")
@@ -202,8 +202,6 @@ async def docs():
 
 @router.get("/docs/assets/{name}", include_in_schema=False, dependencies=[PUBLIC])
 async def docs_asset(name: str):
-    from swagger_ui_bundle import swagger_ui_path
-
     if name not in SWAGGER_ASSETS:
         raise NotFound("common.err_not_found")
-    return FileResponse(Path(swagger_ui_path) / name, media_type=SWAGGER_ASSETS[name])
+    return FileResponse(SWAGGER / name, media_type=SWAGGER_ASSETS[name])

@@ -34,6 +34,7 @@ from bot.offline import OfflineChannel, OutMessage, StoredBlob
 log = logging.getLogger("hehe.web")
 KEEP_PER_PERSON = 200  # messages of one person kept in memory
 FILE_ID = re.compile(r"^off-[0-9a-f]{32}$")
+UPDATE_ID_BASE = 2 ** 40
 
 
 class _MineLog:
@@ -98,6 +99,9 @@ class WebChannel(OfflineChannel):
             top_mid = await s.scalar(select(func.max(WebMessage.message_id))) or 0
         self._seq = itertools.count(top_seq + 1)
         self._message_ids = itertools.count(top_mid + 1)
+        # The Dispatcher ignores an (bot id, update_id) it has seen; the terminal's offline
+        # channel shares the bot id and counts from 1, so this channel counts from far away.
+        self._update_ids = itertools.count(UPDATE_ID_BASE)
         self._last = top_seq
 
     # ------------------------------------------------------------- memory (a bounded cache)

@@ -157,6 +157,7 @@ def test_a_staff_member_redeems_an_invite_sets_password_and_totp_and_sees_their_
             secret = page.locator("#secret")
             expect(secret).to_be_visible(timeout=20_000)
             totp = pyotp.TOTP(secret.inner_text().replace(" ", ""))
+            assert page.locator("#qr").evaluate("img => img.complete && img.naturalWidth > 100")
             page.fill("#ttotp", "000000")
             page.click("#f-totp button[type=submit]")
             expect(page.locator("#setup-msg")).not_to_be_empty()
@@ -207,5 +208,23 @@ def test_a_second_browser_cannot_see_the_first_ones_messages_or_files(server, tm
             assert second.request.get(base + src).status == 404
             assert second.request.get(base + "/chat/api/messages").ok
             assert "东山路" not in second.request.get(base + "/chat/api/messages").text()
+        finally:
+            browser.close()
+
+
+def test_the_api_docs_render_from_local_assets_under_the_page_csp(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, _log, _ = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            outside: list[str] = []
+            page.on("request", lambda r: None if r.url.startswith(base) else outside.append(r.url))
+            page.goto(base + "/docs")
+            expect(page.locator(".info .title")).to_contain_text("Hehe", timeout=20_000)
+            assert page.locator(".opblock").count() > 20
+            assert not outside, outside  # no CDN
         finally:
             browser.close()

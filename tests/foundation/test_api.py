@@ -293,7 +293,7 @@ async def test_without_token_there_is_no_telegram_at_all(api):
     ctx = api.ctx
     assert ctx.settings.telegram_token is None
     assert ctx.telegram_bot is None
-    assert set(ctx.bots) == {"local"} and set(ctx.deliverer.bots) == {"local"}
+    assert set(ctx.bots) == {"local"} and set(ctx.deliverer.bots) == {"local", "web"}  # the offline channels
     assert not any("telegram" in t.get_name() for t in ctx.tasks)
     # The webhook is closed: even a caller who guesses a secret gets 403.
     r = await api.client.post(WEBHOOK_PATH, json=_update(20, 3402, "/start"),

@@ -2,6 +2,7 @@
 together; the people the bot talks to are served from memory but never with a stale role."""
 from __future__ import annotations
 
+import asyncio
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
@@ -146,7 +147,6 @@ async def test_a_step_waits_for_another_process_off_the_event_loop(ctx):
     """While another process holds SQLite's write lock, a step waits for it on the connection's
     worker thread (busy timeout), never on the event loop: the bot keeps answering others, and
     the step is saved once the lock is free."""
-    import asyncio
     import sqlite3
 
     use_dispatcher(ctx, steps_router())
@@ -187,3 +187,38 @@ async def test_an_update_that_changes_no_conversation_writes_nothing(ctx):
     finally:
         event.remove(ctx.engine.sync_engine, "before_cursor_execute", record)
     assert not [s for s in statements if "fsm_state" in s]
+
+
+def holding_router(held: asyncio.Event, release: asyncio.Event) -> Router:
+    r = Router(name="test-holding")
+
+    @r.message(Command("hold"))
+    async def hold(message: Message, session, user) -> None:
+        session.add(AuditLog(actor=f"user:{user.id}", action="test.hold", note="held"))
+        await session.flush()  # this update now holds SQLite's write lock until it commits
+        held.set()
+        await release.wait()
+        await message.answer("写好了")
+
+    return r
+
+
+async def test_an_update_holding_the_write_lock_and_queued_steps_do_not_wait_for_each_other(ctx):
+    """On SQLite, steps that write only at their commit queue for the write lock; an update that
+    already holds it commits without queuing — so neither can wait for the other forever."""
+    held, release = asyncio.Event(), asyncio.Event()
+    use_dispatcher(ctx, holding_router(held, release), steps_router())
+    chat = ChatDriver(ctx)
+    await chat.send(5041, "/start")
+    holder = asyncio.create_task(chat.send(5040, "/hold"))
+    await asyncio.wait_for(held.wait(), 5)
+    step = asyncio.create_task(chat.send(5041, "/steps"))  # queues, then waits for SQLite's lock
+    done, _ = await asyncio.wait({step}, timeout=0.3)
+    assert not done  # it cannot commit while the holder has the lock
+    release.set()
+    out_holder, out_step = await asyncio.wait_for(asyncio.gather(holder, step), 5)
+    assert texts(out_holder) == "写好了" and texts(out_step) == "第一步"
+    async with ctx.sm() as s:
+        assert await s.scalar(select(AuditLog.note).where(AuditLog.action == "test.hold")) == "held"
+    assert await SQLStorage(ctx.sm).get_state(StorageKey(bot_id=BOT_ID, chat_id=5041, user_id=5041)) \
+        == Steps.first.state

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from backend.app import create_app
 from backend.missing.models import PersonCase
 from backend.users.models import User
 from tests.conftest import bearer

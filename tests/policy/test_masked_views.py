@@ -7,7 +7,6 @@ from sqlalchemy import select
 from backend.core.db import session_scope
 from backend.notify.models import Outbox
 from backend.users import service as users
-from backend.users.models import Role
 from tests.disputes.conftest import api, daytime  # noqa: F401  (fixtures)
 
 RAW = ["13912345678", "330102197001011234", "陈大富", "13700001111"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import shutil
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -16,6 +19,8 @@ from backend.users.models import Role
 from tests.conftest import make_settings
 
 HOST = "http://hehe.test"
+# Tests of fixed-window limits run at this time, far from the turn of an hour.
+MID_HOUR = datetime.now(UTC).replace(minute=20, second=0, microsecond=0)
 
 
 class Browser:
@@ -80,27 +85,33 @@ def code_from_log(caplog, phone_tail: str) -> str:
     raise AssertionError("no code in the log")
 
 
-async def open_site(settings):
-    app = create_app(settings)
-    lifespan = app.router.lifespan_context(app)
-    await lifespan.__aenter__()
-    return Site(app), lifespan
+@asynccontextmanager
+async def running(settings, app=None):
+    """The application with its lifespan running; its browsers closed at the end."""
+    app = app or create_app(settings)
+    async with app.router.lifespan_context(app):
+        site = Site(app)
+        try:
+            yield site
+        finally:
+            for b in site.browsers:
+                await b.aclose()
+
+
+def site_settings(tmp_path, template_db, **kw):
+    """Settings of a server without demo mode, with the console SMS provider, on a copy of the
+    template database."""
+    settings = make_settings(tmp_path, **{"demo": False, "sms_provider": "console", **kw})
+    settings.ensure_dirs()
+    shutil.copyfile(template_db, settings.data_dir / "hehe.db")
+    return settings
 
 
 @pytest.fixture
 async def site(tmp_path, template_db, caplog):
-    import shutil
     caplog.set_level(logging.WARNING, logger="hehe.sms")
-    settings = make_settings(tmp_path, demo=False, sms_provider="console")
-    settings.ensure_dirs()
-    shutil.copyfile(template_db, settings.data_dir / "hehe.db")
-    s, lifespan = await open_site(settings)
-    try:
+    async with running(site_settings(tmp_path, template_db)) as s:
         yield s
-    finally:
-        for b in s.browsers:
-            await b.aclose()
-        await lifespan.__aexit__(None, None, None)
 
 
 async def phone_sign_in(site: Site, b: Browser, caplog, phone: str = "13912345678", name: str = "张三") -> dict:

@@ -3,7 +3,6 @@ memory stays bounded and old history is deleted after the retention period."""
 from __future__ import annotations
 
 import logging
-import shutil
 from datetime import timedelta
 
 import time_machine
@@ -13,21 +12,12 @@ from backend.auth.models import WebFile, WebMessage
 from backend.core.clock import now
 from backend.core.db import session_scope
 from backend.demo import seed_users
-from tests.conftest import make_settings
-from tests.web.conftest import open_site, phone_sign_in
+from tests.web.conftest import phone_sign_in, running, site_settings
 from tests.web.test_web_surface import jpeg
 
 
-async def _site(tmp_path, template_db, **kw):
-    settings = make_settings(tmp_path, **kw)
-    settings.ensure_dirs()
-    shutil.copyfile(template_db, settings.data_dir / "hehe.db")
-    return await open_site(settings)
-
-
 async def test_demo_mode_switches_people_and_sets_roles(tmp_path, template_db):
-    site, lifespan = await _site(tmp_path, template_db, demo=True)
-    try:
+    async with running(site_settings(tmp_path, template_db, demo=True)) as site:
         async with session_scope(site.ctx.sm) as s:
             await seed_users(s)
         b = site.browser()
@@ -41,16 +31,11 @@ async def test_demo_mode_switches_people_and_sets_roles(tmp_path, template_db):
         r = await b.post("/auth/api/demo/role", json={"role": "officer", "jurisdiction": "椒江区"})
         assert r.status_code == 200 and r.json()["user"]["role"] == "officer"
         assert (await b.post("/auth/api/demo/role", json={"role": "emperor"})).status_code == 400
-    finally:
-        for br in site.browsers:
-            await br.aclose()
-        await lifespan.__aexit__(None, None, None)
 
 
 async def test_the_web_channel_keeps_only_recent_people_in_memory(tmp_path, template_db, caplog):
     caplog.set_level(logging.WARNING, logger="hehe.sms")
-    site, lifespan = await _site(tmp_path, template_db, demo=False, sms_provider="console", web_cache_users=3)
-    try:
+    async with running(site_settings(tmp_path, template_db, web_cache_users=3)) as site:
         browsers = []
         for i in range(6):
             b = site.browser(f"192.0.2.{i + 1}")
@@ -64,16 +49,11 @@ async def test_the_web_channel_keeps_only_recent_people_in_memory(tmp_path, temp
         # The first person was evicted; their history comes back from the database.
         msgs = (await browsers[0].get("/chat/api/messages")).json()["messages"]
         assert any(m["mine"] and m["text"] == "/start" for m in msgs) and any(m.get("photo_id") for m in msgs)
-    finally:
-        for br in site.browsers:
-            await br.aclose()
-        await lifespan.__aexit__(None, None, None)
 
 
 async def test_history_and_files_older_than_the_retention_period_are_deleted(tmp_path, template_db, caplog):
     caplog.set_level(logging.WARNING, logger="hehe.sms")
-    site, lifespan = await _site(tmp_path, template_db, demo=False, sms_provider="console", web_retention_days=30)
-    try:
+    async with running(site_settings(tmp_path, template_db, web_retention_days=30)) as site:
         b = site.browser()
         with time_machine.travel(now() - timedelta(days=40), tick=False):
             await phone_sign_in(site, b, caplog)
@@ -86,7 +66,3 @@ async def test_history_and_files_older_than_the_retention_period_are_deleted(tmp
             assert await s.scalar(select(func.count(WebMessage.id))) == 0
             assert await s.scalar(select(func.count(WebFile.id))) == 0
         assert not any(p.exists() for p in files)
-    finally:
-        for br in site.browsers:
-            await br.aclose()
-        await lifespan.__aexit__(None, None, None)

@@ -28,6 +28,7 @@ from backend.auth.sms import (
 )
 from tests.conftest import make_settings
 from tests.foundation.test_compose import compose, needs_compose
+from tests.web.conftest import running, site_settings
 
 HEHE = shutil.which("hehe", path=str(Path(sys.executable).parent))
 
@@ -59,27 +60,12 @@ def test_the_console_sms_provider_is_refused_on_a_public_address_outside_demo_mo
     assert r.returncode == 2 and "console" in r.stderr
 
 
-def test_without_a_provider_citizen_sign_in_is_off_and_says_so(tmp_path, template_db):
-    import asyncio
-
-    import httpx
-
-    from tests.web.conftest import HOST, open_site
-
-    async def go():
-        settings = make_settings(tmp_path, demo=False, sms_provider="")
-        settings.ensure_dirs()
-        shutil.copyfile(template_db, settings.data_dir / "hehe.db")
-        site, lifespan = await open_site(settings)
-        try:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=site.app), base_url=HOST) as c:
-                assert (await c.get("/auth/api/config")).json()["phone"] is False
-                r = await c.post("/auth/api/phone/code", json={"phone": "13912345678"})
-                assert r.status_code == 503 and r.json()["key"] == "auth.err_sms_unavailable"
-        finally:
-            await lifespan.__aexit__(None, None, None)
-
-    asyncio.run(go())
+async def test_without_a_provider_citizen_sign_in_is_off_and_says_so(tmp_path, template_db):
+    async with running(site_settings(tmp_path, template_db, sms_provider="")) as site:
+        b = site.browser()
+        assert (await b.get("/auth/api/config")).json()["phone"] is False
+        r = await b.post("/auth/api/phone/code", json={"phone": "13912345678"})
+        assert r.status_code == 503 and r.json()["key"] == "auth.err_sms_unavailable"
 
 
 class _Aliyun(BaseHTTPRequestHandler):
@@ -91,7 +77,9 @@ class _Aliyun(BaseHTTPRequestHandler):
     def do_GET(self):
         params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
         sig = params.pop("Signature", "")
-        enc = lambda s: quote(s, safe="~")
+        def enc(s):
+            return quote(s, safe="~")
+
         canonical = "&".join(f"{enc(k)}={enc(v)}" for k, v in sorted(params.items()))
         expected = base64.b64encode(hmac.new(f"{self.secret}&".encode(),
                                              f"GET&%2F&{enc(canonical)}".encode(), hashlib.sha1).digest()).decode()

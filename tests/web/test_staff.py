@@ -2,6 +2,7 @@
 second factor reaches nothing; step-up before revealing a face match or exporting."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pyotp
@@ -15,7 +16,7 @@ from backend.core.clock import now
 from backend.core.db import session_scope
 from backend.users import service as users
 from backend.users.models import Role, User
-from tests.web.conftest import phone_sign_in
+from tests.web.conftest import MID_HOUR, phone_sign_in
 
 PASSWORD = "correct horse battery"
 
@@ -37,6 +38,7 @@ async def test_a_staff_member_redeems_an_invite_sets_a_password_and_totp_and_see
     assert r.status_code == 200 and r.json()["user"]["role"] == "mediator"
     secret = r.json()["totp_secret"]
     assert r.json()["totp_uri"].startswith("otpauth://totp/")
+    assert r.json()["totp_qr"].startswith("data:image/svg+xml")  # drawn here, no QR service sees the key
     # Before the TOTP is confirmed the session reaches nothing with personal data.
     assert (await b.get("/chat/api/messages")).status_code == 401
     assert (await b.get("/auth/api/me")).json()["second_factor_setup"] is True
@@ -111,15 +113,10 @@ async def test_a_citizen_invited_in_the_chat_must_set_up_a_password_and_totp_bef
 
 async def test_revealing_a_face_match_or_exporting_needs_a_totp_from_the_last_minutes(tmp_path, template_db):
     """``require_fresh_second_factor`` on a route (the way the faces and export routes use it)."""
-    import shutil
-
     from backend.app import create_app
-    from tests.conftest import make_settings
-    from tests.web.conftest import Site
+    from tests.web.conftest import running, site_settings
 
-    settings = make_settings(tmp_path, demo=False)
-    settings.ensure_dirs()
-    shutil.copyfile(template_db, settings.data_dir / "hehe.db")
+    settings = site_settings(tmp_path, template_db)
     app = create_app(settings)
     extra = APIRouter()
 
@@ -128,8 +125,7 @@ async def test_revealing_a_face_match_or_exporting_needs_a_totp_from_the_last_mi
         return {"ok": True}
 
     app.include_router(extra)
-    async with app.router.lifespan_context(app):
-        site = Site(app)
+    async with running(settings, app) as site:
         b = site.browser()
         secret = await _staff(site, b, role=Role.officer)
         totp = pyotp.TOTP(secret)
@@ -145,8 +141,6 @@ async def test_revealing_a_face_match_or_exporting_needs_a_totp_from_the_last_mi
             assert (await b.post("/auth/api/step-up", json={"code": totp.now()})).status_code == 200
             assert (await b.get("/api/test/reveal")).status_code == 200
         assert (await site.browser().get("/api/test/reveal")).status_code == 401
-        for br in site.browsers:
-            await br.aclose()
 
 
 async def test_telegram_and_web_become_one_person_only_through_the_link_code(site, caplog):
@@ -184,5 +178,25 @@ async def test_link_codes_come_only_from_telegram_and_guessing_is_limited(site, 
             raise AssertionError("a web person got a link code")
         except DomainError as e:
             assert e.key == "auth.err_link_telegram_only"
-    answers = [(await b.post("/auth/api/link", json={"code": f"AAAA-AA{i:02d}"})).status_code for i in range(7)]
+    with time_machine.travel(MID_HOUR, tick=True):  # the tries are counted in fixed hours
+        answers = [(await b.post("/auth/api/link", json={"code": f"AAAA-AA{i:02d}"})).status_code for i in range(7)]
     assert answers[:5] == [400] * 5 and answers[5:] == [429, 429]
+
+
+async def test_link_in_telegram_gives_the_code_that_the_web_page_takes(site, caplog):
+    """``/link`` through the real Dispatcher, as a Telegram person (a bot session named
+    ``telegram``); the same command in the web chat only says where to send it."""
+    from bot.offline import OfflineChannel
+
+    telegram = OfflineChannel()
+    telegram.session.channel_name = "telegram"
+    telegram.dispatcher = site.ctx.dispatcher
+    await telegram.send_text(88001, "/link")
+    reply = telegram.out[88001][-1].text
+    code = re.search(r"[A-Z0-9]{4}-[A-Z0-9]{4}", reply).group(0)
+    b = site.browser()
+    await phone_sign_in(site, b, caplog)
+    await b.post("/chat/api/send", json={"text": "/link"})
+    assert any("Telegram" in m["text"] for m in (await b.get("/chat/api/messages")).json()["messages"] if not m["mine"])
+    r = await b.post("/auth/api/link", json={"code": code})
+    assert r.status_code == 200 and r.json()["user"]["channel"] == "telegram"

@@ -156,6 +156,7 @@ function setupScreen() {
 function showTotp(r) {
   $("f-setpass").classList.add("hidden"); $("f-totp").classList.remove("hidden");
   $("secret").textContent = r.totp_secret.replace(/(.{4})/g, "$1 ").trim(); $("otpauth").href = r.totp_uri;
+  $("qr").src = r.totp_qr;
 }
 $("f-setpass").addEventListener("submit", async (e) => {
   e.preventDefault();
