@@ -6,7 +6,6 @@ import secrets
 from pathlib import Path
 
 import logging
-import shutil
 
 import pytest
 
@@ -15,7 +14,7 @@ from backend.disputes import service as disputes
 from backend.users import service as users
 from backend.users.models import Role
 from tests.conftest import DB_BACKENDS, PG_URL, create_pg_database, drop_pg_database, make_settings
-from tests.web.conftest import open_site
+from tests.web.conftest import running, site_settings
 from tests.web.test_route_table import signed_in
 
 __all__ = ["as_role", "file_cases", "make_candidate"]
@@ -25,25 +24,20 @@ __all__ = ["as_role", "file_cases", "make_candidate"]
 async def site(request, tmp_path, template_db, caplog):
     """The web tests' real application (tests/web/conftest.py), on SQLite and on PostgreSQL."""
     caplog.set_level(logging.WARNING, logger="hehe.sms")
-    url = None
-    if request.param == "postgres":
-        if not PG_URL:
-            pytest.skip("HEHE_TEST_PG_URL not set")
-        url = create_pg_database()
-    settings = make_settings(tmp_path, demo=False, sms_provider="console",
-                             **({"database_url": url} if url else {}))
-    settings.ensure_dirs()
-    if url is None:
-        shutil.copyfile(template_db, settings.data_dir / "hehe.db")
-    s, lifespan = await open_site(settings)
+    if request.param == "sqlite":
+        async with running(site_settings(tmp_path, template_db)) as s:
+            yield s
+        return
+    if not PG_URL:
+        pytest.skip("HEHE_TEST_PG_URL not set")
+    url = create_pg_database()
     try:
-        yield s
+        settings = make_settings(tmp_path, demo=False, sms_provider="console", database_url=url)
+        settings.ensure_dirs()
+        async with running(settings) as s:
+            yield s
     finally:
-        for b in s.browsers:
-            await b.aclose()
-        await lifespan.__aexit__(None, None, None)
-        if url is not None:
-            drop_pg_database(url)
+        drop_pg_database(url)
 
 TEXTS = ["邻居装修噪音一直到深夜，多次沟通无果，电话13912345678", "楼上漏水把我家天花板泡坏了，物业不管",
          "工地拖欠三个月工资共计两万元，老板不接电话", "土地承包合同到期后对方不肯归还承包地"]
