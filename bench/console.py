@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx  # noqa: E402
 
-from bench.disputes import COLS, _places, gen_rows, settings_for  # noqa: E402
+from bench.disputes import _places, insert_rows, settings_for  # noqa: E402
 
 
 async def _session_for(sm, role, place: str | None):
@@ -54,15 +54,7 @@ def _load(db: str, n: int, places) -> float:
     t = time.perf_counter()
     con = sqlite3.connect(db)
     con.execute("PRAGMA synchronous=OFF")
-    q = f"INSERT INTO disputes ({COLS}) VALUES ({','.join('?' * 21)})"
-    batch = []
-    for row in gen_rows(n, places):
-        batch.append(row)
-        if len(batch) == 50_000:
-            con.executemany(q, batch)
-            batch.clear()
-    if batch:
-        con.executemany(q, batch)
+    insert_rows(con, n, places)
     # open cases get deadlines around now, so the overdue and at-risk queues hold something
     con.execute("UPDATE disputes SET accept_due = datetime('now', printf('%d hours', (id % 97) - 48)) "
                 "WHERE status = 'new'")
