@@ -114,6 +114,7 @@ def on_phone(browser, server, ctx):
 
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     page.screenshot(path=str(SHOTS / f"{name}-{page.viewport_size['width']}.png"), full_page=True)
 
 
