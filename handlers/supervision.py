@@ -172,6 +172,7 @@ def item_buttons(item: SupervisionItem, actions: list[Action], files: int) -> li
 async def show_item(target: Message, session: AsyncSession, user: User, t: Translator, item: SupervisionItem
                     ) -> None:
     await svc.require_view(session, user, item)
+    await audit_read(session, user, "supervision", item.number, channel="chat")
     text = await render_item(session, item, t, mask=not svc.sees_personal_data(user))
     actions = await svc.available_actions(session, user, item)
     files = len(await svc.files_of(session, svc.OWNER_KIND, item.id))

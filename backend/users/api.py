@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from backend.core.deps import AdminUser, CurrentUser, SessionDep
-from backend.core.errors import NotFound
+from backend.core.errors import Conflict, NotFound
 from backend.core.masking import mask_phone
 from backend.users import audit, service, tokens
 from backend.users.models import Role, User
@@ -165,6 +165,8 @@ async def audit_log(session: SessionDep, admin: AdminUser,
 @router.post("/admin/users/{user_id}/deactivate", response_model=UserPublic)
 async def deactivate(user_id: int, session: SessionDep, admin: AdminUser, body: ActiveChange | None = None):
     u = await service.get_user(session, user_id)
+    if u.id == admin.id:  # an admin shutting themselves out would leave nobody to undo it
+        raise Conflict("users.err_self_deactivate")
     await service.set_active(session, u, False, actor=f"user:{admin.id}", note=body.note if body else None)
     return UserPublic.of(u)
 

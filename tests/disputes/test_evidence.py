@@ -9,7 +9,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from backend.users.models import AuditLog, User
-from tests.conftest import ChatDriver, texts
+from tests.conftest import bearer, ChatDriver, texts
 from tests.disputes.conftest import PDF, case
 
 
@@ -57,7 +57,7 @@ async def test_nobody_else_gets_the_evidence(chat, ctx, staff):
     await chat.send(3703, "/start")
     m = chat.ch.out[3703][-1]
     await chat.ch.press_callback(3703, m, f"dsp:evidence:{d.id}")
-    assert "不是您的案件" in [x for x in chat.ch.out[3703] if x.toast][-1].text
+    assert "没有找到这个案件" in [x for x in chat.ch.out[3703] if x.toast][-1].text  # refused, not revealed
     assert not any(x.photo or x.document for x in chat.ch.out[3703])
     await chat.as_role(3704, "official", "黄岩区")
     await chat.ch.press_callback(3704, m, f"dsp:evidence:{d.id}")
@@ -71,6 +71,7 @@ async def test_the_api_lists_serves_and_thumbnails_the_evidence(api):
     number = await _report_with_files(ChatDriver(api.ctx), 3705)
     async with api.ctx.sm() as s:
         owner = await s.scalar(select(User).where(User.telegram_id == 3705))
+    await bearer(api.ctx, owner.id)
     cid = (await case(api.ctx, number)).id
     r = await api.client.get(f"/api/disputes/{cid}/evidence", headers=api.auth(med))
     assert r.status_code == 200
@@ -85,7 +86,7 @@ async def test_the_api_lists_serves_and_thumbnails_the_evidence(api):
     r = await api.client.get(f"{files[1]['url']}/thumbnail", headers=api.auth(med))
     assert r.status_code == 404
     for url in (f"/api/disputes/{cid}/evidence", files[0]["url"], files[0]["thumbnail_url"]):
-        assert (await api.client.get(url, headers=api.auth(other))).status_code == 403
+        assert (await api.client.get(url, headers=api.auth(other))).status_code == 404  # not revealed
         assert (await api.client.get(url)).status_code == 401
     r = await api.client.get(f"/api/disputes/{cid}", headers=api.auth(med))
     assert r.json()["actions"] == ["accept", "transfer", "escalate", "note"]
@@ -102,15 +103,16 @@ async def test_the_case_export_carries_the_evidence_as_thumbnails(api):
     await chat.press(5001, "受理")
     async with api.ctx.sm() as s:
         owner = await s.scalar(select(User).where(User.telegram_id == 3706))
+    await bearer(api.ctx, owner.id)
     d = await case(api.ctx, number)
     r = await api.client.get(f"/api/disputes/{d.id}/export", headers=api.auth(med))
     assert r.status_code == 200 and r.headers["content-type"].endswith("wordprocessingml.document")
     doc = Document(io.BytesIO(r.content))
     cells = [c.text for t in doc.tables for row in t.rows for c in row.cells]
-    assert number in doc.paragraphs[0].text and "用户5001" in cells  # names, never ids
+    assert number in doc.paragraphs[0].text and "u5001" in cells  # names, never ids
     assert "已受理" in cells and any("维修报价单.pdf" in p.text for p in doc.paragraphs)
     assert len(doc.inline_shapes) == 1 and doc.inline_shapes[0].width <= 6 * 360000  # one thumbnail, 6 cm
     mine = Document(io.BytesIO((await api.client.get(f"/api/disputes/{d.id}/export", headers=api.auth(owner))).content))
     assert not any("风险" in c.text for t in mine.tables for row in t.rows for c in row.cells)
-    assert (await api.client.get(f"/api/disputes/{d.id}/export", headers=api.auth(other))).status_code == 403
+    assert (await api.client.get(f"/api/disputes/{d.id}/export", headers=api.auth(other))).status_code == 404
     assert await _audited(api.ctx, d) == 2

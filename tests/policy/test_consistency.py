@@ -103,7 +103,7 @@ async def test_every_role_gets_a_record_through_every_door_exactly_when_the_api_
     app = create_app(kb_ctx.settings)
     app.state.ctx = kb_ctx
     rows, allowed = [], 0
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         for role, pos in [*people, ("owner", "owner")]:
             tg = owners[kind] if role == "owner" else _uid(role, pos)
             doors = await _api_ok(client, kb_ctx, tg, kind, key)

@@ -24,7 +24,7 @@ def upload(rel: str, **form):
 async def api(ctx):
     app = create_app(ctx.settings)
     app.state.ctx = ctx
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         yield c
 
 
@@ -59,6 +59,7 @@ async def test_a_cross_region_request_photo_is_searchable_by_the_officers_it_was
     await register_found(chat, WL, pic="identities/kit_harington/1.jpg", county="温岭市")
     await chat.send(JJ, "/missing_assist")
     await chat.photo(JJ, photo("identities/kit_harington/2.jpg"))
+    await chat.press(JJ, "全部其他区县")
     assert "民警" in texts(await chat.send(JJ, "椒江火车站发现一名男子"))
     async with ctx.sm() as s:
         req = await s.scalar(select(AssistRequest))

@@ -23,6 +23,7 @@ async def test_a_declared_mime_type_is_never_trusted(ctx):
 async def test_evidence_of_an_abandoned_report_is_swept_and_a_cases_evidence_stays(ctx):
     from scheduler.jobs import files as job
 
+    ctx.scheduler.pause()  # the hourly sweep itself must not race the call under test
     files_dir = ctx.settings.files_dir
     kept = disputes.keep_evidence(files_dir, JPEG, photo=True)  # a draft that will be submitted
     abandoned = disputes.keep_evidence(files_dir, JPEG + b"other", photo=True)  # never submitted

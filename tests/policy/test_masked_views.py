@@ -44,7 +44,10 @@ async def test_an_official_sees_parties_phones_and_ids_masked_in_the_api_and_in_
         assert full["other_party"] == "陈大富 13700001111" and "330102197001011234" in full["description"]
 
 
-async def test_staff_without_a_jurisdiction_get_no_statistics_anywhere(api, chat):
+async def test_staff_without_a_jurisdiction_get_no_statistics_anywhere(api):
+    from tests.conftest import ChatDriver
+
+    chat = ChatDriver(api.app.state.ctx)  # the same running Hehe (one server per data dir)
     nowhere = await api.user(9311, "official", None)
     city = await api.user(9312, "official", "台州市")
     for path in ("/api/stats/disputes", "/api/stats/supervision"):

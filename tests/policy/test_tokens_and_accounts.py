@@ -47,7 +47,7 @@ async def test_hehe_token_create_twice_gives_two_tokens_listed_and_revoked_one_b
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
             assert (await c.get("/api/me", headers=_h(ta))).status_code == 401  # revoked
             assert (await c.get("/api/me", headers=_h(tb))).status_code == 200
             # 90 days later the other one has expired too

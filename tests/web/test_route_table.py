@@ -44,11 +44,12 @@ OTHER_RULES = {
     ("GET", "/healthz"): "liveness probe, says nothing",
     ("GET", "/readyz"): "readiness probe, component states only",
     ("POST", WEBHOOK_PATH): "Telegram's secret header (HEHE_WEBHOOK_SECRET)",
-    ("GET", "/open311/v2/services.json"): "Open311 service list, public",
-    ("GET", "/open311/v2/services/{service_code}.json"): "Open311 service definition, public",
-    ("POST", "/open311/v2/requests.json"): "Open311 api_key",
-    ("GET", "/open311/v2/requests.json"): "Open311 public view (docs/access-policy.md)",
-    ("GET", "/open311/v2/requests/{service_request_id}.json"): "Open311 public view (docs/access-policy.md)",
+    # Open311 answers .json and .xml from one route each ({fmt})
+    ("GET", "/open311/v2/services.{fmt}"): "Open311 service list, public",
+    ("GET", "/open311/v2/services/{service_code}.{fmt}"): "Open311 service definition, public",
+    ("POST", "/open311/v2/requests.{fmt}"): "Open311 api_key",
+    ("GET", "/open311/v2/requests.{fmt}"): "Open311 public view (docs/access-policy.md)",
+    ("GET", "/open311/v2/requests/{service_request_id}.{fmt}"): "Open311 public view (docs/access-policy.md)",
 }
 ROLES = list(Role)
 Officer = Annotated[User, Depends(require_roles(Role.officer))]
@@ -146,7 +147,8 @@ async def test_each_role_gets_exactly_what_the_route_rules_allow(site, role):
             continue  # would end this very session (tested on their own)
         resp = await _request(b, r["method"], r["url"])
         where = f"{role.value}: {r['method']} {r['path']} -> {resp.status_code} {resp.text[:200]}"
-        assert resp.status_code < 500, where
+        # a model still loading (faces_not_ready, 503) is the one server answer that is not an error
+        assert resp.status_code < 500 or (resp.status_code == 503 and "not_ready" in resp.text), where
         if r["rule"] == "signed-in":
             assert resp.status_code != 401, where
             if r["allowed"] is not None and role not in r["allowed"]:
