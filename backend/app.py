@@ -141,6 +141,9 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
     from backend.sso.api import install as install_sso
 
     install_sso(app, settings)  # 浙政钉 / 浙里办 / OIDC sign-in (app.state.sign_in_providers)
+    from backend.console.api import install as install_console
+
+    install_console(app)  # 工作台: console pages answer 401/403/404 with a page
     document_errors(app)
     return app
 

@@ -165,6 +165,19 @@ COLS = ("number, category, description, source, place_id, county_id, township_id
         "risk, risk_reasons, rating")
 
 
+def insert_rows(con, n: int, places) -> None:
+    """Insert ``n`` generated cases through a sqlite3 connection, 50,000 per batch."""
+    q = f"INSERT INTO disputes ({COLS}) VALUES ({','.join('?' * 21)})"
+    batch = []
+    for row in gen_rows(n, places):
+        batch.append(row)
+        if len(batch) == 50_000:
+            con.executemany(q, batch)
+            batch.clear()
+    if batch:
+        con.executemany(q, batch)
+
+
 async def _places(sm) -> list[tuple[int, int, int, str]]:
     from backend.users.models import Jurisdiction
 
@@ -224,15 +237,7 @@ async def bench_stats_sqlite(n: int) -> dict:
         con = sqlite3.connect(db)
         con.execute("PRAGMA foreign_keys=OFF")
         con.execute("PRAGMA synchronous=OFF")
-        q = f"INSERT INTO disputes ({COLS}) VALUES ({','.join('?' * 21)})"
-        batch = []
-        for row in gen_rows(n, places):
-            batch.append(row)
-            if len(batch) == 50_000:
-                con.executemany(q, batch)
-                batch.clear()
-        if batch:
-            con.executemany(q, batch)
+        insert_rows(con, n, places)
         con.commit()
         con.execute("ANALYZE")
         con.close()

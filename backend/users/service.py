@@ -393,3 +393,17 @@ async def find_user(session: AsyncSession, ref: str | int) -> User:
     if u is None:
         raise NotFound("users.err_no_user", ref=s)
     return u
+
+
+async def revoke_invite(session: AsyncSession, invite_id: int, *, actor: str) -> InviteCode:
+    """An unused invite stops working now (it expires at once); a used one cannot be revoked
+    (change the person's role instead)."""
+    inv = await session.get(InviteCode, invite_id)
+    if inv is None:
+        raise NotFound("common.err_not_found")
+    if inv.used_by is not None:
+        raise DomainError("users.err_code_used")
+    if inv.expires_at > now():
+        inv.expires_at = now()
+        await audit(session, actor, "invite.revoked", f"invite:{inv.id}")
+    return inv

@@ -1,0 +1,1 @@
+"""工作台: the staff console at /console (docs/console.md)."""

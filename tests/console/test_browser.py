@@ -1,0 +1,291 @@
+"""The console in a real Chromium against a real ``hehe serve``: each role signs in (invite →
+password + TOTP) and does its main task end to end — the mediator records an outcome, the
+official drills from a chart bar to a case, the admin revokes an invite — and is refused the
+other roles' pages. Screenshots of each main page at 1280 px and 390 px go to
+docs/screenshots/console/ (docs/console.md shows them)."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from backend.console.api import PAGES
+from backend.core.db import make_engine, make_sessionmaker, session_scope
+from backend.disputes import service as disputes
+from backend.users import service as users
+from backend.users.models import Role
+from tests.browser.test_web_sign_in import hehe
+from tests.browser.test_webchat import CHROMIUM, CHROMIUM_ARGS
+from tests.console.conftest import make_candidate
+from tests.conftest import make_settings
+from tests.serving import hehe_serve
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "console"
+WIDE = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+PASSWORD = "correct horse battery"
+PLACES = ["白云街道", "海门街道", "葭沚街道", "洪家街道", "章安街道", "下陈街道"]
+CASES = [("neighbor", "邻居装修噪音一直到深夜，多次沟通无果，对方说再吵就动手"),
+         ("property", "楼上漏水把我家天花板泡坏了，物业推脱不管"),
+         ("labor", "工地拖欠三个月工资共计两万元，十几个工友一起讨薪"),
+         ("land_contract", "土地承包合同到期后对方不肯归还承包地"),
+         ("family", "兄弟因赡养老人费用分摊发生争执")]
+
+
+def _seed(data: Path, tmp: Path) -> None:
+    """Cases across 椒江区's townships, some accepted and resolved, filed through the service."""
+    settings = make_settings(tmp, data_dir=data)
+
+    async def run():
+        engine = make_engine(settings.db_url)
+        async with session_scope(make_sessionmaker(engine)) as s:
+            citizen, _ = await users.get_or_create_user(s, 880001, name="王女士")
+            helper, _ = await users.get_or_create_user(s, 880002, name="种子调解员")
+            await users.set_role(s, helper, Role.mediator, await users.find_jurisdiction(s, "椒江区"), actor="test")
+            for i in range(30):
+                cat, text = CASES[i % len(CASES)]
+                place = await users.find_jurisdiction(s, PLACES[i % len(PLACES)])
+                d = await disputes.create_case(s, citizen=citizen, category=cat, description=f"{text}（{i + 1}）",
+                                               place=place, phone="13912345678")
+                if i % 3 == 0:
+                    await disputes.accept(s, d, helper)
+                    if i % 2 == 0:
+                        await disputes.record_outcome(s, d, helper, True, agreement="双方达成和解")
+            await make_candidate(s, settings.files_dir)
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, template_db: Path):
+    tmp = tmp_path_factory.mktemp("console")
+    data = tmp / "data"
+    data.mkdir()
+    shutil.copyfile(template_db, data / "hehe.db")
+    _seed(data, tmp)
+    with hehe_serve(tmp, data, timeout=180, HEHE_FACE_ENABLED="0", HEHE_KB_ENABLED="0",
+                    HEHE_SMS_PROVIDER="console", PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1") as (base, _checks):
+        yield base, data
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def staff(browser, server, role: Role, login: str, viewport=WIDE):
+    """A browser context signed in as a new staff person: the invite redeemed and the TOTP
+    confirmed through the sign-in API, in the browser's own cookie jar."""
+    base, data = server
+    args = ["invite", "create", "--role", role.value, "--expires", "1d"]
+    if role != Role.admin:
+        args += ["--jurisdiction", "椒江区"]
+    code = hehe(data, *args)
+    ctx = browser.new_context(viewport=viewport, locale="zh-CN", base_url=base)
+    r = ctx.request.post("/auth/api/invite", data={"code": code, "login": login, "name": f"{login}同志",
+                                                   "password": PASSWORD})
+    assert r.ok, r.text()
+    secret = r.json()["totp_secret"]
+    csrf = next(c["value"] for c in ctx.cookies() if c["name"] == "hehe_csrf")
+    r = ctx.request.post("/auth/api/totp", data={"code": pyotp.TOTP(secret).now()},
+                         headers={"x-csrf-token": csrf})
+    assert r.ok, r.text()
+    return ctx
+
+
+def on_phone(browser, server, ctx):
+    """A 390 px page signed in as the person of ``ctx``."""
+    return browser.new_context(viewport=PHONE, locale="zh-CN", base_url=server[0],
+                               storage_state=ctx.storage_state()).new_page()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    page.screenshot(path=str(SHOTS / f"{name}-{page.viewport_size['width']}.png"), full_page=True)
+
+
+def refused_elsewhere(page, role: Role) -> None:
+    for p in PAGES:
+        if role not in p.roles and role != Role.admin:
+            resp = page.goto(p.path)
+            assert resp.status == 403, (role, p.path)
+            assert "无权访问" in page.content()
+
+
+def test_a_mediator_works_the_queue_and_records_an_outcome_in_the_browser(server, browser):
+    from playwright.sync_api import expect
+
+    ctx = staff(browser, server, Role.mediator, "med1")
+    page = ctx.new_page()
+    page.goto("/console")
+    assert page.url.endswith("/console/cases")
+    expect(page.locator("a[data-page=cases]")).to_have_text("案件队列")
+    page.click("a[data-tab=new]")
+    expect(page.locator(".total")).to_contain_text("共")
+    shot(page, "cases")
+    page.locator("table.cases tbody tr a").first.click()
+    expect(page.locator("details[data-action=accept]")).to_be_visible()
+    page.fill("details[data-action=accept] input[name=note]", "已电话联系双方")
+    page.click("details[data-action=accept] button[type=submit]")
+    expect(page.locator("details[data-action=succeed]")).to_be_visible()
+    page.click("details[data-action=succeed] summary")
+    page.fill("details[data-action=succeed] textarea[name=agreement]", "双方同意晚上十点后停止施工")
+    page.click("details[data-action=succeed] button[type=submit]")
+    expect(page.locator(".outcome")).to_contain_text("双方同意晚上十点后停止施工")
+    expect(page.locator(".timeline")).to_contain_text("已电话联系双方")
+    shot(page, "case")
+    refused_elsewhere(page, Role.mediator)
+    phone = on_phone(browser, server, ctx)
+    phone.goto("/console/cases?tab=open")
+    shot(phone, "cases")
+    phone.locator("table.cases tbody tr a").first.click()
+    shot(phone, "case")
+    ctx.close()
+
+
+def test_an_official_drills_from_a_chart_bar_to_the_cases_and_opens_one(server, browser):
+    from playwright.sync_api import expect
+
+    ctx = staff(browser, server, Role.official, "off1")
+    page = ctx.new_page()
+    page.goto("/console/board")
+    expect(page.locator("body[data-charts-ready='1']")).to_have_count(1)
+    page.wait_for_timeout(800)  # the bars' entry animation
+    shot(page, "board")
+    x, y = page.evaluate("""() => {
+        const el = document.getElementById('chart-places');
+        const c = echarts.getInstanceByDom(el);
+        const d = JSON.parse(document.getElementById('figures').textContent).places[0];
+        const p = c.convertToPixel({seriesIndex: 0}, [0, d.total / 2]);
+        const r = el.getBoundingClientRect();
+        return [r.left + p[0], r.top + p[1]];
+    }""")
+    page.mouse.click(x, y)
+    page.wait_for_url(lambda u: "place=" in u)
+    assert "/console/cases" in page.url
+    expect(page.locator(".total")).not_to_contain_text("共 0 件")
+    page.locator("table.cases tbody tr a").first.click()
+    expect(page.locator(".phone")).to_contain_text("139****5678")  # an official sees it masked
+    refused_elsewhere(page, Role.official)
+    phone = on_phone(browser, server, ctx)
+    phone.goto("/console/board")
+    expect(phone.locator("body[data-charts-ready='1']")).to_have_count(1)
+    phone.wait_for_timeout(800)
+    shot(phone, "board")
+    ctx.close()
+
+
+def test_an_admin_creates_and_revokes_an_invite_in_the_browser(server, browser):
+    from playwright.sync_api import expect
+
+    ctx = staff(browser, server, Role.admin, "adm1")
+    page = ctx.new_page()
+    page.goto("/console/admin")
+    page.select_option("#new-invite select[name=role]", "mediator")
+    page.fill("#new-invite input[name=jurisdiction]", "椒江区")
+    page.click("#new-invite button[type=submit]")
+    notice = page.locator(".notice")
+    expect(notice).to_contain_text("已创建邀请码")
+    code = notice.inner_text().split("：")[-1].strip()
+    row = page.locator(f"tr[data-invite='{code}']")
+    expect(row.locator(".state")).to_contain_text("可用")
+    row.locator("button").click()
+    expect(page.locator(f"tr[data-invite='{code}'] .state")).to_have_text("已失效")
+    page.fill("#audit-filters input[name=action]", "invite.")
+    page.click("#audit-filters button[type=submit]")
+    expect(page.locator("#audit")).to_contain_text("invite.revoked")
+    shot(page, "admin")
+    phone = on_phone(browser, server, ctx)
+    phone.goto("/console/admin")
+    shot(phone, "admin")
+    ctx.close()
+
+
+def test_two_officers_confirm_a_face_match_in_two_steps_and_the_family_is_told(server, browser):
+    import sqlite3
+
+    from playwright.sync_api import expect
+
+    first = staff(browser, server, Role.officer, "pol1")
+    page = first.new_page()
+    page.goto("/console")
+    assert page.url.endswith("/console/faces")
+    shot(page, "faces")
+    page.locator("a.facerow").first.click()
+    expect(page.locator("img.review-card")).to_be_visible()
+    page.wait_for_function("document.querySelector('img.review-card').naturalWidth > 0")
+    shot(page, "face")
+    page.check("#confirm input[value=face]")
+    page.check("#confirm input[value=sex]")
+    page.click("#confirm button[type=submit]")
+    expect(page.locator("#confirm .msg")).to_contain_text("再看一眼")  # the second look
+    page.click("#confirm button[type=submit]")
+    expect(page.locator("#cand-status")).to_have_text("待第二人确认")
+    expect(page.locator("#second")).to_have_count(0)  # never by the same officer
+    refused_elsewhere(page, Role.officer)
+    second = staff(browser, server, Role.officer, "pol2")
+    page2 = second.new_page()
+    page2.goto("/console/faces")
+    page2.locator("a.facerow").first.click()
+    expect(page2.locator(".first-by")).to_contain_text("面部特征一致")
+    page2.click("#second button[type=submit]")
+    page2.click("#second button[type=submit]")
+    expect(page2.locator("#cand-status")).to_have_text("已确认")
+    con = sqlite3.connect(server[1] / "hehe.db")
+    try:
+        rows = con.execute("SELECT o.user_id FROM outbox o JOIN missing_cases m ON o.user_id = m.reporter_id "
+                           "WHERE o.dedupe_key LIKE 'missing:found:%' AND m.kind = 'missing'").fetchall()
+    finally:
+        con.close()
+    assert rows, "the family's notice is queued (sent when the undo window closes)"
+    phone = on_phone(browser, server, second)
+    phone.goto("/console/faces")
+    shot(phone, "faces")
+    phone.goto("/console/faces/1")
+    shot(phone, "face")
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize("role", [Role.procurator, Role.deputy], ids=lambda r: r.value)
+def test_the_other_staff_roles_are_refused_the_pages_not_theirs(server, browser, role):
+    ctx = staff(browser, server, role, f"{role.value}1")
+    page = ctx.new_page()
+    page.goto("/console")
+    refused_elsewhere(page, role)
+    if role == Role.procurator:
+        page.goto("/console/supervision")
+        shot(page, "supervision")
+        phone = on_phone(browser, server, ctx)
+        phone.goto("/console/supervision")
+        shot(phone, "supervision")
+    ctx.close()
+
+
+def test_the_sign_in_form_answers_an_anonymous_visitor(server, browser):
+    ctx = browser.new_context(viewport=PHONE, locale="zh-CN", base_url=server[0])
+    page = ctx.new_page()
+    resp = page.goto("/console/cases")
+    assert resp.status == 401
+    page.fill("#signin input[name=login]", "nobody")
+    page.fill("#signin input[name=password]", "wrong password 1")
+    page.click("#signin button[type=submit]")
+    from playwright.sync_api import expect
+
+    expect(page.locator("#signin .msg")).not_to_be_empty()
+    shot(page, "signin")
+    ctx.close()
