@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 
-from backend.auth.guards import PUBLIC, FreshSecondFactor
+from backend.auth.guards import PUBLIC, FreshSecondFactor, StepUpRequired
 from backend.auth.sessions import WebUser
 from backend.core.clock import fmt_local, now
 from backend.core.deps import SessionDep, Unauthorized
@@ -116,9 +116,17 @@ def install(app: FastAPI) -> None:
             return await json_error(request, exc)
         if isinstance(exc, Unauthorized):
             return render(request, "signin.html", None, status=exc.status, reason=exc.code)
-        return render(request, "refused.html", None, status=exc.status,
+        return render(request, "refused.html", None, status=exc.status, stepup=isinstance(exc, StepUpRequired),
                       message=gettext(lang_of(request), exc.key, **exc.params))
 
+    async def step_up_error(request: Request, exc: DomainError):
+        """A page that reveals a face match asks for the TOTP on the page; downloads and posts get the
+        JSON error, which the console's script answers with its step-up dialog."""
+        if request.url.path.startswith("/console/faces/"):
+            return await page_error(request, exc)
+        return await json_error(request, exc)
+
+    app.add_exception_handler(StepUpRequired, step_up_error)
     app.add_exception_handler(Unauthorized, page_error)
     app.add_exception_handler(Forbidden, page_error)
     app.add_exception_handler(NotFound, page_error)
@@ -338,7 +346,7 @@ async def faces_queue(request: Request, session: SessionDep, user: FacesUser):
 
 
 @router.get("/console/faces/{cid}")
-async def face_review(cid: int, request: Request, session: SessionDep, user: FacesUser):
+async def face_review(cid: int, request: Request, session: SessionDep, user: FacesUser, _fresh: FreshSecondFactor):
     """The missing slice's review evidence (it audits the read): the matched crops side by side
     (the review card), every photo of both cases, the consistency flags, and the actions this
     officer may take now — confirm (checklist), second confirmation, reject (reason), undo."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from backend.auth.guards import FreshSecondFactor
 from backend.core.deps import CurrentUser, SessionDep, get_ctx, require_roles
 from backend.core.errors import NotFound
 from backend.core.files import blob_path
@@ -65,7 +66,10 @@ async def reviews(user: Officer, session: SessionDep) -> list[dict]:
 
 
 @router.get("/reviews/{cid}/image")
-async def review_image(cid: int, user: Officer, session: SessionDep, ctx=Depends(get_ctx)):
+async def review_image(cid: int, user: Officer, session: SessionDep, _fresh: FreshSecondFactor,
+                       ctx=Depends(get_ctx)):
+    """The review card (the matched faces side by side): a web session shows it only after a fresh
+    second factor (an API token, issued by the operator, passes)."""
     c = await service.get_candidate(session, user, cid)
     f = await service.review_image(session, ctx.settings.files_dir, c)
     if f is None:
@@ -101,7 +105,8 @@ async def undo_decision(cid: int, user: Officer, session: SessionDep) -> dict:
 
 
 @router.get("/reviews/{cid}/evidence")
-async def review_evidence(cid: int, user: Officer, session: SessionDep, ctx=Depends(get_ctx)) -> dict:
+async def review_evidence(cid: int, user: Officer, session: SessionDep, _fresh: FreshSecondFactor,
+                          ctx=Depends(get_ctx)) -> dict:
     """What the officer decides on: the matched photo of each side (face box, quality), every
     photo of both cases, the flags, and the actions this officer may take now."""
     return await service.review_evidence(session, user, cid, ctx.settings.files_dir)

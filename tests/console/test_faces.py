@@ -99,3 +99,27 @@ async def test_the_queue_page_lists_the_officers_own_help_requests_with_their_an
     page = (await b.get("/console/faces")).text
     assert "火车站发现一名老人" in page and "已有回复" in page and "本地无此人" in page
     assert "火车站发现一名老人" not in (await other.get("/console/faces")).text
+
+
+async def test_revealing_a_face_match_needs_a_fresh_second_factor(site):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from backend.auth.models import WebSession
+    from backend.core.clock import now
+
+    cid = await _candidate(site)
+    b = await as_role(site, Role.officer)
+    async with site.ctx.sm() as s:
+        await s.execute(update(WebSession).values(second_factor_at=now() - timedelta(hours=2)))
+        await s.commit()
+    page = await b.get(f"/console/faces/{cid}")
+    assert page.status_code == 403 and "data-stepup-reload" in page.text and "/image" not in page.text
+    assert (await b.get(f"/api/missing/reviews/{cid}/image")).status_code == 403
+    assert (await b.get(f"/api/missing/reviews/{cid}/evidence")).json()["error"] == "step_up_required"
+    async with site.ctx.sm() as s:
+        await s.execute(update(WebSession).values(second_factor_at=now()))
+        await s.commit()
+    assert (await b.get(f"/console/faces/{cid}")).status_code == 200
+    assert (await b.get(f"/api/missing/reviews/{cid}/image")).status_code == 200

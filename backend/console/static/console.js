@@ -56,6 +56,10 @@
       dlg.showModal();
     });
   }
+  // a page that needs a fresh second factor (a face match): verify, then show it
+  document.addEventListener("click", function (ev) {
+    if (ev.target.matches && ev.target.matches("[data-stepup-reload]")) stepUp().then(function () { location.reload(); });
+  });
   async function withStepUp(doit) {
     var r = await doit();
     if (r.status === 403) {
