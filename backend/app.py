@@ -94,7 +94,8 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
         from backend.core.workdays import readiness_warnings  # warnings never fail readiness
 
         return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, "checks": checks,
-                                                                    "warnings": readiness_warnings()})
+                                                                    "warnings": readiness_warnings(),
+                                                                    "leader": ctx.leader is None or ctx.leader.is_leader})
 
     @app.post(WEBHOOK_PATH, include_in_schema=False)
     async def telegram_webhook(request: Request):

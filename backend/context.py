@@ -44,6 +44,7 @@ class AppContext:
     web: Any = None  # backend.web.channel.WebChannel: the browser channel (persisted)
     telegram_error: str | None = None  # why Telegram is not connected yet (None: fine or unused)
     data_dir_lock: Any = None  # this server's hold on the SQLite data dir (backend.core.instance)
+    leader: Any = None  # backend.core.leader.Leadership: cron digests and Telegram polling run on the leader
 
     async def flush(self) -> int:
         """Deliver every notification that is due now on the offline channel (web chat, terminal,
@@ -57,6 +58,8 @@ class AppContext:
         if self.scheduler is not None:
             # First, while the database is still there: running jobs finish.
             await stop_scheduler(self.scheduler)
+        if self.leader is not None:
+            await self.leader.stop()  # releases the leader lock: another replica takes over
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
@@ -126,6 +129,19 @@ async def start_kb_ingestion(ctx: AppContext) -> None:
     ctx.tasks.append(asyncio.create_task(drain_forever(ctx.sm, ctx.kb), name="kb-drain"))
 
 
+def _follow_leadership(ctx: AppContext) -> None:
+    from scheduler.factory import follow, lead
+
+    async def lead_cron() -> None:
+        await asyncio.to_thread(lead, ctx.scheduler, ctx.settings.scheduler_db_url)
+
+    async def drop_cron() -> None:
+        follow(ctx.scheduler)
+
+    ctx.leader.on_gain.append(lead_cron)
+    ctx.leader.on_lose.append(drop_cron)
+
+
 async def start_context(
     settings: Settings, *, scheduler: bool = True, models: bool = True, workers: bool = True,
     telegram: bool = True, migrate_db: bool = True,
@@ -172,10 +188,17 @@ async def start_context(
     ctx.bots["local"] = channel.bot
     runtime.set_context(ctx)
 
+    from backend.core.leader import Leadership
+
+    # Several replicas on PostgreSQL elect one leader for the singletons (backend.core.leader).
+    ctx.leader = Leadership(settings.db_url if serving else None, retry=settings.leader_retry_seconds)
     if scheduler:
-        ctx.scheduler = make_scheduler(settings.scheduler_db_url, settings.timezone)
-        register_recurring(ctx.scheduler)
+        ctx.scheduler = make_scheduler(settings.scheduler_db_url, settings.timezone, elected=ctx.leader.elected)
+        register_recurring(ctx.scheduler, cron=False if ctx.leader.elected else None)
         ctx.scheduler.start()
+        if ctx.leader.elected:
+            _follow_leadership(ctx)
+    await ctx.leader.start()
     if workers:
         ctx.tasks.append(asyncio.create_task(deliverer.run(), name="outbox"))
         ctx.tasks.append(asyncio.create_task(web.run(), name="web-transcript"))
