@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from backend.core import clock, instance, migrate, preload
 from backend.core.config import Settings
 from backend.core.db import make_engine, make_sessionmaker, session_scope
+from backend.core.leader import SEED_LOCK_KEY, one_at_a_time
 from backend.core.security import load_secret
 from backend.notify.delivery import Deliverer
 from bot.offline import OfflineChannel
@@ -170,6 +171,7 @@ async def start_context(
     tree.cache_for(engine.sync_engine, ttl=settings.jurisdiction_cache_seconds)
 
     async with session_scope(sm) as s:
+        await one_at_a_time(s, SEED_LOCK_KEY)  # replicas starting together seed once
         await seed_jurisdictions(s)
 
     channel = OfflineChannel()

@@ -26,7 +26,18 @@ log = logging.getLogger("hehe.leader")
 
 # One lock per database (advisory locks are per database): any fixed 64-bit number.
 LOCK_KEY = 0x4865_6865_4C65_6164 & 0x7FFF_FFFF_FFFF_FFFF  # "HeheLead"
+SEED_LOCK_KEY = 0x4865_6865_5365_6564  # "HeheSeed": start-up seeding, one replica at a time
 Hook = Callable[[], Awaitable[None]]
+
+
+async def one_at_a_time(session, key: int) -> None:
+    """Make the rest of ``session``'s transaction exclusive among replicas (PostgreSQL: a
+    transaction-level advisory lock, released at commit; SQLite has one writer anyway), e.g. for
+    start-up seeding, which two replicas starting together would otherwise both do."""
+    from sqlalchemy import text
+
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
 class Leadership:

@@ -51,3 +51,30 @@ def test_when_the_leader_of_three_replicas_is_killed_another_leads_within_30_sec
         for r in replicas:
             r.stop()
         drop_pg_database(url)
+
+
+def test_two_replicas_starting_together_on_a_new_database_seed_the_places_once(tmp_path):
+    import threading
+
+    if not PG_URL:
+        pytest.skip("HEHE_TEST_PG_URL not set")
+    url = create_pg_database()
+    replicas = [Replica(tmp_path, url, f"r{i}") for i in range(2)]
+    try:
+        threads = [threading.Thread(target=r.start) for r in replicas]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(r.ready() is not None for r in replicas)
+        engine = create_engine(url.replace("+asyncpg", "+psycopg2"))
+        with engine.connect() as c:
+            total, distinct = c.execute(text(
+                "SELECT count(*), count(DISTINCT (coalesce(parent_id, 0), name)) FROM jurisdictions")).one()
+        engine.dispose()
+        assert total > 100
+        assert total == distinct
+    finally:
+        for r in replicas:
+            r.stop()
+        drop_pg_database(url)
