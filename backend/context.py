@@ -143,6 +143,31 @@ def _follow_leadership(ctx: AppContext) -> None:
     ctx.leader.on_lose.append(drop_cron)
 
 
+def _web_on_leader(ctx: AppContext) -> None:
+    """The web chat keeps transcripts in memory, so with several replicas it is served by the
+    leader alone: only the leader delivers the web channel's outbox rows (followers leave them
+    for it) and answers the chat API (followers: 503, the proxy tries the next replica). A new
+    leader reads the transcript afresh from the database."""
+    bots = ctx.deliverer.bots
+    web_channels = [name for name, bot in bots.items() if bot is ctx.web.bot]
+
+    async def serve_web() -> None:
+        await ctx.web.reload()
+        for name in web_channels:
+            bots[name] = ctx.web.bot
+        ctx.deliverer.wake.set()
+
+    async def leave_web() -> None:
+        for name in web_channels:
+            bots.pop(name, None)
+        await ctx.web.persist()
+
+    for name in web_channels:
+        bots.pop(name, None)
+    ctx.leader.on_gain.append(serve_web)
+    ctx.leader.on_lose.append(leave_web)
+
+
 async def start_context(
     settings: Settings, *, scheduler: bool = True, models: bool = True, workers: bool = True,
     telegram: bool = True, migrate_db: bool = True,
@@ -200,6 +225,8 @@ async def start_context(
         ctx.scheduler.start()
         if ctx.leader.elected:
             _follow_leadership(ctx)
+    if ctx.leader.elected:
+        _web_on_leader(ctx)
     await ctx.leader.start()
     if workers:
         ctx.tasks.append(asyncio.create_task(deliverer.run(), name="outbox"))

@@ -121,13 +121,11 @@ class Leadership:
             await self._close()
 
     async def _set(self, leading: bool) -> None:
+        """Leading starts once the gain hooks have run (the singletons are ready) and stops
+        before the lose hooks run (nothing is served half-stopped)."""
         if leading == self.is_leader:
             return
-        if leading:
-            self._leading.set()
-            self._following.clear()
-            log.info("this replica is the leader")
-        else:
+        if not leading:
             self._following.set()
             self._leading.clear()
             if self.elected:
@@ -137,6 +135,10 @@ class Leadership:
                 await hook()
             except Exception:  # noqa: BLE001 - one singleton failing must not stop the others
                 log.exception("leader hook %s failed", getattr(hook, "__name__", hook))
+        if leading:
+            self._leading.set()
+            self._following.clear()
+            log.info("this replica is the leader")
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
