@@ -12,7 +12,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from backend.context import start_context
 from scheduler.factory import LEADER_STORE
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database, make_settings
+from tests.conftest import make_settings
 
 CRON_IDS = {"disputes-digest", "sup-weekly-digest", "sup-monthly-digest"}
 
@@ -32,20 +32,15 @@ async def until(cond, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-def pg_url():
-    if not PG_URL:
-        pytest.skip("HEHE_TEST_PG_URL not set")
-    url = create_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
-
-
 async def replica(tmp_path, url, name: str, **kw):
     s = make_settings(tmp_path / name, database_url=url, leader_retry_seconds=0.2, **kw)
     return await start_context(s, models=False, workers=False, telegram=bool(kw.get("telegram_token")))
+
+
+async def hand_over(a, b) -> None:
+    """The leader ``a`` stops; ``b`` leads within 5 s."""
+    await a.stop()
+    await until(lambda: b.leader.is_leader, timeout=5)
 
 
 def count_runs(ctx, runs: list[str]) -> None:
@@ -82,8 +77,7 @@ async def test_when_the_leader_stops_a_follower_takes_over_and_a_digest_is_not_r
         # The weekly digest falls due on the leader: it runs there, once.
         a.scheduler.modify_job("sup-weekly-digest", LEADER_STORE, next_run_time=now() - timedelta(seconds=1))
         await until(lambda: "sup-weekly-digest" in runs_a)
-        await a.stop()
-        await until(lambda: b.leader.is_leader, timeout=5)
+        await hand_over(a, b)
         assert cron_ids(b) == CRON_IDS
         await asyncio.sleep(1.0)
         assert runs_a.count("sup-weekly-digest") == 1
@@ -104,8 +98,7 @@ async def test_a_digest_that_fell_due_while_no_replica_led_runs_once_on_the_next
     try:
         a.scheduler.pause()  # the leader hangs before its digest time comes
         a.scheduler.modify_job("disputes-digest", LEADER_STORE, next_run_time=now() - timedelta(minutes=5))
-        await a.stop()
-        await until(lambda: b.leader.is_leader, timeout=5)
+        await hand_over(a, b)
         await until(lambda: "disputes-digest" in runs_b)
         await asyncio.sleep(0.5)
         assert runs_b.count("disputes-digest") == 1
@@ -160,8 +153,7 @@ async def test_only_the_leader_polls_telegram_and_the_follower_starts_polling_wh
         # One poller: each getUpdates (held 0.2 s by the fake) comes after the previous answer;
         # a second poller would overlap it.
         assert min(gaps(tg)) >= 0.15
-        await a.stop()
-        await until(lambda: b.leader.is_leader, timeout=5)
+        await hand_over(a, b)
         before = tg.count("getUpdates")
         await until(lambda: tg.count("getUpdates") > before + 3)
         assert min(gaps(tg)[before:]) >= 0.15

@@ -8,18 +8,19 @@ import logging
 import pytest
 
 from tests.conftest import make_settings
-from tests.replicas.test_leader import pg_url, until  # noqa: F401 - the fixture
+from tests.replicas.test_leader import until
 from tests.web.conftest import open_site, phone_sign_in
 
 pytestmark = pytest.mark.postgres
 
 
-async def test_the_web_chat_is_served_by_the_leader_and_moves_with_it(tmp_path, pg_url, caplog):  # noqa: F811
+async def test_the_web_chat_is_served_by_the_leader_and_moves_with_it(tmp_path, pg_url, caplog):
     caplog.set_level(logging.WARNING, logger="hehe.sms")
     sites = []
     for name in ("a", "b"):
-        s = make_settings(tmp_path / name, database_url=pg_url, demo=False, sms_provider="console", api_token_secret="shared-by-every-replica-0123456789",
-                          leader_retry_seconds=0.2)
+        # Every replica has the same secret (sessions, CSRF): docs/deploy.md.
+        s = make_settings(tmp_path / name, database_url=pg_url, demo=False, sms_provider="console",
+                          api_token_secret="shared-by-every-replica-0123456789", leader_retry_seconds=0.2)
         sites.append(await open_site(s))
     (a, a_life), (b, b_life) = sites
     on_a, on_b = a.browser(), b.browser()
