@@ -121,7 +121,8 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
         if ctx.telegram_error:  # Telegram is optional: the web and the API serve meanwhile
             warnings.append(f"telegram not connected: {ctx.telegram_error}")
         return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, "checks": checks,
-                                                                    "warnings": warnings})
+                                                                    "warnings": warnings,
+                                                                    "leader": ctx.leader is None or ctx.leader.is_leader})
 
     @app.post(WEBHOOK_PATH, include_in_schema=False)
     async def telegram_webhook(request: Request):

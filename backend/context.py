@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from backend.core import clock, instance, migrate, preload
 from backend.core.config import Settings
 from backend.core.db import make_engine, make_sessionmaker, session_scope
+from backend.core.leader import SEED_LOCK_KEY, one_at_a_time
 from backend.core.security import load_secret
 from backend.notify.delivery import Deliverer
 from bot.offline import OfflineChannel
@@ -44,6 +45,7 @@ class AppContext:
     web: Any = None  # backend.web.channel.WebChannel: the browser channel (persisted)
     telegram_error: str | None = None  # why Telegram is not connected yet (None: fine or unused)
     data_dir_lock: Any = None  # this server's hold on the SQLite data dir (backend.core.instance)
+    leader: Any = None  # backend.core.leader.Leadership: cron digests and Telegram polling run on the leader
 
     async def flush(self) -> int:
         """Deliver every notification that is due now on the offline channel (web chat, terminal,
@@ -57,6 +59,8 @@ class AppContext:
         if self.scheduler is not None:
             # First, while the database is still there: running jobs finish.
             await stop_scheduler(self.scheduler)
+        if self.leader is not None:
+            await self.leader.stop()  # releases the leader lock: another replica takes over
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
@@ -126,6 +130,44 @@ async def start_kb_ingestion(ctx: AppContext) -> None:
     ctx.tasks.append(asyncio.create_task(drain_forever(ctx.sm, ctx.kb), name="kb-drain"))
 
 
+def _follow_leadership(ctx: AppContext) -> None:
+    from scheduler.factory import follow, lead
+
+    async def lead_cron() -> None:
+        await asyncio.to_thread(lead, ctx.scheduler, ctx.settings.scheduler_db_url)
+
+    async def drop_cron() -> None:
+        follow(ctx.scheduler)
+
+    ctx.leader.on_gain.append(lead_cron)
+    ctx.leader.on_lose.append(drop_cron)
+
+
+def _web_on_leader(ctx: AppContext) -> None:
+    """The web chat keeps transcripts in memory, so with several replicas it is served by the
+    leader alone: only the leader delivers the web channel's outbox rows (followers leave them
+    for it) and answers the chat API (followers: 503, the proxy tries the next replica). A new
+    leader reads the transcript afresh from the database."""
+    bots = ctx.deliverer.bots
+    web_channels = [name for name, bot in bots.items() if bot is ctx.web.bot]
+
+    async def serve_web() -> None:
+        await ctx.web.reload()
+        for name in web_channels:
+            bots[name] = ctx.web.bot
+        ctx.deliverer.wake.set()
+
+    async def leave_web() -> None:
+        for name in web_channels:
+            bots.pop(name, None)
+        await ctx.web.persist()
+
+    for name in web_channels:
+        bots.pop(name, None)
+    ctx.leader.on_gain.append(serve_web)
+    ctx.leader.on_lose.append(leave_web)
+
+
 async def start_context(
     settings: Settings, *, scheduler: bool = True, models: bool = True, workers: bool = True,
     telegram: bool = True, migrate_db: bool = True,
@@ -154,6 +196,7 @@ async def start_context(
     tree.cache_for(engine.sync_engine, ttl=settings.jurisdiction_cache_seconds)
 
     async with session_scope(sm) as s:
+        await one_at_a_time(s, SEED_LOCK_KEY)  # replicas starting together seed once
         await seed_jurisdictions(s)
 
     channel = OfflineChannel()
@@ -172,10 +215,19 @@ async def start_context(
     ctx.bots["local"] = channel.bot
     runtime.set_context(ctx)
 
+    from backend.core.leader import Leadership
+
+    # Several replicas on PostgreSQL elect one leader for the singletons (backend.core.leader).
+    ctx.leader = Leadership(settings.db_url if serving else None, retry=settings.leader_retry_seconds)
     if scheduler:
-        ctx.scheduler = make_scheduler(settings.scheduler_db_url, settings.timezone)
-        register_recurring(ctx.scheduler)
+        ctx.scheduler = make_scheduler(settings.scheduler_db_url, settings.timezone, elected=ctx.leader.elected)
+        register_recurring(ctx.scheduler, cron=False if ctx.leader.elected else None)
         ctx.scheduler.start()
+        if ctx.leader.elected:
+            _follow_leadership(ctx)
+    if ctx.leader.elected:
+        _web_on_leader(ctx)
+    await ctx.leader.start()
     if workers:
         ctx.tasks.append(asyncio.create_task(deliverer.run(), name="outbox"))
         ctx.tasks.append(asyncio.create_task(web.run(), name="web-transcript"))

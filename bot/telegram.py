@@ -78,9 +78,35 @@ async def connect_forever(ctx: Any, bot: Bot) -> None:
     if s.webhook_url:
         log.info("telegram webhook registered")
         return
-    log.info("telegram long polling started")
-    # aiogram's polling retries network errors itself, with backoff.
-    await ctx.dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
+    await poll_while_leading(ctx, bot)
+
+
+async def poll_while_leading(ctx: Any, bot: Bot) -> None:
+    """Long polling is a singleton (two pollers would steal each other's updates): with several
+    replicas only the leader polls (backend.core.leader), and it stops when it stops leading."""
+    leader = ctx.leader
+    while True:
+        if leader is not None:
+            await leader.wait_leading()
+        log.info("telegram long polling started")
+        # aiogram's polling retries network errors itself, with backoff.
+        polling = asyncio.create_task(ctx.dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False))
+        if leader is None:
+            await polling
+            return
+        lost = asyncio.create_task(leader.wait_following())
+        try:
+            await asyncio.wait({polling, lost}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            polling.cancel()
+            raise
+        finally:
+            lost.cancel()
+        if polling.done():
+            return polling.result()
+        log.info("no longer the leader: telegram long polling stops")
+        await ctx.dispatcher.stop_polling()
+        await polling
 
 
 class QueueWhenDown(BaseRequestMiddleware):

@@ -1,4 +1,10 @@
-"""APScheduler 3.x AsyncIOScheduler with a persistent SQLAlchemy job store."""
+"""APScheduler 3.x AsyncIOScheduler with a persistent SQLAlchemy job store.
+
+Several replicas on PostgreSQL (``elected=True``, docs/deploy.md): each replica keeps its
+interval jobs (the due-date sweeps, safe everywhere: they claim rows) in a job store in memory,
+and the cron jobs (digests: true singletons) live in the persistent store, which only the leader
+attaches (:func:`lead`, backend.core.leader) and detaches when it stops leading (:func:`follow`).
+On SQLite everything stays in the one persistent store of the one process."""
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +16,10 @@ from zoneinfo import ZoneInfo
 from apscheduler.events import (
     EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED, JobEvent,
 )
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import create_engine, event
 
 import scheduler.jobs as jobs_pkg
@@ -81,15 +89,19 @@ async def stop_scheduler(sched: AsyncIOScheduler, timeout: float = 10) -> None:
     await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next loop iteration
 
 
-def make_scheduler(sync_url: str, timezone: str = "Asia/Shanghai") -> AsyncIOScheduler:
-    sched = _new_scheduler(sync_url, timezone)
+LEADER_STORE = "leader"  # the cron jobs' persistent store while this replica leads (elected mode)
+TABLE = "apscheduler_jobs"
+
+
+def make_scheduler(sync_url: str, timezone: str = "Asia/Shanghai", *, elected: bool = False) -> AsyncIOScheduler:
+    sched = _new_scheduler(sync_url, timezone, elected)
     running = _RUNNING[sched] = _RunningJobs()
     sched.add_listener(running.on_event, running.EVENTS)
     return sched
 
 
-def _new_scheduler(sync_url: str, timezone: str) -> AsyncIOScheduler:
-    store = SQLAlchemyJobStore(engine=_sync_engine(sync_url), tablename="apscheduler_jobs")
+def _new_scheduler(sync_url: str, timezone: str, elected: bool = False) -> AsyncIOScheduler:
+    store = MemoryJobStore() if elected else SQLAlchemyJobStore(engine=_sync_engine(sync_url), tablename=TABLE)
     return AsyncIOScheduler(
         jobstores={"default": store},
         timezone=ZoneInfo(timezone),
@@ -102,9 +114,53 @@ def _new_scheduler(sync_url: str, timezone: str) -> AsyncIOScheduler:
     )
 
 
-def register_recurring(sched: AsyncIOScheduler) -> None:
-    """Every ``scheduler/jobs/<slice>.py`` with ``register(scheduler)`` adds its cron jobs."""
+def register_recurring(sched: AsyncIOScheduler, *, cron: bool | None = None) -> None:
+    """Every ``scheduler/jobs/<slice>.py`` with ``register(scheduler)`` adds its recurring jobs:
+    all of them (``cron=None``), only the cron jobs, into the leader's store (``True``), or all
+    but the cron jobs (``False``)."""
+    target = sched if cron is None else _Split(sched, cron)
     for info in pkgutil.iter_modules(jobs_pkg.__path__):
         mod = importlib.import_module(f"scheduler.jobs.{info.name}")
         if hasattr(mod, "register"):
-            mod.register(sched)
+            mod.register(target)
+
+
+class _Split:
+    """The scheduler as a slice's ``register`` sees it when the recurring jobs are split between
+    every replica (interval jobs) and the leader (cron jobs)."""
+
+    def __init__(self, sched: AsyncIOScheduler, cron: bool) -> None:
+        self._sched, self._cron = sched, cron
+
+    def __getattr__(self, name: str):
+        return getattr(self._sched, name)
+
+    def add_job(self, func, trigger=None, **kw):
+        if isinstance(trigger, CronTrigger) != self._cron:
+            return None
+        if not self._cron:
+            return self._sched.add_job(func, trigger, **kw)
+        kw["jobstore"] = LEADER_STORE
+        if kw.get("id") is None or self._sched.get_job(kw["id"], LEADER_STORE) is None:
+            return self._sched.add_job(func, trigger, **kw)
+        # Keep the stored next run: a digest due while no replica led still runs once (coalesced).
+        changes = {k: v for k, v in kw.items() if k in ("args", "kwargs", "name", "misfire_grace_time",
+                                                        "coalesce", "max_instances")}
+        return self._sched.modify_job(kw["id"], LEADER_STORE, func=func, trigger=trigger, **changes)
+
+
+def lead(sched: AsyncIOScheduler, sync_url: str) -> None:
+    """This replica now leads: attach the persistent store and (re-)register the cron jobs."""
+    sched.add_jobstore(SQLAlchemyJobStore(engine=_sync_engine(sync_url), tablename=TABLE), LEADER_STORE)
+    for job in sched.get_jobs(jobstore=LEADER_STORE):
+        if not isinstance(job.trigger, CronTrigger):
+            job.remove()  # from a single-process era: every replica runs its own (memory store)
+    register_recurring(sched, cron=True)
+
+
+def follow(sched: AsyncIOScheduler) -> None:
+    """This replica no longer leads: detach the persistent store (its rows stay for the next leader)."""
+    try:
+        sched.remove_jobstore(LEADER_STORE)
+    except KeyError:
+        pass

@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     token_days: int = Field(90, description="Lifetime of a new API token in days.")
     join_per_hour: int = Field(5, description="Invite-code attempts (/join) per person per hour.")
     join_global_per_minute: int = Field(60, description="Invite-code attempts per minute, everyone together.")
+    # --- several replicas on PostgreSQL (docs/deploy.md)
+    leader_retry_seconds: float = Field(3.0, description="How often a follower replica tries to take the "
+                                                         "leader lock (cron digests, Telegram polling).")
 
     @property
     def db_url(self) -> str:

@@ -26,3 +26,9 @@ class Forbidden(DomainError):
 class Conflict(DomainError):
     status = 409
     code = "conflict"
+
+
+class Unavailable(DomainError):
+    """Served by another replica (or not at all right now): try again, e.g. through the proxy."""
+    status = 503
+    code = "unavailable"

@@ -12,7 +12,7 @@ from starlette.requests import Request as StarletteRequest
 
 from backend.auth.guards import PUBLIC
 from backend.auth.sessions import WebUser
-from backend.core.errors import DomainError, NotFound
+from backend.core.errors import DomainError, NotFound, Unavailable
 from backend.users.models import User
 
 router = APIRouter(tags=["web chat"])
@@ -56,6 +56,10 @@ def sniff(data: bytes) -> str:
 async def _web(request: Request, user: User):
     """The web channel, with this person's transcript in memory; their chat id."""
     ctx = request.app.state.ctx
+    if ctx.leader is not None and not ctx.leader.is_leader:
+        # With several replicas the web chat (transcripts in memory) lives on the leader; the
+        # proxy retries a 503 on the next replica (deploy/nginx.conf, docs/deploy.md).
+        raise Unavailable("replicas.not_leader")
     await ctx.web.load(user.telegram_id, name=user.name, language=user.language)
     return ctx, ctx.web, user.telegram_id
 
@@ -174,6 +178,8 @@ async def location(body: Where, request: Request, user: WebUser):
 async def file(file_id: str, request: Request, user: WebUser):
     ctx = request.app.state.ctx
     web = ctx.web
+    if ctx.leader is not None and not ctx.leader.is_leader:
+        raise Unavailable("replicas.not_leader")
     if not await web.may_fetch(user.telegram_id, file_id):
         raise NotFound("common.err_not_found")
     blob = web.get_file(file_id)

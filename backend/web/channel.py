@@ -104,6 +104,17 @@ class WebChannel(OfflineChannel):
         self._update_ids = itertools.count(UPDATE_ID_BASE)
         self._last = top_seq
 
+    async def reload(self) -> None:
+        """Forget the transcripts in memory and continue after the stored ones (this replica
+        became the leader: another one served the web chat until now)."""
+        await self.persist()
+        for chat_id in list(self.out):
+            self.reply_keyboards.pop(chat_id, None)
+        self.out.clear()
+        self.mine.clear()
+        self.times.clear()
+        await self.start()
+
     # ------------------------------------------------------------- memory (a bounded cache)
     def _list(self, chat_id: int) -> list[OutMessage]:
         if chat_id not in self.out:
