@@ -103,6 +103,7 @@ class Leadership:
                 if self.is_leader:  # the lock ended with the session that held it
                     raise ConnectionError("the leader's database session ended")
                 self._conn = await asyncpg.connect(self.dsn, timeout=self.timeout)
+            assert self._conn is not None
             if self.is_leader:
                 # The session is alive, so is its lock (only this session could unlock it).
                 await self._conn.fetchval("SELECT 1", timeout=self.timeout)
