@@ -9,9 +9,15 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.replicas.test_leader import until
-from tests.web.conftest import open_site, phone_sign_in
+from tests.web.conftest import phone_sign_in, running
 
 pytestmark = pytest.mark.postgres
+
+
+async def open_site(settings):
+    """A running replica and the context to stop it with (``await life.__aexit__(...)``)."""
+    life = running(settings)
+    return await life.__aenter__(), life
 
 
 async def test_the_web_chat_is_served_by_the_leader_and_moves_with_it(tmp_path, pg_url, caplog):
