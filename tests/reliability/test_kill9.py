@@ -23,15 +23,31 @@ from tests.serving import free_port, hehe_serve
 N = 30
 
 
-def _reminders(db) -> list[str]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+def _query(settings, sql: str) -> list:
+    """Read the database from outside the server, as an operator would (SQLite file or PostgreSQL)."""
+    if settings.database_url:
+        import psycopg2
+        from sqlalchemy.engine import make_url
+
+        u = make_url(settings.sync_db_url)
+        con = psycopg2.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
+                               dbname=u.database)
+    else:
+        con = sqlite3.connect(f"file:{settings.data_dir / 'hehe.db'}?mode=ro", uri=True, timeout=5)
     try:
-        return [r[0] for r in con.execute("SELECT dedupe_key FROM outbox WHERE dedupe_key LIKE '%-remind-%'")]
+        cur = con.cursor()
+        cur.execute(sql)
+        return cur.fetchall()
     finally:
         con.close()
 
 
-async def test_reminders_due_in_a_burst_survive_kill_9_and_are_sent_once(settings, tmp_path):
+def _reminders(settings) -> list[str]:
+    return [r[0] for r in _query(settings, "SELECT dedupe_key FROM outbox WHERE dedupe_key LIKE '%-remind-%'")]
+
+
+async def test_reminders_due_in_a_burst_survive_kill_9_and_are_sent_once(db_settings, tmp_path):
+    settings = db_settings
     ctx = await start_context(settings, models=False, workers=False, telegram=False, scheduler=False)
     chat = ChatDriver(ctx)
     await chat.as_role(5001, "mediator", "椒江区/海门街道")
@@ -43,10 +59,11 @@ async def test_reminders_due_in_a_burst_survive_kill_9_and_are_sent_once(setting
         await s.commit()
     await ctx.stop()
 
-    db = settings.data_dir / "hehe.db"
+    db = settings
+    extra = {"HEHE_DATABASE_URL": settings.database_url} if settings.database_url else {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEHE_")}
     env.update(HEHE_DATA_DIR=str(settings.data_dir), HEHE_FACE_ENABLED="false", HEHE_KB_ENABLED="false",
-               HEHE_LOG_LEVEL="WARNING", HEHE_ALLOWED_HOSTS="127.0.0.1")
+               HEHE_LOG_LEVEL="WARNING", HEHE_ALLOWED_HOSTS="127.0.0.1", **extra)
     proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(free_port())], env=env,
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -60,13 +77,11 @@ async def test_reminders_due_in_a_burst_survive_kill_9_and_are_sent_once(setting
     before = len(_reminders(db))
 
     with hehe_serve(tmp_path, settings.data_dir, HEHE_FACE_ENABLED="false", HEHE_KB_ENABLED="false",
-                    HEHE_ALLOWED_HOSTS="127.0.0.1"):
+                    HEHE_ALLOWED_HOSTS="127.0.0.1", **extra):
         deadline = time.monotonic() + 60
         while len(_reminders(db)) < N and time.monotonic() < deadline:
             time.sleep(0.2)
         after = _reminders(db)
     print(f"reminders queued before SIGKILL: {before}/{N}; after the restart: {len(after)}/{N}")
     assert len(after) == N and len(set(after)) == N  # every reminder once, none lost, none twice
-    con = sqlite3.connect(db)
-    assert con.execute("SELECT count(*) FROM disputes WHERE remind_at IS NOT NULL").fetchone()[0] == 0
-    con.close()
+    assert _query(settings, "SELECT count(*) FROM disputes WHERE remind_at IS NOT NULL")[0][0] == 0
