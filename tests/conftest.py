@@ -215,6 +215,11 @@ class Clock:
 
         import time_machine
 
+        from scheduler.factory import wait_idle
+
+        # A run the scheduler started on its own (an interval sweep at the old time) finishes
+        # first; otherwise the run at ``at`` would be skipped as "already running".
+        await wait_idle(self.ctx.scheduler, timeout)
         travel = time_machine.travel(at, tick=True) if at is not None else contextlib.nullcontext()
         with travel:
             await self._drain(timeout)

@@ -46,6 +46,7 @@ async def test_hehe_token_create_twice_gives_two_tokens_listed_and_revoked_one_b
     app = create_app(make_settings(data_dir.parent, data_dir=data_dir), models=False, telegram=False)
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
+    app.state.ctx.scheduler.pause()  # the CLI below writes the same SQLite file; no sweep in between
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
             assert (await c.get("/api/me", headers=_h(ta))).status_code == 401  # revoked
