@@ -38,9 +38,6 @@ RATINGS = tuple(r.value for r in workflow.Rating)
 REFERRALS = tuple(r.value for r in workflow.Referral)
 S = Status
 REFERRAL_ZH = {"litigation": "诉讼", "arbitration": "仲裁", "administrative": "行政处理"}
-IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png", b"GIF8": "image/gif",
-               b"RIFF": "image/webp", b"%PDF": "application/pdf"}
-
 # ---------------------------------------------------------------- the state machine
 # The table is backend/disputes/workflow.py; this is the one place a status changes.
 async def _transition(session: AsyncSession, d: Dispute, action: Action, actor: User | None,

@@ -332,15 +332,12 @@ def check_file_size(size: int) -> None:
         raise DomainError("common.err_file_too_large")
 
 
-_IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"GIF87a": "image/gif",
-                b"GIF89a": "image/gif"}
-
-
 def image_type(data: bytes) -> str | None:
     """The image type sniffed from the content (never the client's declared type); None: not an image."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((mime for magic, mime in _IMAGE_MAGIC.items() if data.startswith(magic)), None)
+    from backend.core.files import sniff_mime
+
+    mime = sniff_mime(data)
+    return mime if mime is not None and mime.startswith("image/") else None
 
 
 def is_image(data: bytes) -> bool:

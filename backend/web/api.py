@@ -18,8 +18,6 @@ from backend.users.models import User
 router = APIRouter(tags=["web chat"])
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"chat.js": "text/javascript", "chat.css": "text/css", "docs.js": "text/javascript"}
-IMAGE_MAGIC = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png", b"GIF87a": "image/gif",
-               b"GIF89a": "image/gif", b"RIFF": "image/webp"}
 MULTIPART_OVERHEAD = 64 * 1024
 
 
@@ -43,10 +41,10 @@ class TooLarge(DomainError):
 
 
 def sniff_image(data: bytes) -> str | None:
-    for magic, mime in IMAGE_MAGIC.items():
-        if data.startswith(magic) and (magic != b"RIFF" or data[8:12] == b"WEBP"):
-            return mime
-    return None
+    from backend.core.files import sniff_mime  # the one sniffer of stored files
+
+    mime = sniff_mime(data)
+    return mime if mime is not None and mime.startswith("image/") else None
 
 
 def sniff(data: bytes) -> str:
