@@ -23,6 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 FACES_DATA = REPO / "tests" / "fixtures" / "faces"
 PG_URL = os.environ.get("HEHE_TEST_PG_URL")
 
+try:  # browser assertions wait for a loaded 2-core CI machine, not a quiet laptop
+    from playwright.sync_api import expect as _expect
+
+    _expect.set_options(timeout=15_000)
+except ImportError:  # pragma: no cover - playwright is a test dependency
+    pass
+
 
 def make_settings(tmp_path: Path, **kw) -> Settings:
     base = dict(data_dir=tmp_path / "data", demo=True, face_enabled=False, kb_enabled=False,

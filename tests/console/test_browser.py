@@ -112,9 +112,20 @@ def on_phone(browser, server, ctx):
                                storage_state=ctx.storage_state()).new_page()
 
 
+def wait_until(page, expression: str, timeout: float = 20.0) -> None:
+    """Poll ``expression`` from the test side. (``page.wait_for_function`` polls with ``eval``
+    inside the page, which the console's CSP, script-src 'self', rightly refuses.)"""
+    import time
+
+    end = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < end, f"not true within {timeout} s: {expression}"
+        page.wait_for_timeout(100)
+
+
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    wait_until(page, "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     page.screenshot(path=str(SHOTS / f"{name}-{page.viewport_size['width']}.png"), full_page=True)
 
 
@@ -203,8 +214,11 @@ def test_an_admin_creates_and_revokes_an_invite_in_the_browser(server, browser):
     code = notice.inner_text().split("：")[-1].strip()
     row = page.locator(f"tr[data-invite='{code}']")
     expect(row.locator(".state")).to_contain_text("可用")
-    row.locator("button").click()
-    expect(page.locator(f"tr[data-invite='{code}'] .state")).to_have_text("已失效")
+    with page.expect_response(lambda r: r.url.endswith("/revoke")) as answer:
+        row.locator("button").click()
+    assert answer.value.status == 200, answer.value.text()
+    page.wait_for_load_state()
+    expect(page.locator(f"tr[data-invite='{code}'] .state")).to_have_text("已失效", timeout=15_000)
     page.fill("#audit-filters input[name=action]", "invite.")
     page.click("#audit-filters button[type=submit]")
     expect(page.locator("#audit")).to_contain_text("invite.revoked")
@@ -227,7 +241,7 @@ def test_two_officers_confirm_a_face_match_in_two_steps_and_the_family_is_told(s
     shot(page, "faces")
     page.locator("a.facerow").first.click()
     expect(page.locator("img.review-card")).to_be_visible()
-    page.wait_for_function("document.querySelector('img.review-card').naturalWidth > 0")
+    wait_until(page, "() => document.querySelector('img.review-card').naturalWidth > 0")
     shot(page, "face")
     page.check("#confirm input[value=face]")
     page.check("#confirm input[value=sex]")
