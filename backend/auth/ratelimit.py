@@ -24,16 +24,19 @@ async def hit(session: AsyncSession, key: str, seconds: int, limit: int) -> bool
     never count past the limit."""
     window = _window(seconds)
     k = f"{key}/{seconds}"[:128]
-    for _ in range(3):
+    for _ in range(5):
         res = await session.execute(update(RateCounter).where(
             RateCounter.key == k, RateCounter.window == window, RateCounter.count < limit)
             .values(count=RateCounter.count + 1))
         if res.rowcount:
             return True
-        if await session.scalar(select(RateCounter.id).where(RateCounter.key == k, RateCounter.window == window)):
+        count = await session.scalar(select(RateCounter.count).where(RateCounter.key == k, RateCounter.window == window))
+        if limit < 1 or (count is not None and count >= limit):
             return False
-        if limit < 1:
-            return False
+        if count is not None:
+            # below the limit: another request committed the row after this UPDATE's snapshot
+            # was taken (PostgreSQL, READ COMMITTED) — update it now
+            continue
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         res = await session.execute(insert(RateCounter).values(key=k, window=window, count=1)
                                     .on_conflict_do_nothing(index_elements=["key", "window"]))
