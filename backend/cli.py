@@ -102,10 +102,20 @@ def serve(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.
     s.ensure_dirs()
     _refuse_unsafe_start(s)
     preload.start(s)  # the models load while the imports below and the migrations run
+    _run_web(s, host, port)
 
+
+# An open long poll (the web chat waits up to ~25 s for news) must not hold a SIGTERM: after this
+# many seconds uvicorn closes the connections still open, then the lifespan's shutdown runs
+# (which lets running jobs finish).
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def _run_web(s, host: str | None, port: int | None) -> None:
     import uvicorn
 
-    uvicorn.run(_web_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
+    uvicorn.run(_web_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower(),
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
 
 
 def _web_app(s):
@@ -143,13 +153,11 @@ def demo(host: Optional[str] = typer.Option(None), port: Optional[int] = typer.O
     s.ensure_dirs()
     preload.start(s)
 
-    import uvicorn
-
     from backend.demo import seed_demo
 
     asyncio.run(seed_demo(s))
     typer.echo(f"Hehe demo: open http://{host or s.host}:{port or s.port}/chat")
-    uvicorn.run(_web_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower())
+    _run_web(s, host, port)
 
 
 # ------------------------------------------------------------------ db

@@ -22,9 +22,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def hehe_serve(workdir: Path, data_dir: Path, timeout: float = 240, **env_extra: str):
+def hehe_serve(workdir: Path, data_dir: Path, timeout: float = 240, with_process: bool = False, **env_extra: str):
     """Start ``hehe serve`` on ``data_dir``, wait for ``/readyz`` 200 and yield
-    ``(base_url, checks)``; fail with the server log if it exits or never gets ready."""
+    ``(base_url, checks)`` (and the ``Popen`` with ``with_process``); fail with the server log if
+    it exits or never gets ready."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEHE_")}
     env.update(HEHE_DATA_DIR=str(data_dir), HEHE_LOG_LEVEL="WARNING", HF_HUB_OFFLINE="1",
@@ -51,7 +52,7 @@ def hehe_serve(workdir: Path, data_dir: Path, timeout: float = 240, **env_extra:
                 pass
             assert time.monotonic() < deadline, f"not ready ({checks}):\n" + log_path.read_text()[-3000:]
             time.sleep(0.25)
-        yield base, checks
+        yield (base, checks, proc) if with_process else (base, checks)
     finally:
         proc.terminate()
         try:
