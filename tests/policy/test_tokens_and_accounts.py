@@ -33,10 +33,12 @@ async def test_hehe_token_create_twice_gives_two_tokens_listed_and_revoked_one_b
     assert "李主任" in listed and "dashboard" in listed and listed.count("active") == 2
     assert ta.split("_")[2] not in listed  # the secret is never shown again
     id_a = ta.split("_")[1]
-    assert run_hehe(data_dir, "token", "revoke", id_a).returncode == 0
+    revoked = run_hehe(data_dir, "token", "revoke", id_a)
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
     listed = run_hehe(data_dir, "token", "list").stdout
-    assert "revoked" in listed and listed.count("\tactive") == 1
-    assert run_hehe(data_dir, "token", "revoke", "999").returncode == 2
+    assert "revoked" in listed and listed.count("\tactive") == 1, listed
+    unknown = run_hehe(data_dir, "token", "revoke", "999")
+    assert unknown.returncode == 2, unknown.stdout + unknown.stderr
 
     import httpx
 
@@ -49,16 +51,22 @@ async def test_hehe_token_create_twice_gives_two_tokens_listed_and_revoked_one_b
     app.state.ctx.scheduler.pause()  # the CLI below writes the same SQLite file; no sweep in between
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-            assert (await c.get("/api/me", headers=_h(ta))).status_code == 401  # revoked
-            assert (await c.get("/api/me", headers=_h(tb))).status_code == 200
+            async def me(token: str) -> int:
+                r = await c.get("/api/me", headers=_h(token))
+                return r.status_code
+
+            assert await me(ta) == 401  # revoked
+            assert await me(tb) == 200
             # 90 days later the other one has expired too
             with time_machine.travel(now() + timedelta(days=91), tick=False):
-                assert (await c.get("/api/me", headers=_h(tb))).status_code == 401
+                assert await me(tb) == 401
             # hehe users deactivate: refused on the next request; reactivate: back
-            assert run_hehe(data_dir, "users", "deactivate", "4401", "--note", "调离").returncode == 0
-            assert (await c.get("/api/me", headers=_h(tb))).status_code == 401
-            assert run_hehe(data_dir, "users", "reactivate", "4401").returncode == 0
-            assert (await c.get("/api/me", headers=_h(tb))).status_code == 200
+            off = run_hehe(data_dir, "users", "deactivate", "4401", "--note", "调离")
+            assert off.returncode == 0, off.stdout + off.stderr
+            assert await me(tb) == 401
+            on = run_hehe(data_dir, "users", "reactivate", "4401")
+            assert on.returncode == 0, on.stdout + on.stderr
+            assert await me(tb) == 200
     finally:
         await lifespan.__aexit__(None, None, None)
 
