@@ -261,19 +261,19 @@ def matched_photos(data: Path) -> list[tuple[bytes, dict]]:
             (FOUND_PHOTOS[f][0].read_bytes(), json.loads(boxes["found"])[f])]
 
 
-def shown_image(page, selector: str):
-    """The picture as the browser decoded it (drawn on a canvas and read back)."""
+def shown_image(img):
+    """The picture of the ``img`` locator as the browser decoded it (drawn on a canvas, read back)."""
     import base64
     import io
 
     from PIL import Image
 
-    url = page.evaluate("""(sel) => {
-        const i = document.querySelector(sel), c = document.createElement('canvas');
+    url = img.evaluate("""(i) => {
+        const c = document.createElement('canvas');
         c.width = i.naturalWidth; c.height = i.naturalHeight;
         c.getContext('2d').drawImage(i, 0, 0);
         return c.toDataURL('image/png');
-    }""", selector)
+    }""")
     return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
 
 
@@ -297,7 +297,7 @@ def test_two_officers_confirm_a_face_match_in_two_steps_and_the_family_is_told(s
     # the card the officer sees: the crops of the two photos that matched (the family's group
     # photo, 2/2, not its first photo), large and side by side, over the source photos with the
     # chosen face boxed — recomputed from the photos and the boxes the real model recorded
-    crops = check_card(shown_image(page, "img.review-card"), matched_photos(server[1]))
+    crops = check_card(shown_image(page.locator("img.review-card")), matched_photos(server[1]))
     found = [face_engine.detect(cv2.cvtColor(np.asarray(c), cv2.COLOR_RGB2BGR)) for c in crops]
     assert [len(f) for f in found] == [1, 1] and min(f[0].size for f in found) >= 120  # one large face each
     assert float(found[0][0].embedding @ found[1][0].embedding) >= face_engine.settings.face_review_threshold
@@ -305,6 +305,21 @@ def test_two_officers_confirm_a_face_match_in_two_steps_and_the_family_is_told(s
     assert page.locator(".thumbs a.matched").first.get_attribute("href").endswith("/photos/1")
     expect(page.locator(".thumbs img")).to_have_count(len(FAMILY_PHOTOS) + len(FOUND_PHOTOS))
     shot(page, "face")
+    # the same officer in the web chat: /missing_review sends the same card as a photo
+    chat = browser.new_context(viewport={"width": 390, "height": 1400}, locale="zh-CN", base_url=server[0],
+                               storage_state=first.storage_state()).new_page()  # tall: the whole card
+    chat.goto("/chat")
+    expect(chat.locator("#text")).to_be_visible(timeout=20_000)
+    chat.fill("#text", "/missing_review")
+    chat.press("#text", "Enter")
+    card = chat.locator(".msg.bot", has_text="待审核").last
+    expect(card.locator("img")).to_have_count(1, timeout=20_000)
+    expect(card).to_contain_text("第 2/2 张照片")  # the caption names the family's photo that matched
+    wait_until(chat, "() => Array.from(document.querySelectorAll('.msg.bot img')).every(i => i.naturalWidth > 0)")
+    check_card(shown_image(card.locator("img")), matched_photos(server[1]))
+    card.scroll_into_view_if_needed()
+    chat.screenshot(path=str(SHOTS.parent / "missing_review_card_webchat-390.png"))
+    chat.context.close()
     page.check("#confirm input[value=face]")
     page.check("#confirm input[value=sex]")
     page.click("#confirm button[type=submit]")
