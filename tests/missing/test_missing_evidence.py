@@ -265,12 +265,16 @@ async def test_a_found_person_gets_several_photos_and_every_field(chat, ctx, fac
     await chat.send(LH1, "今天 06:40")
     await chat.send(LH1, "35")
     await chat.press(LH1, "男")
-    await chat.send(LH1, "178")
+    await chat.send(LH1, "172")  # corrected on the summary
     await chat.send(LH1, "小李")
     await chat.send(LH1, "黑色夹克")
     await chat.send(LH1, "左手有纹身")
     summary = texts(await chat.send(LH1, "说话含糊，身上没有证件"))
-    assert "照片：2 张" in summary and "时间：2026-11-28 06:40" in summary and "身高（厘米）：178" in summary
+    assert "照片：2 张" in summary and "时间：2026-11-28 06:40" in summary and "身高（厘米）：172" in summary
+    # the found form's summary has edit buttons too: one field asked again, the rest kept
+    assert "身高" in texts(await chat.press(LH1, "✏️ 身高"))
+    summary = texts(await chat.send(LH1, "1.78"))
+    assert "身高（厘米）：178" in summary and "姓名：小李" in summary and "其他情况：说话含糊" in summary
     assert "目前没有相符" in texts(await chat.press(LH1, "确认提交"))
     async with ctx.sm() as s:
         f = await s.scalar(select(PersonCase).where(PersonCase.kind == "found"))
