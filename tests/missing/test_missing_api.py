@@ -120,7 +120,7 @@ async def test_close_case_over_api_deletes_face_data(chat, ctx, faces, api):
 
 async def test_a_reject_can_be_undone_in_its_window_and_an_admin_may_give_the_second_confirmation(chat, ctx, faces,
                                                                                                     api):
-    """Rejecting was final: it can now be taken back by the officer who decided, while the undo
+    """A reject's reason "other" needs words (API as chat). Rejecting was final: it can now be taken back by the officer who decided, while the undo
     window is open (timeline and audit say so; a late undo is refused like a confirmation's,
     test_missing_evidence); the second confirmation may come from an admin (a supervisor of no
     place) as well as from another officer."""
@@ -135,6 +135,8 @@ async def test_a_reject_can_be_undone_in_its_window_and_an_admin_may_give_the_se
     await register_found(chat, JJ)
     hjj, hjj2, hadm = [await auth(ctx, u) for u in (JJ, JJ2, admin)]
     cid = (await api.get("/api/missing/reviews", headers=hjj)).json()[0]["id"]
+    r = await api.post(f"/api/missing/reviews/{cid}/reject", headers=hjj, json={"reason": "other"})
+    assert r.status_code == 400 and "写明原因" in r.json()["message"]  # "other" needs its words, here too
     r = await api.post(f"/api/missing/reviews/{cid}/reject", headers=hjj, json={"reason": "photo", "note": "照片太暗"})
     assert r.status_code == 200 and r.json()["status"] == "rejected"
     assert (await api.get("/api/missing/reviews", headers=hjj)).json() == []  # out of the queue

@@ -164,7 +164,13 @@ async def test_reject_keeps_cases_open(chat, ctx, faces):
     await report_missing(chat, CITIZEN)
     await register_found(chat, OFFICER_JJ)
     assert "否决原因" in texts(await chat.press(OFFICER_JJ, "否决"))
-    assert "可补充说明" in texts(await chat.press(OFFICER_JJ, "年龄不符"))
+    await chat.press(OFFICER_JJ, "其他原因")
+    await chat.press(OFFICER_JJ, "跳过")
+    assert "请写明原因" in [m for m in chat.ch.out[OFFICER_JJ] if m.toast][-1].text  # "other" needs its words
+    reasons = next(m for m in chat.inbox(OFFICER_JJ) if "请选择否决原因" in m.text)
+    age = next(d for row in reasons.inline for label, d in row if label == "年龄不符")
+    await chat.ch.press_callback(OFFICER_JJ, reasons, age)  # another reason from the list above
+    assert "可补充说明" in chat.last(OFFICER_JJ).text
     msgs = await chat.send(OFFICER_JJ, "家属说老人左脸有痣，这位没有")
     assert "已否决" in texts(msgs)
     async with ctx.sm() as s:
