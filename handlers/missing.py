@@ -749,8 +749,6 @@ async def reject_reason(cq: CallbackQuery, callback_data: RejectCb, state: FSMCo
 async def _reject(reply: Message, state: FSMContext, session: AsyncSession, user: User, t: Translator, ctx,
                   note: str | None) -> None:
     d = await state.get_data()
-    if d.get("reason") == RejectReason.other and not note:
-        raise service.MissingError("missing.err_reason_text")
     c = await service.reject(session, user, d["reject_id"], note, reason=d["reason"], settings=ctx.settings)
     await state.clear()
     await _decided(reply, t, c, ctx)
@@ -765,8 +763,8 @@ async def reject_note(message: Message, state: FSMContext, session: AsyncSession
 @staff.callback_query(StepCb.filter(F.a == StepAct.skip), RejectNote.note)
 async def reject_no_note(cq: CallbackQuery, state: FSMContext, session: AsyncSession, user: User, t: Translator,
                          ctx) -> None:
+    await _reject(cq.message, state, session, user, t, ctx, None)  # refused ("other" needs words): an alert
     await cq.answer()
-    await _reject(cq.message, state, session, user, t, ctx, None)
 
 
 @staff.callback_query(EvidenceCb.filter())

@@ -30,6 +30,20 @@ BAR = 48
 LABEL = 30
 BOX_COLOR = (230, 30, 30)
 
+CARD_SIZE = (2 * CROP + 3 * GAP, BAR + CROP + LABEL + THUMB_H + 2 * GAP)
+
+
+def crop_area(side: int) -> tuple[int, int, int, int]:
+    """Where a side's face crop lies on the review card (0 missing, 1 found): left, top, right, bottom."""
+    x, y = GAP + side * (CROP + GAP), BAR + GAP // 2
+    return x, y, x + CROP, y + CROP
+
+
+def thumb_area(side: int) -> tuple[int, int, int, int]:
+    """Where a side's source-photo thumbnail goes on the review card (CROP × THUMB_H; centred across, at the top)."""
+    x, y = GAP + side * (CROP + GAP), BAR + GAP // 2 + CROP + LABEL
+    return x, y, x + CROP, y + THUMB_H
+
 
 def _decoded(data: bytes, placement: dict | None) -> np.ndarray:
     """The photo as the detector saw it (EXIF-turned, scaled, turned by the fallback), RGB."""
@@ -80,15 +94,15 @@ def marked_jpeg(data: bytes, placement: dict | None) -> bytes:
 def face_card(data: bytes, placement: dict | None, caption: str) -> bytes:
     """One side of a review card (help requests): the face crop large, the whole photo beside
     it with that face boxed — so the helper knows whom of a group photo to look for."""
-    face = face_image(data, placement)
     thumb = marked_photo(data, placement, max_h=CROP, max_w=CROP)
     width, height = 2 * CROP + 3 * GAP, BAR + CROP + GAP
     out = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(out)
     draw.rectangle((0, 0, width, BAR), fill=(28, 58, 110))
     draw.text((GAP, 12), caption, fill=(255, 255, 255), font=_font(22))
-    out.paste(face, (GAP, BAR + GAP // 2))
-    out.paste(thumb, (2 * GAP + CROP + (CROP - thumb.width) // 2, BAR + GAP // 2 + (CROP - thumb.height) // 2))
+    out.paste(face_image(data, placement), crop_area(0)[:2])
+    x, y, _, _ = crop_area(1)  # the photo where a review card has the other face, centred
+    out.paste(thumb, (x + (CROP - thumb.width) // 2, y + (CROP - thumb.height) // 2))
     return _jpeg(out)
 
 
@@ -107,19 +121,15 @@ def _font(size: int):
 
 def review_card(left: tuple[bytes, dict | None, str], right: tuple[bytes, dict | None, str], caption: str) -> bytes:
     """JPEG of the card: ``(photo bytes, placement, label)`` for the missing and the found side."""
-    cols = []
-    for data, placement, label in (left, right):
-        cols.append((face_image(data, placement), marked_photo(data, placement, max_h=THUMB_H, max_w=CROP), label))
-    width = 2 * CROP + 3 * GAP
-    height = BAR + CROP + LABEL + THUMB_H + 2 * GAP
-    out = Image.new("RGB", (width, height), (255, 255, 255))
+    out = Image.new("RGB", CARD_SIZE, (255, 255, 255))
     draw = ImageDraw.Draw(out)
-    draw.rectangle((0, 0, width, BAR), fill=(28, 58, 110))
+    draw.rectangle((0, 0, CARD_SIZE[0], BAR), fill=(28, 58, 110))
     draw.text((GAP, 12), caption, fill=(255, 255, 255), font=_font(22))
-    for i, (face, thumb, label) in enumerate(cols):
-        x = GAP + i * (CROP + GAP)
-        out.paste(face, (x, BAR + GAP // 2))
-        draw.text((x + 4, BAR + GAP // 2 + CROP + 4), label, fill=(20, 20, 20), font=_font(18))
-        ty = BAR + GAP // 2 + CROP + LABEL
-        out.paste(thumb, (x + (CROP - thumb.width) // 2, ty))
+    for i, (data, placement, label) in enumerate((left, right)):
+        x, y, _, bottom = crop_area(i)
+        out.paste(face_image(data, placement), (x, y))
+        draw.text((x + 4, bottom + 4), label, fill=(20, 20, 20), font=_font(18))
+        thumb = marked_photo(data, placement, max_h=THUMB_H, max_w=CROP)
+        tx, ty, _, _ = thumb_area(i)
+        out.paste(thumb, (tx + (CROP - thumb.width) // 2, ty))
     return _jpeg(out)

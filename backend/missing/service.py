@@ -845,6 +845,8 @@ async def reject(session: AsyncSession, user: User, cid: int, note: str | None =
     reason = reason or "other"
     if reason not in REJECT_REASONS:
         raise MissingError("missing.err_reason")
+    if reason == "other" and not (note or "").strip():  # "other" says nothing without its words
+        raise MissingError("missing.err_reason_text")
     _decide(user, c, CandidateAction.reject, settings)
     c.status, c.reviewer_id, c.reviewed_at, c.reason = REJECTED, user.id, now(), reason
     c.note = (note or "").strip()[:500] or None

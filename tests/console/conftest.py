@@ -17,7 +17,7 @@ from tests.conftest import DB_BACKENDS, PG_URL, create_pg_database, drop_pg_data
 from tests.web.conftest import running, site_settings
 from tests.web.test_route_table import signed_in
 
-__all__ = ["as_role", "file_cases", "make_candidate"]
+__all__ = ["as_role", "file_cases", "file_face_match", "make_candidate"]
 
 
 @pytest.fixture(params=DB_BACKENDS)
@@ -101,3 +101,40 @@ async def make_candidate(s, files_dir, *, place: str = "白云街道", person: s
     s.add(cand)
     await s.flush()
     return cand.id
+
+
+GROUPS = FACES.parent / "groups"
+# What the family and the officer send in file_face_match: (photo, face chosen on it or None).
+FAMILY_PHOTOS = [(FACES / "obama" / "3.jpg", None), (GROUPS / "obama_and_biden.jpg", 1)]  # face 2 of 3
+FOUND_PHOTOS = [(FACES / "obama" / "2.jpg", None)]
+
+
+async def file_face_match(s, files_dir, faces, *, place: str = "白云街道") -> int:
+    """A face-match candidate made the way the chat makes one, with the real face model
+    (``faces``, a loaded FaceService): a family reports a man with a portrait and a group photo
+    (his face chosen), an officer registers a found man with another photo of him; the missing
+    slice examines, enrols and searches, and ``queue_for_review`` stores the review card (the
+    matched crops, boxes recorded at upload). The candidate id."""
+    from datetime import timedelta
+
+    from backend.core.clock import now
+    from backend.missing import service as missing
+
+    def photos(rows):
+        return [missing.Photo(p.read_bytes(), choose=c) for p, c in rows]
+
+    family, _ = await users.get_or_create_user(s, 990201, name="李家属")
+    officer, _ = await users.get_or_create_user(s, 990202, name="派出所民警")
+    j = await users.find_jurisdiction(s, place)
+    await users.set_role(s, officer, Role.officer, j, actor="test")
+    await missing.create_missing(
+        s, family, faces=faces, files_dir=files_dir, photos=photos(FAMILY_PHOTOS), name="李建国", sex="M", age=62,
+        height_cm=178, jurisdiction=j, place="台州火车站附近", seen_at=now() - timedelta(days=2),
+        clothing="蓝色夹克", health="轻度认知障碍", phone="13800001111")
+    out = await missing.register_found(
+        s, officer, faces=faces, files_dir=files_dir, photos=photos(FOUND_PHOTOS), jurisdiction=j,
+        place="白云山公园", age=60, sex="M", height_cm=176, name="老李", clothing="蓝色夹克", features="左手戴表",
+        notes="自述记不清住址")
+    assert len(out.candidates) == 1, "the found man matches the reported one"
+    await missing.queue_for_review(s, files_dir, out.candidates)
+    return out.candidates[0].id

@@ -19,7 +19,7 @@ from backend.users import service as users
 from backend.users.models import Role
 from tests.browser.test_web_sign_in import hehe
 from tests.browser.test_webchat import CHROMIUM, CHROMIUM_ARGS
-from tests.console.conftest import make_candidate
+from tests.console.conftest import FAMILY_PHOTOS, FOUND_PHOTOS, file_face_match
 from tests.conftest import make_settings
 from tests.serving import hehe_serve
 
@@ -39,9 +39,15 @@ CASES = [("neighbor", "邻居装修噪音一直到深夜，多次沟通无果，
          ("family", "兄弟因赡养老人费用分摊发生争执")]
 
 
-def _seed(data: Path, tmp: Path) -> None:
-    """Cases across 椒江区's townships, some accepted and resolved, filed through the service."""
-    settings = make_settings(tmp, data_dir=data)
+def _seed(data: Path, tmp: Path, face_engine) -> None:
+    """Cases across 椒江区's townships, some accepted and resolved, filed through the service;
+    a face-match candidate made by the missing slice with the real face model (``face_engine``)."""
+    from backend.faces.service import FaceService
+
+    settings = make_settings(tmp, data_dir=data, face_enabled=True)
+    faces = FaceService(settings)
+    faces.engine = face_engine
+    faces.load()
 
     async def run():
         engine = make_engine(settings.db_url)
@@ -58,19 +64,30 @@ def _seed(data: Path, tmp: Path) -> None:
                     await disputes.accept(s, d, helper)
                     if i % 2 == 0:
                         await disputes.record_outcome(s, d, helper, True, agreement="双方达成和解")
-            await make_candidate(s, settings.files_dir)
+            await file_face_match(s, settings.files_dir, faces)
         await engine.dispose()
 
     asyncio.run(run())
+    faces.flush()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, template_db: Path):
+def face_engine(tmp_path_factory):
+    """The real face model, loaded once for this module (the seed and the crop checks)."""
+    from backend.faces.engine import FaceEngine
+
+    engine = FaceEngine(make_settings(tmp_path_factory.mktemp("console-models"), face_enabled=True)).load()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, template_db: Path, face_engine):
     tmp = tmp_path_factory.mktemp("console")
     data = tmp / "data"
     data.mkdir()
     shutil.copyfile(template_db, data / "hehe.db")
-    _seed(data, tmp)
+    _seed(data, tmp, face_engine)
     with hehe_serve(tmp, data, timeout=180, HEHE_FACE_ENABLED="0", HEHE_KB_ENABLED="0",
                     HEHE_SMS_PROVIDER="console", PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1") as (base, _checks):
         yield base, data
@@ -229,10 +246,45 @@ def test_an_admin_creates_and_revokes_an_invite_in_the_browser(server, browser):
     ctx.close()
 
 
-def test_two_officers_confirm_a_face_match_in_two_steps_and_the_family_is_told(server, browser):
+def matched_photos(data: Path) -> list[tuple[bytes, dict]]:
+    """The seed's matched photo of each side (missing, found) and the face box the model recorded."""
+    import json
     import sqlite3
 
+    con = sqlite3.connect(data / "hehe.db")
+    try:
+        m, f = con.execute("SELECT missing_photo, found_photo FROM missing_candidates").fetchone()
+        boxes = dict(con.execute("SELECT kind, photo_faces FROM missing_cases").fetchall())
+    finally:
+        con.close()
+    return [(FAMILY_PHOTOS[m][0].read_bytes(), json.loads(boxes["missing"])[m]),
+            (FOUND_PHOTOS[f][0].read_bytes(), json.loads(boxes["found"])[f])]
+
+
+def shown_image(img):
+    """The picture of the ``img`` locator as the browser decoded it (drawn on a canvas, read back)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    url = img.evaluate("""(i) => {
+        const c = document.createElement('canvas');
+        c.width = i.naturalWidth; c.height = i.naturalHeight;
+        c.getContext('2d').drawImage(i, 0, 0);
+        return c.toDataURL('image/png');
+    }""")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+
+
+def test_two_officers_confirm_a_face_match_in_two_steps_and_the_family_is_told(server, browser, face_engine):
+    import sqlite3
+
+    import cv2
+    import numpy as np
     from playwright.sync_api import expect
+
+    from tests.missing.cards import check_card
 
     first = staff(browser, server, Role.officer, "pol1")
     page = first.new_page()
@@ -242,7 +294,32 @@ def test_two_officers_confirm_a_face_match_in_two_steps_and_the_family_is_told(s
     page.locator("a.facerow").first.click()
     expect(page.locator("img.review-card")).to_be_visible()
     wait_until(page, "() => document.querySelector('img.review-card').naturalWidth > 0")
+    # the card the officer sees: the crops of the two photos that matched (the family's group
+    # photo, 2/2, not its first photo), large and side by side, over the source photos with the
+    # chosen face boxed — recomputed from the photos and the boxes the real model recorded
+    crops = check_card(shown_image(page.locator("img.review-card")), matched_photos(server[1]))
+    found = [face_engine.detect(cv2.cvtColor(np.asarray(c), cv2.COLOR_RGB2BGR)) for c in crops]
+    assert [len(f) for f in found] == [1, 1] and min(f[0].size for f in found) >= 120  # one large face each
+    assert float(found[0][0].embedding @ found[1][0].embedding) >= face_engine.settings.face_review_threshold
+    expect(page.locator(".thumbs a.matched")).to_have_count(2)
+    assert page.locator(".thumbs a.matched").first.get_attribute("href").endswith("/photos/1")
+    expect(page.locator(".thumbs img")).to_have_count(len(FAMILY_PHOTOS) + len(FOUND_PHOTOS))
     shot(page, "face")
+    # the same officer in the web chat: /missing_review sends the same card as a photo
+    chat = browser.new_context(viewport={"width": 390, "height": 1400}, locale="zh-CN", base_url=server[0],
+                               storage_state=first.storage_state()).new_page()  # tall: the whole card
+    chat.goto("/chat")
+    expect(chat.locator("#text")).to_be_visible(timeout=20_000)
+    chat.fill("#text", "/missing_review")
+    chat.press("#text", "Enter")
+    card = chat.locator(".msg.bot", has_text="待审核").last
+    expect(card.locator("img")).to_have_count(1, timeout=20_000)
+    expect(card).to_contain_text("第 2/2 张照片")  # the caption names the family's photo that matched
+    wait_until(chat, "() => Array.from(document.querySelectorAll('.msg.bot img')).every(i => i.naturalWidth > 0)")
+    check_card(shown_image(card.locator("img")), matched_photos(server[1]))
+    card.scroll_into_view_if_needed()
+    chat.screenshot(path=str(SHOTS.parent / "missing_review_card_webchat-390.png"))
+    chat.context.close()
     page.check("#confirm input[value=face]")
     page.check("#confirm input[value=sex]")
     page.click("#confirm button[type=submit]")

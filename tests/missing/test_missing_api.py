@@ -116,3 +116,44 @@ async def test_close_case_over_api_deletes_face_data(chat, ctx, faces, api):
     assert case.face_key not in faces.gallery("missing")
     r = await api.post(f"/api/missing/cases/{case.id}/close", headers=await auth(ctx, JJ))
     assert r.status_code == 400 and "已经关闭" in r.json()["message"]
+
+
+async def test_a_reject_can_be_undone_in_its_window_and_an_admin_may_give_the_second_confirmation(chat, ctx, faces,
+                                                                                                    api):
+    """A reject's reason "other" needs words (API as chat). Rejecting was final: it can now be taken back by the officer who decided, while the undo
+    window is open (timeline and audit say so; a late undo is refused like a confirmation's,
+    test_missing_evidence); the second confirmation may come from an admin (a supervisor of no
+    place) as well as from another officer."""
+    from backend.missing.models import CaseEvent, MatchCandidate
+    from backend.users.models import AuditLog
+
+    admin = 5604
+    await chat.as_role(JJ, "officer", "椒江区")
+    await chat.as_role(JJ2, "officer", "椒江区")
+    await chat.as_role(admin, "admin")
+    await report_missing(chat, A)
+    await register_found(chat, JJ)
+    hjj, hjj2, hadm = [await auth(ctx, u) for u in (JJ, JJ2, admin)]
+    cid = (await api.get("/api/missing/reviews", headers=hjj)).json()[0]["id"]
+    r = await api.post(f"/api/missing/reviews/{cid}/reject", headers=hjj, json={"reason": "other"})
+    assert r.status_code == 400 and "写明原因" in r.json()["message"]  # "other" needs its words, here too
+    r = await api.post(f"/api/missing/reviews/{cid}/reject", headers=hjj, json={"reason": "photo", "note": "照片太暗"})
+    assert r.status_code == 200 and r.json()["status"] == "rejected"
+    assert (await api.get("/api/missing/reviews", headers=hjj)).json() == []  # out of the queue
+    assert (await api.post(f"/api/missing/reviews/{cid}/undo", headers=hjj2)).status_code in (400, 403)  # not theirs
+    r = await api.post(f"/api/missing/reviews/{cid}/undo", headers=hjj)
+    assert r.status_code == 200 and r.json()["status"] == "pending"
+    assert [c["id"] for c in (await api.get("/api/missing/reviews", headers=hjj)).json()] == [cid]  # back
+    async with ctx.sm() as s:
+        notes = [e.note or "" for e in await s.scalars(select(CaseEvent).order_by(CaseEvent.id))]
+        undone = await s.scalar(select(AuditLog).where(AuditLog.action == "missing.decision_undone"))
+        c = await s.get(MatchCandidate, cid)
+        assert c.reason is None and c.reviewer_id is None
+    assert any("rejected (photo: 照片太暗)" in n for n in notes) and any("rejected undone" in n for n in notes)
+    assert undone.detail["was"] == "rejected"
+
+    # the second confirmation by an admin, who belongs to no place
+    r = await api.post(f"/api/missing/reviews/{cid}/confirm", headers=hjj, json={"checklist": ["face", "age"]})
+    assert r.status_code == 200 and r.json()["status"] == "checked"
+    r = await api.post(f"/api/missing/reviews/{cid}/second", headers=hadm)
+    assert r.status_code == 200 and r.json()["status"] == "confirmed"

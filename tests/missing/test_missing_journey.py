@@ -164,7 +164,13 @@ async def test_reject_keeps_cases_open(chat, ctx, faces):
     await report_missing(chat, CITIZEN)
     await register_found(chat, OFFICER_JJ)
     assert "否决原因" in texts(await chat.press(OFFICER_JJ, "否决"))
-    assert "可补充说明" in texts(await chat.press(OFFICER_JJ, "年龄不符"))
+    await chat.press(OFFICER_JJ, "其他原因")
+    await chat.press(OFFICER_JJ, "跳过")
+    assert "请写明原因" in [m for m in chat.ch.out[OFFICER_JJ] if m.toast][-1].text  # "other" needs its words
+    reasons = next(m for m in chat.inbox(OFFICER_JJ) if "请选择否决原因" in m.text)
+    age = next(d for row in reasons.inline for label, d in row if label == "年龄不符")
+    await chat.ch.press_callback(OFFICER_JJ, reasons, age)  # another reason from the list above
+    assert "可补充说明" in chat.last(OFFICER_JJ).text
     msgs = await chat.send(OFFICER_JJ, "家属说老人左脸有痣，这位没有")
     assert "已否决" in texts(msgs)
     async with ctx.sm() as s:
@@ -262,3 +268,34 @@ async def test_names_given_in_the_chat_survive_a_restart(settings, face_engine):
         assert names[officer.telegram_id] == "张警官" and names[family.telegram_id] == "王家属"
     finally:
         await ctx.stop()
+
+
+async def test_height_and_the_distance_between_the_places_reach_the_officers_review(chat, ctx, faces):
+    """Place was never compared: the flags now carry the km between the two places of the
+    jurisdiction tree and the height difference, and the review card's text explains them."""
+    from backend.missing import service
+    from backend.users.models import User
+
+    far, near = 5201, 5202
+    await chat.as_role(far, "officer", "天台县")
+    await chat.as_role(near, "officer", "白云街道")
+    await report_missing(chat, CITIZEN)  # 椒江区海门街道, 165 cm
+    async with ctx.sm() as s:
+        made = []
+        for uid, pic, height in ((far, "obama/2.jpg", 182), (near, "obama/3.jpg", 168)):
+            officer = await s.scalar(select(User).where(User.telegram_id == uid))
+            out = await service.register_found(
+                s, officer, faces=faces, files_dir=ctx.settings.files_dir, jurisdiction=officer.jurisdiction,
+                photos=[service.Photo(photo(f"identities/{pic}").read_bytes())], place=None, age=80, sex="M",
+                height_cm=height)
+            await service.queue_for_review(s, ctx.settings.files_dir, out.candidates)
+            made += out.candidates
+        flags = [{f["code"]: f for f in c.flags} for c in made]
+        await s.commit()
+    assert flags[0]["place_far"]["km"] > 50 and flags[0]["height_gap"]["diff"] == 17  # 椒江 ↔ 天台: ~65 km
+    assert flags[1]["place_near"]["km"] < 10 and flags[1]["height_ok"]["diff"] == 3
+    assert made[0].rank_score < made[0].score  # the height gap lowers the rank; distance alone does not
+    with time_machine.travel(DAYTIME + timedelta(minutes=1), tick=True):
+        await ctx.flush()
+    card = next(m for m in chat.inbox(far) if "待审核" in m.text)
+    assert "17 厘米" in card.text and f"{flags[0]['place_far']['km']} 公里" in card.text
