@@ -58,6 +58,21 @@ def _load(db: str, n: int, places) -> float:
     # open cases get deadlines around now, so the overdue and at-risk queues hold something
     con.execute("UPDATE disputes SET accept_due = datetime('now', printf('%d hours', (id % 97) - 48)) "
                 "WHERE status = 'new'")
+    # the board reads acceptance times, risk colours and the timeline: give the cases realistic ones
+    con.execute("UPDATE disputes SET accepted_at = datetime(created_at, printf('+%d minutes', (id * 7919) % 4320)) "
+                "WHERE status != 'new'")
+    con.execute("UPDATE disputes SET risk = CASE id % 20 WHEN 0 THEN 'red' WHEN 1 THEN 'yellow' WHEN 2 THEN 'yellow' "
+                "ELSE 'blue' END, risk_reasons = '[\"category\"]' WHERE status = 'new' AND id % 20 < 6")
+    events = [  # (action, from, to, at): reported, accepted, outcome, archived
+        ("create", "NULL", "'new'", "created_at"),
+        ("accept", "'new'", "'accepted'", "accepted_at"),
+        ("outcome", "'accepted'", "status", "datetime(created_at, printf('+%d minutes', "
+                                             "CAST(resolution_days * 1440 AS INTEGER)))"),
+    ]
+    for action, src, dst, at in events:
+        con.execute(f"INSERT INTO dispute_events (dispute_id, at, action, from_status, to_status) "
+                    f"SELECT id, {at}, '{action}', {src}, {dst} FROM disputes WHERE {at} IS NOT NULL "
+                    f"{'AND outcome IS NOT NULL' if action == 'outcome' else ''}")
     con.commit()
     con.execute("ANALYZE")
     con.close()

@@ -22,6 +22,7 @@ from backend.core.deps import SessionDep, Unauthorized
 from backend.core.errors import DomainError, Forbidden, NotFound
 from backend.core.i18n import LANGUAGES, Translator, gettext
 from backend.core.policy import Kind
+from backend.console import board as board_data
 from backend.console import queries
 from backend.console.models import SavedView
 from backend.disputes import config as dconfig
@@ -324,11 +325,11 @@ async def board(request: Request, session: SessionDep, user: BoardUser):
     scope = user.jurisdiction
     if Role(user.role) != Role.admin and scope is None:
         raise Forbidden("common.err_out_of_jurisdiction")
-    figures = await queries.figures(session, scope)
-    return render(request, "board.html", user, figures=figures, boards=await queries.boards(session, user),
-                  times=await queries.acceptance_times(session, user), heat=await queries.heat_table(session, user),
-                  states=await queries.time_in_state(session, user),
-                  scope_name=scope.name if scope else "台州市")
+    if Role(user.role) == Role.admin:
+        scope = None  # an admin's board is the whole city
+    b = await board_data.board(session, scope, cache=board_data.cache_of(request.app.state),
+                               ttl=request.app.state.ctx.settings.console_board_cache_seconds)
+    return render(request, "board.html", user, b=b, scope_name=scope.name if scope else "台州市")
 
 
 # ---------------------------------------------------------------- face review (officer, 灯塔)
