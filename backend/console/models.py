@@ -52,6 +52,7 @@ class ExportJob(Base):
     fmt: Mapped[str] = mapped_column(String(8))  # csv | xlsx
     query: Mapped[str] = mapped_column(String(1000))  # the list's filters, as in its URL
     lang: Mapped[str] = mapped_column(String(8), default="zh")
+    scope: Mapped[str] = mapped_column(String(64))  # the owner's role and jurisdiction when asked ("official:12")
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # queued|running|done|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())  # a running job's worker holds it until

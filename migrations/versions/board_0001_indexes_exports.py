@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("fmt", sa.String(8), nullable=False),
         sa.Column("query", sa.String(1000), nullable=False),
         sa.Column("lang", sa.String(8), nullable=False),
+        sa.Column("scope", sa.String(64), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("lease_until", UTCDateTime(), nullable=True),
