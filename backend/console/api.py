@@ -22,6 +22,8 @@ from backend.core.deps import SessionDep, Unauthorized
 from backend.core.errors import DomainError, Forbidden, NotFound
 from backend.core.i18n import LANGUAGES, Translator, gettext
 from backend.core.policy import Kind
+from backend.console import board as board_data
+from backend.console import exports
 from backend.console import queries
 from backend.console.models import SavedView
 from backend.disputes import config as dconfig
@@ -205,6 +207,8 @@ async def export(fmt: str, request: Request, session: SessionDep, user: CasesUse
     if fmt not in ("csv", "xlsx"):
         raise NotFound("common.err_not_found")
     f = queries.Filters.parse(request.query_params)
+    if (queued := await exports.start_if_large(request, session, user, f, fmt, lang_of(request))) is not None:
+        return queued  # larger than the inline limit: a background job (backend/console/exports.py)
     rows = await queries.export_rows(session, user, f)
     lang = lang_of(request)
     header = [gettext(lang, f"console.col_{c}") for c in queries.EXPORT_COLUMNS]
@@ -324,11 +328,11 @@ async def board(request: Request, session: SessionDep, user: BoardUser):
     scope = user.jurisdiction
     if Role(user.role) != Role.admin and scope is None:
         raise Forbidden("common.err_out_of_jurisdiction")
-    figures = await queries.figures(session, scope)
-    return render(request, "board.html", user, figures=figures, boards=await queries.boards(session, user),
-                  times=await queries.acceptance_times(session, user), heat=await queries.heat_table(session, user),
-                  states=await queries.time_in_state(session, user),
-                  scope_name=scope.name if scope else "台州市")
+    if Role(user.role) == Role.admin:
+        scope = None  # an admin's board is the whole city
+    b = await board_data.board(session, scope, cache=board_data.cache_of(request.app.state),
+                               ttl=request.app.state.ctx.settings.console_board_cache_seconds)
+    return render(request, "board.html", user, b=b, scope_name=scope.name if scope else "台州市")
 
 
 # ---------------------------------------------------------------- face review (officer, 灯塔)
@@ -433,3 +437,9 @@ def _day(text: str, plus: int = 0):
 async def revoke_invite(invite_id: int, session: SessionDep, user: AdminUser) -> dict:
     inv = await users.revoke_invite(session, invite_id, actor=f"user:{user.id}")
     return {"id": inv.id, "expires_at": inv.expires_at.isoformat()}
+
+
+# ---------------------------------------------------------------- background exports (我的导出)
+from backend.console import export_pages  # noqa: E402  (its routes use this module's page dependencies)
+
+router.include_router(export_pages.router)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -19,8 +18,7 @@ from sqlalchemy.orm import aliased
 from backend.core.clock import now, to_local
 from backend.disputes import config as dconfig
 from backend.disputes import service as disputes
-from backend.disputes import stats
-from backend.disputes.models import OPEN_STATUSES, Dispute, DisputeEvent, Status
+from backend.disputes.models import OPEN_STATUSES, Dispute, Status
 from backend.users.models import Jurisdiction, Role, User
 
 OPEN = [s.value for s in OPEN_STATUSES]
@@ -151,144 +149,13 @@ async def case_list(session: AsyncSession, user: User, f: Filters, *, limit: int
     return list(rows), counts
 
 
-# ---------------------------------------------------------------- the dashboard
-def _row_sum(rows: list[stats.Row]) -> dict:
-    total = sum(r.total for r in rows)
-    decided = sum(r.decided for r in rows)
-    resolved = sum(r.resolved for r in rows)
-    days = sum((r.avg_resolution_days or 0) * r.resolved for r in rows)
-    rated = sum(r.rated for r in rows)
-    return {"total": total, "local_rate": stats._rate(sum(r.local_resolved for r in rows), decided),
-            "avg_days": round(days / resolved, 2) if resolved else None,
-            "satisfaction": stats._rate(sum(r.satisfied for r in rows), rated),
-            "overdue": sum(r.overdue for r in rows),
-            "overdue_rate": stats._rate(sum(r.overdue for r in rows), total)}
-
-
-async def figures(session: AsyncSession, scope: Jurisdiction | None) -> dict:
-    """The Taizhou figures by child jurisdiction (township or county) and by month, from the
-    statistics service the API and /stats use."""
-    rows = await stats.compute(session, scope)
-    by_place: dict[int | None, list] = {}
-    by_month: dict[str, list] = {}
-    for r in rows:
-        by_place.setdefault(r.jurisdiction_id, []).append(r)
-        by_month.setdefault(r.month, []).append(r)
-    places = [{"id": jid, "name": rs[0].jurisdiction, **_row_sum(rs)} for jid, rs in by_place.items()]
-    months = [{"month": m, **_row_sum(rs)} for m, rs in sorted(by_month.items())]
-    return {"places": sorted(places, key=lambda p: -p["total"]), "months": months, "summary": _row_sum(rows)}
-
-
-def _pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return round(values[0], 1)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1], 1)
-
-
-async def acceptance_times(session: AsyncSession, user: User, since_days: int = 180) -> dict:
-    """Median and p90 hours from report to acceptance, overall, per category and per township,
-    over cases accepted in the last ``since_days`` days."""
-    conds = conditions(user, Filters(tab="all"))
-    since = now() - timedelta(days=since_days)
-    q = select(Dispute.category, Dispute.township_id, Dispute.created_at, Dispute.accepted_at).where(
-        *conds, Dispute.accepted_at.is_not(None), Dispute.accepted_at >= since)
-    by_cat: dict[str, list[float]] = {}
-    by_town: dict[int | None, list[float]] = {}
-    for cat, town, created, accepted in await session.execute(q):
-        h = (accepted - created).total_seconds() / 3600
-        by_cat.setdefault(cat, []).append(h)
-        by_town.setdefault(town, []).append(h)
-    every = [h for hs in by_cat.values() for h in hs]
-    cats = dconfig.get()
-    names = await _names(session, [t for t in by_town if t is not None])
-    return {"all": _summary(every),
-            "by_category": [{"name": cats.category(c).zh, **_summary(hs)} for c, hs in _biggest(by_cat)],
-            "by_township": [{"name": names.get(t, "-"), **_summary(hs)} for t, hs in _biggest(by_town)]}
-
-
-async def time_in_state(session: AsyncSession, user: User, since_days: int = 90) -> list[dict]:
-    """Median and p90 hours a case stays in each open status (from the timeline: the time from
-    entering a status to the next event that leaves it), over cases reported in the last
-    ``since_days`` days."""
-    cases = select(Dispute.id).where(*conditions(user, Filters(tab="all")),
-                                     Dispute.created_at >= now() - timedelta(days=since_days))
-    q = (select(DisputeEvent.dispute_id, DisputeEvent.at, DisputeEvent.from_status, DisputeEvent.to_status)
-         .where(DisputeEvent.dispute_id.in_(cases)).order_by(DisputeEvent.dispute_id, DisputeEvent.id))
-    spent: dict[str, list[float]] = {}
-    last: tuple[int, datetime, str] | None = None
-    for cid, at, _from, to in await session.execute(q):
-        if last is not None and last[0] == cid and to != last[2]:
-            spent.setdefault(last[2], []).append((at - last[1]).total_seconds() / 3600)
-        if last is None or last[0] != cid or to != last[2]:
-            last = (cid, at, to)
-    return [{"status": st, **_summary(spent[st])} for st in OPEN if st in spent]
-
-
-def _summary(hours: list[float]) -> dict:
-    return {"n": len(hours), "median": _pct(hours, 50), "p90": _pct(hours, 90)}
-
-
-def _biggest(groups: dict) -> list:
-    return sorted(groups.items(), key=lambda x: -len(x[1]))
-
-
-async def _names(session: AsyncSession, ids: list[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    return dict((await session.execute(select(Jurisdiction.id, Jurisdiction.name).where(Jurisdiction.id.in_(ids)))).all())
-
-
-async def heat_table(session: AsyncSession, user: User) -> dict:
-    """Cases per township × category (the places as the dashboard groups them)."""
-    conds = conditions(user, Filters(tab="all"))
-    q = (select(Dispute.township_id, Dispute.category, func.count(Dispute.id)).where(*conds)
-         .group_by(Dispute.township_id, Dispute.category))
-    cells: dict[tuple, int] = {}
-    for tid, cat, n in await session.execute(q):
-        cells[(tid, cat)] = n
-    tids = sorted({t for t, _ in cells if t is not None})
-    names = await _names(session, tids)
-    cats = sorted({c for _, c in cells}, key=lambda c: -sum(n for (t, cc), n in cells.items() if cc == c))
-    cfg = dconfig.get()
-    top = max(cells.values(), default=0)
-    rows = [{"id": t, "name": names.get(t, "-"),
-             "cells": [{"n": cells.get((t, c), 0), "level": _heat(cells.get((t, c), 0), top)} for c in cats]}
-            for t in sorted(tids, key=lambda t: -sum(cells.get((t, c), 0) for c in cats))]
-    return {"categories": [{"code": c, "name": cfg.category(c).zh} for c in cats], "rows": rows}
-
-
-def _heat(n: int, top: int) -> int:
-    return 0 if not n or not top else min(4, 1 + int(4 * n / (top + 1)))
-
-
-async def boards(session: AsyncSession, user: User, limit: int = 20) -> dict:
-    """The overdue and escalated cases and the open cases by risk colour, with their reasons."""
-    at = now()
-    scope = conditions(user, Filters(tab="all"))
-    overdue = list(await session.scalars(select(Dispute).where(
-        *scope, Dispute.status.in_(OPEN), _deadline_passed(at)).order_by(Dispute.created_at).limit(limit)))
-    escalated = list(await session.scalars(select(Dispute).where(
-        *scope, Dispute.status == Status.escalated.value).order_by(Dispute.updated_at.desc()).limit(limit)))
-    counts = dict((await session.execute(select(Dispute.risk, func.count(Dispute.id)).where(
-        *scope, Dispute.status.in_(OPEN)).group_by(Dispute.risk))).all())
-    risky = list(await session.scalars(select(Dispute).where(
-        *scope, Dispute.status.in_(OPEN), Dispute.risk.in_(("red", "yellow", "blue")))
-        .order_by(Dispute.risk.desc(), Dispute.id.desc()).limit(60)))
-    order = {r: i for i, r in enumerate(RISKS)}
-    risky.sort(key=lambda d: (order.get(d.risk, 9), -d.id))
-    return {"overdue": overdue, "escalated": escalated, "risk_counts": {r: counts.get(r, 0) for r in RISKS},
-            "risky": risky[:limit]}
-
-
 # ---------------------------------------------------------------- export
 EXPORT_COLUMNS = ("number", "category", "status", "place", "unit", "created", "accept_due", "resolve_due",
                   "overdue", "risk", "phone", "description")
 
 
-async def export_rows(session: AsyncSession, user: User, f: Filters) -> list[list]:
-    """The rows of a list as this person may see them (the service masks), at most MAX_EXPORT.
+async def export_rows(session: AsyncSession, user: User, f: Filters, *, limit: int = MAX_EXPORT) -> list[list]:
+    """The rows of a list as this person may see them (the service masks), at most ``limit``.
     Read as plain columns: 50k ORM objects with their places would take seconds."""
     places = {j.id: j for j in (await session.execute(select(Jurisdiction.id, Jurisdiction.name, Jurisdiction.path)
                                                       )).all()}
@@ -296,7 +163,7 @@ async def export_rows(session: AsyncSession, user: User, f: Filters) -> list[lis
     cols = (Dispute.id, Dispute.number, Dispute.category, Dispute.status, Dispute.place_id, Dispute.unit_id,
             Dispute.citizen_id, Dispute.mediator_id, Dispute.created_at, Dispute.accept_due, Dispute.resolve_due,
             Dispute.overdue, Dispute.risk, Dispute.phone, Dispute.description)
-    q = select(*cols).where(*conditions(user, f)).order_by(Dispute.id.desc()).limit(MAX_EXPORT)
+    q = select(*cols).where(*conditions(user, f)).order_by(Dispute.id.desc()).limit(limit)
     out = []
     for r in await session.execute(q):
         # the service's masking functions read these attributes of a case
@@ -327,13 +194,6 @@ def to_csv(header: list[str], rows: list[list]) -> bytes:
 
 
 def to_xlsx(header: list[str], rows: list[list]) -> bytes:
-    from openpyxl import Workbook
+    from backend.console import xlsx  # written directly: openpyxl took 5-20 s for 50,000 rows
 
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("cases")
-    ws.append(header)
-    for r in rows:
-        ws.append(r)
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+    return xlsx.write(header, rows)

@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     # --- several replicas on PostgreSQL (docs/deploy.md)
     leader_retry_seconds: float = Field(3.0, description="How often a follower replica tries to take the "
                                                          "leader lock (cron digests, Telegram polling).")
+    # --- console board and exports (docs/console.md)
+    console_board_cache_seconds: float = Field(
+        10.0, description="How long a computed board (per jurisdiction) is shown again before it is "
+                          "recomputed; the page says when it was computed. 0 = every request.")
+    console_export_inline_rows: int = Field(
+        50_000, description="Exports of up to this many rows download at once; larger ones run in the background.")
+    console_export_max_rows: int = Field(1_000_000, description="Largest background export, in rows.")
+    console_export_keep_days: int = Field(7, description="Days a finished background export can be downloaded.")
 
     @property
     def db_url(self) -> str:

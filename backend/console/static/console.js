@@ -126,6 +126,7 @@
     try {
       var resp = await withStepUp(function () { return fetch(el.dataset.export, {credentials: "same-origin"}); });
       if (!resp.ok) { alert(await errorText(resp)); return; }
+      if (resp.status === 202) { backgroundExport(await resp.json()); return; }
       var blob = await resp.blob();
       var name = (resp.headers.get("content-disposition") || "").replace(/.*filename="([^"]+)".*/, "$1") || "export";
       var a = document.createElement("a");
@@ -136,6 +137,33 @@
       setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
     } finally { el.disabled = false; el.textContent = label; }
   });
+  // A list larger than the instant limit is exported in the background: say so, then poll the
+  // job and offer the file when it is ready ("导出已完成"; the person is also notified).
+  function showNotice(text, link) {
+    var p = document.getElementById("export-notice") || document.createElement("p");
+    p.id = "export-notice";
+    p.className = "notice card";
+    p.setAttribute("role", "status");
+    p.textContent = text + " ";
+    if (link) {
+      var a = document.createElement(link.download ? "button" : "a");
+      if (link.download) { a.type = "button"; a.className = "secondary"; a.dataset.export = link.href; }
+      else a.href = link.href;
+      a.textContent = link.label;
+      p.appendChild(a);
+    }
+    document.querySelector("main").prepend(p);
+  }
+  function backgroundExport(job) {
+    showNotice(job.message, {href: job.url, label: "→"});
+    var timer = setInterval(async function () {
+      var r = await fetch(job.status_url, {credentials: "same-origin"});
+      if (!r.ok) { clearInterval(timer); return; }
+      var j = await r.json();
+      if (j.status === "done") { clearInterval(timer); showNotice(j.message, {href: j.download, label: "⬇", download: true}); }
+      else if (j.status === "failed") { clearInterval(timer); showNotice(j.error); }
+    }, 2000);
+  }
   document.addEventListener("change", function (ev) {
     if (ev.target.id === "all") {
       document.querySelectorAll("input[name=ids]").forEach(function (el) { el.checked = ev.target.checked; });
