@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core import files as filestore
 from backend.core.clock import fmt_local, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
+from backend.core.events import RecordChanged, publish
 from backend.core.i18n import gettext
 from backend.core.masking import mask_party, mask_personal, mask_phone, normalize_phone
 from backend.core.policy import Action as Access
@@ -61,12 +62,8 @@ async def _transition(session: AsyncSession, d: Dispute, action: Action, actor: 
 
 
 async def _kb_enqueue(session: AsyncSession, d: Dispute) -> None:
-    """Tell the knowledge base the case changed (same transaction), if the seam exists."""
-    try:
-        from knowledge_base.models import enqueue
-    except ImportError:
-        return
-    await enqueue(session, "dispute", d.id)  # one queue row per case per transaction
+    """Tell whoever follows cases (the knowledge base) that this one changed, in this transaction."""
+    await publish(session, RecordChanged("dispute", d.id))
 
 
 # ---------------------------------------------------------------- validation

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import TZ, fmt_local, now, to_local
 from backend.core.config import get_settings
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
+from backend.core.events import RecordChanged, publish
 from backend.core.files import StoredFile, blob_path, store_file
 from backend.core.masking import mask_phone, normalize_phone
 from backend.core.policy import Action, Facts, Kind, may, places_inside
@@ -49,7 +50,6 @@ from backend.notify.service import notify
 from backend.users import service as users
 from backend.users.models import Jurisdiction, Level, Role, User
 from backend.users.tree import Node, Place
-from knowledge_base.models import enqueue as kb_enqueue
 
 log = logging.getLogger("hehe.missing")
 
@@ -84,7 +84,7 @@ async def transition(session: AsyncSession, case: PersonCase, to: str, *, actor:
     session.add(CaseEvent(case_id=case.id, actor=actor, from_status=case.status, to_status=to, note=note))
     case.status = to
     case.closed_at = now() if to == CLOSED else None
-    await kb_enqueue(session, "missing", case.id)  # the knowledge base follows every change
+    await publish(session, RecordChanged("missing", case.id))  # the knowledge base follows every change
 
 
 async def _act(session: AsyncSession, user: User, case: PersonCase, action: CaseAction, note: str) -> None:
@@ -474,7 +474,7 @@ async def _create(session: AsyncSession, *, kind: str, reporter: User, faces, fi
     session.add(CaseEvent(case_id=case.id, actor=f"user:{reporter.id}", from_status=None, to_status=OPEN,
                           note="reported" if kind == "missing" else "registered"))
     case.photo_ids = await _store_photos(session, files_dir, photos, case.id, reporter.id)
-    await kb_enqueue(session, "missing", case.id)
+    await publish(session, RecordChanged("missing", case.id))
     await users.audit(session, f"user:{reporter.id}", f"missing.{kind}_created", f"missing:{case.id}",
                       case_no=case.case_no, phone=mask_phone(case.phone))
     out = Outcome(case=case, face_available=available, different=different_people([e.embedding for e in seen]))

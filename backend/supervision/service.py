@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import TZ, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
+from backend.core.events import RecordChanged, publish
 from backend.core.files import MAX_FILE_BYTES, StoredFile, attach, files_of
 from backend.core.workflow import Transition, Workflow
 from backend.core.policy import Facts, Kind, may, places_inside
@@ -193,13 +194,9 @@ async def _check(session: AsyncSession, user: User, item: SupervisionItem, actio
         raise Forbidden("supervision.err_forbidden") from e
 
 
-# ---------------------------------------------------------------- knowledge base seam
+# ---------------------------------------------------------------- domain events (the knowledge base follows)
 async def _kb_changed(session: AsyncSession, item: SupervisionItem) -> None:
-    try:
-        from knowledge_base.models import enqueue
-    except ModuleNotFoundError:  # knowledge base slice absent: nothing to index
-        return
-    await enqueue(session, "supervision", item.id)
+    await publish(session, RecordChanged("supervision", item.id))  # the knowledge base follows
 
 
 # ---------------------------------------------------------------- dates
