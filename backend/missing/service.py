@@ -30,6 +30,7 @@ from sqlalchemy import delete as sql_delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core import dates
 from backend.core.clock import TZ, fmt_local, now, to_local
 from backend.core.config import get_settings
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
@@ -135,7 +136,6 @@ def parse_height(text: str) -> int | None:
 
 
 _TIME = re.compile(r"(\d{1,2})\s*[:：时点]\s*(\d{1,2})?")
-_DATE_FULL = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})")
 _DATE_MD = re.compile(r"(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
 _FUTURE_OR_VAGUE = re.compile(r"^(明天|明日|后天|大后天|下周|下星期|下个?月|明年|上周|上星期|上个?月|去年|前几天|那天|某天)")
 _DAYPART = ("上午", "下午", "晚上", "中午", "早上", "傍晚", "凌晨", "夜里", "pm", "PM", "am", "AM")
@@ -150,13 +150,13 @@ def parse_seen_at(text: str, *, ref: datetime | None = None) -> datetime:
         return now()
     day = base.date()
     rest = s
-    m = _DATE_FULL.search(s)
-    if m:
-        try:
-            day = datetime(int(m.group(1)), int(m.group(2)), int(m.group(3))).date()
-        except ValueError:
-            raise MissingError("missing.err_time") from None
-        rest = s[m.end():]
+    try:
+        full = dates.find_date(s)
+    except ValueError:
+        raise MissingError("missing.err_time") from None
+    m = None  # a month-day date (below)
+    if full:
+        day, rest = full[0], s[full[2]:]
     elif s.startswith(("昨天", "昨日")):
         day = day - timedelta(days=1)
         rest = s[2:]
@@ -189,7 +189,7 @@ def parse_seen_at(text: str, *, ref: datetime | None = None) -> datetime:
         if pm and hour < 12:
             hour += 12
     elif rest and not any(w in rest for w in _DAYPART):
-        if not (m or s.startswith(("昨", "前天", "今"))):
+        if not (full or m or s.startswith(("昨", "前天", "今"))):
             raise MissingError("missing.err_time")
     leftover = _TIME.sub("", rest)
     for w in _DAYPART + ("左右", "大概", "大约", "约", "分", "半"):

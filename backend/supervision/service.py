@@ -23,6 +23,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core import dates
 from backend.core.clock import TZ, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
 from backend.core.events import RecordChanged, publish
@@ -213,13 +214,13 @@ def months_deadline(at: datetime, months: int) -> datetime:
 
 
 def parse_date(text: str) -> date:
-    m = re.match(r"^\s*(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?\s*$", text or "")
-    if not m:
-        raise DomainError("supervision.err_date")
     try:
-        return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        d = dates.parse_date(text)
     except ValueError as e:
         raise DomainError("supervision.err_date") from e
+    if d is None:
+        raise DomainError("supervision.err_date")
+    return d
 
 
 # ---------------------------------------------------------------- lookups and authorization
