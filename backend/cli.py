@@ -41,10 +41,12 @@ def _fail(msg: str) -> None:
 
 async def _with_session(fn):
     """Run ``fn(session)`` in one transaction against a migrated database."""
+    from backend.context import wire_events
     from backend.core import migrate
     from backend.core.db import make_engine, make_sessionmaker, session_scope
     from backend.users.service import seed_jurisdictions
 
+    wire_events()
     s = get_settings()
     s.ensure_dirs()
     await asyncio.to_thread(migrate.upgrade, s.sync_db_url)

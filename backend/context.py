@@ -114,6 +114,25 @@ def freeze_heap(settings: Settings) -> None:
         gc.freeze()
 
 
+async def _index_record(session: AsyncSession, event: Any) -> None:
+    from knowledge_base.models import enqueue
+
+    await enqueue(session, event.kind, event.ref_id)  # a queue row in the same transaction
+
+
+def wire_events() -> None:
+    """Subscribe what the services' domain events set going (backend/core/events.py): the
+    knowledge base's index follows every changed record. Called by every entry point that runs
+    services (start_context, the CLI's one-transaction commands); subscribing twice is harmless."""
+    from backend.core.events import RecordChanged, subscribe
+
+    try:
+        import knowledge_base.models  # noqa: F401
+    except ModuleNotFoundError:  # no knowledge base installed: nothing to index
+        return
+    subscribe(RecordChanged, _index_record)
+
+
 async def start_kb_ingestion(ctx: AppContext) -> None:
     """The index follows every change: slices enqueue in their transactions, this drains.
     Place names in questions resolve to this database's jurisdiction ids."""
@@ -190,6 +209,7 @@ async def start_context(
         raise
     engine = make_engine(settings.db_url)
     sm = make_sessionmaker(engine)
+    wire_events()
     from backend.users import tree
     from backend.users.service import seed_jurisdictions
 

@@ -49,6 +49,7 @@ class UpdateWrites:
         self.storage = storage
         self.changes: dict[str, tuple[str | None, dict[str, Any]]] = {}  # not yet written
         self.touched: set[str] = set()  # every key changed during the update
+        self.connected = False  # has the update's session run anything on a connection yet?
 
     def add(self, k: str, state: str | None, data: dict[str, Any]) -> None:
         self.changes[k] = (state, data)
@@ -57,6 +58,16 @@ class UpdateWrites:
     def bind(self, session: AsyncSession) -> None:
         """Write the pending changes whenever ``session`` commits (also mid-handler)."""
         event.listen(session.sync_session, "before_commit", self.write)
+        event.listen(session.sync_session, "after_begin", self._connected)
+
+    def _connected(self, *_: Any) -> None:
+        self.connected = True
+
+    def only_write(self, session: AsyncSession) -> bool:
+        """Is the conversation step — one statement — all the update writes, with nothing run on
+        the database before it (no read, no statement of the handler's, no pending object)?"""
+        return (not self.connected and len(self.changes) == 1
+                and not (session.new or session.dirty or session.deleted))
 
     def write(self, sync_session: Session) -> None:
         if not self.changes:

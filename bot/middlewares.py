@@ -182,8 +182,16 @@ class DbUserMiddleware(BaseMiddleware):
         between tries (8 form steps in flight: 110–121 → 629–906 /s, docs/benchmarks.md). An update that
         already holds SQLite's write lock commits without queuing, so the queue never waits for
         it: nothing can deadlock. An update with nothing to write does not queue at all."""
+        if self.commit_queue is None:
+            if fsm_writes is not None and fsm_writes.only_write(session):
+                # PostgreSQL: a conversation step that is the update's only write is one statement,
+                # which the server commits by itself (autocommit: the same single durable
+                # transaction, without the BEGIN and COMMIT round trips).
+                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            await session.commit()
+            return
         writes_now = bool(session.new or session.dirty or session.deleted or (fsm_writes is not None and fsm_writes.changes))
-        if self.commit_queue is None or not writes_now or await _writing(session):
+        if not writes_now or await _writing(session):
             await session.commit()
             return
         async with self.commit_queue:

@@ -25,6 +25,16 @@ register_menu_item("lang", "common.menu_lang", order=910)
 register_menu_item("help", "common.menu_help", order=920)
 
 
+CANCEL_WORDS = frozenset({"取消", "cancel", "退出"})
+
+
+async def is_cancel_word(message: Message) -> bool:
+    """取消 / cancel / 退出 typed as a message. Every text message passes this filter first (this
+    router comes first); as a coroutine aiogram checks it on the event loop, where a synchronous
+    filter (``F.text…``) would cost each message a trip to a worker thread."""
+    return (message.text or "").lower() in CANCEL_WORDS
+
+
 class LangCb(CallbackData, prefix="lang"):
     code: str
 
@@ -62,7 +72,7 @@ def make_router() -> Router:
     r = Router(name="start")
 
     @r.message(Command("cancel"), StateFilter("*"))
-    @r.message(F.text.lower().in_({"取消", "cancel", "退出"}), StateFilter("*"))
+    @r.message(is_cancel_word, StateFilter("*"))
     async def cancel(message: Message, state: FSMContext, t: Translator) -> None:
         current = await state.get_state()
         await state.clear()

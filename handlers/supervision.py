@@ -8,6 +8,8 @@ polite reply in the one place that does that (``bot.middlewares.DbUserMiddleware
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -197,23 +199,24 @@ async def show_list(target: Message, session: AsyncSession, user: User, t: Trans
 
 
 # ---------------------------------------------------------------- entry points
-async def start_propose(target: Message, state: FSMContext, user: User, t: Translator) -> None:
+async def start_propose(target: Message, state: FSMContext, session: AsyncSession, user: User,
+                        t: Translator) -> None:
     if Role(user.role) not in (Role.deputy, Role.admin):
         raise svc.Forbidden("supervision.err_deputy_only")
     await state.clear()
-    await state.set_state(Propose.title)
     await state.update_data(files=[])
-    await target.answer(t("supervision.ask_title", max=svc.TITLE_MAX))
+    await ask_step("title", target, state, session, t)
 
 
 @router.message(Command("propose"))
-async def cmd_propose(message: Message, state: FSMContext, user: User, t: Translator) -> None:
-    await start_propose(message, state, user, t)
+async def cmd_propose(message: Message, state: FSMContext, session: AsyncSession, user: User, t: Translator) -> None:
+    await start_propose(message, state, session, user, t)
 
 
 @router.callback_query(MenuCb.filter(F.action == "sup_propose"))
-async def menu_propose(cq: CallbackQuery, state: FSMContext, user: User, t: Translator) -> None:
-    await start_propose(cq.message, state, user, t)
+async def menu_propose(cq: CallbackQuery, state: FSMContext, session: AsyncSession, user: User,
+                       t: Translator) -> None:
+    await start_propose(cq.message, state, session, user, t)
     await cq.answer()
 
 
@@ -303,11 +306,49 @@ async def menu_stats(cq: CallbackQuery, session: AsyncSession, user: User, t: Tr
 
 
 # ---------------------------------------------------------------- the propose conversation
-async def ask_county(target: Message, session: AsyncSession, t: Translator) -> None:
+def _skip_row(t: Translator):
+    return _kb(t, [[("supervision.btn_skip", PropCb(action=Prop.skip).pack())]])
+
+
+async def _no_keyboard(session: AsyncSession, t: Translator, data: dict) -> None:
+    return None
+
+
+async def _skip_keyboard(session: AsyncSession, t: Translator, data: dict):
+    return _skip_row(t)
+
+
+async def _area_keyboard(session: AsyncSession, t: Translator, data: dict):
+    return inline([[(a, PropCb(action=Prop.area, value=i).pack()) for i, a in list(enumerate(svc.AREAS))[k:k + 2]]
+                   for k in range(0, len(svc.AREAS), 2)])
+
+
+async def _county_keyboard(session: AsyncSession, t: Translator, data: dict):
     counties = await users.children(session, None)
-    rows = [[(c.name, PropCb(action=Prop.county, value=c.id).pack()) for c in counties[i:i + 3]]
-            for i in range(0, len(counties), 3)]
-    await target.answer(t("supervision.ask_place_county"), reply_markup=inline(rows))
+    return inline([[(c.name, PropCb(action=Prop.county, value=c.id).pack()) for c in counties[i:i + 3]]
+                   for i in range(0, len(counties), 3)])
+
+
+async def _town_keyboard(session: AsyncSession, t: Translator, data: dict):
+    county = await users.jurisdiction(session, data["place_id"])
+    towns = await users.children(session, county.id)
+    rows = [[(t("supervision.btn_whole_county", county=county.name), PropCb(action=Prop.town, value=county.id).pack())]]
+    rows += [[(j.name, PropCb(action=Prop.town, value=j.id).pack()) for j in towns[i:i + 3]]
+             for i in range(0, len(towns), 3)]
+    return inline(rows)
+
+
+async def _done_keyboard(session: AsyncSession, t: Translator, data: dict):
+    return _kb(t, [[("supervision.btn_done", PropCb(action=Prop.done).pack())]])
+
+
+async def _confirm_keyboard(session: AsyncSession, t: Translator, data: dict):
+    return _kb(t, [[("supervision.btn_confirm", PropCb(action=Prop.confirm).pack()),
+                    ("supervision.btn_cancel", PropCb(action=Prop.cancel).pack())]])
+
+
+async def _no_towns(session: AsyncSession, data: dict) -> bool:
+    return not await users.children(session, data["place_id"])
 
 
 async def summary_text(session: AsyncSession, data: dict, t: Translator) -> str:
@@ -317,20 +358,60 @@ async def summary_text(session: AsyncSession, data: dict, t: Translator) -> str:
              files=len(data.get("files", [])), cosigners=data.get("cosigner_names") or t("common.none"))
 
 
+@dataclass(frozen=True)
+class ProposeStep:
+    state: State
+    ask: str | None  # the question's i18n key (None: the summary of the draft)
+    keyboard: Callable[[AsyncSession, Translator, dict], Awaitable[Any]] = _no_keyboard
+    params: dict[str, Any] = field(default_factory=dict)
+    typed: bool = False  # answered by typing (else: buttons, or files and a button)
+    skip_if: Callable[[AsyncSession, dict], Awaitable[bool]] | None = None
+
+
+PROPOSE: dict[str, ProposeStep] = {
+    "title": ProposeStep(Propose.title, "supervision.ask_title", params={"max": svc.TITLE_MAX}, typed=True),
+    "description": ProposeStep(Propose.description, "supervision.ask_description",
+                               params={"max": svc.DESCRIPTION_MAX}, typed=True),
+    "area": ProposeStep(Propose.area, "supervision.ask_area", _area_keyboard),
+    "county": ProposeStep(Propose.county, "supervision.ask_place_county", _county_keyboard),
+    "township": ProposeStep(Propose.township, "supervision.ask_place_township", _town_keyboard, skip_if=_no_towns),
+    "agency": ProposeStep(Propose.agency, "supervision.ask_agency", _skip_keyboard, typed=True),
+    "evidence": ProposeStep(Propose.evidence, "supervision.ask_evidence", _done_keyboard,
+                            params={"max": MAX_EVIDENCE}),
+    "cosigners": ProposeStep(Propose.cosigners, "supervision.ask_cosigners", _skip_keyboard, typed=True),
+    "confirm": ProposeStep(Propose.confirm, None, _confirm_keyboard),
+}
+PROPOSE_ORDER = list(PROPOSE)
+
+
+async def ask_step(name: str, target: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
+    step = PROPOSE[name]
+    await state.set_state(step.state)
+    data = await state.get_data()
+    text = t(step.ask, **step.params) if step.ask else await summary_text(session, data, t)
+    await target.answer(text, reply_markup=await step.keyboard(session, t, data))
+
+
+async def advance(done: str, target: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
+    """Ask the step after ``done`` (passing over one that does not apply to this draft)."""
+    data = await state.get_data()
+    for name in PROPOSE_ORDER[PROPOSE_ORDER.index(done) + 1:]:
+        skip = PROPOSE[name].skip_if
+        if skip is None or not await skip(session, data):
+            await ask_step(name, target, state, session, t)
+            return
+
+
 @router.message(Propose.title, F.text)
-async def p_title(message: Message, state: FSMContext, t: Translator) -> None:
+async def p_title(message: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
     await state.update_data(title=svc.check_title(message.text))
-    await state.set_state(Propose.description)
-    await message.answer(t("supervision.ask_description", max=svc.DESCRIPTION_MAX))
+    await advance("title", message, state, session, t)
 
 
 @router.message(Propose.description, F.text)
-async def p_description(message: Message, state: FSMContext, t: Translator) -> None:
+async def p_description(message: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
     await state.update_data(description=svc.check_description(message.text))
-    await state.set_state(Propose.area)
-    rows = [[(a, PropCb(action=Prop.area, value=i).pack()) for i, a in list(enumerate(svc.AREAS))[k:k + 2]]
-            for k in range(0, len(svc.AREAS), 2)]
-    await message.answer(t("supervision.ask_area"), reply_markup=inline(rows))
+    await advance("description", message, state, session, t)
 
 
 @router.callback_query(Propose.area, PropCb.filter(F.action == Prop.area))
@@ -340,12 +421,7 @@ async def p_area(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, se
         raise svc.DomainError("supervision.err_area")
     await cq.answer()
     await state.update_data(area=svc.AREAS[callback_data.value])
-    await state.set_state(Propose.county)
-    await ask_county(cq.message, session, t)
-
-
-def _skip_row(t: Translator):
-    return _kb(t, [[("supervision.btn_skip", PropCb(action=Prop.skip).pack())]])
+    await advance("area", cq.message, state, session, t)
 
 
 @router.callback_query(Propose.county, PropCb.filter(F.action == Prop.county))
@@ -353,17 +429,8 @@ async def p_county(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, 
                    t: Translator) -> None:
     _place, county = await svc.check_place(session, callback_data.value)
     await cq.answer()
-    towns = await users.children(session, county.id)
     await state.update_data(place_id=county.id)
-    if not towns:
-        await state.set_state(Propose.agency)
-        await cq.message.answer(t("supervision.ask_agency"), reply_markup=_skip_row(t))
-        return
-    await state.set_state(Propose.township)
-    rows = [[(t("supervision.btn_whole_county", county=county.name), PropCb(action=Prop.town, value=county.id).pack())]]
-    rows += [[(j.name, PropCb(action=Prop.town, value=j.id).pack()) for j in towns[i:i + 3]]
-             for i in range(0, len(towns), 3)]
-    await cq.message.answer(t("supervision.ask_place_township"), reply_markup=inline(rows))
+    await advance("county", cq.message, state, session, t)
 
 
 @router.callback_query(Propose.township, PropCb.filter(F.action == Prop.town))
@@ -375,27 +442,20 @@ async def p_town(cq: CallbackQuery, callback_data: PropCb, state: FSMContext, se
         raise svc.DomainError("supervision.err_place")
     await cq.answer()
     await state.update_data(place_id=callback_data.value)
-    await state.set_state(Propose.agency)
-    await cq.message.answer(t("supervision.ask_agency"), reply_markup=_skip_row(t))
-
-
-async def to_evidence(target: Message, state: FSMContext, t: Translator) -> None:
-    await state.set_state(Propose.evidence)
-    await target.answer(t("supervision.ask_evidence", max=MAX_EVIDENCE), reply_markup=_kb(t, [[(
-        "supervision.btn_done", PropCb(action=Prop.done).pack())]]))
+    await advance("township", cq.message, state, session, t)
 
 
 @router.message(Propose.agency, F.text)
-async def p_agency(message: Message, state: FSMContext, t: Translator) -> None:
+async def p_agency(message: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
     await state.update_data(agency=svc.check_text(message.text, 128))
-    await to_evidence(message, state, t)
+    await advance("agency", message, state, session, t)
 
 
 @router.callback_query(Propose.agency, PropCb.filter(F.action == Prop.skip))
-async def p_agency_skip(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
+async def p_agency_skip(cq: CallbackQuery, state: FSMContext, session: AsyncSession, t: Translator) -> None:
     await cq.answer()
     await state.update_data(agency=None)
-    await to_evidence(cq.message, state, t)
+    await advance("agency", cq.message, state, session, t)
 
 
 def _evidence_entry(message: Message) -> dict:
@@ -408,28 +468,20 @@ def _evidence_entry(message: Message) -> dict:
 
 
 @router.message(Propose.evidence, F.photo | F.document)
-async def p_evidence(message: Message, state: FSMContext, t: Translator) -> None:
+async def p_evidence(message: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
     files = (await state.get_data()).get("files", [])
     if len(files) >= MAX_EVIDENCE:
         raise svc.DomainError("supervision.err_too_many_files", max=MAX_EVIDENCE)
     files.append(_evidence_entry(message))
     await state.update_data(files=files)
-    await message.answer(t("supervision.evidence_saved", n=len(files)), reply_markup=_kb(t, [[(
-        "supervision.btn_done", PropCb(action=Prop.done).pack())]]))
+    await message.answer(t("supervision.evidence_saved", n=len(files)),
+                         reply_markup=await _done_keyboard(session, t, {}))
 
 
 @router.callback_query(Propose.evidence, PropCb.filter(F.action == Prop.done))
-async def p_evidence_done(cq: CallbackQuery, state: FSMContext, t: Translator) -> None:
+async def p_evidence_done(cq: CallbackQuery, state: FSMContext, session: AsyncSession, t: Translator) -> None:
     await cq.answer()
-    await state.set_state(Propose.cosigners)
-    await cq.message.answer(t("supervision.ask_cosigners"), reply_markup=_skip_row(t))
-
-
-async def to_confirm(target: Message, state: FSMContext, session: AsyncSession, t: Translator) -> None:
-    await state.set_state(Propose.confirm)
-    text = await summary_text(session, await state.get_data(), t)
-    await target.answer(text, reply_markup=_kb(t, [[("supervision.btn_confirm", PropCb(action=Prop.confirm).pack()),
-                                                     ("supervision.btn_cancel", PropCb(action=Prop.cancel).pack())]]))
+    await advance("evidence", cq.message, state, session, t)
 
 
 @router.message(Propose.cosigners, F.text)
@@ -439,14 +491,14 @@ async def p_cosigners(message: Message, state: FSMContext, session: AsyncSession
     names = "、".join([await svc.display_name(session, u, t.lang) for u in found])
     await state.update_data(cosigners=" ".join(str(u.telegram_id) for u in found), cosigner_names=names)
     await message.answer(t("supervision.cosigners_ok", names=names))
-    await to_confirm(message, state, session, t)
+    await advance("cosigners", message, state, session, t)
 
 
 @router.callback_query(Propose.cosigners, PropCb.filter(F.action == Prop.skip))
 async def p_cosigners_skip(cq: CallbackQuery, state: FSMContext, session: AsyncSession, t: Translator) -> None:
     await cq.answer()
     await state.update_data(cosigners="", cosigner_names="")
-    await to_confirm(cq.message, state, session, t)
+    await advance("cosigners", cq.message, state, session, t)
 
 
 @router.callback_query(Propose.confirm, PropCb.filter(F.action == Prop.cancel))
@@ -476,12 +528,12 @@ async def p_confirm(cq: CallbackQuery, state: FSMContext, session: AsyncSession,
 
 
 # Anything else typed during the conversation gets a hint for the current step.
-@router.message(StateFilter(Propose.area, Propose.county, Propose.township, Propose.evidence, Propose.confirm))
+@router.message(StateFilter(*(s.state for s in PROPOSE.values() if not s.typed)))
 async def p_hint(message: Message, t: Translator) -> None:
     await message.answer(t("supervision.use_buttons"))
 
 
-@router.message(StateFilter(Propose.title, Propose.description, Propose.agency, Propose.cosigners))
+@router.message(StateFilter(*(s.state for s in PROPOSE.values() if s.typed)))
 async def p_text_only(message: Message, t: Translator) -> None:
     await message.answer(t("supervision.text_only"))
 

@@ -21,22 +21,25 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from backend.core.errors import Conflict, Forbidden
 
 Guard = Callable[[Any, Any], bool]  # (person, item) -> allowed?
+S = TypeVar("S", bound=enum.Enum)  # a capability's statuses
+A = TypeVar("A", bound=enum.Enum)  # its actions
 
 
 @dataclass(frozen=True)
-class Transition:
-    action: enum.Enum
-    sources: frozenset
-    target: enum.Enum | None  # None: the status stays (a note, a reminder, a rating …)
+class Transition(Generic[A, S]):
+    action: A
+    sources: frozenset[S]
+    target: S | None  # None: the status stays (a note, a reminder, a rating …)
     roles: frozenset = field(default_factory=frozenset)  # empty: any role
     guard: Guard | None = None
 
-    def __init__(self, action, sources: Iterable, target, roles: Iterable = (), guard: Guard | None = None):
+    def __init__(self, action: A, sources: Iterable[S], target: S | None, roles: Iterable = (),
+                 guard: Guard | None = None):
         object.__setattr__(self, "action", action)
         object.__setattr__(self, "sources", frozenset(sources))
         object.__setattr__(self, "target", target)
@@ -58,10 +61,10 @@ def _role(person: Any) -> Any:
     return Role(role) if isinstance(role, str) else role
 
 
-class Workflow:
+class Workflow(Generic[S, A]):
     """The table of one capability. ``status_of(item)`` reads the item's current status."""
 
-    def __init__(self, name: str, statuses: type[enum.Enum], transitions: Iterable[Transition],
+    def __init__(self, name: str, statuses: type[S], transitions: Iterable[Transition[A, S]],
                  status_of: Callable[[Any], Any] = lambda item: item.status):
         self.name = name
         self.statuses = statuses
@@ -73,19 +76,19 @@ class Workflow:
             if unknown:
                 raise ValueError(f"{name}: {t.action} names statuses outside {statuses.__name__}: {unknown}")
 
-    def status(self, item: Any) -> enum.Enum:
+    def status(self, item: Any) -> S:
         return self.statuses(self._status_of(item))
 
-    def available(self, person: Any, item: Any) -> list[enum.Enum]:
+    def available(self, person: Any, item: Any) -> list[A]:
         """The actions ``person`` may take on ``item`` now, in table order, each once."""
         st = self.status(item)
-        seen: dict[enum.Enum, None] = {}
+        seen: dict[A, None] = {}
         for t in self.transitions:
             if t.action not in seen and t.allows(person, item, st):
                 seen[t.action] = None
         return list(seen)
 
-    def check(self, person: Any, item: Any, action: enum.Enum) -> Transition:
+    def check(self, person: Any, item: Any, action: A) -> Transition[A, S]:
         """The transition ``person`` takes with ``action`` on ``item``; raises
         :class:`Conflict` when the item's status does not allow it (a stale button) and
         :class:`Forbidden` when the status does but this person may not."""
@@ -99,7 +102,7 @@ class Workflow:
                 return t
         raise Forbidden("common.err_forbidden")
 
-    def target(self, item: Any, action: enum.Enum) -> enum.Enum | None:
+    def target(self, item: Any, action: A) -> S | None:
         """Where ``action`` leads from the item's status (for jobs acting as the system)."""
         st = self.status(item)
         for t in self.transitions:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -13,9 +13,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core import dates
 from backend.core import files as filestore
 from backend.core.clock import fmt_local, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
+from backend.core.events import RecordChanged, publish
 from backend.core.i18n import gettext
 from backend.core.masking import mask_party, mask_personal, mask_phone, normalize_phone
 from backend.core.policy import Action as Access
@@ -61,12 +63,8 @@ async def _transition(session: AsyncSession, d: Dispute, action: Action, actor: 
 
 
 async def _kb_enqueue(session: AsyncSession, d: Dispute) -> None:
-    """Tell the knowledge base the case changed (same transaction), if the seam exists."""
-    try:
-        from knowledge_base.models import enqueue
-    except ImportError:
-        return
-    await enqueue(session, "dispute", d.id)  # one queue row per case per transaction
+    """Tell whoever follows cases (the knowledge base) that this one changed, in this transaction."""
+    await publish(session, RecordChanged("dispute", d.id))
 
 
 # ---------------------------------------------------------------- validation
@@ -441,15 +439,15 @@ async def _move(session: AsyncSession, d: Dispute, user: User | None, action: Ac
 
 def parse_session_input(text: str) -> tuple[datetime, str]:
     """"2026-12-01 14:30 海门街道调解室" → (aware datetime, place)."""
-    m = re.match(r"^\s*(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?\s+(\d{1,2})[:：点](\d{2})?分?\s*(.*)$",
-                 text or "")
-    if not m:
-        raise DomainError("disputes.err_session_format")
-    y, mo, dd, hh, mi, place = m.groups()
     from backend.core.clock import TZ
 
     try:
-        at = datetime(int(y), int(mo), int(dd), int(hh), int(mi or 0), tzinfo=TZ)
+        found = dates.find_date(text, at_start=True)
+        m = found and re.match(r"\s+(\d{1,2})[:：点](\d{2})?分?\s*(.*)$", (text or "")[found[2]:])
+        if not found or not m:
+            raise DomainError("disputes.err_session_format")
+        hh, mi, place = m.groups()
+        at = datetime.combine(found[0], time(int(hh), int(mi or 0)), tzinfo=TZ)
     except ValueError as e:
         raise DomainError("disputes.err_session_format") from e
     place = place.strip()

@@ -30,9 +30,11 @@ from sqlalchemy import delete as sql_delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core import dates
 from backend.core.clock import TZ, fmt_local, now, to_local
 from backend.core.config import get_settings
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
+from backend.core.events import RecordChanged, publish
 from backend.core.files import StoredFile, blob_path, store_file
 from backend.core.masking import mask_phone, normalize_phone
 from backend.core.policy import Action, Facts, Kind, may, places_inside
@@ -49,7 +51,6 @@ from backend.notify.service import notify
 from backend.users import service as users
 from backend.users.models import Jurisdiction, Level, Role, User
 from backend.users.tree import Node, Place
-from knowledge_base.models import enqueue as kb_enqueue
 
 log = logging.getLogger("hehe.missing")
 
@@ -84,7 +85,7 @@ async def transition(session: AsyncSession, case: PersonCase, to: str, *, actor:
     session.add(CaseEvent(case_id=case.id, actor=actor, from_status=case.status, to_status=to, note=note))
     case.status = to
     case.closed_at = now() if to == CLOSED else None
-    await kb_enqueue(session, "missing", case.id)  # the knowledge base follows every change
+    await publish(session, RecordChanged("missing", case.id))  # the knowledge base follows every change
 
 
 async def _act(session: AsyncSession, user: User, case: PersonCase, action: CaseAction, note: str) -> None:
@@ -135,7 +136,6 @@ def parse_height(text: str) -> int | None:
 
 
 _TIME = re.compile(r"(\d{1,2})\s*[:：时点]\s*(\d{1,2})?")
-_DATE_FULL = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})")
 _DATE_MD = re.compile(r"(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
 _FUTURE_OR_VAGUE = re.compile(r"^(明天|明日|后天|大后天|下周|下星期|下个?月|明年|上周|上星期|上个?月|去年|前几天|那天|某天)")
 _DAYPART = ("上午", "下午", "晚上", "中午", "早上", "傍晚", "凌晨", "夜里", "pm", "PM", "am", "AM")
@@ -150,13 +150,13 @@ def parse_seen_at(text: str, *, ref: datetime | None = None) -> datetime:
         return now()
     day = base.date()
     rest = s
-    m = _DATE_FULL.search(s)
-    if m:
-        try:
-            day = datetime(int(m.group(1)), int(m.group(2)), int(m.group(3))).date()
-        except ValueError:
-            raise MissingError("missing.err_time") from None
-        rest = s[m.end():]
+    try:
+        full = dates.find_date(s)
+    except ValueError:
+        raise MissingError("missing.err_time") from None
+    m = None  # a month-day date (below)
+    if full:
+        day, rest = full[0], s[full[2]:]
     elif s.startswith(("昨天", "昨日")):
         day = day - timedelta(days=1)
         rest = s[2:]
@@ -189,7 +189,7 @@ def parse_seen_at(text: str, *, ref: datetime | None = None) -> datetime:
         if pm and hour < 12:
             hour += 12
     elif rest and not any(w in rest for w in _DAYPART):
-        if not (m or s.startswith(("昨", "前天", "今"))):
+        if not (full or m or s.startswith(("昨", "前天", "今"))):
             raise MissingError("missing.err_time")
     leftover = _TIME.sub("", rest)
     for w in _DAYPART + ("左右", "大概", "大约", "约", "分", "半"):
@@ -474,7 +474,7 @@ async def _create(session: AsyncSession, *, kind: str, reporter: User, faces, fi
     session.add(CaseEvent(case_id=case.id, actor=f"user:{reporter.id}", from_status=None, to_status=OPEN,
                           note="reported" if kind == "missing" else "registered"))
     case.photo_ids = await _store_photos(session, files_dir, photos, case.id, reporter.id)
-    await kb_enqueue(session, "missing", case.id)
+    await publish(session, RecordChanged("missing", case.id))
     await users.audit(session, f"user:{reporter.id}", f"missing.{kind}_created", f"missing:{case.id}",
                       case_no=case.case_no, phone=mask_phone(case.phone))
     out = Outcome(case=case, face_available=available, different=different_people([e.embedding for e in seen]))

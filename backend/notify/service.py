@@ -47,15 +47,14 @@ async def notify(
     ``dedupe_key`` makes the call idempotent: a second call with the same key is a no-op.
     Quiet hours hold non-urgent messages until morning.
     """
-    if isinstance(user, int):
-        user = await session.get(User, user)
-        if user is None:
-            return None
+    person = await session.get(User, user) if isinstance(user, int) else user
+    if person is None:
+        return None
     if dedupe_key:
         exists = await session.scalar(select(Outbox.id).where(Outbox.dedupe_key == dedupe_key))
         if exists:
             return None
-    lang = user.language or "zh"
+    lang = person.language or "zh"
     text = gettext(lang, key, **params)
     rendered = (
         [[[gettext(lang, label), data] for label, data in row] for row in buttons] if buttons else None
@@ -64,7 +63,7 @@ async def notify(
     if not urgent:
         when = after_quiet_hours(when)
     msg = Outbox(
-        user_id=user.id, dedupe_key=dedupe_key, text=text, buttons=rendered,
+        user_id=person.id, dedupe_key=dedupe_key, text=text, buttons=rendered,
         photo_path=photo_path, urgent=urgent, not_before=when,
     )
     session.add(msg)

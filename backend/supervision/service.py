@@ -23,8 +23,10 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core import dates
 from backend.core.clock import TZ, now, to_local
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
+from backend.core.events import RecordChanged, publish
 from backend.core.files import MAX_FILE_BYTES, StoredFile, attach, files_of
 from backend.core.workflow import Transition, Workflow
 from backend.core.policy import Facts, Kind, may, places_inside
@@ -193,13 +195,9 @@ async def _check(session: AsyncSession, user: User, item: SupervisionItem, actio
         raise Forbidden("supervision.err_forbidden") from e
 
 
-# ---------------------------------------------------------------- knowledge base seam
+# ---------------------------------------------------------------- domain events (the knowledge base follows)
 async def _kb_changed(session: AsyncSession, item: SupervisionItem) -> None:
-    try:
-        from knowledge_base.models import enqueue
-    except ModuleNotFoundError:  # knowledge base slice absent: nothing to index
-        return
-    await enqueue(session, "supervision", item.id)
+    await publish(session, RecordChanged("supervision", item.id))  # the knowledge base follows
 
 
 # ---------------------------------------------------------------- dates
@@ -216,13 +214,13 @@ def months_deadline(at: datetime, months: int) -> datetime:
 
 
 def parse_date(text: str) -> date:
-    m = re.match(r"^\s*(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?\s*$", text or "")
-    if not m:
-        raise DomainError("supervision.err_date")
     try:
-        return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        d = dates.parse_date(text)
     except ValueError as e:
         raise DomainError("supervision.err_date") from e
+    if d is None:
+        raise DomainError("supervision.err_date")
+    return d
 
 
 # ---------------------------------------------------------------- lookups and authorization

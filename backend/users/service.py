@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -117,7 +118,7 @@ async def city(session: AsyncSession) -> Jurisdiction:
 
 async def import_rows(session: AsyncSession, rows: list[dict]) -> int:
     """Rows {county, township, village, grid (+ optional lat, lon)}; idempotent. Returns new nodes."""
-    before = await session.scalar(select(func.count(Jurisdiction.id)))
+    before = await session.scalar(select(func.count(Jurisdiction.id))) or 0
     await city(session)
     cache = await _cache(session)
     counties = {j.name: j for j in cache.values() if j.level == Level.county.value}
@@ -134,7 +135,7 @@ async def import_rows(session: AsyncSession, rows: list[dict]) -> int:
             lat = _float(row.get("lat")) if last else None
             lon = _float(row.get("lon")) if last else None
             node = await _child(session, node, name, lvl, cache, lat=lat, lon=lon)
-    after = await session.scalar(select(func.count(Jurisdiction.id)))
+    after = await session.scalar(select(func.count(Jurisdiction.id))) or 0
     return after - before
 
 
@@ -248,7 +249,7 @@ async def nearest(session: AsyncSession, lat: float, lon: float) -> Node | None:
     coordinates, else township, else county). None if the point is outside Taizhou."""
     if not in_taizhou(lat, lon):
         return None
-    best: tuple[float, int, Node] | None = None
+    best: tuple[int, float, Node] | None = None
     for j in (await tree.current(session)).nodes:
         if j.lat is None:
             continue
@@ -308,9 +309,9 @@ async def _check_join_rate(session: AsyncSession, user: User, per_hour: int, glo
     every replica) per person per hour and for everyone per minute."""
     t = now()
     mine = await session.scalar(select(func.count(AuditLog.id)).where(
-        AuditLog.action.in_(JOIN_ACTIONS), AuditLog.actor == f"user:{user.id}", AuditLog.at >= t - timedelta(hours=1)))
+        AuditLog.action.in_(JOIN_ACTIONS), AuditLog.actor == f"user:{user.id}", AuditLog.at >= t - timedelta(hours=1))) or 0
     everyone = await session.scalar(select(func.count(AuditLog.id)).where(
-        AuditLog.action.in_(JOIN_ACTIONS), AuditLog.at >= t - timedelta(minutes=1)))
+        AuditLog.action.in_(JOIN_ACTIONS), AuditLog.at >= t - timedelta(minutes=1))) or 0
     if mine >= per_hour or everyone >= global_per_minute:
         await audit(session, f"user:{user.id}", "invite.throttled", None, mine=mine, everyone=everyone)
         raise TooManyAttempts("users.err_join_too_many")
@@ -333,7 +334,7 @@ async def redeem_invite(session: AsyncSession, user: User, raw_code: str, *, per
     if inv.expires_at <= now():
         await audit(session, f"user:{user.id}", "invite.rejected", f"invite:{inv.id}", reason="expired")
         raise DomainError("users.err_code_expired")
-    taken = await session.execute(
+    taken: CursorResult = await session.execute(  # type: ignore[assignment]  # an UPDATE's result has rowcount
         update(InviteCode).where(InviteCode.id == inv.id, InviteCode.used_by.is_(None), InviteCode.expires_at > now())
         .values(used_by=user.id, used_at=now()).execution_options(synchronize_session=False))
     if taken.rowcount != 1:

@@ -222,3 +222,56 @@ async def test_an_update_holding_the_write_lock_and_queued_steps_do_not_wait_for
         assert await s.scalar(select(AuditLog.note).where(AuditLog.action == "test.hold")) == "held"
     assert await SQLStorage(ctx.sm).get_state(StorageKey(bot_id=BOT_ID, chat_id=5041, user_id=5041)) \
         == Steps.first.state
+
+
+async def test_a_known_persons_conversation_step_is_one_statement_on_both_databases(db_settings):
+    """A step of a known person reads nothing (user and conversation come from memory) and
+    writes its step as one statement — on PostgreSQL committed by the server by itself, without
+    BEGIN/COMMIT round trips; a step that also saves something keeps both in one transaction."""
+    from backend.context import start_context
+
+    ctx = await start_context(db_settings, models=False, workers=False, telegram=False)
+    statements: list[str] = []
+    in_transaction: list[bool] = []  # PostgreSQL: was each statement inside BEGIN … COMMIT?
+
+    def record(_conn, _cursor, statement, *_):
+        statements.append(statement)
+
+    def after(conn, *_):
+        if conn.dialect.name == "postgresql":
+            in_transaction.append(conn.connection.driver_connection.is_in_transaction())
+
+    try:
+        use_dispatcher(ctx, steps_router())
+        chat = ChatDriver(ctx)
+        await chat.send(5030, "/cancel")  # first contact: the user is created
+        await chat.send(5030, "/cancel")  # now served from the user cache
+        event.listen(ctx.engine.sync_engine, "before_cursor_execute", record)
+        event.listen(ctx.engine.sync_engine, "after_cursor_execute", after)
+        try:
+            await ctx.channel.send_text(5030, "/steps")  # the update alone (no outbox drain)
+            assert len(statements) == 1 and "INSERT INTO fsm_state" in statements[0], statements
+            if ctx.engine.dialect.name == "postgresql":
+                assert in_transaction == [False]  # committed by the server by itself
+            statements.clear()
+            in_transaction.clear()
+            await ctx.channel.send_text(5030, "一楼漏水")  # step + audit row
+            assert any("fsm_state" in s for s in statements) and any("audit" in s for s in statements)
+            assert not any(s.lstrip().upper().startswith("SELECT") for s in statements), statements
+            if ctx.engine.dialect.name == "postgresql":
+                assert in_transaction and all(in_transaction)  # one BEGIN … COMMIT for both
+        finally:
+            event.remove(ctx.engine.sync_engine, "before_cursor_execute", record)
+            event.remove(ctx.engine.sync_engine, "after_cursor_execute", after)
+        assert texts(ctx.channel.out[5030][-2:]) == "第一步\n第二步"
+        key = StorageKey(bot_id=BOT_ID, chat_id=5030, user_id=5030)
+        restarted = SQLStorage(ctx.sm)  # both committed
+        assert await restarted.get_state(key) == Steps.second.state
+        assert await restarted.get_data(key) == {"started": True, "answer": "一楼漏水"}
+        async with ctx.sm() as s:
+            assert list(await s.scalars(select(AuditLog.note).where(AuditLog.action == "test.step"))) == ["一楼漏水"]
+        out = await chat.send(5030, "/cancel")  # a step after an autocommitted one: a clean connection
+        assert "取消" in texts(out)
+        assert await SQLStorage(ctx.sm).get_state(key) is None
+    finally:
+        await ctx.stop()
