@@ -300,8 +300,7 @@ async def faces_queue(request: Request, session: SessionDep, user: FacesUser):
                      detail={"candidates": [c.id for c in rows]})
     t = Translator(lang_of(request))
     return render(request, "faces.html", user, rows=rows,
-                  flags={c.id: missing.explain_flags(t, c.flags).splitlines() for c in rows},
-                  assists=await missing.my_assist_requests(session, user))
+                  flags={c.id: missing.explain_flags(t, c.flags).splitlines() for c in rows})
 
 
 @router.get("/console/faces/{cid}")
