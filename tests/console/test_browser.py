@@ -162,10 +162,10 @@ def wait_until(page, expression: str, timeout: float = 20.0) -> None:
         page.wait_for_timeout(100)
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, full: bool = True) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     wait_until(page, "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-    page.screenshot(path=str(SHOTS / f"{name}-{page.viewport_size['width']}.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}-{page.viewport_size['width']}.png"), full_page=full)
 
 
 def refused_elsewhere(page, role: Role) -> None:
@@ -437,11 +437,11 @@ def test_an_admin_changes_a_persons_role_and_imports_jurisdictions_in_the_browse
     page.set_input_files("#import input[type=file]", str(good))
     page.click("#import button[type=submit]")
     expect(page.locator(".notice")).to_contain_text("新增 1 个", timeout=15_000)
-    shot(page, "admin-users")
+    shot(page, "admin-users", full=False)  # the top: people, role form, import (the log runs long)
     phone = on_phone(browser, server, ctx)
     phone.goto("/console/admin")
     phone.locator(f"tr[data-user-form='{uid}'] summary").click()
-    shot(phone, "admin-users")
+    shot(phone, "admin-users", full=False)
     other.close()
     ctx.close()
 
