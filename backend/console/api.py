@@ -59,6 +59,8 @@ PAGES = (
     Page("faces", "/console/faces", frozenset({R.officer}), "console.menu_faces"),
     Page("supervision", "/console/supervision", frozenset({R.procurator, R.deputy}), "console.menu_supervision"),
     Page("admin", "/console/admin", frozenset(), "console.menu_admin"),
+    Page("templates", "/console/templates", frozenset({R.mediator}), "console_ops.menu_templates"),
+    Page("assist", "/console/assist", frozenset({R.officer}), "console_ops.menu_assist"),
 )
 BY_NAME = {p.name: p for p in PAGES}
 
@@ -197,7 +199,7 @@ async def cases(request: Request, session: SessionDep, user: CasesUser):
                   categories=_categories(), places=await _places(session, user), statuses=list(Status),
                   risks=queries.RISKS, views=await _views(session, user, "cases"),
                   text_for=disputes.text_for, bulk=Role(user.role) in (Role.mediator, Role.admin),
-                  units=await _units(session, user), max_bulk=MAX_BULK)
+                  units=await _units(session, user), max_bulk=MAX_BULK, **await _bulk_options(session, user))
 
 
 @router.get("/console/cases/export.{fmt}")
@@ -279,49 +281,6 @@ def _params(query: str):
     return QueryParams(query.lstrip("?"))
 
 
-# ---------------------------------------------------------------- bulk actions
-class BulkIn(BaseModel):
-    ids: list[int] = Field(min_length=1, max_length=MAX_BULK)
-    action: str = Field(pattern="^(accept|transfer|escalate|note|close)$")
-    target_id: int | None = None
-    reason: str | None = Field(None, max_length=1000)
-
-
-@router.post("/console/api/bulk")
-async def bulk(body: BulkIn, session: SessionDep, user: CasesUser) -> dict:
-    """One action on up to 500 cases, each through the service as if its button were pressed,
-    each in its own savepoint: a refused case keeps its state and says why, the others go on.
-    Every case gets an audit entry with its result."""
-    lang = "zh"
-    target = None
-    if body.action == "transfer":
-        target = await users.jurisdiction(session, body.target_id) if body.target_id else None
-        if target is None:
-            raise DomainError("console.err_bulk_target")
-    results = []
-    for cid in dict.fromkeys(body.ids):
-        try:
-            async with session.begin_nested():
-                d = await disputes.get_case(session, cid, user)
-                if body.action == "accept":
-                    await disputes.accept(session, d, user, body.reason)
-                elif body.action == "transfer":
-                    await disputes.transfer(session, d, user, target, body.reason or "")
-                elif body.action == "escalate":
-                    await disputes.escalate(session, d, user, body.reason)
-                elif body.action == "close":
-                    await disputes.close(session, d, user, body.reason)
-                else:
-                    await disputes.add_note(session, d, user, body.reason or "")
-            results.append({"id": cid, "ok": True, "status": d.status})
-        except DomainError as e:
-            results.append({"id": cid, "ok": False, "error": gettext(lang, e.key, **e.params)})
-        await users.audit(session, f"user:{user.id}", "console.bulk", f"dispute:{cid}", bulk_action=body.action,
-                          ok=results[-1]["ok"], error=results[-1].get("error"))
-    return {"done": sum(r["ok"] for r in results), "failed": sum(not r["ok"] for r in results),
-            "results": results}
-
-
 # ---------------------------------------------------------------- dashboard
 @router.get("/console/board")
 async def board(request: Request, session: SessionDep, user: BoardUser):
@@ -345,8 +304,7 @@ async def faces_queue(request: Request, session: SessionDep, user: FacesUser):
                      detail={"candidates": [c.id for c in rows]})
     t = Translator(lang_of(request))
     return render(request, "faces.html", user, rows=rows,
-                  flags={c.id: missing.explain_flags(t, c.flags).splitlines() for c in rows},
-                  assists=await missing.my_assist_requests(session, user))
+                  flags={c.id: missing.explain_flags(t, c.flags).splitlines() for c in rows})
 
 
 @router.get("/console/faces/{cid}")
@@ -443,3 +401,12 @@ async def revoke_invite(invite_id: int, session: SessionDep, user: AdminUser) ->
 from backend.console import export_pages  # noqa: E402  (its routes use this module's page dependencies)
 
 router.include_router(export_pages.router)
+async def _bulk_options(session, user: User) -> dict:
+    from backend.console.bulk import bulk_options
+
+    return await bulk_options(session, user)
+
+
+# More routes on the same router (kept in their own modules): bulk actions and reply templates,
+# supervision item pages, administration, cross-region help requests.
+from backend.console import admin, assist, bulk, supervision_pages  # noqa: E402,F401

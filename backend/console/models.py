@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.core.clock import now
@@ -65,3 +65,16 @@ class ExportJob(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the console told the person it is ready
     data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+class ReplyTemplate(Base):
+    """答复模板: a reply text the console sends to many citizens at once (bulk "reply from a
+    template"); kept by mediation supervisors and admins. ``{number}`` in the body becomes the
+    case number."""
+
+    __tablename__ = "console_reply_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)

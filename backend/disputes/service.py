@@ -507,6 +507,40 @@ async def close(session: AsyncSession, d: Dispute, user: User, note: str | None 
     return d
 
 
+async def assign(session: AsyncSession, d: Dispute, user: User, mediator: User | None,
+                 note: str | None = None) -> Dispute:
+    """Hand the case to another mediator who may handle it (an active mediator of its unit or
+    above); the status stays, the timeline says who to whom, and the new mediator is told."""
+    workflow.check(user, d, Action.assign)
+    if mediator is None or not mediator.active or Role(mediator.role) != Role.mediator \
+            or not workflow.handles(mediator, d):
+        raise DomainError("disputes.err_assign_target", number=d.number)
+    if mediator.id == d.mediator_id:
+        raise DomainError("disputes.err_assign_same", number=d.number, name=mediator.name or "-")
+    note = _clean_note(note)
+    ev = await _transition(session, d, Action.assign, user, gettext(
+        "zh", "disputes.assign_note", name=mediator.name or "-") + (f"：{note}" if note else ""))
+    d.mediator_id = mediator.id
+    await session.flush()
+    cat = config.get().category(d.category)
+    await notify(session, mediator, "disputes.n_assigned", buttons=_case_buttons(d, mediator),
+                 dedupe_key=f"d{d.id}-assign-{ev.id}", number=d.number, category=cat.zh, place=d.place.name,
+                 by=user.name or "-", description=d.description[:200])
+    return d
+
+
+async def reply(session: AsyncSession, d: Dispute, user: User, text: str) -> Dispute:
+    """A written reply to the reporting citizen: on the timeline, and to the citizen through the
+    outbox (the chat, or the web chat's inbox)."""
+    workflow.check(user, d, Action.reply)
+    text = _clean_note(text, required=True, key="disputes.err_reply")
+    ev = await _transition(session, d, Action.reply, user, text)
+    await session.flush()
+    await _notify_citizen(session, d, "disputes.n_reply", dedupe=f"d{d.id}-reply-{ev.id}", unit=d.unit.name,
+                          text=text)
+    return d
+
+
 async def ask_rating(session: AsyncSession, d: Dispute, reminder: bool = False) -> None:
     key = "disputes.n_rate_reminder" if reminder else "disputes.n_rate"
     await _notify_citizen(session, d, key, buttons=_buttons.rating(d) if _buttons is not None else None,

@@ -19,6 +19,8 @@ rate:     resolved | failed → 已回访(visited)       the reporting citizen
 reopen:   resolved | failed → escalated             system (不满意: review one level up)
 archive:  visited → 已归档(archived)                system
 overdue:  any open status (unchanged)               system
+assign:   any open status (unchanged)               mediator of the unit → another mediator of it
+reply:    any open status, resolved, failed (unchanged)  mediator of the unit (to the citizen)
 ```
 """
 from __future__ import annotations
@@ -46,6 +48,8 @@ class Action(enum.StrEnum):
     reopen = "reopen"
     archive = "archive"
     overdue = "overdue"
+    assign = "assign"  # hand the case to another mediator of the unit (the console's bulk assign)
+    reply = "reply"  # a written reply to the reporting citizen (the console's reply from a template)
 
 
 class Rating(enum.StrEnum):
@@ -86,6 +90,8 @@ FLOW = Workflow("disputes", Status, [
     Transition(Action.reopen, {S.resolved, S.failed}, S.escalated),  # system
     Transition(Action.archive, {S.visited}, S.archived),  # system
     Transition(Action.overdue, set(OPEN_STATUSES), None),  # system
+    Transition(Action.assign, set(OPEN_STATUSES), None, MEDIATOR, handles),
+    Transition(Action.reply, set(OPEN_STATUSES) | {S.resolved, S.failed}, None, MEDIATOR, handles),
 ])
 BUTTONS = (Action.accept, Action.transfer, Action.escalate, Action.note, Action.schedule, Action.succeed,
            Action.fail, Action.close)  # what a case card offers, in this order

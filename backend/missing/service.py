@@ -49,6 +49,7 @@ from backend.missing.workflow import (
 from backend.notify.models import Outbox
 from backend.notify.service import notify
 from backend.users import service as users
+from backend.users.audit import audit_read
 from backend.users.models import Jurisdiction, Level, Role, User
 from backend.users.tree import Node, Place
 
@@ -1133,10 +1134,7 @@ async def create_assist(session: AsyncSession, officer: User, *, files_dir, phot
     for other in await users.users_with_role(session, Role.officer):
         if other.id == officer.id or other.jurisdiction is None:
             continue
-        theirs = await users.county_of(session, other.jurisdiction)
-        if mine is not None and theirs is not None and theirs.id == mine.id:
-            continue
-        if target is not None and (theirs is None or theirs.id != target.id):
+        if not receives(mine, await users.county_of(session, other.jurisdiction), target_id):
             continue
         await notify(session, other, "missing.assist_new", photo_path=str(blob_path(files_dir, marked.sha256)),
                      urgent=True, buttons=assist_buttons(req.id), dedupe_key=f"missing:assist:{req.id}:{other.id}",
@@ -1145,6 +1143,62 @@ async def create_assist(session: AsyncSession, officer: User, *, files_dir, phot
     await users.audit(session, f"user:{officer.id}", "missing.assist_created", f"assist:{req.id}", recipients=sent,
                       target=target.name if target else "all")
     return req, sent
+
+
+def receives(requester_county: Node | None, officer_county: Node | None, target_id: int | None) -> bool:
+    """Is a help request from ``requester_county`` sent to an officer of ``officer_county``? Every
+    other county's officers (a broadcast), or those of the one county asked."""
+    if officer_county is None or (requester_county is not None and officer_county.id == requester_county.id):
+        return False
+    return target_id is None or officer_county.id == target_id
+
+
+async def _sent_to(session: AsyncSession, officer: User, req: AssistRequest) -> bool:
+    requester = await session.get(User, req.requester_id)
+    theirs = await users.county_of(session, requester.jurisdiction) if requester and requester.jurisdiction else None
+    mine = await users.county_of(session, officer.jurisdiction) if officer.jurisdiction else None
+    return receives(theirs, mine, req.target_id)
+
+
+async def assist_inbox(session: AsyncSession, officer: User, limit: int = 50) -> list[dict]:
+    """The help requests sent to ``officer`` (other counties' requests, to every county or to the
+    officer's own), newest first, with the requester, the note and the officer's answer if any."""
+    require_officer(officer)
+    out = []
+    q = (select(AssistRequest).where(AssistRequest.requester_id != officer.id, AssistRequest.status != "expired")
+         .order_by(AssistRequest.id.desc()).limit(500))
+    for req in await session.scalars(q):
+        if Role(officer.role) != Role.admin and not await _sent_to(session, officer, req):
+            continue
+        who = await session.get(User, req.requester_id)
+        mine = await session.scalar(select(AssistAnswer).where(AssistAnswer.request_id == req.id,
+                                                               AssistAnswer.officer_id == officer.id))
+        case = await session.get(PersonCase, mine.case_id) if mine is not None and mine.case_id else None
+        out.append({"id": req.id, "status": req.status, "note": req.note, "created_at": req.created_at,
+                    "officer": who.name if who else "-",
+                    "place": who.jurisdiction.name if who and who.jurisdiction else "-",
+                    "target": await place_name(session, req.target_id), "has_photo": req.marked_photo_id is not None,
+                    "answer": None if mine is None else {"case_no": case.case_no if case else None,
+                                                         "note": mine.note}})
+        if len(out) >= limit:
+            break
+    return out
+
+
+async def assist_marked_photo(session: AsyncSession, officer: User, request_id: int, files_dir) -> bytes:
+    """The request's photo with the chosen face boxed, for its requester and the officers it was
+    sent to (anyone else: 404); the read is audited."""
+    require_officer(officer)
+    req = await session.get(AssistRequest, request_id)
+    if req is None or not (req.requester_id == officer.id or Role(officer.role) == Role.admin
+                           or await _sent_to(session, officer, req)):
+        raise NotFound("missing.err_assist_not_found")
+    f = await session.get(StoredFile, req.marked_photo_id) if req.marked_photo_id else None
+    p = blob_path(files_dir, f.sha256) if f else None
+    if p is None or not p.exists():
+        raise NotFound("missing.err_assist_not_found")
+    await audit_read(session, officer, Kind.assist, request_id, channel="web", action="download")
+    return p.read_bytes()
 
 
 _assist_button_factory = None
@@ -1167,6 +1221,8 @@ async def answer_assist(session: AsyncSession, officer: User, request_id: int, c
         raise NotFound("missing.err_assist_not_found")
     if req.requester_id == officer.id:
         raise MissingError("missing.err_assist_own")
+    if Role(officer.role) != Role.admin and not await _sent_to(session, officer, req):
+        raise NotFound("missing.err_assist_not_found")  # not sent to this officer's county
     if await session.scalar(select(AssistAnswer.id).where(AssistAnswer.request_id == req.id,
                                                           AssistAnswer.officer_id == officer.id)):
         raise MissingError("missing.err_assist_answered")

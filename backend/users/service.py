@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 import secrets
@@ -163,7 +164,12 @@ async def seed_jurisdictions(session: AsyncSession) -> int:
 
 async def import_csv(session: AsyncSession, path: Path) -> int:
     with path.open(encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
+        return await import_csv_text(session, fh.read())
+
+
+async def import_csv_text(session: AsyncSession, text: str) -> int:
+    """The CSV of ``hehe jurisdictions import`` (county, township, village, grid, lat, lon) as text."""
+    rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
     missing = {"county", "township"} - set(rows[0].keys() if rows else [])
     if missing:
         raise DomainError("users.err_csv_columns", columns=",".join(sorted(missing)))

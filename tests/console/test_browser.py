@@ -65,6 +65,7 @@ def _seed(data: Path, tmp: Path, face_engine) -> None:
                     if i % 2 == 0:
                         await disputes.record_outcome(s, d, helper, True, agreement="双方达成和解")
             await file_face_match(s, settings.files_dir, faces)
+            await _seed_more(s, settings.files_dir)
         await engine.dispose()
 
     asyncio.run(run())
@@ -103,14 +104,52 @@ def browser():
         b.close()
 
 
-def staff(browser, server, role: Role, login: str, viewport=WIDE):
+async def _seed_more(s, files_dir) -> None:
+    """A deputy's supervision item at 白云街道, and a help request from an officer of 路桥区 to 椒江区."""
+    from backend.core.files import store_file
+    from backend.missing.models import AssistRequest
+    from backend.supervision import service as sup
+    from tests.console.conftest import FACES
+
+    deputy, _ = await users.get_or_create_user(s, 880003, name="陈代表")
+    await users.set_role(s, deputy, Role.deputy, await users.find_jurisdiction(s, "椒江区"), actor="test")
+    await sup.propose(s, deputy, sup.Draft(title="白云街道河道长期排污", area="生态环境", place_id=(
+        await users.find_jurisdiction(s, "白云街道")).id,
+        description="白云街道某河道长期有工厂排污，气味很大，附近居民反映多次无果。"))
+    asker, _ = await users.get_or_create_user(s, 880004, name="路桥派出所")
+    await users.set_role(s, asker, Role.officer, await users.find_jurisdiction(s, "路桥区"), actor="test")
+    photo = sorted((FACES / "obama").iterdir())[0]
+    f = await store_file(s, files_dir, photo.read_bytes(), mime="image/jpeg", filename="assist-card.jpg",
+                         owner_kind="missing_assist", owner_id=None)
+    s.add(AssistRequest(requester_id=asker.id, jurisdiction_id=asker.jurisdiction_id, photo_id=f.id,
+                        marked_photo_id=f.id, note="路桥火车站发现一名老人，说不清住址", status="open",
+                        target_id=(await users.find_jurisdiction(s, "椒江区")).id))
+
+
+def _forget_invite_attempts(data: Path) -> None:
+    """Every browser here redeems its invite from 127.0.0.1, and the module's server signs in more
+    staff than the per-address hourly limit on invite redemptions (10) allows: clear that counter."""
+    import sqlite3
+
+    con = sqlite3.connect(data / "hehe.db", timeout=30)
+    try:
+        con.execute("DELETE FROM rate_counters WHERE key LIKE 'invite:client:%'")
+        con.commit()
+    finally:
+        con.close()
+
+
+def staff(browser, server, role: Role, login: str, viewport=WIDE, title: str | None = None):
     """A browser context signed in as a new staff person: the invite redeemed and the TOTP
     confirmed through the sign-in API, in the browser's own cookie jar."""
     base, data = server
     args = ["invite", "create", "--role", role.value, "--expires", "1d"]
     if role != Role.admin:
         args += ["--jurisdiction", "椒江区"]
+    if title:
+        args += ["--title", title]
     code = hehe(data, *args)
+    _forget_invite_attempts(data)
     ctx = browser.new_context(viewport=viewport, locale="zh-CN", base_url=base)
     r = ctx.request.post("/auth/api/invite", data={"code": code, "login": login, "name": f"{login}同志",
                                                    "password": PASSWORD})
@@ -140,10 +179,10 @@ def wait_until(page, expression: str, timeout: float = 20.0) -> None:
         page.wait_for_timeout(100)
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, full: bool = True) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     wait_until(page, "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-    page.screenshot(path=str(SHOTS / f"{name}-{page.viewport_size['width']}.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}-{page.viewport_size['width']}.png"), full_page=full)
 
 
 def refused_elsewhere(page, role: Role) -> None:
@@ -379,4 +418,125 @@ def test_the_sign_in_form_answers_an_anonymous_visitor(server, browser):
 
     expect(page.locator("#signin .msg")).not_to_be_empty()
     shot(page, "signin")
+    ctx.close()
+
+
+def test_a_supervisor_keeps_a_template_and_bulk_replies_with_it_in_the_browser(server, browser):
+    import sqlite3
+
+    from playwright.sync_api import expect
+
+    ctx = staff(browser, server, Role.mediator, "sup1", title="supervisor")
+    page = ctx.new_page()
+    page.goto("/console/templates")
+    page.fill("#new-template input[name=name]", "进展告知")
+    page.fill("#new-template textarea[name=body]", "您的纠纷 {number} 正在办理中，调解员将尽快与您联系。")
+    page.click("#new-template button[type=submit]")
+    expect(page.locator("tr[data-template='进展告知']")).to_have_count(1)
+    shot(page, "templates")
+    page.goto("/console/cases?tab=new")
+    boxes = page.locator("input[name=ids]")
+    for i in range(3):
+        boxes.nth(i).check()
+    numbers = [page.locator("table.cases tbody tr").nth(i).locator("a").inner_text() for i in range(3)]
+    page.select_option("#bulk select[name=action]", "reply")
+    page.select_option("#bulk select[name=template_id]", label="进展告知")
+    page.click("#bulk button[type=submit]")
+    expect(page.locator("#bulk .msg")).to_contain_text("完成 3 件，失败 0 件")
+    expect(page.locator("#bulk .bulk-results li.ok")).to_have_count(3)
+    shot(page, "bulk")
+    con = sqlite3.connect(server[1] / "hehe.db")
+    try:
+        texts = [t for (t,) in con.execute("SELECT text FROM outbox WHERE text LIKE '%正在办理中%'")]
+    finally:
+        con.close()
+    assert sorted(n for n in numbers if any(n in t for t in texts)) == sorted(numbers)
+    page.locator("table.cases tbody tr a", has_text=numbers[0]).click()
+    expect(page.locator(".timeline")).to_contain_text("正在办理中")
+    phone = on_phone(browser, server, ctx)
+    phone.goto("/console/templates")
+    shot(phone, "templates")
+    ctx.close()
+
+
+def test_a_procurator_opens_a_supervision_item_and_accepts_it_in_the_browser(server, browser):
+    from playwright.sync_api import expect
+
+    ctx = staff(browser, server, Role.procurator, "proc2")
+    page = ctx.new_page()
+    page.goto("/console/supervision")
+    page.locator("tr[data-item-row] a").first.click()
+    expect(page.locator("h1")).to_contain_text("白云街道河道长期排污")
+    expect(page.locator("details[data-action=accept]")).to_be_visible()
+    page.fill("details[data-action=accept] input[name=note]", "已受理，派员调查")
+    page.click("details[data-action=accept] button[type=submit]")
+    expect(page.locator("#item-status")).to_have_text("已受理", timeout=15_000)
+    expect(page.locator(".timeline")).to_contain_text("已受理，派员调查")
+    page.locator("details[data-action=suggest]").evaluate("d => { d.open = true; }")
+    page.fill("details[data-action=suggest] input[name=agency]", "椒江区生态环境分局")
+    page.fill("details[data-action=suggest] textarea[name=content]", "责令排污企业限期整改，并向本院书面回复。")
+    page.click("details[data-action=suggest] button[type=submit]")
+    expect(page.locator("#suggestions")).to_contain_text("椒江区生态环境分局", timeout=15_000)
+    expect(page.locator("details[data-action=reply]")).to_have_count(1)
+    shot(page, "supervision-item")
+    phone = on_phone(browser, server, ctx)
+    phone.goto(page.url)
+    shot(phone, "supervision-item")
+    ctx.close()
+
+
+def test_an_admin_changes_a_persons_role_and_imports_jurisdictions_in_the_browser(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    other = staff(browser, server, Role.mediator, "med9")
+    other_page = other.new_page()
+    other_page.goto("/console/board")
+    assert other_page.url.endswith("/console/board")
+    ctx = staff(browser, server, Role.admin, "adm2")
+    page = ctx.new_page()
+    page.goto("/console/admin")
+    row = page.locator("#people tr[data-user]", has_text="med9同志")
+    uid = row.get_attribute("data-user")
+    form = page.locator(f"tr[data-user-form='{uid}']")
+    form.locator("summary").click()
+    form.locator("select[name=role]").select_option("official")
+    form.locator("button[type=submit]").click()
+    expect(page.locator(f"tr[data-user='{uid}'] .role")).to_have_text("督导领导", timeout=15_000)
+    resp = other_page.goto("/console/board")
+    assert resp.status == 200  # the person now opens the official's board
+    bad = tmp_path / "bad.csv"
+    bad.write_text("county,township\n火星区,某街道\n", encoding="utf-8")
+    page.set_input_files("#import input[type=file]", str(bad))
+    page.click("#import button[type=submit]")
+    expect(page.locator("#import .msg")).to_contain_text("火星区")
+    good = tmp_path / "good.csv"
+    good.write_text("county,township,village\n椒江区,白云街道,浏览器新村\n", encoding="utf-8")
+    page.set_input_files("#import input[type=file]", str(good))
+    page.click("#import button[type=submit]")
+    expect(page.locator(".notice")).to_contain_text("新增 1 个", timeout=15_000)
+    shot(page, "admin-users", full=False)  # the top: people, role form, import (the log runs long)
+    phone = on_phone(browser, server, ctx)
+    phone.goto("/console/admin")
+    phone.locator(f"tr[data-user-form='{uid}'] summary").click()
+    shot(phone, "admin-users", full=False)
+    other.close()
+    ctx.close()
+
+
+def test_an_officer_answers_a_help_request_sent_to_the_county_in_the_browser(server, browser):
+    from playwright.sync_api import expect
+
+    ctx = staff(browser, server, Role.officer, "pol9")
+    page = ctx.new_page()
+    page.goto("/console/assist")
+    req = page.locator("section.assist").first
+    expect(req).to_contain_text("路桥火车站发现一名老人")
+    wait_until(page, "() => document.querySelector('img.assist-photo').naturalWidth > 0")
+    shot(page, "assist")
+    req.locator("input[name=note]").fill("本区无此人走失报案")
+    req.locator("button[type=submit]").click()
+    expect(page.locator("section.assist .answered").first).to_contain_text("本区无此人走失报案", timeout=15_000)
+    phone = on_phone(browser, server, ctx)
+    phone.goto("/console/assist")
+    shot(phone, "assist")
     ctx.close()

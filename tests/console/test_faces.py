@@ -84,7 +84,7 @@ async def test_an_officer_elsewhere_and_other_roles_cannot_open_the_review(site)
     assert f'data-candidate="{other}"' not in (await officer.get("/console/faces")).text
 
 
-async def test_the_queue_page_lists_the_officers_own_help_requests_with_their_answers(site):
+async def test_the_help_requests_page_lists_the_officers_own_requests_with_their_answers(site):
     from backend.missing.models import AssistAnswer, AssistRequest
 
     b = await as_role(site, Role.officer)
@@ -96,9 +96,10 @@ async def test_the_queue_page_lists_the_officers_own_help_requests_with_their_an
         s.add(req)
         await s.flush()
         s.add(AssistAnswer(request_id=req.id, officer_id=other_id, case_id=None, note="本地无此人"))
-    page = (await b.get("/console/faces")).text
+    assert 'href="/console/assist"' in (await b.get("/console/faces")).text
+    page = (await b.get("/console/assist")).text
     assert "火车站发现一名老人" in page and "已有回复" in page and "本地无此人" in page
-    assert "火车站发现一名老人" not in (await other.get("/console/faces")).text
+    assert "火车站发现一名老人" not in (await other.get("/console/assist")).text
 
 
 async def test_revealing_a_face_match_needs_a_fresh_second_factor(site):

@@ -185,3 +185,12 @@ def test_the_rule_of_a_route_comes_from_its_dependencies():
     assert rules["/new/officers"]["allowed"] == {Role.officer, Role.admin}
     assert rules["/new/public"]["rule"] == "public"
     assert rules["/new/forgotten"]["rule"] is None
+
+
+def test_every_console_route_names_the_roles_it_serves(site):
+    """A console page or action is never merely "signed in": each names its roles (the console's
+    page table), so the role sweep above refuses every other role on it."""
+    loose = [f"{r['method']} {r['path']}" for r in route_table(site.app)
+             if r["path"].startswith("/console") and r["rule"] == "signed-in" and r["allowed"] is None
+             and r["path"] not in ("/console",)]
+    assert not loose, f"console routes without a role rule: {loose}"

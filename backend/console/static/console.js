@@ -22,7 +22,7 @@
     var out = {};
     Array.prototype.forEach.call(form.elements, function (el) {
       if (!el.name || el.disabled || el.type === "submit" || el.form !== form) return;
-      if (el.name === "ids") return;
+      if (el.name === "ids" || el.type === "file") return;
       if (el.dataset.list) {  // checkboxes of one name: the list of the ticked values
         out[el.name] = out[el.name] || [];
         if (el.checked) out[el.name].push(el.value);
@@ -80,6 +80,12 @@
       form.classList.add("armed");
       return;
     }
+    if (form.dataset.upload) {  // a file sent as text (the server checks it), with its name
+      var file = form.querySelector("input[type=file]").files[0];
+      if (!file) return;
+      body[form.dataset.upload] = await file.text();
+      body.filename = file.name;
+    }
     if (form.dataset.bulk) {
       body.ids = Array.prototype.map.call(document.querySelectorAll("input[name=ids]:checked"),
         function (el) { return parseInt(el.value, 10); });
@@ -93,7 +99,7 @@
       var j = await r.json().catch(function () { return {}; });
       if (form.id === "signin" && j.second_factor_setup) { msg.textContent = form.dataset.setup; return; }
       if (form.dataset.bulk) { showBulk(form, j); return; }
-      if (form.dataset.show && j[form.dataset.show]) {
+      if (form.dataset.show && j[form.dataset.show] !== undefined) {
         sessionStorage.setItem("console-notice", form.dataset.shown.replace("{" + form.dataset.show + "}", j[form.dataset.show]));
       }
       then(form.dataset.then);
