@@ -64,6 +64,29 @@ class Changes:
             i = j
 
 
+_COPY_FROM = 1000  # rows: a bulk load (an import, the benchmark) goes through COPY on PostgreSQL
+
+
+def _copy_rows(conn, rows: list[dict]) -> None:
+    """``COPY ... FROM STDIN`` (text format, bytea in hex): ~10× faster than INSERT for many rows."""
+    import io
+
+    def text(v: str) -> str:
+        return v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+    buf = io.StringIO()
+    for r in rows:
+        buf.write(f"{text(r['gallery'])}\t{text(r['person_id'])}\t{text(r['vector_id'])}\t"
+                  f"\\\\x{r['vector'].hex()}\t{r['seq']}\tf\t{r['changed_at'].isoformat()}\n")
+    buf.seek(0)
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.copy_expert("COPY face_embeddings (gallery, person_id, vector_id, vector, seq, deleted, changed_at) "
+                        "FROM STDIN", buf)
+    finally:
+        cur.close()
+
+
 class FaceStore:
     def __init__(self, sync_url: str, *, create_tables: bool = False, pool_size: int = 2):
         kw = {} if sync_url.startswith("sqlite") else {"pool_size": pool_size, "max_overflow": 2,
@@ -119,9 +142,9 @@ class FaceStore:
         vecs = np.ascontiguousarray(vecs, dtype=np.float32)
         with self.engine.begin() as conn:
             seq, _ = self._lock(conn, gallery)
-            live = set()
-            for s in range(0, len(set(persons)), 500):
-                chunk = sorted(set(persons))[s:s + 500]
+            live, distinct = set(), sorted(set(persons))
+            for s in range(0, len(distinct), 500):
+                chunk = distinct[s:s + 500]
                 live.update((r[0], r[1]) for r in conn.execute(select(E.c.person_id, E.c.vector_id).where(
                     E.c.gallery == gallery, E.c.person_id.in_(chunk), E.c.deleted.is_(False))))
             at, rows = now(), []
@@ -132,8 +155,11 @@ class FaceStore:
                 seq += 1
                 rows.append({"gallery": gallery, "person_id": p, "vector_id": v, "vector": vec.tobytes(),
                              "seq": seq, "deleted": False, "changed_at": at})
-            for s in range(0, len(rows), 10_000):
-                conn.execute(insert(E), rows[s:s + 10_000])
+            if len(rows) >= _COPY_FROM and conn.dialect.name == "postgresql":
+                _copy_rows(conn, rows)
+            else:
+                for s in range(0, len(rows), 10_000):
+                    conn.execute(insert(E), rows[s:s + 10_000])
             conn.execute(update(S).where(S.c.gallery == gallery).values(seq=seq))
         return seq
 

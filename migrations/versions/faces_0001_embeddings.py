@@ -29,6 +29,10 @@ def upgrade() -> None:
         sa.Column("changed_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_face_embeddings")),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # 2048 bytes of float32 noise: inline, never compressed (pglz would try on every row and
+        # fail) nor moved to the TOAST table (a second lookup per row on load)
+        op.execute("ALTER TABLE face_embeddings ALTER COLUMN vector SET STORAGE PLAIN")
     op.create_index("ix_face_embeddings_changes", "face_embeddings", ["gallery", "seq"], unique=True)
     op.create_index("ix_face_embeddings_person", "face_embeddings", ["gallery", "person_id"])
     op.create_table(
