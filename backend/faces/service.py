@@ -25,10 +25,12 @@ import asyncio
 import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+from sqlalchemy.exc import DBAPIError
 
 from backend.core.config import get_settings
 from backend.faces.engine import Face, FaceEngine
@@ -142,8 +144,7 @@ class FaceService:
     def load(self) -> "FaceService":
         """Load the model (checking its files first) and the galleries. Idempotent."""
         self.settings.faces_dir.mkdir(parents=True, exist_ok=True)
-        for name in GALLERIES:
-            self.gallery(name)
+        self._load_galleries()
         self.start_polling()
         if not self.settings.face_enabled:
             log.info("face matching disabled (HEHE_FACE_ENABLED=false)")
@@ -151,6 +152,21 @@ class FaceService:
         self.engine.load()
         self.ready = True
         return self
+
+    def _load_galleries(self, wait: float = 120.0) -> None:
+        """Load every gallery. With the database as the store, `hehe serve` may get here (the
+        preload) before its migrations have created the tables on a new database: retry."""
+        deadline = time.monotonic() + wait
+        for name in GALLERIES:
+            while True:
+                try:
+                    self.gallery(name)
+                    break
+                except DBAPIError:
+                    if self.store is None or time.monotonic() > deadline:
+                        raise
+                    log.info("face galleries: the database is not ready yet; retrying")
+                    time.sleep(1.0)
 
     async def aload(self) -> "FaceService":
         return await asyncio.to_thread(self.load)

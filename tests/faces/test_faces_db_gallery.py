@@ -45,20 +45,9 @@ def pg_url():
 
 
 @pytest.fixture
-def replica(tmp_path, engine, pg_url):
+def replica(make_service, tmp_path, pg_url):
     """replica(name) -> a loaded FaceService on its own data dir, all on one PostgreSQL database."""
-    made: list[FaceService] = []
-
-    def make(name: str) -> FaceService:
-        svc = FaceService(make_settings(tmp_path / name, database_url=pg_url, face_sync_seconds=0.2))
-        svc.engine = engine
-        made.append(svc)
-        return svc.load()
-
-    yield make
-    for svc in made:
-        svc.stop_polling()
-        svc.store.close()
+    return lambda name: make_service(tmp_path / name, database_url=pg_url, face_sync_seconds=0.2)
 
 
 def _found(svc, gallery, vec, person) -> bool:
