@@ -925,7 +925,7 @@ class Gallery:
                     self._sync()
                     for run in ch.runs():
                         if run[0] == "add":
-                            self._add_local(run[1], normalize_rows(run[3]), run[2])
+                            self._add_local(run[1], run[3], run[2])  # unit rows: add_many normalized them
                         else:
                             for p in run[1]:
                                 self._erase_local(p, compact_later=compact_later)
