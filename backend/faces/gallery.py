@@ -50,6 +50,17 @@ vectors for small galleries) are not per-person data and are kept. As with any f
 deletion, blocks freed by the filesystem are not wiped: keep the data directory on an
 encrypted volume.
 
+The database as the source of truth (``store``, ``face_store=db``)
+------------------------------------------------------------------
+With a :class:`backend.faces.store.FaceStore`, ``add_many`` and ``erase`` commit to the table
+``face_embeddings`` first, then apply the change here through :meth:`pull`, which applies every
+row whose change number (``seq``) is above the last one applied, in order: adds as
+``add_many``, tombstones as ``erase``. The files above are then this process' cache of the
+database, ``sync.json`` saying up to which ``seq`` of which log (``epoch``); the service's
+poller calls :meth:`pull` every ``face_sync_seconds`` so other replicas' changes arrive.
+Lock order: ``_pull_lock`` before the gallery lock; nothing under the gallery lock reads the
+database except the one-time import of a file gallery into an empty database.
+
 Threads: every public method takes the gallery's lock. An index build runs outside
 it (in a background thread when ``background_build``, as the service does), so a
 gallery crossing the threshold keeps answering (exactly) while the index builds.

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
-from sqlalchemy import create_engine, event, insert, select, update
+from sqlalchemy import Table, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from backend.core.clock import now
@@ -27,8 +28,8 @@ from backend.core.db import _sqlite_pragmas
 from backend.faces.models import FaceEmbedding, FaceSequence
 
 DIM = 512
-E = FaceEmbedding.__table__
-S = FaceSequence.__table__
+E = cast(Table, FaceEmbedding.__table__)
+S = cast(Table, FaceSequence.__table__)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Changes:
             while j < n and (self.vectors[j] is not None) == add:
                 j += 1
             if add:
-                mat = np.frombuffer(b"".join(self.vectors[i:j]), dtype=np.float32).reshape(j - i, DIM)
+                mat = np.frombuffer(b"".join(v for v in self.vectors[i:j] if v is not None), dtype=np.float32).reshape(j - i, DIM)
                 yield "add", self.persons[i:j], self.vector_ids[i:j], mat
             else:
                 yield "erase", list(dict.fromkeys(self.persons[i:j]))
@@ -117,11 +118,9 @@ class FaceStore:
 
     def count(self, gallery: str) -> int:
         """Vectors that can be found (tombstones not counted)."""
-        from sqlalchemy import func
-
         with self.engine.connect() as conn:
             return int(conn.scalar(select(func.count()).select_from(E).where(
-                E.c.gallery == gallery, E.c.deleted.is_(False))))
+                E.c.gallery == gallery, E.c.deleted.is_(False))) or 0)
 
     # ------------------------------------------------------------------ writes
     def _lock(self, conn, gallery: str) -> tuple[int, str]:
@@ -135,6 +134,7 @@ class FaceStore:
             except IntegrityError:
                 pass
             row = conn.execute(stmt).first()
+        assert row is not None  # the row exists now (ours or the other writer's)
         return int(row.seq), row.epoch
 
     def append(self, gallery: str, persons: list[str], vector_ids: list[str], vecs: np.ndarray) -> int:
@@ -142,7 +142,8 @@ class FaceStore:
         vecs = np.ascontiguousarray(vecs, dtype=np.float32)
         with self.engine.begin() as conn:
             seq, _ = self._lock(conn, gallery)
-            live, distinct = set(), sorted(set(persons))
+            live: set[tuple[str, str]] = set()
+            distinct = sorted(set(persons))
             for s in range(0, len(distinct), 500):
                 chunk = distinct[s:s + 500]
                 live.update((r[0], r[1]) for r in conn.execute(select(E.c.person_id, E.c.vector_id).where(
@@ -167,7 +168,7 @@ class FaceStore:
         """Tombstone every live row of the person (vector emptied); returns how many."""
         with self.engine.begin() as conn:
             seq, _ = self._lock(conn, gallery)
-            ids = list(conn.scalars(select(E.c.id).where(
+            ids: list[int] = list(conn.scalars(select(E.c.id).where(
                 E.c.gallery == gallery, E.c.person_id == person_id, E.c.deleted.is_(False)).order_by(E.c.id)))
             if not ids:
                 return 0
