@@ -242,8 +242,8 @@ class Gallery:
         lock first and the gallery lock second."""
         with self._exclusive():
             self._load_files()
-            if self.store is not None:
-                sync = self._read_sync()
+            sync = self._read_sync() if self.store is not None else None
+            if sync:  # what the files hold (another process sharing the folder may have moved on)
                 self._epoch, self._seq = sync.get("epoch"), int(sync.get("seq", 0))
 
     def _load_files(self) -> None:
@@ -932,14 +932,15 @@ class Gallery:
                 if not len(ch):  # nothing between: numbers may have gaps
                     self._seq = head
                     break
+                # each step under the gallery lock of its own: a step's files then count as ours
+                # when the next one checks whether another process changed them
+                for run in ch.runs():
+                    if run[0] == "add":
+                        self._add_local(run[1], run[3], run[2])  # unit rows: add_many normalized them
+                    else:
+                        for p in run[1]:
+                            self._erase_local(p, compact_later=compact_later)
                 with self._exclusive():
-                    self._sync()
-                    for run in ch.runs():
-                        if run[0] == "add":
-                            self._add_local(run[1], run[3], run[2])  # unit rows: add_many normalized them
-                        else:
-                            for p in run[1]:
-                                self._erase_local(p, compact_later=compact_later)
                     self._seq = ch.last_seq
                     self._write_sync()
                 applied += len(ch)

@@ -179,3 +179,57 @@ def test_a_file_gallery_of_an_earlier_version_is_imported_into_an_empty_database
         assert other.search(v[3], 1)[0][0] == "d"
     finally:
         store.close()
+
+
+def test_a_replica_reading_while_four_others_write_misses_no_change(pg_url, tmp_path: Path, caplog):
+    """Writers commit concurrently; the change numbers become visible in order, so a reader
+    polling all along ends with exactly the database's live rows (none skipped, none stale)."""
+    import threading
+
+    sync_url = pg_url.replace("+asyncpg", "+psycopg2")
+    stores = [FaceStore(sync_url) for _ in range(5)]
+    try:
+        writers = [Gallery("stress", tmp_path / f"w{i}", store=stores[i]).load() for i in range(4)]
+        reader = Gallery("stress", tmp_path / "r", store=stores[4]).load()
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def write(i: int) -> None:
+            rng = np.random.default_rng(100 + i)
+            try:
+                for j in range(15):
+                    writers[i].add_many([f"w{i}-{j}"] * 2, _unit(rng, 2), ["0", "1"])
+                    if j % 4 == 1:
+                        writers[i].erase(f"w{i}-{j - 1}")
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        def read() -> None:
+            while not done.is_set():
+                reader.pull()
+
+        poller = threading.Thread(target=read)
+        poller.start()
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.set()
+        poller.join()
+        assert not errors
+        reader.pull()
+        assert not any("not of this database" in r.getMessage() for r in caplog.records)  # no reload from scratch
+        engine = create_engine(sync_url)
+        try:
+            with engine.connect() as conn:
+                live = {r[0] for r in conn.execute(select(FaceEmbedding.person_id).where(
+                    FaceEmbedding.gallery == "stress", FaceEmbedding.deleted.is_(False)))}
+        finally:
+            engine.dispose()
+        assert len(live) == 4 * (15 - 4)  # each writer erased 4 of its 15
+        assert set(reader.persons()) == live
+        assert len(reader) == 2 * len(live)
+    finally:
+        for s in stores:
+            s.close()
