@@ -58,8 +58,10 @@ row whose change number (``seq``) is above the last one applied, in order: adds 
 ``add_many``, tombstones as ``erase``. The files above are then this process' cache of the
 database, ``sync.json`` saying up to which ``seq`` of which log (``epoch``); the service's
 poller calls :meth:`pull` every ``face_sync_seconds`` so other replicas' changes arrive.
-Lock order: ``_pull_lock`` before the gallery lock; nothing under the gallery lock reads the
-database except the one-time import of a file gallery into an empty database.
+Lock order: ``_pull_lock`` before the gallery lock, never the reverse. :meth:`pull` reads a
+batch of changes and applies it under the gallery lock and the folder's ``flock``, so processes
+sharing one folder never apply a change twice (a search waits for that query, ~1 ms, and the
+apply).
 
 Threads: every public method takes the gallery's lock. An index build runs outside
 it (in a background thread when ``background_build``, as the service does), so a
@@ -927,24 +929,30 @@ class Gallery:
                     self._wipe_local()
                 self._epoch, self._seq = epoch, 0
             applied = 0
-            while head > self._seq:
-                ch = self.store.changes(self.name, self._seq, batch)
-                if not len(ch):  # nothing between: numbers may have gaps
-                    self._seq = head
-                    break
-                # each step under the gallery lock of its own: a step's files then count as ours
-                # when the next one checks whether another process changed them
-                for run in ch.runs():
-                    if run[0] == "add":
-                        self._add_local(run[1], run[3], run[2])  # unit rows: add_many normalized them
-                    else:
-                        for p in run[1]:
-                            self._erase_local(p, compact_later=compact_later)
+            while True:
+                # Under the folder's lock from reading the changes to recording how far they were
+                # applied: a process sharing the folder (replicas on one data volume) has then either
+                # applied a change and said so in sync.json, which _sync() reads, or not at all.
                 with self._exclusive():
+                    self._sync()
+                    if head <= self._seq:
+                        return applied
+                    ch = self.store.changes(self.name, self._seq, batch)
+                    if not len(ch):  # nothing between: numbers may have gaps
+                        self._seq = head
+                        return applied
+                    # after each step: the files it wrote are ours, not another process' to reload
+                    for run in ch.runs():
+                        if run[0] == "add":
+                            self._add_local(run[1], run[3], run[2])  # unit rows: add_many normalized them
+                            self._token = self._disk_token()
+                        else:
+                            for p in run[1]:
+                                self._erase_local(p, compact_later=compact_later)
+                                self._token = self._disk_token()
                     self._seq = ch.last_seq
                     self._write_sync()
                 applied += len(ch)
-            return applied
 
     def _wipe_local(self) -> None:
         with self._exclusive():

@@ -233,3 +233,35 @@ def test_a_replica_reading_while_four_others_write_misses_no_change(pg_url, tmp_
     finally:
         for s in stores:
             s.close()
+
+
+def test_two_processes_sharing_one_cache_folder_stay_right(tmp_path: Path):
+    """Replicas on one data volume share data/faces: both write, both end with the database's rows."""
+    import threading
+
+    store = FaceStore(f"sqlite:///{tmp_path / 'faces.db'}", create_tables=True)
+    try:
+        a = Gallery("missing", tmp_path / "shared", store=store).load()
+        b = Gallery("missing", tmp_path / "shared", store=store).load()
+
+        def write(g, tag: str, seed: int) -> None:
+            rng = np.random.default_rng(seed)
+            for i in range(20):
+                g.add_many([f"{tag}{i}"] * 2, _unit(rng, 2), ["0", "1"])
+                if i % 5 == 0:
+                    g.erase(f"{tag}{i}")
+
+        threads = [threading.Thread(target=write, args=(a, "a", 1)), threading.Thread(target=write, args=(b, "b", 2))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        a.pull()
+        b.pull()
+        expected = {f"{tag}{i}" for tag in "ab" for i in range(20) if i % 5}
+        assert set(a.persons()) == set(b.persons()) == expected
+        assert len(a) == len(b) == store.count("missing") == 2 * len(expected)
+        fresh = Gallery("missing", tmp_path / "fresh", store=store).load()
+        assert set(fresh.persons()) == expected
+    finally:
+        store.close()
