@@ -121,6 +121,14 @@ def test_a_process_without_the_galleries_loaded_erases_in_the_database(replica, 
 
 
 # ------------------------------------------------------------------ SQLite, gallery level
+def together(*threads) -> None:
+    """Start the threads, wait for all of them."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def _unit(rng, n=1):
     v = rng.standard_normal((n, DIM)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
@@ -210,11 +218,7 @@ def test_a_replica_reading_while_four_others_write_misses_no_change(pg_url, tmp_
 
         poller = threading.Thread(target=read)
         poller.start()
-        threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        together(*(threading.Thread(target=write, args=(i,)) for i in range(4)))
         done.set()
         poller.join()
         assert not errors
@@ -251,11 +255,7 @@ def test_two_processes_sharing_one_cache_folder_stay_right(tmp_path: Path):
                 if i % 5 == 0:
                     g.erase(f"{tag}{i}")
 
-        threads = [threading.Thread(target=write, args=(a, "a", 1)), threading.Thread(target=write, args=(b, "b", 2))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        together(threading.Thread(target=write, args=(a, "a", 1)), threading.Thread(target=write, args=(b, "b", 2)))
         a.pull()
         b.pull()
         expected = {f"{tag}{i}" for tag in "ab" for i in range(20) if i % 5}
