@@ -452,7 +452,7 @@ def bench_replica(args, tmp: Path) -> dict:
     the local cache), search latency, a change reaching another replica, erasure."""
     import shutil
 
-    from backend.faces.gallery import Gallery, IndexParams
+    from backend.faces.gallery import Gallery, IndexParams, normalize_rows
     from backend.faces.store import FaceStore
 
     url = os.environ.get("HEHE_BENCH_PG_URL") or os.environ.get("HEHE_TEST_PG_URL")
@@ -480,7 +480,7 @@ def bench_replica(args, tmp: Path) -> dict:
                 files.add_many(persons[s:s + len(chunk)], chunk, vids)
                 t_files += time.perf_counter() - t
                 t = time.perf_counter()
-                store.append("found", persons[s:s + len(chunk)], vids, chunk)
+                store.append("found", persons[s:s + len(chunk)], vids, normalize_rows(chunk))  # as add_many writes
                 t_db += time.perf_counter() - t
             r["files_append_vectors_per_s"] = round(n / t_files)
             r["db_insert_vectors_per_s"] = round(n / t_db)
