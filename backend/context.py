@@ -61,6 +61,8 @@ class AppContext:
             await stop_scheduler(self.scheduler)
         if self.leader is not None:
             await self.leader.stop()  # releases the leader lock: another replica takes over
+        if self.faces is not None and hasattr(self.faces, "stop_polling"):
+            await asyncio.to_thread(self.faces.stop_polling)  # the gallery poller (face_store=db)
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:

@@ -8,6 +8,7 @@
     python bench/faces.py distributions            # same/different-person cosines, threshold table
     python bench/faces.py quality                  # quality grade vs lost true matches (dev/test people)
     python bench/faces.py erase --sizes 1000000    # erase one person: tombstone vs rewrite-at-once
+    python bench/faces.py replica --sizes 100000,300000  # gallery in PostgreSQL (per-replica index) vs files
 
 Photos come from tests/fixtures/faces (or HEHE_BENCH_FACES). Gallery vectors are
 synthetic (see ``face_like``): random "people" whose impostor-cosine spread matches
@@ -409,6 +410,150 @@ def bench_erase(args, tmp: Path) -> dict:
     return results
 
 
+# ----------------------------------------------------------------------------- galleries in the database
+def _pg_database(url: str | None):
+    """A fresh PostgreSQL database on the server of ``url`` (async or sync URL), migrated; returns
+    (sync url, drop function)."""
+    import uuid
+
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    from backend.core import migrate
+
+    admin = make_url(url.replace("+asyncpg", "").replace("+psycopg2", ""))
+    name = "hehe_bench_" + uuid.uuid4().hex[:8]
+
+    def run(sql: str) -> None:
+        conn = psycopg2.connect(host=admin.host, port=admin.port or 5432, user=admin.username,
+                                password=admin.password, dbname=admin.database or "postgres")
+        conn.autocommit = True
+        conn.cursor().execute(sql)
+        conn.close()
+
+    run(f'CREATE DATABASE "{name}"')
+    sync = admin.set(drivername="postgresql+psycopg2", database=name).render_as_string(hide_password=False)
+    migrate.upgrade(sync)
+    return sync, lambda: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _search_lat(g, Q) -> tuple[float, float, list]:
+    lat, res = [], []
+    for q in Q:
+        t = time.perf_counter()
+        res.append(g.search(q, 10))
+        lat.append(time.perf_counter() - t)
+    return ms(lat), ms(lat, 95), res
+
+
+def bench_replica(args, tmp: Path) -> dict:
+    """The gallery in PostgreSQL with a per-replica index kept in step (face_store=db) beside
+    today's file gallery, same vectors, same run: start-up (cold from the database, warm from
+    the local cache), search latency, a change reaching another replica, erasure."""
+    import shutil
+
+    from backend.faces.gallery import Gallery, IndexParams, normalize_rows
+    from backend.faces.store import FaceStore
+
+    url = os.environ.get("HEHE_BENCH_PG_URL") or os.environ.get("HEHE_TEST_PG_URL")
+    if not url:
+        sys.exit("replica: set HEHE_BENCH_PG_URL (or HEHE_TEST_PG_URL) to a PostgreSQL server")
+    header(f"gallery in PostgreSQL vs files ({args.data} synthetic vectors, k=10, {args.queries} queries, index on)")
+    results = {}
+    for n in [int(x) for x in args.sizes.split(",")]:
+        gen = FaceLike(args.data, seed=n)
+        params = IndexParams(M=args.M, shortlist=int(args.shortlist.split(",")[0]))
+        folder = Path(tempfile.mkdtemp(prefix=f"rep{n}-", dir=tmp))
+        sync_url, drop = _pg_database(url)
+        store = FaceStore(sync_url)
+        r = {"n": n}
+        try:
+            files = Gallery("found", folder / "files", index_threshold=0, params=params).load()
+            G = np.empty((n, DIM), dtype=np.float32)
+            persons = [f"p{i}" for i in range(n)]
+            t_files = t_db = 0.0
+            for s in range(0, n, 50_000):
+                chunk = gen.people(min(50_000, n - s))
+                G[s:s + len(chunk)] = chunk
+                vids = [str(i) for i in range(s, s + len(chunk))]
+                t = time.perf_counter()
+                files.add_many(persons[s:s + len(chunk)], chunk, vids)
+                t_files += time.perf_counter() - t
+                t = time.perf_counter()
+                store.append("found", persons[s:s + len(chunk)], vids, normalize_rows(chunk))  # as add_many writes
+                t_db += time.perf_counter() - t
+            r["files_append_vectors_per_s"] = round(n / t_files)
+            r["db_insert_vectors_per_s"] = round(n / t_db)
+            r["files_index_build_s"] = round(files.build_index(save=True), 1)
+            files.close()
+            t = time.perf_counter()  # today's restart: records file + saved index
+            files = Gallery("found", folder / "files", index_threshold=0, params=params).load()
+            r["files_restart_s"] = round(time.perf_counter() - t, 2)
+
+            t = time.perf_counter()  # a new replica: every row read from the database into its cache
+            a = Gallery("found", folder / "a", index_threshold=0, params=params, store=store).load()
+            r["db_cold_load_s"] = round(time.perf_counter() - t, 1)
+            r["db_cold_index_build_s"] = round(a.build_index(save=True), 1)
+            a.close()
+            t = time.perf_counter()  # a restarted replica: its cache + the changes since (none)
+            a = Gallery("found", folder / "a", index_threshold=0, params=params, store=store).load()
+            r["db_warm_restart_s"] = round(time.perf_counter() - t, 2)
+            shutil.copytree(folder / "a", folder / "b")  # a second replica with the same cache
+            b = Gallery("found", folder / "b", index_threshold=0, params=params, store=store).load()
+
+            qi = np.random.default_rng(n).choice(n, args.queries, replace=False)
+            Q = gen.probes(G[qi])
+            r["files_search_p50_ms"], r["files_search_p95_ms"], res_f = _search_lat(files, Q)
+            r["db_search_p50_ms"], r["db_search_p95_ms"], res_a = _search_lat(a, Q)
+            r["same_results"] = sum(x == y for x, y in zip(res_f, res_a))
+            lat = []
+            for _ in range(20):
+                t = time.perf_counter()
+                b.pull()
+                lat.append(time.perf_counter() - t)
+            r["poll_nothing_new_ms"] = ms(lat)
+
+            victim = persons[qi[0]]
+            t = time.perf_counter()
+            files.erase(victim, compact_later=False)
+            r["files_erase_s"] = round(time.perf_counter() - t, 4)
+            t = time.perf_counter()
+            a.erase(victim, compact_later=False)  # the database's tombstone + applied here
+            r["db_erase_s"] = round(time.perf_counter() - t, 4)
+            t = time.perf_counter()
+            b.pull()  # what the other replica's next poll does
+            r["db_erase_applied_by_other_ms"] = round((time.perf_counter() - t) * 1000, 1)
+            r["erased_found_on_other"] = sum(any(p == victim for p, _ in b.search(q, 10)) for q in Q[:20])
+            new = gen.people(1)
+            t = time.perf_counter()
+            a.add_many(["late"], new, ["0"])
+            r["db_enrol_one_s"] = round(time.perf_counter() - t, 4)
+            t = time.perf_counter()
+            b.pull()
+            r["db_enrol_applied_by_other_ms"] = round((time.perf_counter() - t) * 1000, 1)
+            r["enrolled_found_on_other"] = b.search(new[0], 1)[0][0] == "late"
+            r["loadavg"] = round(os.getloadavg()[0], 2)
+            for g in (files, a, b):
+                g.close()
+        finally:
+            store.close()
+            drop()
+            shutil.rmtree(folder, ignore_errors=True)
+        results[n] = r
+        print(f"n={n:>9,}: write files {r['files_append_vectors_per_s']} vec/s, PostgreSQL {r['db_insert_vectors_per_s']} vec/s; "
+              f"index build {r['files_index_build_s']} s")
+        print(f"    start-up: files (today) {r['files_restart_s']} s; database cold (new replica) {r['db_cold_load_s']} s "
+              f"+ index build {r['db_cold_index_build_s']} s; database warm (local cache) {r['db_warm_restart_s']} s")
+        print(f"    search p50/p95: files {r['files_search_p50_ms']}/{r['files_search_p95_ms']} ms, database-backed "
+              f"{r['db_search_p50_ms']}/{r['db_search_p95_ms']} ms (same results {r['same_results']}/{len(Q)}); "
+              f"a poll with nothing new {r['poll_nothing_new_ms']} ms")
+        print(f"    erase: files {r['files_erase_s'] * 1000:.1f} ms, database {r['db_erase_s'] * 1000:.1f} ms, applied by "
+              f"the other replica's poll in {r['db_erase_applied_by_other_ms']} ms (found there after: "
+              f"{r['erased_found_on_other']}); enrol one {r['db_enrol_one_s'] * 1000:.1f} ms, applied by the other in "
+              f"{r['db_enrol_applied_by_other_ms']} ms (found {r['enrolled_found_on_other']}); load {r['loadavg']}")
+    return results
+
+
 # ----------------------------------------------------------------------------- enrolment throughput
 def bench_enrol(args, tmp: Path) -> dict:
     from backend.faces.gallery import Gallery
@@ -667,7 +812,8 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("section", nargs="?", default="all",
-                    choices=["all", "detect", "memory", "gallery", "enrol", "distributions", "quality", "erase"])
+                    choices=["all", "detect", "memory", "gallery", "enrol", "distributions", "quality", "erase",
+                             "replica"])
     ap.add_argument("--repeat", type=int, default=3, help="passes over the photos (detect, enrol)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     ap.add_argument("--sizes", default="10000,100000", help="gallery sizes, e.g. 10000,100000,1000000")

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     face_review_threshold: float = Field(0.35, description="Cosine score from which a candidate goes to review (docs/faces.md).")
     face_index_threshold: int = Field(20000, description="Gallery size above which search uses the compressed index.")
     face_enabled: bool = Field(True, description="Load the face model at startup.")
+    face_store: str = Field("auto", pattern="^(auto|db|files)$", description=(
+        "Where the galleries live: db = face_embeddings in the database, each process keeping its "
+        "index in step (several replicas); files = the data dir only; auto = db on PostgreSQL, "
+        "files on SQLite (docs/faces.md)."))
+    face_sync_seconds: float = Field(1.0, gt=0, description="How often each process applies the "
+                                                            "gallery changes other replicas wrote.")
     # --- 灯塔工程 (missing persons): decisions and retention (docs/missing.md)
     missing_second_confirmation: bool = Field(
         True, description="A face match is released only after a second officer (or an admin) confirms it.")

@@ -50,6 +50,19 @@ vectors for small galleries) are not per-person data and are kept. As with any f
 deletion, blocks freed by the filesystem are not wiped: keep the data directory on an
 encrypted volume.
 
+The database as the source of truth (``store``, ``face_store=db``)
+------------------------------------------------------------------
+With a :class:`backend.faces.store.FaceStore`, ``add_many`` and ``erase`` commit to the table
+``face_embeddings`` first, then apply the change here through :meth:`pull`, which applies every
+row whose change number (``seq``) is above the last one applied, in order: adds as
+``add_many``, tombstones as ``erase``. The files above are then this process' cache of the
+database, ``sync.json`` saying up to which ``seq`` of which log (``epoch``); the service's
+poller calls :meth:`pull` every ``face_sync_seconds`` so other replicas' changes arrive.
+Lock order: ``_pull_lock`` before the gallery lock, never the reverse. :meth:`pull` reads a
+batch of changes and applies it under the gallery lock and the folder's ``flock``, so processes
+sharing one folder never apply a change twice (a search waits for that query, ~1 ms, and the
+apply).
+
 Threads: every public method takes the gallery's lock. An index build runs outside
 it (in a background thread when ``background_build``, as the service does), so a
 gallery crossing the threshold keeps answering (exactly) while the index builds.
@@ -154,7 +167,7 @@ def index_slots(index) -> np.ndarray:
 
 class Gallery:
     def __init__(self, name: str, faces_dir: str | Path, *, index_threshold: int = 20000,
-                 params: IndexParams | None = None, background_build: bool = False):
+                 params: IndexParams | None = None, background_build: bool = False, store=None):
         if not GALLERY_NAME.match(name or ""):
             raise ValueError(f"invalid gallery name {name!r}")
         self.name = name
@@ -179,6 +192,12 @@ class Gallery:
         self._index_saves = 0
         self._index_dirty = False
         self.last_build_seconds: float | None = None
+        # the database as the source of truth (backend.faces.store.FaceStore); the files are then
+        # this process' cache of it, valid up to change ``_seq`` of the log ``_epoch``
+        self.store = store
+        self._seq = 0
+        self._epoch: str | None = None
+        self._pull_lock = threading.RLock()
 
     # ------------------------------------------------------------------ paths / state
     def _reset_memory(self) -> None:
@@ -212,37 +231,52 @@ class Gallery:
 
     # ------------------------------------------------------------------ loading
     def load(self) -> "Gallery":
-        """(Re)load from disk. Safe to call again: drops in-memory state first."""
+        """(Re)load from disk, then (with a store) apply the database's changes since the cache
+        was written. Safe to call again: drops in-memory state first."""
+        self._load_cache()
+        if self.store is not None:
+            self.pull()
+        return self
+
+    def _load_cache(self) -> None:
+        """The files only (with a store: what this process had applied, up to ``_seq``).
+        Never reads the database: it runs under the gallery lock, and ``pull`` takes its own
+        lock first and the gallery lock second."""
         with self._exclusive():
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self._mm = None
-            self._index = None
-            self._index_file = None
-            self._index_dirty = False
-            state = {}
-            if self._state_path.exists():
-                state = json.loads(self._state_path.read_text(encoding="utf-8"))
-                if state.get("dim", DIM) != DIM:
-                    raise RuntimeError(f"gallery {self.name}: dimension {state.get('dim')} != {DIM}")
-            self._gen = int(state.get("gen", 0))
-            self._next_label = int(state.get("next_label", 0))
-            index_state = state.get("index")
-            keep = {"state.json", self._vec_path().name, self._rec_path().name, self._tomb_path().name}
-            if index_state:
-                keep.add(index_state["file"])
-            for p in self.dir.iterdir():  # leftovers of an interrupted write or delete, old HNSW files
-                if p.is_file() and p.name not in keep and _OUR_FILES.match(p.name):
-                    p.unlink()
-            self._load_rows()
-            if not state or "hnsw" in state:
-                self._write_state()
-            if self._n > self.index_threshold and index_state and (self.dir / index_state["file"]).exists():
-                self._load_index(index_state)
-            elif index_state:  # below the threshold now (deletions or a new setting)
-                (self.dir / index_state["file"]).unlink(missing_ok=True)
-                self._write_state()
-            self._loaded = True
-            return self
+            self._load_files()
+            sync = self._read_sync() if self.store is not None else None
+            if sync:  # what the files hold (another process sharing the folder may have moved on)
+                self._epoch, self._seq = sync.get("epoch"), int(sync.get("seq", 0))
+
+    def _load_files(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._mm = None
+        self._index = None
+        self._index_file = None
+        self._index_dirty = False
+        state = {}
+        if self._state_path.exists():
+            state = json.loads(self._state_path.read_text(encoding="utf-8"))
+            if state.get("dim", DIM) != DIM:
+                raise RuntimeError(f"gallery {self.name}: dimension {state.get('dim')} != {DIM}")
+        self._gen = int(state.get("gen", 0))
+        self._next_label = int(state.get("next_label", 0))
+        index_state = state.get("index")
+        keep = {"state.json", self._vec_path().name, self._rec_path().name, self._tomb_path().name}
+        if index_state:
+            keep.add(index_state["file"])
+        for p in self.dir.iterdir():  # leftovers of an interrupted write or delete, old HNSW files
+            if p.is_file() and p.name not in keep and _OUR_FILES.match(p.name):
+                p.unlink()
+        self._load_rows()
+        if not state or "hnsw" in state:
+            self._write_state()
+        if self._n > self.index_threshold and index_state and (self.dir / index_state["file"]).exists():
+            self._load_index(index_state)
+        elif index_state:  # below the threshold now (deletions or a new setting)
+            (self.dir / index_state["file"]).unlink(missing_ok=True)
+            self._write_state()
+        self._loaded = True
 
     def _load_rows(self) -> None:
         self._reset_memory()
@@ -331,10 +365,10 @@ class Gallery:
         """Load on first use; reload when another process (e.g. ``hehe faces delete``
         while the server runs) changed the files since we last read or wrote them."""
         if not self._loaded:
-            self.load()
+            self._load_cache()
         elif self._disk_token() != self._token:
             log.info("gallery %s changed on disk (another process); reloading", self.name)
-            self.load()
+            self._load_cache()
 
     @contextmanager
     def _exclusive(self):
@@ -398,13 +432,22 @@ class Gallery:
         for p in person_ids:
             if not isinstance(p, str) or not p or len(p) > 200:
                 raise ValueError(f"invalid person_id {p!r}")
+        out = [str(v) if v else uuid.uuid4().hex for v in vector_ids]
+        if self.store is None:
+            return self._add_local(person_ids, vecs, out)
+        if any(len(v) > 64 for v in out):
+            raise ValueError("vector ids are at most 64 characters")
+        self.store.append(self.name, list(person_ids), out, vecs)  # committed: the source of truth
+        self.pull()  # searchable here at once (and on other replicas at their next poll)
+        return out
+
+    def _add_local(self, person_ids: list[str], vecs: np.ndarray, vector_ids: list[str]) -> list[str]:
         with self._exclusive():
             self._sync()
             out: list[str] = []
             rows: list[int] = []
             seen: set[tuple[str, str]] = set()
             for j, (p, v) in enumerate(zip(person_ids, vector_ids)):
-                v = str(v) if v else uuid.uuid4().hex
                 out.append(v)
                 key = (p, v)
                 if key in seen or any(self._vids[i] == v for i in self._person_rows.get(p, ())):
@@ -709,14 +752,28 @@ class Gallery:
     def delete(self, person_id: str) -> int:
         """Remove every vector of ``person_id`` from memory, the index and the disk, and
         compact the files at once. Returns how many vectors were removed (0 if not enrolled)."""
+        if self.store is not None:
+            n = self.store.erase(self.name, person_id)
+            self._pull(compact_later=False)
+            self.compact()
+            return n
         with self._exclusive():
-            n = self.erase(person_id, compact_later=False)
+            n = self._erase_local(person_id, compact_later=False)
             self.compact()
             return n
 
     def erase(self, person_id: str, *, compact_later: bool = True) -> int:
         """Erase ``person_id`` now (tombstone, zeroed rows and codes); the files are compacted
-        later (a background thread when ``background_build``, else the next :meth:`compact`)."""
+        later (a background thread when ``background_build``, else the next :meth:`compact`).
+        With a store: the database rows become tombstones (vectors emptied) in one commit, then
+        this process applies the change at once; other replicas within their poll interval."""
+        if self.store is not None:
+            n = self.store.erase(self.name, person_id)
+            self._pull(compact_later=compact_later)
+            return n
+        return self._erase_local(person_id, compact_later=compact_later)
+
+    def _erase_local(self, person_id: str, *, compact_later: bool = True) -> int:
         with self._exclusive():
             self._sync()
             rows = self._person_rows.pop(person_id, None)
@@ -830,3 +887,97 @@ class Gallery:
             _fsync_dir(self.dir)
             log.info("gallery %s: compacted, %d erased vectors dropped", self.name, len(rows))
             return len(rows)
+
+    # ------------------------------------------------------------------ database (store)
+    @property
+    def _sync_path(self) -> Path:
+        return self.dir / "sync.json"
+
+    def _read_sync(self) -> dict:
+        try:
+            return json.loads(self._sync_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _write_sync(self) -> None:
+        _atomic_write_json(self._sync_path, {"epoch": self._epoch, "seq": self._seq})
+
+    @property
+    def seq(self) -> int:
+        """The last change of the database's log applied here."""
+        return self._seq
+
+    def pull(self) -> int:
+        """Apply the database's changes since the last one applied here; returns how many rows
+        changed. Called by the service's poller every ``face_sync_seconds`` and after each
+        write of this process. Without a store: 0."""
+        return self._pull()
+
+    def _pull(self, *, compact_later: bool = True, batch: int = 50_000) -> int:
+        if self.store is None:
+            return 0
+        with self._pull_lock:  # one pull at a time; always taken before the gallery lock
+            if not self._loaded:
+                self._load_cache()
+            head, epoch = self.store.head(self.name)
+            if epoch is None and self._epoch is None and self._n:
+                return self._import_local()
+            if epoch != self._epoch:
+                if self._n or self._epoch is not None:
+                    log.warning("gallery %s: local cache is not of this database's log; reloading it "
+                                "from the database", self.name)
+                    self._wipe_local()
+                self._epoch, self._seq = epoch, 0
+            applied = 0
+            while True:
+                # Under the folder's lock from reading the changes to recording how far they were
+                # applied: a process sharing the folder (replicas on one data volume) has then either
+                # applied a change and said so in sync.json, which _sync() reads, or not at all.
+                with self._exclusive():
+                    self._sync()
+                    if head <= self._seq:
+                        return applied
+                    ch = self.store.changes(self.name, self._seq, batch)
+                    if not len(ch):  # nothing between: numbers may have gaps
+                        self._seq = head
+                        return applied
+                    # after each step: the files it wrote are ours, not another process' to reload
+                    for run in ch.runs():
+                        if run[0] == "add":
+                            self._add_local(run[1], run[3], run[2])  # unit rows: add_many normalized them
+                            self._token = self._disk_token()
+                        else:
+                            for p in run[1]:
+                                self._erase_local(p, compact_later=compact_later)
+                                self._token = self._disk_token()
+                    self._seq = ch.last_seq
+                    self._write_sync()
+                applied += len(ch)
+
+    def _wipe_local(self) -> None:
+        with self._exclusive():
+            self._mm = None
+            self._index = None
+            self._index_file = None
+            for p in self.dir.iterdir():
+                if p.is_file() and (p.name in ("state.json", "sync.json") or _OUR_FILES.match(p.name)):
+                    p.unlink()
+            self._load_files()
+
+    def _import_local(self) -> int:
+        """A file gallery of an earlier version meets an empty database: its rows go in."""
+        with self._exclusive():
+            live = np.array(sorted(r for rows in self._person_rows.values() for r in rows), dtype=np.int64)
+            if not len(live):  # only erased rows: nothing to keep
+                self._wipe_local()
+                return 0
+            mat = self._matrix()
+            for s in range(0, len(live), 50_000):
+                idx = live[s:s + 50_000]
+                self.store.append(self.name, [self._persons[i] for i in idx],
+                                        [self._vids[i] for i in idx], np.asarray(mat[idx]))
+            _, self._epoch = self.store.head(self.name)
+            self._seq = 0
+            log.info("gallery %s: %d local vectors imported into the database", self.name, len(live))
+        self._write_sync()
+        return self._pull() + len(live)

@@ -24,10 +24,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
+import time
 from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+from sqlalchemy.exc import DBAPIError
 
 from backend.core.config import get_settings
 from backend.faces.engine import Face, FaceEngine
@@ -41,6 +44,7 @@ from backend.faces.enrolment import (
 from backend.core.errors import DomainError
 from backend.faces.errors import FacesNotReady, UnknownGallery
 from backend.faces.gallery import Gallery, IndexParams
+from backend.faces.store import FaceStore
 from backend.faces.images import MAX_SIDE, PreparedImage, load_image
 from backend.faces.quality import Quality, assess
 
@@ -88,19 +92,81 @@ class FaceService:
         self.threshold: float = float(self.settings.face_review_threshold)
         self._galleries: dict[str, Gallery] = {}
         self.ready = False
+        self.store = self._make_store()  # None: the galleries are files of the data dir only
+        self._poller: threading.Thread | None = None
+        self._stop_polling = threading.Event()
+
+    def _make_store(self) -> FaceStore | None:
+        """``face_store``: db on PostgreSQL by default. On SQLite the rows go to a file of their
+        own (``faces.db``): a gallery write commits at once from a worker thread, and must never
+        wait for the application database's single write lock, which the request that enrols
+        (or erases) a face may be holding."""
+        s = self.settings
+        mode = s.face_store
+        if mode == "auto":
+            mode = "files" if s.db_url.startswith("sqlite") else "db"
+        if mode != "db":
+            return None
+        if s.db_url.startswith("sqlite"):
+            s.data_dir.mkdir(parents=True, exist_ok=True)
+            return FaceStore(f"sqlite:///{(s.data_dir / 'faces.db').resolve()}", create_tables=True)
+        return FaceStore(s.sync_db_url)
+
+    def start_polling(self) -> None:
+        """Apply the other replicas' gallery changes every ``face_sync_seconds`` (a daemon thread)."""
+        if self.store is None or (self._poller is not None and self._poller.is_alive()):
+            return
+        self._stop_polling.clear()
+        self._poller = threading.Thread(target=self._poll, name="faces-sync", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        failing = False
+        while not self._stop_polling.wait(self.settings.face_sync_seconds):
+            try:
+                for g in list(self._galleries.values()):
+                    g.pull()
+                if failing:
+                    log.info("face galleries in step with the database again")
+                failing = False
+            except Exception:  # noqa: BLE001 - the database may be restarting: keep trying
+                if not failing:
+                    log.exception("face galleries: reading the database's changes failed; retrying")
+                failing = True
+
+    def stop_polling(self) -> None:
+        self._stop_polling.set()
+        if self._poller is not None:
+            self._poller.join(timeout=30)
+            self._poller = None
 
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> "FaceService":
         """Load the model (checking its files first) and the galleries. Idempotent."""
         self.settings.faces_dir.mkdir(parents=True, exist_ok=True)
-        for name in GALLERIES:
-            self.gallery(name)
+        self._load_galleries()
+        self.start_polling()
         if not self.settings.face_enabled:
             log.info("face matching disabled (HEHE_FACE_ENABLED=false)")
             return self
         self.engine.load()
         self.ready = True
         return self
+
+    def _load_galleries(self, wait: float = 120.0) -> None:
+        """Load every gallery. With the database as the store, `hehe serve` may get here (the
+        preload) before its migrations have created the tables on a new database: retry."""
+        deadline = time.monotonic() + wait
+        for name in GALLERIES:
+            while True:
+                try:
+                    self.gallery(name)
+                    break
+                except DBAPIError:
+                    if self.store is None or time.monotonic() > deadline:
+                        raise
+                    log.info("face galleries: the database is not ready yet; retrying")
+                    time.sleep(1.0)
 
     async def aload(self) -> "FaceService":
         return await asyncio.to_thread(self.load)
@@ -110,9 +176,12 @@ class FaceService:
             g.flush()
 
     def close(self) -> None:
+        self.stop_polling()
         for g in list(self._galleries.values()):
             g.close()
         self.engine.close()
+        if self.store is not None:
+            self.store.close()
         self.ready = False
 
     def gallery(self, name: str) -> Gallery:
@@ -121,7 +190,8 @@ class FaceService:
         g = self._galleries.get(name)
         if g is None:
             g = Gallery(name, self.settings.faces_dir, index_threshold=self.settings.face_index_threshold,
-                        params=self.index_params, background_build=self.background_build).load()
+                        params=self.index_params, background_build=self.background_build,
+                        store=self.store).load()
             self._galleries[name] = g
         return g
 
@@ -252,14 +322,25 @@ class FaceService:
     def erase(self, person_id: str, galleries: tuple[str, ...] = GALLERIES) -> int:
         """Erase a person at once (searches never return them again, their rows are zeroed on
         disk); the gallery files are compacted in the background. Works without the model."""
-        return sum(self.gallery(name).erase(person_id) for name in galleries)
+        return sum(self._erase_in(name, person_id, compact=False) for name in galleries)
+
+    def _erase_in(self, name: str, person_id: str, *, compact: bool) -> int:
+        """Erase in the loaded gallery (memory, index, disk — and first the database when there
+        is one); in a gallery this process never loaded (erasing without face matching), in the
+        database alone: the replicas that search it apply the tombstones."""
+        if name not in GALLERIES:
+            raise UnknownGallery(name)
+        if self.store is not None and name not in self._galleries:
+            return self.store.erase(name, person_id)
+        g = self.gallery(name)
+        return g.delete(person_id) if compact else g.erase(person_id)
 
     def delete(self, person_id: str, galleries: tuple[str, ...] = GALLERIES) -> int:
         """Erase a person's face vectors from every gallery (memory, index, disk).
 
         Works without the model (``ready`` not needed). Returns the number of vectors removed.
         """
-        return sum(self.gallery(name).delete(person_id) for name in galleries)
+        return sum(self._erase_in(name, person_id, compact=True) for name in galleries)
 
     # ------------------------------------------------------------------ async
     async def adetect_bytes(self, data: bytes) -> list[Face]:
@@ -278,3 +359,4 @@ class FaceService:
 
     async def adelete(self, person_id: str) -> int:
         return await asyncio.to_thread(self.delete, person_id)
+

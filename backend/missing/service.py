@@ -947,6 +947,8 @@ async def erase_case_data(session: AsyncSession, case: PersonCase, faces, settin
 
         svc = FaceService(settings)  # galleries only, no model needed to erase
     n = await asyncio.to_thread(svc.erase, case.face_key)
+    if svc is not faces:
+        await asyncio.to_thread(svc.close)  # its database connections (face_store=db)
     cand_ids = list(await session.scalars(select(MatchCandidate.id).where(
         or_(MatchCandidate.missing_id == case.id, MatchCandidate.found_id == case.id))))
     rows = list(await session.scalars(select(StoredFile).where(or_(

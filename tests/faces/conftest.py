@@ -77,3 +77,6 @@ def make_service(tmp_path, engine, faces_data):
     yield make
     for svc in made:
         svc.flush()
+        svc.stop_polling()  # face_store=db: the poller thread, then the database connections
+        if svc.store is not None:
+            svc.store.close()

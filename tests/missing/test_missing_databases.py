@@ -23,7 +23,9 @@ CITIZEN, OFFICER, OFFICER2 = 5701, 5702, 5703
 async def test_journey_on_both_databases(db_settings, face_engine):
     ctx = await start_context(db_settings, models=False, workers=False, telegram=False)
     try:
-        faces = FaceService(make_settings(db_settings.data_dir.parent, face_enabled=True))
+        # on PostgreSQL the galleries are in the database too (face_store=auto)
+        faces = FaceService(make_settings(db_settings.data_dir.parent, face_enabled=True,
+                                          database_url=db_settings.database_url))
         faces.engine = face_engine
         ctx.faces = faces.load()
         chat = ChatDriver(ctx)
@@ -46,6 +48,8 @@ async def test_journey_on_both_databases(db_settings, face_engine):
         await run_due_jobs(ctx, DAYTIME + timedelta(days=8), until=deleted)
         assert await deleted()
         assert len(faces.gallery("missing")) == 0 and len(faces.gallery("found")) == 0
+        if db_settings.database_url:
+            assert faces.store is not None and faces.store.count("missing") == faces.store.count("found") == 0
     finally:
         await ctx.stop()
 
