@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     # --- several replicas on PostgreSQL (docs/deploy.md)
     leader_retry_seconds: float = Field(3.0, description="How often a follower replica tries to take the "
                                                          "leader lock (cron digests, Telegram polling).")
+    # --- object storage for uploaded files (backend/core/storage.py); unset: the data dir
+    s3_bucket: str | None = Field(None, description="Keep uploaded files in this S3-compatible bucket "
+                                                     "(MinIO, S3, OSS) instead of the data dir; needs hehe[s3].")
+    s3_endpoint: str | None = Field(None, description="The S3 service's URL, e.g. http://minio:9000 (unset: AWS).")
+    s3_access_key: str | None = Field(None, description="S3 access key id.")
+    s3_secret_key: str | None = Field(None, description="S3 secret access key.")
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_prefix: str = Field("", description="A key prefix inside the bucket (several installations in one bucket).")
 
     @property
     def db_url(self) -> str:

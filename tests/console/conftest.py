@@ -66,7 +66,7 @@ async def file_cases(web, n: int, place: str = "白云街道") -> list[int]:
 FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces" / "identities"
 
 
-async def make_candidate(s, files_dir, *, place: str = "白云街道", person: str = "obama") -> int:
+async def make_candidate(s, store, *, place: str = "白云街道", person: str = "obama") -> int:
     """A face-match candidate between a missing and a found case, each with real photos of one
     person (tests/fixtures/faces), as the matcher leaves it for review; the id. The matcher
     itself (the face model) is the missing slice's and tested there."""
@@ -83,7 +83,7 @@ async def make_candidate(s, files_dir, *, place: str = "白云街道", person: s
             ("found", officer, photos[1:3], {"sex": "M", "age": 70})):
         ids = []
         for p in files:
-            f = await store_file(s, files_dir, p.read_bytes(), mime="image/png" if p.suffix == ".png" else "image/jpeg",
+            f = await store_file(s, store, p.read_bytes(), mime="image/png" if p.suffix == ".png" else "image/jpeg",
                                  filename=p.name, owner_kind="missing_case", owner_id=None)
             ids.append(f.id)
         c = PersonCase(case_no=f"{'XZ' if kind == 'missing' else 'ZL'}-JJ-{len(cases) + 1:04d}-{secrets.token_hex(2)}",

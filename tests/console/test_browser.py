@@ -14,6 +14,7 @@ import pytest
 
 from backend.console.api import PAGES
 from backend.core.db import make_engine, make_sessionmaker, session_scope
+from backend.core.storage import LocalStore
 from backend.disputes import service as disputes
 from backend.users import service as users
 from backend.users.models import Role
@@ -58,7 +59,7 @@ def _seed(data: Path, tmp: Path) -> None:
                     await disputes.accept(s, d, helper)
                     if i % 2 == 0:
                         await disputes.record_outcome(s, d, helper, True, agreement="双方达成和解")
-            await make_candidate(s, settings.files_dir)
+            await make_candidate(s, LocalStore(settings.data_dir))
         await engine.dispose()
 
     asyncio.run(run())

@@ -105,7 +105,7 @@ async def test_help_request_targets_one_county_marks_the_face_and_is_listed(chat
 async def test_help_request_photos_are_deleted_after_their_retention(chat, ctx, faces):
     from datetime import timedelta
 
-    from backend.core.files import StoredFile, blob_path
+    from backend.core.files import StoredFile, blob_key
     from backend.missing.models import AssistRequest
     from tests.missing.conftest import DAYTIME, run_due_jobs
 
@@ -118,7 +118,7 @@ async def test_help_request_photos_are_deleted_after_their_retention(chat, ctx, 
     await chat.press(HY, "未发现")
     async with ctx.sm() as s:
         files = list(await s.scalars(select(StoredFile).where(StoredFile.owner_kind == "missing_assist")))
-    assert len(files) == 2 and all(blob_path(ctx.settings.files_dir, f.sha256).exists() for f in files)
+    assert len(files) == 2 and all([await ctx.files.exists(blob_key(f.sha256)) for f in files])
 
     async def expired():
         async with ctx.sm() as s:
@@ -131,5 +131,5 @@ async def test_help_request_photos_are_deleted_after_their_retention(chat, ctx, 
     async with ctx.sm() as s:
         assert not list(await s.scalars(select(StoredFile).where(StoredFile.owner_kind == "missing_assist")))
         assert len(list(await s.scalars(select(AssistAnswer)))) == 1  # the answers stay
-    assert not any(blob_path(ctx.settings.files_dir, f.sha256).exists() for f in files)
+    assert not any([await ctx.files.exists(blob_key(f.sha256)) for f in files])
     assert "已过保存期" in texts(await chat.send(JJ, "/missing_requests"))

@@ -21,7 +21,7 @@ import time_machine
 from PIL import Image, ImageFilter
 from sqlalchemy import func, select
 
-from backend.core.files import StoredFile, blob_path
+from backend.core.files import StoredFile, blob_key
 from backend.missing import evidence
 from backend.missing.models import CaseEvent, MatchCandidate, PersonCase
 from backend.users.models import AuditLog
@@ -244,8 +244,8 @@ async def test_withdrawal_deletes_photos_crops_and_cards_from_disk_and_api_at_on
     mine = [f for f in files if f.owner_kind == "missing_case" and f.owner_id == case.id]
     card = [f for f in files if f.owner_kind == "missing_candidate"]
     assert len(mine) == 2 and len(card) == 1
-    paths = [blob_path(ctx.settings.files_dir, f.sha256) for f in mine + card]
-    assert all(p.exists() for p in paths)
+    keys = [blob_key(f.sha256) for f in mine + card]
+    assert all([await ctx.files.exists(k) for k in keys])
     hf, ho = await auth(ctx, FAMILY), await auth(ctx, LH1)
     assert (await api.get(f"/api/missing/cases/{case.id}/photos/1", headers=hf)).status_code == 200
 
