@@ -177,8 +177,14 @@ class S3Store:
         return sorted(out, key=lambda o: o.key)
 
     async def start(self) -> None:
-        """Create the bucket when it is not there yet (MinIO starts empty)."""
-        await asyncio.to_thread(self._ensure_bucket)
+        """Create the bucket when it is not there yet (MinIO starts empty). A service that cannot
+        be reached or refuses the keys stops the start-up with a clear message."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            await asyncio.to_thread(self._ensure_bucket)
+        except (BotoCoreError, ClientError) as e:
+            raise RuntimeError(f"object storage {self!r} is not usable: {e}") from e
 
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self.client.put_object, Bucket=self.bucket, Key=self.prefix + check_key(key), Body=data)

@@ -1,8 +1,8 @@
 """The web channel: the offline channel (same Dispatcher path, bot session named ``web``)
-whose transcript and files are persisted — messages in ``web_messages``, files in
-the object store under ``web-files/`` (backend/core/storage.py) with who may fetch each in ``web_files`` — so history survives a
-restart and memory stays flat: only the recent messages of the most recently active people
-are kept in memory (settings.web_cache_users), everything older than
+whose transcript and files are persisted — messages in ``web_messages``, files in the object
+store under ``web-files/`` (backend/core/storage.py) with who may fetch each in ``web_files`` —
+so history survives a restart and memory stays flat: only the recent messages of the most
+recently active people are kept in memory (settings.web_cache_users), everything older than
 settings.web_retention_days is deleted.
 
 Writes are queued and made outside the bot's handler transactions (:meth:`persist`, called by
@@ -263,6 +263,12 @@ class WebChannel(OfflineChannel):
         self._remember(file_id, mime, name[:200])
         return file_id
 
+    def put_file(self, data: bytes, mime: str = "application/octet-stream", name: str = "file") -> str:
+        raise NotImplementedError("the web channel keeps files in the object store: await save_file()")
+
+    def get_file(self, file_id: str) -> StoredBlob | None:
+        raise NotImplementedError("the web channel keeps files in the object store: await load_file()")
+
     async def load_file(self, file_id: str) -> StoredBlob | None:
         meta = await self._meta(file_id)
         if meta is None:
@@ -330,6 +336,7 @@ class WebChannel(OfflineChannel):
         for fid in old - kept:
             for key in (self._key(fid), self._key(fid) + ".json"):
                 await self.store.delete(key)
+            self._file_meta.pop(fid, None)
             removed += 1
         return removed
 

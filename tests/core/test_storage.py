@@ -168,3 +168,14 @@ def test_compose_runs_minio_with_the_replicas_and_points_every_backend_at_it():
     assert env["HEHE_S3_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_USER"]
     assert env["HEHE_S3_SECRET_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
     assert backend["depends_on"]["minio"]["condition"] == "service_healthy"
+
+
+async def test_an_unreachable_s3_service_stops_the_start_with_a_clear_message():
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = S3Store("hehe", endpoint=f"http://127.0.0.1:{port}", access_key="k", secret_key="s")
+    with pytest.raises(RuntimeError, match="not usable"):
+        await store.start()
