@@ -46,6 +46,7 @@ class AppContext:
     telegram_error: str | None = None  # why Telegram is not connected yet (None: fine or unused)
     data_dir_lock: Any = None  # this server's hold on the SQLite data dir (backend.core.instance)
     leader: Any = None  # backend.core.leader.Leadership: cron digests and Telegram polling run on the leader
+    files: Any = None  # backend.core.storage.ObjectStore: every uploaded file (data dir or S3 bucket)
 
     async def flush(self) -> int:
         """Deliver every notification that is due now on the offline channel (web chat, terminal,
@@ -222,15 +223,18 @@ async def start_context(
         await seed_jurisdictions(s)
 
     channel = OfflineChannel()
+    from backend.core.storage import make_store, start_store
     from backend.web.channel import WebChannel
 
-    web = WebChannel(sm, settings)
+    files = make_store(settings)
+    await start_store(files)
+    web = WebChannel(sm, settings, files)
     await web.start()
     deliverer = Deliverer(sm, {"local": channel.bot, "web": web.bot}, send_timeout=settings.outbox_send_timeout,
-                          concurrency=settings.outbox_concurrency)
+                          concurrency=settings.outbox_concurrency, store=files)
     ctx = AppContext(settings=settings, engine=engine, sm=sm, channel=channel, dispatcher=None,  # type: ignore[arg-type]
                      deliverer=deliverer, secret=load_secret(settings.data_dir, settings.api_token_secret),
-                     data_dir_lock=lock)
+                     data_dir_lock=lock, files=files)
     ctx.dispatcher = make_dispatcher(ctx)
     channel.dispatcher = ctx.dispatcher
     web.dispatcher, ctx.web = ctx.dispatcher, web

@@ -105,6 +105,13 @@ class OfflineChannel:
     def get_file(self, file_id: str) -> StoredBlob | None:
         return self.files.get(file_id)
 
+    # What the bot session calls: a subclass keeps files elsewhere (the web chat: the object store).
+    async def save_file(self, data: bytes, mime: str = "application/octet-stream", name: str = "file") -> str:
+        return self.put_file(data, mime, name)
+
+    async def load_file(self, file_id: str) -> StoredBlob | None:
+        return self.get_file(file_id)
+
     # ------------------------------------------------------------- outgoing (bot → person)
     async def _record(self, msg: OutMessage) -> OutMessage:
         msg.seq = next(self._seq)
@@ -169,7 +176,7 @@ class OfflineChannel:
 
     async def send_photo(self, user_id: int, data: bytes, caption: str | None = None,
                          width: int = 0, height: int = 0) -> Any:
-        file_id = self.put_file(data, "image/jpeg", "photo.jpg")
+        file_id = await self.save_file(data, "image/jpeg", "photo.jpg")
         self.inbound[user_id].append({"photo": file_id, "text": caption or ""})
         sizes = [PhotoSize(file_id=file_id, file_unique_id=file_id[-16:], width=width or 1280,
                            height=height or 960, file_size=len(data))]
@@ -178,7 +185,7 @@ class OfflineChannel:
 
     async def send_document(self, user_id: int, data: bytes, filename: str, caption: str | None = None) -> Any:
         mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        file_id = self.put_file(data, mime, filename)
+        file_id = await self.save_file(data, mime, filename)
         self.inbound[user_id].append({"document": filename, "text": caption or ""})
         doc = Document(file_id=file_id, file_unique_id=file_id[-16:], file_name=filename, mime_type=mime,
                        file_size=len(data))
@@ -264,7 +271,7 @@ class OfflineSession(BaseSession):
             return value  # an existing file_id
         if isinstance(value, InputFile):
             chunks = [c async for c in value.read(bot)]
-            return self.channel.put_file(b"".join(chunks), mime, value.filename or name)
+            return await self.channel.save_file(b"".join(chunks), mime, value.filename or name)
         raise TypeError(f"unsupported file input {type(value)!r}")
 
     async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
@@ -320,7 +327,7 @@ class OfflineSession(BaseSession):
                 await ch._record(OutMessage(chat_id=uid, message_id=0, text=p.text, toast=True))
             return True
         if name == "getFile":
-            blob = ch.get_file(p.file_id)
+            blob = await ch.load_file(p.file_id)
             if blob is None:
                 from aiogram.exceptions import TelegramBadRequest
                 raise TelegramBadRequest(method=method, message="Bad Request: invalid file_id")
@@ -333,7 +340,7 @@ class OfflineSession(BaseSession):
     async def stream_content(self, url: str, headers: dict[str, Any] | None = None, timeout: int = 30,
                              chunk_size: int = 65536, raise_for_status: bool = True) -> AsyncGenerator[bytes, None]:
         file_id = url.rsplit("/", 1)[-1]
-        blob = self.channel.get_file(file_id)
+        blob = await self.channel.load_file(file_id)
         if blob is None:
             raise FileNotFoundError(file_id)
         for i in range(0, len(blob.data), chunk_size):

@@ -467,7 +467,7 @@ async def got_evidence(message: Message, state: FSMContext, bot: Bot, ctx: Any, 
     photo = bool(message.photo)
     f = message.photo[-1] if photo else message.document
     service.check_upload(len(evidence), f.file_size or 0)
-    item = service.keep_evidence(ctx.settings.files_dir, (await bot.download(f.file_id)).read(), photo=photo)
+    item = await service.keep_evidence(ctx.files, (await bot.download(f.file_id)).read(), photo=photo)
     item["name"] = None if photo else (message.document.file_name or "file")[:255]
     evidence.append(item)
     await state.update_data(evidence=evidence)
@@ -540,7 +540,7 @@ async def confirm(cq: CallbackQuery, state: FSMContext, session: AsyncSession, u
         return
     d = await service.create_case(
         session, citizen=user, category=data.get("category", "other"), description=data.get("description", ""),
-        place=place, files_dir=ctx.settings.files_dir, address=data.get("address"), lat=data.get("lat"),
+        place=place, store=ctx.files, address=data.get("address"), lat=data.get("lat"),
         lon=data.get("lon"), other_party=data.get("other_party"), phone=data.get("phone"),
         evidence=data.get("evidence"), intake_key=intake_key(user, data))
     await state.clear()
@@ -662,7 +662,7 @@ async def view_evidence(cq: CallbackQuery, callback_data: ViewCb, session: Async
                         t: Translator) -> None:
     """The case's files, sent to someone allowed to see the case (the read is audited)."""
     d = await service.get_case(session, callback_data.id, user)
-    files = await service.evidence_files(session, d, user, ctx.settings.files_dir)
+    files = await service.evidence_files(session, d, user, ctx.files)
     await cq.answer()
     if not files:
         await cq.message.answer(t("disputes.evidence_none", number=d.number))

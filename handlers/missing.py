@@ -28,7 +28,7 @@ from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import fmt_local, now
-from backend.core.files import blob_path
+from backend.core.files import read_blob
 from backend.core.i18n import Translator
 from backend.faces.errors import MultipleFaces
 from backend.faces.images import MAX_UPLOAD_BYTES, load_image
@@ -617,7 +617,7 @@ async def submit(cq: CallbackQuery, callback_data: SubmitCb, state: FSMContext, 
         await cq.message.answer(t("missing.already_submitted", case_no=case.case_no))
         return
     out = await _create(flow, d, session, user, bot, ctx)
-    await service.queue_for_review(session, ctx.settings.files_dir, out.candidates)
+    await service.queue_for_review(session, ctx.files, out.candidates)
     await state.clear()
     key = "missing.report_done" if flow == "report" else (
         "missing.found_done" if out.candidates else "missing.found_done_none")
@@ -632,7 +632,7 @@ async def submit(cq: CallbackQuery, callback_data: SubmitCb, state: FSMContext, 
 async def _create(flow: str, d: dict, session: AsyncSession, user: User, bot: Bot, ctx) -> service.Outcome:
     j = await session.get(service.Jurisdiction, d["jid"]) if d.get("jid") else None
     seen_at = datetime.fromisoformat(d["seen_at"]) if d.get("seen_at") else None
-    common = dict(faces=_faces(ctx), files_dir=ctx.settings.files_dir, photos=await _photos(bot, d["photos"]),
+    common = dict(faces=_faces(ctx), store=ctx.files, photos=await _photos(bot, d["photos"]),
                   jurisdiction=j, place=d.get("place"), sex=d.get("sex"), age=d.get("age"),
                   height_cm=d.get("height"), clothing=d.get("clothing"), draft_key=d["draft"])
     if flow == "report":
@@ -644,15 +644,15 @@ async def _create(flow: str, d: dict, session: AsyncSession, user: User, bot: Bo
 
 # ---------------------------------------------------------------- officer: review queue
 async def _card(reply: Message, t: Translator, session: AsyncSession, user: User, ctx, c) -> None:
-    img = await service.review_image(session, ctx.settings.files_dir, c)
+    img = await service.review_image(session, ctx.files, c)
     key = "missing.review_second" if c.status == service.CHECKED else "missing.review_new"
     text = t(key, first="-", checklist=", ".join(t(f"missing.check_{x}") for x in c.checklist or []),
              **service.review_params(t, c))
     kb = inline([[(t(label), data) for label, data in row] for row in review_buttons(service.actions_for(user, c), c.id)])
-    if img is None:
+    data = await read_blob(ctx.files, img.sha256) if img is not None else None
+    if data is None:
         await reply.answer(text, reply_markup=kb)
         return
-    data = blob_path(ctx.settings.files_dir, img.sha256).read_bytes()
     await reply.answer_photo(BufferedInputFile(data, "review.jpg"), caption=text[:1024], reply_markup=kb)
 
 
@@ -771,10 +771,10 @@ async def reject_no_note(cq: CallbackQuery, state: FSMContext, session: AsyncSes
 async def review_evidence(cq: CallbackQuery, callback_data: EvidenceCb, session: AsyncSession, user: User,
                           t: Translator, ctx) -> None:
     """Every photo of both cases, the face that was used boxed on each."""
-    ev = await service.review_evidence(session, user, callback_data.id, ctx.settings.files_dir)
+    ev = await service.review_evidence(session, user, callback_data.id, ctx.files)
     await cq.answer()
     for side in ("missing", "found"):
-        for p in await service.marked_photos(session, user, ev[side]["id"], ctx.settings.files_dir):
+        for p in await service.marked_photos(session, user, ev[side]["id"], ctx.files):
             caption = t("missing.evidence_photo", case_no=ev[side]["case_no"], n=p["n"] + 1, total=p["total"],
                         grade=t(f"missing.grade_{p['grade']}"),
                         matched=t("missing.evidence_matched") if p["n"] == ev[side]["matched_photo"] else "")
@@ -818,7 +818,7 @@ async def withdraw_ask(cq: CallbackQuery, callback_data: WithdrawCb, session: As
 async def withdraw(cq: CallbackQuery, callback_data: WithdrawCb, session: AsyncSession, user: User,
                    t: Translator, ctx) -> None:
     case = await service.close_case(session, user, callback_data.id, ctx.faces, ctx.settings,
-                                    note="withdrawn by reporter")
+                                    note="withdrawn by reporter", store=ctx.files)
     await cq.answer()
     await cq.message.answer(t("missing.withdraw_done", case_no=case.case_no))
 
@@ -847,7 +847,7 @@ async def _send_assist(reply: Message, state: FSMContext, t: Translator, session
                        bot: Bot, ctx, note: str | None) -> None:
     d = await state.get_data()
     photo = (await _photos(bot, d["photos"]))[0]
-    req, n = await service.create_assist(session, user, files_dir=ctx.settings.files_dir, photo=photo,
+    req, n = await service.create_assist(session, user, store=ctx.files, photo=photo,
                                          faces=_faces(ctx), note=note, target_id=d.get("target"))
     await state.clear()
     await reply.answer(t("missing.assist_sent", no=req.id, n=n))

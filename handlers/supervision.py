@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import fmt_local
 from backend.core.errors import Conflict
-from backend.core.files import blob_path, store_file
+from backend.core.files import read_blob, store_file
 from backend.core.i18n import Translator
 from backend.supervision import export, metrics, service as svc
 from backend.supervision.models import SupervisionItem
@@ -515,7 +515,7 @@ async def p_confirm(cq: CallbackQuery, state: FSMContext, session: AsyncSession,
     file_ids = []
     for f in data.get("files", []):
         blob = await cq.bot.download(f["file_id"])
-        stored = await store_file(session, ctx.settings.files_dir, blob.read(), mime=f["mime"],
+        stored = await store_file(session, ctx.files, blob.read(), mime=f["mime"],
                                   filename=f["name"], uploaded_by=user.id)
         file_ids.append(stored.id)
     item = await svc.propose(session, user, svc.Draft(
@@ -608,7 +608,9 @@ async def on_evidence(cq: CallbackQuery, callback_data: ViewCb, session: AsyncSe
     await cq.answer()
     await cq.message.answer(t("supervision.evidence_header", number=item.number, n=len(files)))
     for n, f in enumerate(files, 1):
-        data = await asyncio.to_thread(blob_path(ctx.settings.files_dir, f.sha256).read_bytes)
+        data = await read_blob(ctx.files, f.sha256)
+        if data is None:  # erased meanwhile
+            continue
         doc = BufferedInputFile(data, f.filename or f"{item.number}-{n}")
         caption = t("supervision.evidence_caption", number=item.number, n=n, total=len(files))
         if svc.is_image(data):
@@ -625,7 +627,7 @@ async def on_export(cq: CallbackQuery, callback_data: ViewCb, session: AsyncSess
     await audit_read(session, user, "supervision", item.number, channel="export", action="export",
                      detail={"format": callback_data.view.value})
     d = await export.summary(session, item, t.lang, mask=not svc.sees_personal_data(user),
-                             files_dir=ctx.settings.files_dir)
+                             store=ctx.files)
     data = await asyncio.to_thread(export.render, d, callback_data.view.value, t.lang)
     await cq.answer()
     await cq.message.answer_document(BufferedInputFile(data, f"{item.number}.{callback_data.view.value}"),

@@ -316,7 +316,7 @@ async def face_review(cid: int, request: Request, session: SessionDep, user: Fac
     from backend.missing.models import MatchCandidate
     from backend.missing.workflow import CHECKLIST, REJECT_REASONS
 
-    ev = await missing.review_evidence(session, user, cid, request.app.state.ctx.settings.files_dir)
+    ev = await missing.review_evidence(session, user, cid, request.app.state.ctx.files)
     c = await session.get(MatchCandidate, cid)
     t = Translator(lang_of(request))
     return render(request, "face.html", user, ev=ev, c=c, flags=missing.explain_flags(t, c.flags).splitlines(),

@@ -35,7 +35,7 @@ async def assist_page(request: Request, session: SessionDep, user: AssistUser):
 async def assist_image(request_id: int, request: Request, session: SessionDep, user: AssistUser):
     from backend.missing import service as missing
 
-    data = await missing.assist_marked_photo(session, user, request_id, request.app.state.ctx.settings.files_dir)
+    data = await missing.assist_marked_photo(session, user, request_id, request.app.state.ctx.files)
     return Response(data, media_type="image/jpeg", headers={"cache-control": "private, no-store"})
 
 

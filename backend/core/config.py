@@ -155,6 +155,14 @@ class Settings(BaseSettings):
         50_000, description="Exports of up to this many rows download at once; larger ones run in the background.")
     console_export_max_rows: int = Field(1_000_000, description="Largest background export, in rows.")
     console_export_keep_days: int = Field(7, description="Days a finished background export can be downloaded.")
+    # --- object storage for uploaded files (backend/core/storage.py); unset: the data dir
+    s3_bucket: str | None = Field(None, description="Keep uploaded files in this S3-compatible bucket "
+                                                     "(MinIO, S3, OSS) instead of the data dir; needs hehe[s3].")
+    s3_endpoint: str | None = Field(None, description="The S3 service's URL, e.g. http://minio:9000 (unset: AWS).")
+    s3_access_key: str | None = Field(None, description="S3 access key id.")
+    s3_secret_key: str | None = Field(None, description="S3 secret access key.")
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_prefix: str = Field("", description="A key prefix inside the bucket (several installations in one bucket).")
 
     @property
     def db_url(self) -> str:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import ForeignKey, Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.core.clock import now
 from backend.core.db import Base, UTCDateTime
+from backend.core.storage import ObjectStore
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
@@ -44,13 +44,28 @@ def sniff_mime(data: bytes) -> str | None:
     return None
 
 
-def blob_path(files_dir: Path, sha: str) -> Path:
-    return files_dir / sha[:2] / sha
+def blob_key(sha: str) -> str:
+    """The object-store key of a blob: ``files/<first two hex digits>/<sha256>`` (in the local
+    store: ``<data_dir>/files/ab/ab…``, the layout Hehe always had)."""
+    return f"files/{sha[:2]}/{sha}"
+
+
+async def read_blob(store: ObjectStore, sha: str) -> bytes | None:
+    """The bytes of a stored file, or None when they are gone (erased, or never kept)."""
+    return await store.get(blob_key(sha))
+
+
+async def keep_blob(store: ObjectStore, data: bytes) -> str:
+    """Keep ``data`` content-addressed; returns its SHA-256. Written again when it is already
+    there: its time is then recent, and the orphan sweep (:func:`remove_orphans`) leaves it."""
+    sha = hashlib.sha256(data).hexdigest()
+    await store.put(blob_key(sha), data)
+    return sha
 
 
 async def store_file(
     session: AsyncSession,
-    files_dir: Path,
+    store: ObjectStore,
     data: bytes,
     *,
     mime: str = "application/octet-stream",
@@ -61,13 +76,7 @@ async def store_file(
 ) -> StoredFile:
     """Keep ``data`` (content-addressed) and its row. ``mime`` is what the client declared; the
     row gets the sniffed type instead (or application/octet-stream)."""
-    sha = hashlib.sha256(data).hexdigest()
-    p = blob_path(files_dir, sha)
-    if not p.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(p)
+    sha = await keep_blob(store, data)
     f = StoredFile(
         sha256=sha, size=len(data), mime=sniff_mime(data) or "application/octet-stream", filename=filename,
         owner_kind=owner_kind, owner_id=owner_id, uploaded_by=uploaded_by,
@@ -92,7 +101,7 @@ async def attach(session: AsyncSession, file_ids: list[int], owner_kind: str, ow
             f.owner_kind, f.owner_id = owner_kind, owner_id
 
 
-async def remove_orphans(session: AsyncSession, files_dir: Path, older_than_seconds: float) -> int:
+async def remove_orphans(session: AsyncSession, store: ObjectStore, older_than_seconds: float) -> int:
     """Delete blobs that no stored file refers to and that were last written more than
     ``older_than_seconds`` ago: evidence kept during a report that was never submitted (the
     StoredFile row is only written with the case). Returns how many were removed."""
@@ -101,13 +110,10 @@ async def remove_orphans(session: AsyncSession, files_dir: Path, older_than_seco
     known = set(await session.scalars(select(StoredFile.sha256)))
     cutoff = time.time() - older_than_seconds
     removed = 0
-    for p in files_dir.glob("??/*"):
-        if p.name in known or not p.is_file():
+    for o in await store.list("files/"):
+        sha = o.key.rsplit("/", 1)[-1]
+        if sha in known or o.modified >= cutoff:
             continue
-        try:
-            if p.stat().st_mtime < cutoff:
-                p.unlink()
-                removed += 1
-        except FileNotFoundError:  # another replica removed it first
-            continue
+        await store.delete(o.key)  # another replica may have removed it first: no error
+        removed += 1
     return removed

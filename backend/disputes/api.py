@@ -156,7 +156,7 @@ async def create(body: DisputeCreate, request: Request, session: SessionDep, use
     d = await service.create_case(session, citizen=user, category=body.category, description=body.description,
                                   place=place, address=body.address, lat=body.lat, lon=body.lon,
                                   other_party=body.other_party, phone=body.phone, source="api",
-                                  files_dir=request.app.state.ctx.settings.files_dir)
+                                  store=request.app.state.ctx.files)
     return await out(session, d, user)
 
 
@@ -298,7 +298,7 @@ async def evidence_list(case_id: int, session: SessionDep, user: CurrentUser) ->
 async def evidence_file(case_id: int, file_id: int, request: Request, session: SessionDep,
                         user: CurrentUser) -> Response:
     d = await service.get_case(session, case_id, user)
-    f, data = await service.evidence_file(session, d, user, file_id, request.app.state.ctx.settings.files_dir)
+    f, data = await service.evidence_file(session, d, user, file_id, request.app.state.ctx.files)
     name = f.filename or f"evidence-{f.id}"
     return Response(data, media_type=f.mime, headers={
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}", "X-Content-Type-Options": "nosniff"})
@@ -309,7 +309,7 @@ async def evidence_file(case_id: int, file_id: int, request: Request, session: S
 async def evidence_thumbnail(case_id: int, file_id: int, request: Request, session: SessionDep,
                              user: CurrentUser) -> Response:
     d = await service.get_case(session, case_id, user)
-    f, data = await service.evidence_file(session, d, user, file_id, request.app.state.ctx.settings.files_dir)
+    f, data = await service.evidence_file(session, d, user, file_id, request.app.state.ctx.files)
     thumb = service.thumbnail(data, f.mime)
     if thumb is None:
         raise NotFound("disputes.err_no_thumbnail")
@@ -324,7 +324,7 @@ async def export_case(case_id: int, request: Request, session: SessionDep, user:
     from backend.disputes import export
 
     d = await service.get_case(session, case_id, user)
-    data = await export.to_docx(session, d, user, request.app.state.ctx.settings.files_dir,
+    data = await export.to_docx(session, d, user, request.app.state.ctx.files,
                                 "en" if request.headers.get("accept-language", "").lower().startswith("en") else "zh")
     return Response(data, media_type=DOCX, headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(d.number)}.docx"})

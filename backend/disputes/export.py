@@ -5,7 +5,6 @@ reporter); the export is a read of the evidence and is audited like one."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 from docx import Document
 from docx.shared import Cm
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import fmt_local
 from backend.core.i18n import gettext
+from backend.core.storage import ObjectStore
 from backend.disputes import config, risk, service
 from backend.disputes.models import Dispute
 from backend.users.models import User
@@ -58,11 +58,11 @@ def _table(doc, header: list[str], rows: list[list[str]]) -> None:
             cell.text = text
 
 
-async def to_docx(session: AsyncSession, d: Dispute, viewer: User, files_dir: Path, lang: str = "zh") -> bytes:
+async def to_docx(session: AsyncSession, d: Dispute, viewer: User, store: ObjectStore, lang: str = "zh") -> bytes:
     def t(key: str, **kw) -> str:
         return gettext(lang, key, **kw)
 
-    files = await service.evidence_files(session, d, viewer, files_dir)  # checks the viewer, audits
+    files = await service.evidence_files(session, d, viewer, store)  # checks the viewer, audits
     doc = Document()
     doc.add_heading(t("disputes.export_title", number=d.number), level=1)
     _table(doc, [t("disputes.export_field"), t("disputes.export_value")],

@@ -242,7 +242,7 @@ async def create_request(request: Request, fmt: str):
                 session, citizen=None, category=code, description=form.get("description") or "", place=place,
                 address=address, lat=lat, lon=lon, phone=form.get("phone"), source="open311",
                 contact_name=name[:128] if name else None, contact_email=(form.get("email") or "")[:128] or None,
-                media_url=(form.get("media_url") or "")[:512] or None, files_dir=ctx.settings.files_dir)
+                media_url=(form.get("media_url") or "")[:512] or None, store=ctx.files)
             await session.commit()
         except DomainError as e:
             await session.rollback()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, time, timedelta, timezone
-from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import and_, func, or_, select, update
@@ -22,6 +21,7 @@ from backend.core.i18n import gettext
 from backend.core.masking import mask_party, mask_personal, mask_phone, normalize_phone
 from backend.core.policy import Action as Access
 from backend.core.policy import Facts, Kind, may, places_inside
+from backend.core.storage import ObjectStore
 from backend.core import workdays
 from backend.core.workdays import calendar_deadline, workday_deadline
 from backend.disputes import config, risk, routing, stats, workflow
@@ -111,7 +111,7 @@ def validate_category(code: str) -> str:
 sniff_mime = filestore.sniff_mime  # one sniffer for every upload (backend/core/files.py)
 
 
-def keep_evidence(files_dir: Path, data: bytes, *, photo: bool) -> dict:
+async def keep_evidence(store: ObjectStore, data: bytes, *, photo: bool) -> dict:
     """Check and keep an uploaded file's bytes (content-addressed) during intake; the
     StoredFile row is only written with the case."""
     if len(data) > filestore.MAX_FILE_BYTES:
@@ -119,17 +119,7 @@ def keep_evidence(files_dir: Path, data: bytes, *, photo: bool) -> dict:
     mime = sniff_mime(data)
     if mime is None or (photo and not mime.startswith("image/")):
         raise DomainError("disputes.err_not_image")
-    import hashlib
-
-    sha = hashlib.sha256(data).hexdigest()
-    p = filestore.blob_path(files_dir, sha)
-    if not p.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(p)
-    else:
-        p.touch()  # in use by this draft again: the orphan sweep (scheduler/jobs/files.py) waits
+    sha = await filestore.keep_blob(store, data)  # written again: the orphan sweep (scheduler/jobs/files.py) waits
     return {"sha256": sha, "mime": mime, "size": len(data)}
 
 
@@ -154,7 +144,7 @@ def _insert(session: AsyncSession):
 
 async def create_case(
     session: AsyncSession, *, citizen: User | None, category: str, description: str, place: Place,
-    files_dir: Path | None = None, address: str | None = None, lat: float | None = None,
+    store: ObjectStore | None = None, address: str | None = None, lat: float | None = None,
     lon: float | None = None, other_party: str | None = None, phone: str | None = None,
     evidence: list[dict] | None = None, source: str = "chat", contact_name: str | None = None,
     contact_email: str | None = None, media_url: str | None = None, intake_key: str | None = None,
@@ -198,10 +188,10 @@ async def create_case(
     await session.flush()
     await _transition(session, d, Action.create, citizen, note=source, at=t)
     for ev in evidence:
-        blob = filestore.blob_path(files_dir, ev["sha256"]) if files_dir else None
-        if blob is None or not blob.exists():
+        blob = await filestore.read_blob(store, ev["sha256"]) if store is not None else None
+        if blob is None:
             raise DomainError("disputes.err_file_lost")
-        await filestore.store_file(session, files_dir, blob.read_bytes(), mime=ev.get("mime", "image/jpeg"),
+        await filestore.store_file(session, store, blob, mime=ev.get("mime", "image/jpeg"),
                                    filename=ev.get("name"), owner_kind="dispute", owner_id=d.id,
                                    uploaded_by=citizen.id if citizen else None)
     await stats.apply_change(session, None, stats.contribution(d))
@@ -847,25 +837,24 @@ async def evidence(session: AsyncSession, d: Dispute, user: User) -> list:
     return files
 
 
-async def evidence_file(session: AsyncSession, d: Dispute, user: User, file_id: int, files_dir: Path):
+async def evidence_file(session: AsyncSession, d: Dispute, user: User, file_id: int, store: ObjectStore):
     """One file of the case and its bytes; audited."""
     if not can_view(user, d):
         raise Forbidden("disputes.err_not_yours")
     f = next((f for f in await filestore.files_of(session, "dispute", d.id) if f.id == file_id), None)
-    path = filestore.blob_path(files_dir, f.sha256) if f is not None else None
-    if path is None or not path.exists():
+    data = await filestore.read_blob(store, f.sha256) if f is not None else None
+    if data is None:
         raise NotFound("disputes.err_file_not_found")
     await users.audit(session, f"user:{user.id}", "dispute.evidence_read", f"dispute:{d.id}", file=f.id)
-    return f, path.read_bytes()
+    return f, data
 
 
-async def evidence_files(session: AsyncSession, d: Dispute, user: User, files_dir: Path) -> list[tuple]:
+async def evidence_files(session: AsyncSession, d: Dispute, user: User, store: ObjectStore) -> list[tuple]:
     """Every file of the case with its bytes (the chat sends them), audited once."""
     out = []
     for f in await evidence(session, d, user):
-        path = filestore.blob_path(files_dir, f.sha256)
-        if path.exists():
-            out.append((f, path.read_bytes()))
+        if (data := await filestore.read_blob(store, f.sha256)) is not None:
+            out.append((f, data))
     return out
 
 

@@ -90,7 +90,7 @@ async def search(user: Officer, session: SessionDep, file: Annotated[UploadFile 
 async def _assist_photo(session, user: User, request_id: int, ctx) -> bytes:
     """The photo of a cross-region request, for an officer it was sent to (an officer of another
     county than the requester's) or its requester; anyone else: 404."""
-    from backend.core.files import StoredFile, blob_path
+    from backend.core.files import StoredFile, read_blob
     from backend.missing.models import AssistRequest
     from backend.users import service as users
 
@@ -104,8 +104,8 @@ async def _assist_photo(session, user: User, request_id: int, ctx) -> bytes:
     if not (req.requester_id == user.id or sent_to_me or Role(user.role) == Role.admin):
         raise NotFound("faces.err_no_request")
     f = await session.get(StoredFile, req.photo_id)
-    p = blob_path(ctx.settings.files_dir, f.sha256) if f else None
-    if p is None or not p.exists():
+    data = await read_blob(ctx.files, f.sha256) if f else None
+    if data is None:
         raise NotFound("faces.err_no_request")
     await audit_read(session, user, Kind.assist, request_id, channel="faces", action="download")
-    return p.read_bytes()
+    return data

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from backend.auth.guards import FreshSecondFactor
 from backend.core.deps import CurrentUser, SessionDep, get_ctx, require_roles
 from backend.core.errors import NotFound
-from backend.core.files import blob_path
+from backend.core.files import read_blob
 from backend.core.policy import Kind
 from backend.missing import service
 from backend.users.audit import audit_read
@@ -44,7 +44,7 @@ async def get_case(case_id: int, user: CurrentUser, session: SessionDep) -> dict
 
 @router.get("/cases/{case_id}/photos/{n}")
 async def case_photo(case_id: int, n: int, user: CurrentUser, session: SessionDep, ctx=Depends(get_ctx)):
-    data, mime = await service.photo_of(session, user, case_id, n, ctx.settings.files_dir)
+    data, mime = await service.photo_of(session, user, case_id, n, ctx.files)
     await audit_read(session, user, Kind.missing, case_id, channel="file", action="download", detail={"photo": n})
     return Response(content=data, media_type=mime, headers={"Cache-Control": "private, no-store"})
 
@@ -53,7 +53,7 @@ async def case_photo(case_id: int, n: int, user: CurrentUser, session: SessionDe
 async def close_case(case_id: int, user: CurrentUser, session: SessionDep, body: Decision | None = None,
                      ctx=Depends(get_ctx)) -> dict:
     case = await service.close_case(session, user, case_id, ctx.faces, ctx.settings,
-                                    note=body.note if body else None)
+                                    note=body.note if body else None, store=ctx.files)
     return service.case_public(user, case)
 
 
@@ -71,11 +71,12 @@ async def review_image(cid: int, user: Officer, session: SessionDep, _fresh: Fre
     """The review card (the matched faces side by side): a web session shows it only after a fresh
     second factor (an API token, issued by the operator, passes)."""
     c = await service.get_candidate(session, user, cid)
-    f = await service.review_image(session, ctx.settings.files_dir, c)
-    if f is None:
+    f = await service.review_image(session, ctx.files, c)
+    data = await read_blob(ctx.files, f.sha256) if f is not None else None
+    if data is None:
         raise NotFound("missing.err_photo_not_found")
     await audit_read(session, user, Kind.match, cid, channel="file", action="download")
-    return Response(content=blob_path(ctx.settings.files_dir, f.sha256).read_bytes(), media_type="image/jpeg",
+    return Response(content=data, media_type="image/jpeg",
                     headers={"Cache-Control": "private, no-store"})
 
 
@@ -109,7 +110,7 @@ async def review_evidence(cid: int, user: Officer, session: SessionDep, _fresh: 
                           ctx=Depends(get_ctx)) -> dict:
     """What the officer decides on: the matched photo of each side (face box, quality), every
     photo of both cases, the flags, and the actions this officer may take now."""
-    return await service.review_evidence(session, user, cid, ctx.settings.files_dir)
+    return await service.review_evidence(session, user, cid, ctx.files)
 
 
 @router.get("/cases/{case_id}/timeline")

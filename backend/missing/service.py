@@ -35,7 +35,7 @@ from backend.core.clock import TZ, fmt_local, now, to_local
 from backend.core.config import get_settings
 from backend.core.errors import Conflict, DomainError, Forbidden, NotFound
 from backend.core.events import RecordChanged, publish
-from backend.core.files import StoredFile, blob_path, store_file
+from backend.core.files import StoredFile, blob_key, read_blob, store_file
 from backend.core.masking import mask_phone, normalize_phone
 from backend.core.policy import Action, Facts, Kind, may, places_inside
 from backend.core.security import within
@@ -418,11 +418,11 @@ async def _examine_all(faces, photos: list[Photo]) -> list:
     return out
 
 
-async def _store_photos(session: AsyncSession, files_dir, photos: list[Photo], owner_id: int,
+async def _store_photos(session: AsyncSession, store, photos: list[Photo], owner_id: int,
                         uploader: int) -> list[int]:
     ids = []
     for i, p in enumerate(photos):
-        f = await store_file(session, files_dir, p.data, mime=p.mime, filename=f"photo{i + 1}.jpg",
+        f = await store_file(session, store, p.data, mime=p.mime, filename=f"photo{i + 1}.jpg",
                              owner_kind="missing_case", owner_id=owner_id, uploaded_by=uploader)
         ids.append(f.id)
     return ids
@@ -442,7 +442,7 @@ async def _existing_draft(session: AsyncSession, draft_key: str | None) -> Perso
     return await session.scalar(select(PersonCase).where(PersonCase.draft_key == draft_key))
 
 
-async def _create(session: AsyncSession, *, kind: str, reporter: User, faces, files_dir,
+async def _create(session: AsyncSession, *, kind: str, reporter: User, faces, store,
                   photos: list[Photo], draft_key: str | None = None, **fields) -> Outcome:
     """One case per draft: a second submit of the same draft (a double tap, a retried
     request) returns the first case instead of creating another."""
@@ -474,7 +474,7 @@ async def _create(session: AsyncSession, *, kind: str, reporter: User, faces, fi
         return Outcome(case=done, created=False, face_available=done.face_state != "pending")
     session.add(CaseEvent(case_id=case.id, actor=f"user:{reporter.id}", from_status=None, to_status=OPEN,
                           note="reported" if kind == "missing" else "registered"))
-    case.photo_ids = await _store_photos(session, files_dir, photos, case.id, reporter.id)
+    case.photo_ids = await _store_photos(session, store, photos, case.id, reporter.id)
     await publish(session, RecordChanged("missing", case.id))
     await users.audit(session, f"user:{reporter.id}", f"missing.{kind}_created", f"missing:{case.id}",
                       case_no=case.case_no, phone=mask_phone(case.phone))
@@ -514,7 +514,7 @@ async def _enrol_and_match(session: AsyncSession, faces, case: PersonCase, vecs:
         raise
 
 
-async def enrol_pending(session: AsyncSession, faces, files_dir, case: PersonCase) -> list[MatchCandidate]:
+async def enrol_pending(session: AsyncSession, faces, store, case: PersonCase) -> list[MatchCandidate]:
     """Match a case saved while face matching was unavailable. Photos that now turn out to
     show no face or several faces are skipped (an officer can register the person again)."""
     if case.face_state != "pending" or case.status != OPEN:
@@ -522,9 +522,9 @@ async def enrol_pending(session: AsyncSession, faces, files_dir, case: PersonCas
     vecs, placements = [], []
     for fid in case.photo_ids or []:
         f = await session.get(StoredFile, fid)
-        p = blob_path(files_dir, f.sha256) if f else None
+        data = await read_blob(store, f.sha256) if f else None
         try:
-            e = await check_photo(faces, p.read_bytes()) if p is not None and p.exists() else None
+            e = await check_photo(faces, data) if data is not None else None
         except DomainError:
             e = None
         placements.append(e.placement() if e else {})
@@ -537,7 +537,7 @@ async def enrol_pending(session: AsyncSession, faces, files_dir, case: PersonCas
     return await _enrol_and_match(session, faces, case, vecs)
 
 
-async def create_missing(session: AsyncSession, reporter: User, *, faces, files_dir, photos: list[Photo],
+async def create_missing(session: AsyncSession, reporter: User, *, faces, store, photos: list[Photo],
                          name: str, sex: str | None, age: int | None, height_cm: int | None,
                          jurisdiction: Jurisdiction | None, place: str | None, seen_at: datetime | None,
                          clothing: str | None, health: str | None, phone: str,
@@ -545,13 +545,13 @@ async def create_missing(session: AsyncSession, reporter: User, *, faces, files_
     name = (name or "").strip()
     if not 1 <= len(name) <= 64:
         raise MissingError("missing.err_name")
-    return await _create(session, kind="missing", reporter=reporter, faces=faces, files_dir=files_dir,
+    return await _create(session, kind="missing", reporter=reporter, faces=faces, store=store,
                          photos=photos, draft_key=draft_key, name=name, sex=sex, age=age, height_cm=height_cm,
                          jurisdiction=jurisdiction, place=place, seen_at=seen_at, clothing=clothing,
                          health=health, phone=parse_phone(phone))
 
 
-async def register_found(session: AsyncSession, officer: User, *, faces, files_dir, photos: list[Photo],
+async def register_found(session: AsyncSession, officer: User, *, faces, store, photos: list[Photo],
                          jurisdiction: Jurisdiction | None, place: str | None, age: int | None,
                          sex: str | None, seen_at: datetime | None = None, name: str | None = None,
                          height_cm: int | None = None, clothing: str | None = None, features: str | None = None,
@@ -559,7 +559,7 @@ async def register_found(session: AsyncSession, officer: User, *, faces, files_d
     """A found / stranded person: several photos, when and where found, what they wear, marks,
     the name they give (may be wrong or missing) and the officer's notes."""
     require_officer(officer)
-    return await _create(session, kind="found", reporter=officer, faces=faces, files_dir=files_dir,
+    return await _create(session, kind="found", reporter=officer, faces=faces, store=store,
                          photos=photos, draft_key=draft_key, jurisdiction=jurisdiction or officer.jurisdiction,
                          place=place, age=age, sex=sex, seen_at=seen_at or now(), name=(name or "").strip()[:64] or None,
                          height_cm=height_cm, clothing=clothing, features=features, notes=notes)
@@ -594,13 +594,12 @@ async def _propose(session: AsyncSession, case: PersonCase, best: dict[str, tupl
     return made
 
 
-async def _photo_bytes(session: AsyncSession, files_dir, case: PersonCase, n: int) -> bytes | None:
+async def _photo_bytes(session: AsyncSession, store, case: PersonCase, n: int) -> bytes | None:
     ids = case.photo_ids or []
     if not 0 <= n < len(ids):
         return None
     f = await session.get(StoredFile, ids[n])
-    p = blob_path(files_dir, f.sha256) if f else None
-    return p.read_bytes() if p is not None and p.exists() else None
+    return await read_blob(store, f.sha256) if f else None
 
 
 def _placement(case: PersonCase, n: int) -> dict | None:
@@ -608,16 +607,16 @@ def _placement(case: PersonCase, n: int) -> dict | None:
     return faces[n] if 0 <= n < len(faces) and faces[n] else None
 
 
-async def review_image(session: AsyncSession, files_dir, c: MatchCandidate) -> StoredFile | None:
+async def review_image(session: AsyncSession, store, c: MatchCandidate) -> StoredFile | None:
     """The review card of a candidate: the matched face crops large and side by side, each over
     its source photo with the face boxed (made once, kept as a stored file until deletion)."""
     existing = await session.scalar(select(StoredFile).where(
         StoredFile.owner_kind == "missing_candidate", StoredFile.owner_id == c.id))
-    if existing is not None and blob_path(files_dir, existing.sha256).exists():
+    if existing is not None and await store.exists(blob_key(existing.sha256)):
         return existing
     m, f = c.missing, c.found
-    left = await _photo_bytes(session, files_dir, m, c.missing_photo)
-    right = await _photo_bytes(session, files_dir, f, c.found_photo)
+    left = await _photo_bytes(session, store, m, c.missing_photo)
+    right = await _photo_bytes(session, store, f, c.found_photo)
     if left is None or right is None:
         return None
     caption = f"{m.case_no}  <->  {f.case_no}    score {c.score:.3f}"
@@ -627,7 +626,7 @@ async def review_image(session: AsyncSession, files_dir, c: MatchCandidate) -> S
         (right, _placement(f, c.found_photo), f"FOUND  photo {c.found_photo + 1}/{len(f.photo_ids)}"), caption)
     if existing is not None:
         await session.delete(existing)
-    return await store_file(session, files_dir, jpeg, mime="image/jpeg", filename="review.jpg",
+    return await store_file(session, store, jpeg, mime="image/jpeg", filename="review.jpg",
                             owner_kind="missing_candidate", owner_id=c.id)
 
 
@@ -662,7 +661,7 @@ def actions_for(user: User, c: MatchCandidate, settings=None) -> list[CandidateA
             if a not in (CandidateAction.supersede, CandidateAction.withdraw)]
 
 
-async def queue_for_review(session: AsyncSession, files_dir, candidates: list[MatchCandidate],
+async def queue_for_review(session: AsyncSession, store, candidates: list[MatchCandidate],
                            key: str = "missing.review_new") -> int:
     """Tell the officers concerned; one review card per candidate, with the actions each may take.
     The buttons are the handler's business: the outbox carries the candidate id and the
@@ -671,12 +670,12 @@ async def queue_for_review(session: AsyncSession, files_dir, candidates: list[Ma
 
     sent = 0
     for c in candidates:
-        img = await review_image(session, files_dir, c)
+        img = await review_image(session, store, c)
         for officer in await reviewers_for(session, c):
             t = Translator(officer.language)
             # urgent: a vulnerable person may be waiting in a shelter; duty officers work nights
             await notify(session, officer, key, buttons=review_buttons(officer, c), urgent=True,
-                         photo_path=str(blob_path(files_dir, img.sha256)) if img else None,
+                         photo_path=blob_key(img.sha256) if img else None,
                          dedupe_key=f"missing:{key}:{c.id}:{c.status}:{officer.id}", **review_params(t, c))
             sent += 1
     return sent
@@ -888,11 +887,11 @@ async def undo(session: AsyncSession, user: User, cid: int, *, settings=None) ->
 
 
 # ---------------------------------------------------------------- evidence (chat, API, console)
-async def review_evidence(session: AsyncSession, user: User, cid: int, files_dir) -> dict:
+async def review_evidence(session: AsyncSession, user: User, cid: int, store) -> dict:
     """Everything an officer decides on: the matched photo of each side with the face box and
     quality, every photo of both cases, the flags and the actions this officer may take."""
     c = await get_candidate(session, user, cid)
-    await review_image(session, files_dir, c)
+    await review_image(session, store, c)
 
     def side(case: PersonCase, matched: int) -> dict:
         return {"id": case.id, "case_no": case.case_no, "matched_photo": matched,
@@ -905,12 +904,12 @@ async def review_evidence(session: AsyncSession, user: User, cid: int, files_dir
             "reason": c.reason, "release_at": c.release_at.isoformat() if c.release_at else None}
 
 
-async def marked_photos(session: AsyncSession, user: User, case_id: int, files_dir) -> list[dict]:
+async def marked_photos(session: AsyncSession, user: User, case_id: int, store) -> list[dict]:
     """Every photo of a case (officers of the place, the reporter) with the used face boxed."""
     case = await get_case(session, user, case_id)
     out = []
     for n in range(len(case.photo_ids or [])):
-        data = await _photo_bytes(session, files_dir, case, n)
+        data = await _photo_bytes(session, store, case, n)
         if data is None:
             continue
         placement = _placement(case, n)
@@ -921,7 +920,7 @@ async def marked_photos(session: AsyncSession, user: User, case_id: int, files_d
 
 
 # ---------------------------------------------------------------- deletion (biometric data and photos)
-async def _drop_files(session: AsyncSession, files_dir, rows: list[StoredFile]) -> None:
+async def _drop_files(session: AsyncSession, store, rows: list[StoredFile]) -> None:
     """Delete stored files (rows and blobs). A blob another row still uses (the same photo
     uploaded elsewhere) stays for that row; outbox messages not yet sent lose the picture."""
     for f in rows:
@@ -930,13 +929,13 @@ async def _drop_files(session: AsyncSession, files_dir, rows: list[StoredFile]) 
     for sha in {f.sha256 for f in rows}:
         if await session.scalar(select(func.count(StoredFile.id)).where(StoredFile.sha256 == sha)):
             continue
-        p = blob_path(files_dir, sha)
-        await session.execute(update(Outbox).where(Outbox.photo_path == str(p), Outbox.sent_at.is_(None))
+        key = blob_key(sha)
+        await session.execute(update(Outbox).where(Outbox.photo_path == key, Outbox.sent_at.is_(None))
                               .values(photo_path=None))
-        p.unlink(missing_ok=True)
+        await store.delete(key)
 
 
-async def erase_case_data(session: AsyncSession, case: PersonCase, faces, settings, *, actor: str) -> int:
+async def erase_case_data(session: AsyncSession, case: PersonCase, faces, settings, *, actor: str, store) -> int:
     """Erase at once: face vectors (every gallery), the photos (originals), the review cards of
     every candidate of the case. Works without the face model. Returns the vectors erased."""
     if case.face_state == "deleted" and not case.photo_ids:
@@ -955,7 +954,7 @@ async def erase_case_data(session: AsyncSession, case: PersonCase, faces, settin
         StoredFile.id.in_(case.photo_ids or [-1]),
         (StoredFile.owner_kind == "missing_case") & (StoredFile.owner_id == case.id),
         (StoredFile.owner_kind == "missing_candidate") & StoredFile.owner_id.in_(cand_ids or [-1])))))
-    await _drop_files(session, settings.files_dir, rows)
+    await _drop_files(session, store, rows)
     case.photo_ids, case.photo_faces = [], []
     case.face_state, case.face_delete_at = "deleted", None
     _note(session, case, actor, f"face data and photos deleted ({n} vectors, {len(rows)} files)")
@@ -964,7 +963,7 @@ async def erase_case_data(session: AsyncSession, case: PersonCase, faces, settin
 
 
 async def close_case(session: AsyncSession, user: User, case_id: int, faces, settings, *,
-                     note: str | None = None) -> PersonCase:
+                     note: str | None = None, store) -> PersonCase:
     """The reporter withdraws, or an officer of the jurisdiction closes: biometrics and photos go at once."""
     case = await session.get(PersonCase, case_id)
     if case is None:
@@ -985,7 +984,7 @@ async def close_case(session: AsyncSession, user: User, case_id: int, faces, set
         or_(MatchCandidate.missing_id == case.id, MatchCandidate.found_id == case.id)))
     for c in pend:
         c.status = CANDIDATES.target(review_of(c, settings), CandidateAction.withdraw).value
-    await erase_case_data(session, case, faces, settings, actor=f"user:{user.id}")
+    await erase_case_data(session, case, faces, settings, actor=f"user:{user.id}", store=store)
     return case
 
 
@@ -1001,13 +1000,13 @@ def retention_due(settings=None) -> tuple:
     return cases, requests
 
 
-async def expire_assist(session: AsyncSession, req: AssistRequest, settings) -> None:
+async def expire_assist(session: AsyncSession, req: AssistRequest, store) -> None:
     """A help request past its retention keeps its answers, loses its photos."""
     ids = [i for i in (req.photo_id, req.marked_photo_id) if i]
     rows = list(await session.scalars(select(StoredFile).where(StoredFile.id.in_(ids or [-1]))))
     req.photo_id, req.marked_photo_id, req.status = None, None, "expired"
     await session.flush()
-    await _drop_files(session, settings.files_dir, rows)
+    await _drop_files(session, store, rows)
 
 
 def is_officer(user: User) -> bool:
@@ -1065,15 +1064,15 @@ def phone_for(user: User, case: PersonCase) -> str:
     return mask_phone(case.phone)
 
 
-async def photo_of(session: AsyncSession, user: User, case_id: int, n: int, files_dir) -> tuple[bytes, str]:
+async def photo_of(session: AsyncSession, user: User, case_id: int, n: int, store) -> tuple[bytes, str]:
     case = await get_case(session, user, case_id)
     if not 0 <= n < len(case.photo_ids or []):
         raise NotFound("missing.err_photo_not_found")
     f = await session.get(StoredFile, case.photo_ids[n])
-    p = blob_path(files_dir, f.sha256) if f else None
-    if p is None or not p.exists():
+    data = await read_blob(store, f.sha256) if f else None
+    if data is None:
         raise NotFound("missing.err_photo_not_found")
-    return p.read_bytes(), f.mime
+    return data, f.mime
 
 
 def case_public(user: User, case: PersonCase) -> dict:
@@ -1109,7 +1108,7 @@ async def assist_counties(session: AsyncSession, officer: User) -> list[Node]:
     return [c for c in await counties(session) if mine is None or c.id != mine.id]
 
 
-async def create_assist(session: AsyncSession, officer: User, *, files_dir, photo: Photo, faces,
+async def create_assist(session: AsyncSession, officer: User, *, store, photo: Photo, faces,
                         note: str | None, target_id: int | None = None) -> tuple[AssistRequest, int]:
     """Ask officers of one county (``target_id``) or of every other county (None) whether they
     know this face. They receive the photo with the chosen face boxed."""
@@ -1120,10 +1119,10 @@ async def create_assist(session: AsyncSession, officer: User, *, files_dir, phot
     target = await users.jurisdiction(session, target_id) if target_id else None
     if target_id and (target is None or target.level != Level.county.value):
         raise MissingError("missing.err_assist_target")
-    f = await store_file(session, files_dir, photo.data, mime=photo.mime, filename="assist.jpg",
+    f = await store_file(session, store, photo.data, mime=photo.mime, filename="assist.jpg",
                          owner_kind="missing_assist", uploaded_by=officer.id)
     card = await asyncio.to_thread(evidence.face_card, photo.data, placement, "HELP REQUEST: who is this?")
-    marked = await store_file(session, files_dir, card, mime="image/jpeg", filename="assist-card.jpg",
+    marked = await store_file(session, store, card, mime="image/jpeg", filename="assist-card.jpg",
                               owner_kind="missing_assist", uploaded_by=officer.id)
     req = AssistRequest(requester_id=officer.id, jurisdiction_id=officer.jurisdiction_id, photo_id=f.id,
                         note=(note or "").strip()[:500] or None, status="open", target_id=target_id,
@@ -1138,7 +1137,7 @@ async def create_assist(session: AsyncSession, officer: User, *, files_dir, phot
             continue
         if not receives(mine, await users.county_of(session, other.jurisdiction), target_id):
             continue
-        await notify(session, other, "missing.assist_new", photo_path=str(blob_path(files_dir, marked.sha256)),
+        await notify(session, other, "missing.assist_new", photo_path=blob_key(marked.sha256),
                      urgent=True, buttons=assist_buttons(req.id), dedupe_key=f"missing:assist:{req.id}:{other.id}",
                      no=req.id, place=mine.name if mine else "-", officer=officer.name or "-", note=req.note or "-")
         sent += 1
@@ -1187,7 +1186,7 @@ async def assist_inbox(session: AsyncSession, officer: User, limit: int = 50) ->
     return out
 
 
-async def assist_marked_photo(session: AsyncSession, officer: User, request_id: int, files_dir) -> bytes:
+async def assist_marked_photo(session: AsyncSession, officer: User, request_id: int, store) -> bytes:
     """The request's photo with the chosen face boxed, for its requester and the officers it was
     sent to (anyone else: 404); the read is audited."""
     require_officer(officer)
@@ -1196,11 +1195,11 @@ async def assist_marked_photo(session: AsyncSession, officer: User, request_id: 
                            or await _sent_to(session, officer, req)):
         raise NotFound("missing.err_assist_not_found")
     f = await session.get(StoredFile, req.marked_photo_id) if req.marked_photo_id else None
-    p = blob_path(files_dir, f.sha256) if f else None
-    if p is None or not p.exists():
+    data = await read_blob(store, f.sha256) if f else None
+    if data is None:
         raise NotFound("missing.err_assist_not_found")
     await audit_read(session, officer, Kind.assist, request_id, channel="web", action="download")
-    return p.read_bytes()
+    return data
 
 
 _assist_button_factory = None

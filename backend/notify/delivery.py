@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterable
 from datetime import timedelta
@@ -35,6 +36,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.core.clock import now
+from backend.core.storage import ObjectStore
 from backend.notify.models import Outbox, Unreachable
 from backend.users.models import User
 
@@ -96,8 +98,10 @@ class _Pace:
 
 class Deliverer:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], bots: dict[str, Bot], *,
-                 send_timeout: float = 10.0, concurrency: int = 4, paced: Iterable[str] = ("telegram",)):
+                 send_timeout: float = 10.0, concurrency: int = 4, paced: Iterable[str] = ("telegram",),
+                 store: ObjectStore | None = None):
         self.sm = sessionmaker
+        self.store = store  # where photo_path keys are (backend/core/storage.py)
         self.bots = bots
         self.wake = asyncio.Event()
         self.send_timeout = send_timeout
@@ -246,7 +250,7 @@ class Deliverer:
             await pace.wait(chat_id)
             async with asyncio.timeout(self.send_timeout):
                 if part is None:
-                    data = await asyncio.to_thread(_read, msg.photo_path)
+                    data = await _photo_of(self.store, msg.photo_path)
                     await bot.send_photo(chat_id, BufferedInputFile(data, "photo.jpg"), caption=caption or None,
                                          reply_markup=kb if last else None)
                 else:
@@ -274,6 +278,17 @@ class Deliverer:
 def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
+
+
+async def _photo_of(store: ObjectStore | None, path: str) -> bytes:
+    """A message's picture: an object-store key (``files/ab/…``), or a file path (rows written
+    before the object store)."""
+    if store is None or os.path.isabs(path):
+        return await asyncio.to_thread(_read, path)
+    data = await store.get(path)
+    if data is None:
+        raise FileNotFoundError(path)
+    return data
 
 
 async def _tell_admins(session: AsyncSession, key: str, *, dedupe: str, about: int, **params) -> None:

@@ -13,7 +13,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from backend.core.deps import CurrentUser, SessionDep, require_roles
-from backend.core.files import blob_path
+from backend.core.errors import NotFound
+from backend.core.files import read_blob
 from backend.core.policy import Action as Access
 from backend.core.policy import Facts, Kind, require
 from backend.core.security import require_role
@@ -89,7 +90,7 @@ async def export_item(number: str, request: Request, session: SessionDep, user: 
     await audit_read(session, user, Kind.supervision, item.number, channel="export", action="export",
                      detail={"format": format})
     d = await export.summary(session, item, mask=not svc.sees_personal_data(user),
-                             files_dir=request.app.state.ctx.settings.files_dir)
+                             store=request.app.state.ctx.files)
     data = await asyncio.to_thread(export.render, d, format)
     return Response(data, media_type=export.FORMATS[format][0],
                     headers={"Content-Disposition": f'attachment; filename="{item.number}.{format}"'})
@@ -120,8 +121,8 @@ async def list_evidence(number: str, request: Request, session: SessionDep,
     """The evidence files of an item, for whoever may open the item (the read is audited)."""
     item = await svc.get_by_number(session, number)
     files = await svc.evidence(session, user, item)
-    base = request.app.state.ctx.settings.files_dir
-    return [EvidencePublic(n=n, filename=f.filename, size=f.size, mime=_sniffed(base, f),
+    store = request.app.state.ctx.files
+    return [EvidencePublic(n=n, filename=f.filename, size=f.size, mime=await _sniffed(store, f),
                            url=f"/api/supervision/items/{item.number}/evidence/{n}")
             for n, f in enumerate(files, 1)]
 
@@ -132,7 +133,9 @@ async def get_evidence(number: str, n: int, request: Request, session: SessionDe
     """One file: images inline with their sniffed type, anything else as an attachment."""
     item = await svc.get_by_number(session, number)
     f = await svc.evidence_file(session, user, item, n)
-    data = await asyncio.to_thread(blob_path(request.app.state.ctx.settings.files_dir, f.sha256).read_bytes)
+    data = await read_blob(request.app.state.ctx.files, f.sha256)
+    if data is None:
+        raise NotFound("common.err_not_found")
     image = svc.is_image(data)
     name = quote(f.filename or f"{item.number}-{n}")
     return Response(data, media_type=svc.image_type(data) if image else "application/octet-stream",
@@ -140,9 +143,8 @@ async def get_evidence(number: str, n: int, request: Request, session: SessionDe
                              "X-Content-Type-Options": "nosniff"})
 
 
-def _sniffed(base, f) -> str:
-    with blob_path(base, f.sha256).open("rb") as fh:
-        head = fh.read(16)
+async def _sniffed(store, f) -> str:
+    head = (await read_blob(store, f.sha256) or b"")[:16]
     return svc.image_type(head) or "application/octet-stream"
 
 

@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import fmt_local
 from backend.core.errors import DomainError
-from backend.core.files import blob_path
+from backend.core.files import read_blob
 from backend.core.i18n import gettext
 from backend.core.masking import mask_personal
+from backend.core.storage import ObjectStore
 from backend.supervision import service as svc
 from backend.supervision.models import SupervisionItem
 
@@ -66,10 +67,10 @@ def thumbnail(data: bytes) -> bytes | None:
 
 
 async def summary(session: AsyncSession, item: SupervisionItem, lang: str = "zh", *, mask: bool = False,
-                  files_dir: Path | None = None) -> dict:
+                  store: ObjectStore | None = None) -> dict:
     """Everything shown about an item, people by their display names. ``mask``: phones, ID numbers
     and minors' names in free text are masked (for viewers not entitled to personal data, see
-    ``service.sees_personal_data``). With ``files_dir`` the evidence photos get thumbnails."""
+    ``service.sees_personal_data``). With ``store`` the evidence photos get thumbnails."""
     names: dict[int | None, str] = {}
     m = mask_personal if mask else (lambda x: x)
 
@@ -91,8 +92,8 @@ async def summary(session: AsyncSession, item: SupervisionItem, lang: str = "zh"
     evidence = []
     for n, f in enumerate(await svc.files_of(session, svc.OWNER_KIND, item.id), 1):
         thumb = None
-        if files_dir is not None and (p := blob_path(files_dir, f.sha256)).is_file():
-            thumb = thumbnail(p.read_bytes())
+        if store is not None and (data := await read_blob(store, f.sha256)) is not None:
+            thumb = thumbnail(data)
         evidence.append({"n": n, "name": f.filename or f"#{n}", "size": f.size, "thumb": thumb})
     closed = item.status == svc.S.closed
     return {

@@ -180,7 +180,7 @@ async def file(file_id: str, request: Request, user: WebUser):
         raise Unavailable("replicas.not_leader")
     if not await web.may_fetch(user.telegram_id, file_id):
         raise NotFound("common.err_not_found")
-    blob = web.get_file(file_id)
+    blob = await web.load_file(file_id)
     if blob is None:
         raise NotFound("common.err_not_found")
     mime = sniff(blob.data)

@@ -1,8 +1,8 @@
 """The web channel: the offline channel (same Dispatcher path, bot session named ``web``)
-whose transcript and files are persisted — messages in ``web_messages``, files under
-``<data_dir>/web-files`` with who may fetch each in ``web_files`` — so history survives a
-restart and memory stays flat: only the recent messages of the most recently active people
-are kept in memory (settings.web_cache_users), everything older than
+whose transcript and files are persisted — messages in ``web_messages``, files in the object
+store under ``web-files/`` (backend/core/storage.py) with who may fetch each in ``web_files`` —
+so history survives a restart and memory stays flat: only the recent messages of the most
+recently active people are kept in memory (settings.web_cache_users), everything older than
 settings.web_retention_days is deleted.
 
 Writes are queued and made outside the bot's handler transactions (:meth:`persist`, called by
@@ -18,7 +18,6 @@ import logging
 import re
 from collections import OrderedDict
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -29,6 +28,7 @@ from backend.auth.models import WebFile, WebMessage
 from backend.core.clock import now
 from backend.core.config import Settings
 from backend.core.db import session_scope
+from backend.core.storage import LocalStore, ObjectStore
 from bot.offline import OfflineChannel, OutMessage, StoredBlob
 
 log = logging.getLogger("hehe.web")
@@ -75,12 +75,13 @@ def out_message(chat_id: int, message_id: int, seq: int, body: dict) -> OutMessa
 
 
 class WebChannel(OfflineChannel):
-    def __init__(self, sm: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(self, sm: async_sessionmaker[AsyncSession], settings: Settings,
+                 store: ObjectStore | None = None) -> None:
         super().__init__()
         self.session.channel_name = "web"
         self.sm = sm
         self.settings = settings
-        self.dir = settings.data_dir / "web-files"
+        self.store: ObjectStore = store or LocalStore(settings.data_dir)  # files: web-files/<2>/<id>
         self.inbound = _MineLog(self)  # type: ignore[assignment]
         self.out: OrderedDict[int, list[OutMessage]] = OrderedDict()  # type: ignore[assignment]
         self.mine: dict[int, list[dict]] = {}
@@ -88,12 +89,12 @@ class WebChannel(OfflineChannel):
         self._pending_out: dict[tuple[int, int, int], OutMessage] = {}
         self._pending_mine: list[dict] = []
         self._pending_files: dict[tuple[str, int], tuple[str, str]] = {}
+        self._file_meta: OrderedDict[str, tuple[str, str]] = OrderedDict()  # file id → (mime, name)
         self._last = 0
         self._write = asyncio.Lock()
 
     async def start(self) -> None:
         """Continue the ids and change counter where the stored transcript ends."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         async with self.sm() as s:
             top_seq = await s.scalar(select(func.max(WebMessage.seq))) or 0
             top_mid = await s.scalar(select(func.max(WebMessage.message_id))) or 0
@@ -176,6 +177,8 @@ class WebChannel(OfflineChannel):
             self.times[id(msg)] = now()
             self._trim(msg.chat_id)
         for fid in (msg.photo, msg.document):
+            if fid and fid not in self._file_meta:
+                await self._meta(fid)  # a file kept earlier (or by another replica): its type and name
             if fid:
                 self._grant(fid, msg.chat_id)
         key = (msg.chat_id, msg.message_id, msg.seq if msg.toast else 0)
@@ -202,10 +205,9 @@ class WebChannel(OfflineChannel):
         self._pending_mine.append({"chat_id": chat_id, **item})
 
     def _grant(self, file_id: str, chat_id: int) -> None:
-        meta = self._meta(file_id)
+        meta = self._file_meta.get(file_id)  # only files that are kept (save_file, _meta)
         if meta is not None:
-            self._pending_files[(file_id, chat_id)] = (meta.get("mime", "application/octet-stream"),
-                                                       meta.get("name", "file"))
+            self._pending_files[(file_id, chat_id)] = meta
 
     def last_seq(self) -> int:
         return self._last
@@ -229,39 +231,52 @@ class WebChannel(OfflineChannel):
                               **({"press": True, "message_id": e.get("message_id", 0)} if e.get("press") else {})})
         return sorted(items, key=lambda d: d["seq"])
 
-    # ------------------------------------------------------------- files (on disk)
-    def _path(self, file_id: str) -> Path:
-        return self.dir / file_id[4:6] / file_id
+    # ------------------------------------------------------------- files (the object store)
+    @staticmethod
+    def _key(file_id: str) -> str:
+        return f"web-files/{file_id[4:6]}/{file_id}"
 
-    def _meta(self, file_id: str) -> dict | None:
+    def _remember(self, file_id: str, mime: str, name: str) -> tuple[str, str]:
+        self._file_meta[file_id] = meta = (mime, name)
+        while len(self._file_meta) > 10_000:  # the recent ones are enough: _record reads the rest
+            self._file_meta.popitem(last=False)
+        return meta
+
+    async def _meta(self, file_id: str) -> tuple[str, str] | None:
+        """(mime, name) of a kept file; None when there is no such file."""
         if not FILE_ID.match(file_id or ""):
             return None
-        p = self._path(file_id).with_suffix(".json")
+        raw = await self.store.get(self._key(file_id) + ".json")
         try:
-            return json.loads(p.read_text())
-        except (OSError, ValueError):
+            meta = json.loads(raw) if raw is not None else None
+        except ValueError:
             return None
+        if not isinstance(meta, dict):
+            return None
+        return self._remember(file_id, meta.get("mime", "application/octet-stream"), meta.get("name", "file"))
 
-    def put_file(self, data: bytes, mime: str = "application/octet-stream", name: str = "file") -> str:
+    async def save_file(self, data: bytes, mime: str = "application/octet-stream", name: str = "file") -> str:
         file_id = "off-" + hashlib.sha256(data).hexdigest()[:32]
-        p = self._path(file_id)
-        if not p.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(p)
-        p.with_suffix(".json").write_text(json.dumps({"mime": mime, "name": name[:200]}))
+        if not await self.store.exists(self._key(file_id)):
+            await self.store.put(self._key(file_id), data)
+        await self.store.put(self._key(file_id) + ".json", json.dumps({"mime": mime, "name": name[:200]}).encode())
+        self._remember(file_id, mime, name[:200])
         return file_id
 
+    def put_file(self, data: bytes, mime: str = "application/octet-stream", name: str = "file") -> str:
+        raise NotImplementedError("the web channel keeps files in the object store: await save_file()")
+
     def get_file(self, file_id: str) -> StoredBlob | None:
-        meta = self._meta(file_id)
+        raise NotImplementedError("the web channel keeps files in the object store: await load_file()")
+
+    async def load_file(self, file_id: str) -> StoredBlob | None:
+        meta = await self._meta(file_id)
         if meta is None:
             return None
-        try:
-            data = self._path(file_id).read_bytes()
-        except OSError:
+        data = await self.store.get(self._key(file_id))
+        if data is None:
             return None
-        return StoredBlob(data, meta.get("mime", "application/octet-stream"), meta.get("name", "file"))
+        return StoredBlob(data, *meta)
 
     async def may_fetch(self, chat_id: int, file_id: str) -> bool:
         """Only the people a file was sent to, or who sent it, may fetch it."""
@@ -319,8 +334,9 @@ class WebChannel(OfflineChannel):
             kept = set(await s.scalars(select(WebFile.file_id).where(WebFile.file_id.in_(old)))) if old else set()
         removed = 0
         for fid in old - kept:
-            for p in (self._path(fid), self._path(fid).with_suffix(".json")):
-                p.unlink(missing_ok=True)
+            for key in (self._key(fid), self._key(fid) + ".json"):
+                await self.store.delete(key)
+            self._file_meta.pop(fid, None)
             removed += 1
         return removed
 

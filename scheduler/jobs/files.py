@@ -17,7 +17,7 @@ async def sweep() -> int:
 
     ctx = runtime.get_context()
     async with session_scope(ctx.sm) as session:
-        n = await remove_orphans(session, ctx.settings.files_dir, ORPHAN_DAYS * 86400)
+        n = await remove_orphans(session, ctx.files, ORPHAN_DAYS * 86400)
     if n:
         log.info("removed %d orphaned evidence files", n)
     return n

@@ -47,14 +47,14 @@ async def sweep() -> int:
 async def _erase(session, ctx, case) -> None:
     from backend.missing import service
 
-    n = await service.erase_case_data(session, case, ctx.faces, ctx.settings, actor="system")
+    n = await service.erase_case_data(session, case, ctx.faces, ctx.settings, actor="system", store=ctx.files)
     log.info("face data and photos of missing case %s deleted (%d vectors)", case.id, n)
 
 
 async def _expire(session, ctx, req) -> None:
     from backend.missing import service
 
-    await service.expire_assist(session, req, ctx.settings)
+    await service.expire_assist(session, req, ctx.files)
 
 
 async def enrol_pending() -> None:
@@ -71,8 +71,8 @@ async def enrol_pending() -> None:
         try:
             async with session_scope(ctx.sm) as s:
                 case = await s.get(PersonCase, case_id)
-                found = await service.enrol_pending(s, ctx.faces, ctx.settings.files_dir, case)
-                await service.queue_for_review(s, ctx.settings.files_dir, found)
+                found = await service.enrol_pending(s, ctx.faces, ctx.files, case)
+                await service.queue_for_review(s, ctx.files, found)
         except Exception:  # noqa: BLE001 - one bad case must not stop the rest
             log.exception("matching pending case %s failed", case_id)
     ctx.deliverer.wake.set()

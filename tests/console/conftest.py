@@ -66,7 +66,7 @@ async def file_cases(web, n: int, place: str = "白云街道") -> list[int]:
 FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces" / "identities"
 
 
-async def make_candidate(s, files_dir, *, place: str = "白云街道", person: str = "obama") -> int:
+async def make_candidate(s, store, *, place: str = "白云街道", person: str = "obama") -> int:
     """A face-match candidate between a missing and a found case, each with real photos of one
     person (tests/fixtures/faces), as the matcher leaves it for review; the id. The matcher
     itself (the face model) is the missing slice's and tested there."""
@@ -83,7 +83,7 @@ async def make_candidate(s, files_dir, *, place: str = "白云街道", person: s
             ("found", officer, photos[1:3], {"sex": "M", "age": 70})):
         ids = []
         for p in files:
-            f = await store_file(s, files_dir, p.read_bytes(), mime="image/png" if p.suffix == ".png" else "image/jpeg",
+            f = await store_file(s, store, p.read_bytes(), mime="image/png" if p.suffix == ".png" else "image/jpeg",
                                  filename=p.name, owner_kind="missing_case", owner_id=None)
             ids.append(f.id)
         c = PersonCase(case_no=f"{'XZ' if kind == 'missing' else 'ZL'}-JJ-{len(cases) + 1:04d}-{secrets.token_hex(2)}",
@@ -109,7 +109,7 @@ FAMILY_PHOTOS = [(FACES / "obama" / "3.jpg", None), (GROUPS / "obama_and_biden.j
 FOUND_PHOTOS = [(FACES / "obama" / "2.jpg", None)]
 
 
-async def file_face_match(s, files_dir, faces, *, place: str = "白云街道") -> int:
+async def file_face_match(s, store, faces, *, place: str = "白云街道") -> int:
     """A face-match candidate made the way the chat makes one, with the real face model
     (``faces``, a loaded FaceService): a family reports a man with a portrait and a group photo
     (his face chosen), an officer registers a found man with another photo of him; the missing
@@ -128,13 +128,13 @@ async def file_face_match(s, files_dir, faces, *, place: str = "白云街道") -
     j = await users.find_jurisdiction(s, place)
     await users.set_role(s, officer, Role.officer, j, actor="test")
     await missing.create_missing(
-        s, family, faces=faces, files_dir=files_dir, photos=photos(FAMILY_PHOTOS), name="李建国", sex="M", age=62,
+        s, family, faces=faces, store=store, photos=photos(FAMILY_PHOTOS), name="李建国", sex="M", age=62,
         height_cm=178, jurisdiction=j, place="台州火车站附近", seen_at=now() - timedelta(days=2),
         clothing="蓝色夹克", health="轻度认知障碍", phone="13800001111")
     out = await missing.register_found(
-        s, officer, faces=faces, files_dir=files_dir, photos=photos(FOUND_PHOTOS), jurisdiction=j,
+        s, officer, faces=faces, store=store, photos=photos(FOUND_PHOTOS), jurisdiction=j,
         place="白云山公园", age=60, sex="M", height_cm=176, name="老李", clothing="蓝色夹克", features="左手戴表",
         notes="自述记不清住址")
     assert len(out.candidates) == 1, "the found man matches the reported one"
-    await missing.queue_for_review(s, files_dir, out.candidates)
+    await missing.queue_for_review(s, store, out.candidates)
     return out.candidates[0].id

@@ -14,6 +14,7 @@ import pytest
 
 from backend.console.api import PAGES
 from backend.core.db import make_engine, make_sessionmaker, session_scope
+from backend.core.storage import LocalStore
 from backend.disputes import service as disputes
 from backend.users import service as users
 from backend.users.models import Role
@@ -64,8 +65,9 @@ def _seed(data: Path, tmp: Path, face_engine) -> None:
                     await disputes.accept(s, d, helper)
                     if i % 2 == 0:
                         await disputes.record_outcome(s, d, helper, True, agreement="双方达成和解")
-            await file_face_match(s, settings.files_dir, faces)
-            await _seed_more(s, settings.files_dir)
+            store = LocalStore(settings.data_dir)
+            await file_face_match(s, store, faces)
+            await _seed_more(s, store)
         await engine.dispose()
 
     asyncio.run(run())
@@ -104,7 +106,7 @@ def browser():
         b.close()
 
 
-async def _seed_more(s, files_dir) -> None:
+async def _seed_more(s, store) -> None:
     """A deputy's supervision item at 白云街道, and a help request from an officer of 路桥区 to 椒江区."""
     from backend.core.files import store_file
     from backend.missing.models import AssistRequest
@@ -119,7 +121,7 @@ async def _seed_more(s, files_dir) -> None:
     asker, _ = await users.get_or_create_user(s, 880004, name="路桥派出所")
     await users.set_role(s, asker, Role.officer, await users.find_jurisdiction(s, "路桥区"), actor="test")
     photo = sorted((FACES / "obama").iterdir())[0]
-    f = await store_file(s, files_dir, photo.read_bytes(), mime="image/jpeg", filename="assist-card.jpg",
+    f = await store_file(s, store, photo.read_bytes(), mime="image/jpeg", filename="assist-card.jpg",
                          owner_kind="missing_assist", owner_id=None)
     s.add(AssistRequest(requester_id=asker.id, jurisdiction_id=asker.jurisdiction_id, photo_id=f.id,
                         marked_photo_id=f.id, note="路桥火车站发现一名老人，说不清住址", status="open",

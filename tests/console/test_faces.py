@@ -15,7 +15,7 @@ from tests.console.conftest import as_role, make_candidate
 
 async def _candidate(site) -> int:
     async with session_scope(site.ctx.sm) as s:
-        return await make_candidate(s, site.ctx.settings.files_dir)
+        return await make_candidate(s, site.ctx.files)
 
 
 async def test_an_officer_sees_the_queue_and_the_evidence_with_the_matched_crops_photos_and_flags(site):
@@ -78,7 +78,7 @@ async def test_an_officer_elsewhere_and_other_roles_cannot_open_the_review(site)
     mediator = await as_role(site, Role.mediator)
     assert (await mediator.get(f"/console/faces/{cid}")).status_code == 403
     async with session_scope(site.ctx.sm) as s:
-        other = await make_candidate(s, site.ctx.settings.files_dir, place="路桥区")
+        other = await make_candidate(s, site.ctx.files, place="路桥区")
     officer = await as_role(site, Role.officer)  # at 椒江区
     assert (await officer.get(f"/console/faces/{other}")).status_code == 404
     assert f'data-candidate="{other}"' not in (await officer.get("/console/faces")).text

@@ -24,7 +24,7 @@ async def test_workflow_and_stats_on_both_databases(db_settings, daytime):
             async with session_scope(ctx.sm) as s:
                 c = await users.get_user(s, c.id)
                 place = await s.get(type(t), t.id)
-                d = await service.create_case(s, citizen=c, category="consumer", place=place, files_dir=db_settings.files_dir,
+                d = await service.create_case(s, citizen=c, category="consumer", place=place, store=ctx.files,
                                               description=f"商家卖假货不给退款，电话13512345678，第{i}次", phone="13512345678")
                 numbers.append(d.number)
         assert numbers[0].startswith("TZ-WL-") and numbers[2].endswith("-0003")

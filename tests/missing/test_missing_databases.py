@@ -71,7 +71,7 @@ async def test_concurrent_reports_get_distinct_case_numbers(db_settings):
         async def one(user):
             async with ctx.sm() as s:
                 out = await service.create_missing(
-                    s, await s.merge(user), faces=None, files_dir=ctx.settings.files_dir,
+                    s, await s.merge(user), faces=None, store=ctx.files,
                     photos=[service.Photo(jpeg)], name="王阿公", sex="M", age=78, height_cm=None,
                     jurisdiction=await s.get(service.Jurisdiction, jid), place=None, seen_at=None,
                     clothing=None, health=None, phone="13812345678")

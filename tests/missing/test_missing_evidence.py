@@ -20,7 +20,7 @@ import time_machine
 from PIL import Image, ImageFilter
 from sqlalchemy import func, select
 
-from backend.core.files import StoredFile, blob_path
+from backend.core.files import StoredFile, blob_key
 from backend.missing import service
 from backend.missing.models import CaseEvent, MatchCandidate, PersonCase
 from backend.users.models import AuditLog, User
@@ -73,7 +73,7 @@ async def test_review_card_shows_the_matched_face_crops_large_and_side_by_side(c
         officer = await s.scalar(select(User).where(User.telegram_id == LH1))
         sides = []
         for case, n in ((c.missing, c.missing_photo), (c.found, c.found_photo)):
-            data, _ = await service.photo_of(s, officer, case.id, n, ctx.settings.files_dir)
+            data, _ = await service.photo_of(s, officer, case.id, n, ctx.files)
             sides.append((data, case.photo_faces[n]))
     crops = check_card(card, sides)
 
@@ -231,8 +231,8 @@ async def test_withdrawal_deletes_photos_crops_and_cards_from_disk_and_api_at_on
     mine = [f for f in files if f.owner_kind == "missing_case" and f.owner_id == case.id]
     card = [f for f in files if f.owner_kind == "missing_candidate"]
     assert len(mine) == 2 and len(card) == 1
-    paths = [blob_path(ctx.settings.files_dir, f.sha256) for f in mine + card]
-    assert all(p.exists() for p in paths)
+    keys = [blob_key(f.sha256) for f in mine + card]
+    assert all([await ctx.files.exists(k) for k in keys])
     hf, ho = await auth(ctx, FAMILY), await auth(ctx, LH1)
     assert (await api.get(f"/api/missing/cases/{case.id}/photos/1", headers=hf)).status_code == 200
 
@@ -240,7 +240,7 @@ async def test_withdrawal_deletes_photos_crops_and_cards_from_disk_and_api_at_on
     await chat.press(FAMILY, "撤销")
     assert "已删除" in texts(await chat.press(FAMILY, "确定撤销"))
 
-    assert not any(p.exists() for p in paths)  # originals and the review card, gone from disk
+    assert not any([await ctx.files.exists(k) for k in keys])  # originals and the review card, gone from the store
     for n in (0, 1):
         assert (await api.get(f"/api/missing/cases/{case.id}/photos/{n}", headers=hf)).status_code == 404
     assert (await api.get(f"/api/missing/reviews/{c.id}/image", headers=ho)).status_code in (400, 404)

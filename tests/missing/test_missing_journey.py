@@ -12,7 +12,7 @@ import time_machine
 
 from sqlalchemy import func, select
 
-from backend.core.files import StoredFile, blob_path
+from backend.core.files import StoredFile, blob_key
 from backend.faces.service import FaceService
 from backend.missing.models import CaseEvent, MatchCandidate, PersonCase
 from backend.users.models import AuditLog
@@ -143,7 +143,7 @@ async def test_whole_journey(chat, ctx, faces, caplog):
     # the retention sweep removed the originals and the review card too, rows and files
     async with ctx.sm() as s:
         assert await s.scalar(select(func.count(StoredFile.id))) == 0
-    assert not any(blob_path(ctx.settings.files_dir, f.sha256).exists() for f in kept)
+    assert not any([await ctx.files.exists(blob_key(f.sha256)) for f in kept])
     keys = {c.face_key for c in cases}
     probe = photo("identities/obama/3.jpg").read_bytes()
     for gallery in ("missing", "found"):

@@ -50,7 +50,7 @@ async def _world(chat, ctx):
         d = await disputes.create_case(s, citizen=owner, category="land_contract", description=DISPUTE_TEXT,
                                        place=place, other_party="陈大富 13700001111")
         reporter, _ = await users.get_or_create_user(s, 6902, name="家属", channel="local")
-        photo = await store_file(s, ctx.settings.files_dir, JPEG, mime="image/jpeg")
+        photo = await store_file(s, ctx.files, JPEG, mime="image/jpeg")
         c = PersonCase(kind="missing", status="open", face_key="k6902", reporter_id=reporter.id,
                        case_no="XR-JJ-20261201-0077", jurisdiction_id=place.id, name="李秀兰", sex="F", age=81,
                        clothing="紫色棉袄，黑色裤子", health="记忆力差", phone="13812345678", photo_ids=[photo.id])

@@ -20,7 +20,7 @@ async def _red_case(api, owner):
         place = await users.find_jurisdiction(s, "椒江区/海门街道")
         d = await service.create_case(s, citizen=await users.get_user(s, owner.id), category="neighbor",
                                       description=TEXT, place=place, phone="13912345678",
-                                      other_party="陈大富 13700001111", files_dir=api.ctx.settings.files_dir)
+                                      other_party="陈大富 13700001111", store=api.ctx.files)
         return d.id, d.risk
 
 

@@ -27,7 +27,7 @@ async def _chat_case(api, *, lat=28.67312, lon=121.44187):
         u = await users.get_user(s, owner.id)
         d = await service.create_case(s, citizen=u, category="neighbor", description=SECRET_TEXT, place=place,
                                       address=ADDRESS, lat=lat, lon=lon, phone="13912345678",
-                                      other_party="陈大富 13700001111", files_dir=api.ctx.settings.files_dir)
+                                      other_party="陈大富 13700001111", store=api.ctx.files)
         return d.number
 
 
