@@ -177,7 +177,7 @@ def eval_command(
 
     settings = _settings()
     with tempfile.TemporaryDirectory(prefix="hehe-kb-eval-") as tmp:
-        kb = KnowledgeBase(settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None}),
+        kb = KnowledgeBase(settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None, "database_url": None}),
                            gazetteer=_gazetteer(settings)).load()
         rep = import_jsonl(kb, directory / "records.jsonl", kb.gazetteer.resolve_ids, progress=False)
         if rep.errors:

@@ -79,6 +79,7 @@ class KnowledgeBase:
         self._seen = 0
         self._holder = False
         self._pruned = 0.0
+        self._beat = -LEASE_STALE_SECONDS  # last lease heartbeat (monotonic)
         self._stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
 
@@ -90,7 +91,8 @@ class KnowledgeBase:
                 return self
             t0 = time.perf_counter()
             from knowledge_base.embeddings import embedding_name, make_embeddings, offline_env
-            from knowledge_base.keyword import KeywordIndex, RecordStore
+            from knowledge_base.keyword import KeywordIndex
+            from knowledge_base.store import RecordStore
             from knowledge_base.textproc import _ensure_jieba
             from knowledge_base.vector import VectorIndex
 
@@ -102,7 +104,12 @@ class KnowledgeBase:
             _ensure_jieba()
             self.gazetteer.add_jieba_words()
             kb_dir = self.settings.data_dir / "kb"
-            self.store = RecordStore(kb_dir / "records.sqlite")
+            # the records in the application database; one writer lease per embedded Chroma directory
+            self.store = RecordStore.open(self.settings, lease_name=f"chroma:{self.settings.chroma_dir.resolve()}")
+            if not self.settings.chroma_url and not self.settings.sync_db_url.startswith("sqlite"):
+                log.warning("knowledge base on a shared database with an embedded Chroma directory: only the "
+                            "process holding its lease writes vectors; replicas must share a Chroma server "
+                            "(HEHE_CHROMA_URL)")
             self.keyword = KeywordIndex(self.store, kb_dir / "bm25")
             self.keyword.load()
             name = self._collection or f"hehe_kb_{embedding_name(self._emb)}"
@@ -253,7 +260,10 @@ class KnowledgeBase:
         with self._lock:
             if not self.settings.chroma_url:
                 was = self._holder
-                self._holder = self.store.take_lease(self.writer, time.time(), LEASE_STALE_SECONDS)
+                # the holder's heartbeat is a write to the application database: every few seconds
+                if not self._holder or time.monotonic() - self._beat >= LEASE_STALE_SECONDS / 4:
+                    self._holder = self.store.take_lease(self.writer, time.time(), LEASE_STALE_SECONDS)
+                    self._beat = time.monotonic()
                 if self._holder and not was:
                     log.info("knowledge base: this process now writes the vector index (%s)", self.writer)
             followed = 0
