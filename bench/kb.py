@@ -203,6 +203,26 @@ def grow(kb, recs, start: int, size: int, label: str) -> None:
           f"peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
 
 
+def measure_existing(dirs: list[str], n_queries: int) -> None:
+    """Load indexes built by earlier runs (records, BM25 files, Chroma) and measure them interleaved."""
+    from backend.core.config import Settings
+    from knowledge_base.embeddings import make_embeddings
+    from knowledge_base.facade import KnowledgeBase
+
+    emb = None
+    kbs = {}
+    for d in dirs:
+        settings = Settings(data_dir=Path(d), _env_file=None)
+        emb = emb or make_embeddings(settings)
+        t0 = time.perf_counter()
+        kb = KnowledgeBase(settings, embeddings=emb).load()
+        print(f"load {d}: {kb.count():,} records in {time.perf_counter() - t0:.1f}s (BM25 segment, metadata columns, Chroma)")
+        kbs[f"{kb.count():,}"] = kb
+    qs = [json.loads(x)["q"] for x in (DATA / "dev.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    measure_search(kbs, (qs * (n_queries // len(qs) + 1))[:n_queries])
+    print(f"load average at the end: {os.getloadavg()} on {os.cpu_count()} cores; RSS {rss_mb():.0f} MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ingest", type=int, default=2000, help="records timed for the ingestion rate (real model)")
@@ -216,7 +236,11 @@ def main() -> None:
                     help="vectors of the records beyond --ingest: the real model, or derived (module doc)")
     ap.add_argument("--baseline", type=int, default=0,
                     help="also build an index of this many of the same records and measure both interleaved")
+    ap.add_argument("--measure", nargs="+", metavar="DATA_DIR", default=None,
+                    help="only measure search, interleaved, on indexes an earlier run left (its --dir data dirs)")
     args = ap.parse_args()
+    if args.measure:
+        return measure_existing(args.measure, args.queries)
 
     from backend.core.config import Settings
     from knowledge_base.embeddings import make_embeddings

@@ -382,10 +382,13 @@ class KnowledgeBase:
                 fused[rid] = s
         norm = (wd + wk) / (RRF_K + 1) or 1.0
         hits: list[Hit] = []
-        for rid in sorted(fused, key=lambda r: -fused[r]):
+        order = sorted(fused, key=lambda r: -fused[r])
+        head = set(order[: k * 2])
+        metas = self.store.get_many(list(head))  # one query for the likely hits, one each beyond
+        for rid in order:
             if len(hits) >= k:
                 break
-            meta = self.store.get(rid)
+            meta = metas.pop(rid, None) if rid in head else self.store.get(rid)
             # deleted meanwhile, (defence in depth) not allowed, or not one the access policy lets them open
             if meta is None or not flt.match(meta) or not visible(scope, meta):
                 continue

