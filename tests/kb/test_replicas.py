@@ -193,3 +193,52 @@ def test_a_store_from_before_the_database_is_copied_into_it_once(make_kb, tmp_pa
         assert not legacy.exists() and legacy.with_name("records.sqlite.imported").exists()
     finally:
         again.close()
+
+
+@pytest.mark.postgres
+def test_concurrent_writers_never_make_a_follower_skip_a_change(pg_database):
+    """Two replicas write at once; a third follows the log while they do. Every batch it reads
+    starts right after the last number it saw: numbers become visible in order (an autoincrement
+    column could show 12 before 11 commits, and the follower would never see 11)."""
+    import threading
+
+    from knowledge_base.store import RecordStore, make_store_engine
+
+    url = pg_database.replace("+asyncpg", "+psycopg2")
+    writers = [RecordStore(make_store_engine(url)) for _ in range(2)]
+    follower = RecordStore(make_store_engine(url))
+    n_each = 100
+    stop = threading.Event()
+    seen, gaps = 0, []
+
+    def follow():
+        nonlocal seen
+        while True:
+            done = stop.is_set()
+            for seq, _, _ in follower.changes_since(seen):
+                if seq != seen + 1:
+                    gaps.append((seen, seq))
+                seen = seq
+            if done:
+                return
+
+    def write(w: int):
+        for i in range(n_each):
+            rid = f"W{w}-{i}"
+            row = {"id": rid, "kind": "dispute", "title": rid, "category": "", "location": "", "date": 0,
+                   "public": False, "jurisdiction_ids": [], "owner_user_ids": [], "text": "调解", "source": None}
+            writers[w].upsert([row], [[{"idx": 0, "text": "调解", "tokens": ["调解"]}]], writer=f"w{w}")
+
+    t = threading.Thread(target=follow)
+    t.start()
+    ws = [threading.Thread(target=write, args=(w,)) for w in range(2)]
+    for x in ws:
+        x.start()
+    for x in ws:
+        x.join()
+    stop.set()
+    t.join()
+    for s in (*writers, follower):
+        s.close()
+    assert gaps == []
+    assert seen == 2 * n_each
