@@ -215,7 +215,7 @@ def measure_existing(dirs: list[str], n_queries: int) -> None:
         settings = Settings(data_dir=Path(d), _env_file=None)
         emb = emb or make_embeddings(settings)
         t0 = time.perf_counter()
-        kb = KnowledgeBase(settings, embeddings=emb).load()
+        kb = KnowledgeBase(settings, embeddings=emb, migrate=True).load()
         print(f"load {d}: {kb.count():,} records in {time.perf_counter() - t0:.1f}s (BM25 segment, metadata columns, Chroma)")
         kbs[f"{kb.count():,}"] = kb
     qs = [json.loads(x)["q"] for x in (DATA / "dev.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
@@ -254,7 +254,7 @@ def main() -> None:
     emb = None
     if args.bulk_vectors == "derived":
         emb = DerivedVectors(make_embeddings(settings), len(templates()), args.ingest)
-    kb = KnowledgeBase(settings, embeddings=emb).load()
+    kb = KnowledgeBase(settings, embeddings=emb, migrate=True).load()
     load_s = time.perf_counter() - t0
     m_loaded = rss_mb()
     print(f"load: {load_s:.2f}s (embedding model {getattr(kb.embeddings, 'load_seconds', 0):.2f}s), RSS {m0:.0f}→{m_loaded:.0f} MB; "
@@ -281,7 +281,7 @@ def main() -> None:
               f"real vectors of {len(emb.templates)} templates)")
 
     if args.workers > 1:
-        kbw = KnowledgeBase(Settings(data_dir=Path(tempfile.mkdtemp(prefix="kbbench_w_")), _env_file=None),
+        kbw = KnowledgeBase(Settings(data_dir=Path(tempfile.mkdtemp(prefix="kbbench_w_")), _env_file=None), migrate=True,
                             ingest_workers=args.workers).load()
         kbw.upsert(recs[:256])  # start the worker processes
         t0 = time.perf_counter()
@@ -297,7 +297,7 @@ def main() -> None:
     grow(kb, recs, args.ingest, args.size, f"{args.size:,}")
     kbs = {f"{args.size:,}": kb}
     if args.baseline:
-        base = KnowledgeBase(Settings(data_dir=Path(tempfile.mkdtemp(prefix="kbbench_base_")), _env_file=None),
+        base = KnowledgeBase(Settings(data_dir=Path(tempfile.mkdtemp(prefix="kbbench_base_")), _env_file=None), migrate=True,
                              embeddings=emb if emb is not None else kb.embeddings).load()
         grow(base, recs, 0, args.baseline, f"{args.baseline:,} (baseline)")
         kbs = {f"{args.baseline:,}": base, **kbs}

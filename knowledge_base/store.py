@@ -55,6 +55,18 @@ def make_store_engine(sync_url: str) -> Engine:
     return create_engine(sync_url, pool_size=4, max_overflow=4, pool_pre_ping=True)
 
 
+def store_tables_exist(settings) -> bool:
+    """Whether the application database has the record store's tables (migrated)."""
+    url = settings.sync_db_url
+    if url.startswith("sqlite") and not (settings.data_dir / "hehe.db").exists() and not settings.database_url:
+        return False
+    engine = make_store_engine(url)
+    try:
+        return inspect(engine).has_table(R.name)
+    finally:
+        engine.dispose()
+
+
 def _chunked(xs: list, n: int = IN_BATCH):
     for i in range(0, len(xs), n):
         yield xs[i : i + n]
@@ -68,18 +80,22 @@ class RecordStore:
         self._lock = threading.RLock()  # one writer per process at a time (the database serialises processes)
 
     @classmethod
-    def open(cls, settings, lease_name: str = "chroma") -> "RecordStore":
-        """The store on ``settings``' database; migrates it first when the KB tables are missing
-        (a fresh data dir used by ``hehe kb`` before the server ever ran)."""
+    def open(cls, settings, lease_name: str = "chroma", migrate: bool = False) -> "RecordStore":
+        """The store on ``settings``' database. Its tables come from the migrations: with ``migrate``
+        (``hehe kb`` on a fresh data dir) they are run here when missing; otherwise a missing schema
+        is an error that says what to do."""
         url = settings.sync_db_url
         if url.startswith("sqlite"):
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_store_engine(url)
         if not inspect(engine).has_table(R.name):
-            from backend.core import migrate
+            if not migrate:
+                engine.dispose()
+                raise RuntimeError(f"the database has no knowledge-base tables ({R.name}): run `hehe db upgrade`")
+            from backend.core import migrate as migrations
 
             log.info("knowledge base: migrating the database (its record store tables are missing)")
-            migrate.upgrade(url)
+            migrations.upgrade(url)
         store = cls(engine, lease_name)
         store.import_legacy(settings.data_dir / "kb" / "records.sqlite")
         return store
