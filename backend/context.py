@@ -142,6 +142,12 @@ async def start_kb_ingestion(ctx: AppContext) -> None:
     from knowledge_base.models import discover_sources, drain_forever
     from knowledge_base.places import gazetteer_from_db
 
+    try:  # preloaded during the migrations: its record store opens now
+        await asyncio.to_thread(ctx.kb.open)
+    except Exception as e:  # noqa: BLE001 - reported by /readyz, the app still serves chat
+        log.exception("opening the knowledge base failed")
+        ctx.model_errors["kb"], ctx.kb = str(e), None
+        return
     async with ctx.sm() as session:
         gazetteer = await gazetteer_from_db(session)
     if gazetteer is not None:

@@ -52,7 +52,7 @@ def _kb(workers: int = 1):
     from knowledge_base.facade import KnowledgeBase
 
     s = _settings()
-    return KnowledgeBase(s, gazetteer=_gazetteer(s), ingest_workers=workers).load()
+    return KnowledgeBase(s, gazetteer=_gazetteer(s), ingest_workers=workers, migrate=True).load()
 
 
 WorkersOpt = Annotated[int, typer.Option("--workers", help="embedding processes for bulk ingestion (USE); "
@@ -177,8 +177,8 @@ def eval_command(
 
     settings = _settings()
     with tempfile.TemporaryDirectory(prefix="hehe-kb-eval-") as tmp:
-        kb = KnowledgeBase(settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None}),
-                           gazetteer=_gazetteer(settings)).load()
+        kb = KnowledgeBase(settings.model_copy(update={"data_dir": Path(tmp), "chroma_url": None, "database_url": None}),
+                           gazetteer=_gazetteer(settings), migrate=True).load()
         rep = import_jsonl(kb, directory / "records.jsonl", kb.gazetteer.resolve_ids, progress=False)
         if rep.errors:
             raise typer.BadParameter(f"records.jsonl: {rep.errors[:3]}")

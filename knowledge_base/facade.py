@@ -53,7 +53,8 @@ def _today() -> date:
 
 class KnowledgeBase:
     def __init__(self, settings=None, *, gazetteer: Gazetteer | None = None, embeddings=None,
-                 collection: str | None = None, sessionmaker=None, ingest_workers: int = 1, live: bool = True):
+                 collection: str | None = None, sessionmaker=None, ingest_workers: int = 1, live: bool = True,
+                 migrate: bool = False):
         if settings is None:
             from backend.core.config import get_settings
 
@@ -64,6 +65,7 @@ class KnowledgeBase:
         self._emb = embeddings
         self._collection = collection
         self.ingest_workers = ingest_workers
+        self.migrate = migrate  # migrate the database when the record store's tables are missing (see load)
         self._lock = threading.RLock()
         self.ready = False
         self.load_seconds: float | None = None
@@ -79,20 +81,25 @@ class KnowledgeBase:
         self._seen = 0
         self._holder = False
         self._pruned = 0.0
+        self._beat = -LEASE_STALE_SECONDS  # last lease heartbeat (monotonic)
         self._stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def load(self) -> "KnowledgeBase":
-        """Load the embedding model, open Chroma, the record store and the BM25 index. Idempotent."""
+        """Load the embedding model and jieba, then :meth:`open` the stores. Idempotent.
+
+        ``hehe serve`` calls this in a background thread *while* the application migrates its
+        database: when the record store's tables are not there yet, the stores are left closed
+        and the application opens them after its migrations (``start_kb_ingestion``). With
+        ``migrate=True`` (the CLI, the benchmark) a missing schema is migrated here instead."""
         with self._lock:
             if self.ready:
                 return self
             t0 = time.perf_counter()
-            from knowledge_base.embeddings import embedding_name, make_embeddings, offline_env
-            from knowledge_base.keyword import KeywordIndex, RecordStore
+            from knowledge_base.embeddings import make_embeddings, offline_env
+            from knowledge_base.store import store_tables_exist
             from knowledge_base.textproc import _ensure_jieba
-            from knowledge_base.vector import VectorIndex
 
             offline_env()
             if self._emb is None:
@@ -101,17 +108,44 @@ class KnowledgeBase:
                 self._emb.load()
             _ensure_jieba()
             self.gazetteer.add_jieba_words()
-            kb_dir = self.settings.data_dir / "kb"
-            self.store = RecordStore(kb_dir / "records.sqlite")
-            self.keyword = KeywordIndex(self.store, kb_dir / "bm25")
+            self.load_seconds = time.perf_counter() - t0
+            if self.migrate or store_tables_exist(self.settings):
+                self.open()
+            else:
+                log.info("knowledge base: models loaded; the record store opens after the migrations")
+            return self
+
+    def open(self) -> "KnowledgeBase":
+        """Open the record store (application database), the BM25 index and Chroma; start following
+        the change sequence. Idempotent."""
+        with self._lock:
+            if self.ready:
+                return self
+            if self._emb is None:
+                return self.load()
+            t0 = time.perf_counter()
+            from knowledge_base.embeddings import embedding_name
+            from knowledge_base.keyword import KeywordIndex
+            from knowledge_base.store import RecordStore
+            from knowledge_base.vector import VectorIndex
+
+            # the records in the application database; one writer lease per embedded Chroma directory
+            self.store = RecordStore.open(self.settings, lease_name=f"chroma:{self.settings.chroma_dir.resolve()}",
+                                          migrate=self.migrate)
+            if not self.settings.chroma_url and not self.settings.sync_db_url.startswith("sqlite"):
+                log.warning("knowledge base on a shared database with an embedded Chroma directory: only the "
+                            "process holding its lease writes vectors; replicas must share a Chroma server "
+                            "(HEHE_CHROMA_URL)")
+            self.keyword = KeywordIndex(self.store, self.settings.data_dir / "kb" / "bm25")
             self.keyword.load()
             name = self._collection or f"hehe_kb_{embedding_name(self._emb)}"
             self.vector = VectorIndex(self.settings, self._emb, name)
             self._seen = self.store.last_change()
             self.ready = True
             self.sync()  # take the writer lease if it is free and follow what others left pending
-            self.load_seconds = time.perf_counter() - t0
+            self.load_seconds = (self.load_seconds or 0.0) + time.perf_counter() - t0
             if self.live:
+                self._stop.clear()
                 self._sync_thread = threading.Thread(target=self._sync_loop, name="kb-live-index", daemon=True)
                 self._sync_thread.start()
             log.info("knowledge base ready in %.2fs (%d records)", self.load_seconds, self.store.count())
@@ -137,7 +171,8 @@ class KnowledgeBase:
 
     def _need(self) -> None:
         if not self.ready:
-            raise RuntimeError("KnowledgeBase.load() has not been called")
+            raise RuntimeError("the knowledge base is not open: KnowledgeBase.load() has not been called, or the "
+                               "database has no record store yet (`hehe db upgrade`, then KnowledgeBase.open())")
 
     @property
     def embeddings(self):
@@ -253,7 +288,10 @@ class KnowledgeBase:
         with self._lock:
             if not self.settings.chroma_url:
                 was = self._holder
-                self._holder = self.store.take_lease(self.writer, time.time(), LEASE_STALE_SECONDS)
+                # the holder's heartbeat is a write to the application database: every few seconds
+                if not self._holder or time.monotonic() - self._beat >= LEASE_STALE_SECONDS / 4:
+                    self._holder = self.store.take_lease(self.writer, time.time(), LEASE_STALE_SECONDS)
+                    self._beat = time.monotonic()
                 if self._holder and not was:
                     log.info("knowledge base: this process now writes the vector index (%s)", self.writer)
             followed = 0
@@ -372,10 +410,13 @@ class KnowledgeBase:
                 fused[rid] = s
         norm = (wd + wk) / (RRF_K + 1) or 1.0
         hits: list[Hit] = []
-        for rid in sorted(fused, key=lambda r: -fused[r]):
+        order = sorted(fused, key=lambda r: -fused[r])
+        head = set(order[: k * 2])
+        metas = self.store.get_many(list(head))  # one query for the likely hits, one each beyond
+        for rid in order:
             if len(hits) >= k:
                 break
-            meta = self.store.get(rid)
+            meta = metas.pop(rid, None) if rid in head else self.store.get(rid)
             # deleted meanwhile, (defence in depth) not allowed, or not one the access policy lets them open
             if meta is None or not flt.match(meta) or not visible(scope, meta):
                 continue

@@ -1,5 +1,5 @@
-"""The record store (SQLite, the source of truth for texts and tokens) and the BM25 keyword
-channel (bm25s over jieba tokens).
+"""The BM25 keyword channel (bm25s over jieba tokens) over the record store
+(``knowledge_base.store``, the source of truth for texts and tokens).
 
 The BM25 index has a large *main* segment, persisted under ``<data_dir>/kb/bm25`` and rebuilt by
 :meth:`KeywordIndex.compact`, plus a small in-memory *delta* segment for chunks written since,
@@ -11,7 +11,6 @@ the store is compared with the saved main segment, so the index never drifts fro
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,212 +19,9 @@ import numpy as np
 
 from knowledge_base.query import Filter
 from knowledge_base.records import KINDS
+from knowledge_base.store import RecordStore
 
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-  id TEXT PRIMARY KEY, kind TEXT, title TEXT, category TEXT, location TEXT, date INTEGER,
-  public INTEGER, jids TEXT, owners TEXT, text TEXT, sections TEXT, source TEXT, updated REAL
-);
-CREATE INDEX IF NOT EXISTS ix_records_source ON records(source);
-CREATE TABLE IF NOT EXISTS chunks (
-  cid INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT, idx INTEGER, article TEXT, text TEXT, tokens TEXT
-);
-CREATE INDEX IF NOT EXISTS ix_chunks_record ON chunks(record_id);
--- every write, by any process: the live index of every other process follows this log
-CREATE TABLE IF NOT EXISTS changes (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT, writer TEXT, vec_done INTEGER,
-  at REAL DEFAULT (strftime('%s', 'now'))
-);
-CREATE INDEX IF NOT EXISTS ix_changes_pending ON changes(vec_done);
--- the one process that writes the embedded Chroma directory (see KnowledgeBase.sync)
-CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT, beat REAL);
-"""
-
-
-def _meta_from_row(row) -> dict:
-    return {
-        "id": row[0], "kind": row[1], "title": row[2], "category": row[3], "location": row[4],
-        "date": row[5] or 0, "public": bool(row[6]), "jurisdiction_ids": json.loads(row[7] or "[]"),
-        "owner_user_ids": json.loads(row[8] or "[]"),
-    }
-
-
-_REC_COLS = "r.id, r.kind, r.title, r.category, r.location, r.date, r.public, r.jids, r.owners"
-
-
-class RecordStore:
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.RLock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    # ---------------------------------------------------------- writes
-    def upsert(self, rows: list[dict], chunks: list[list[dict]], *, writer: str = "",
-               vec_done: bool = True) -> tuple[list[int], list[int], list[str]]:
-        """Replace records and their chunks. Returns (removed chunk ids, new chunk ids, ids of other
-        records that were replaced because they came from the same source). The change is logged
-        for the other processes (``vec_done`` False: Chroma still has to follow)."""
-        removed: list[int] = []
-        added: list[int] = []
-        replaced: list[str] = []
-        with self._lock, self._db:
-            cur = self._db.cursor()
-            for row, chs in zip(rows, chunks):
-                if row.get("source"):
-                    for (rid,) in cur.execute("SELECT id FROM records WHERE source=? AND id<>?",
-                                              (row["source"], row["id"])).fetchall():
-                        replaced.append(rid)
-                for rid in [row["id"], *replaced]:
-                    removed += [c for (c,) in cur.execute("SELECT cid FROM chunks WHERE record_id=?", (rid,))]
-                    cur.execute("DELETE FROM chunks WHERE record_id=?", (rid,))
-                for rid in replaced:
-                    cur.execute("DELETE FROM records WHERE id=?", (rid,))
-                cur.execute(
-                    "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,strftime('%s','now'))",
-                    (row["id"], row["kind"], row["title"], row["category"], row["location"], row["date"],
-                     int(row["public"]), json.dumps(row["jurisdiction_ids"]), json.dumps(row["owner_user_ids"]),
-                     row["text"], json.dumps(row.get("sections"), ensure_ascii=False) if row.get("sections") else None,
-                     row.get("source")),
-                )
-                for ch in chs:
-                    cur.execute("INSERT INTO chunks(record_id, idx, article, text, tokens) VALUES (?,?,?,?,?)",
-                                (row["id"], ch["idx"], ch.get("article"), ch["text"], "\t".join(ch["tokens"])))
-                    added.append(cur.lastrowid)
-                self._log(cur, [row["id"], *replaced], writer, vec_done)
-        return removed, added, replaced
-
-    @staticmethod
-    def _log(cur, record_ids: list[str], writer: str, vec_done: bool) -> None:
-        cur.executemany("INSERT INTO changes(record_id, writer, vec_done) VALUES (?,?,?)",
-                        [(rid, writer, int(vec_done)) for rid in record_ids])
-
-    def delete(self, ids: list[str], *, writer: str = "", vec_done: bool = True) -> list[int]:
-        removed: list[int] = []
-        with self._lock, self._db:
-            cur = self._db.cursor()
-            for rid in ids:
-                removed += [c for (c,) in cur.execute("SELECT cid FROM chunks WHERE record_id=?", (rid,))]
-                cur.execute("DELETE FROM chunks WHERE record_id=?", (rid,))
-                cur.execute("DELETE FROM records WHERE id=?", (rid,))
-            self._log(cur, list(ids), writer, vec_done)
-        return removed
-
-    # ---------------------------------------------------------- the change log and the writer lease
-    def last_change(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
-
-    def changes_since(self, seq: int) -> list[tuple[int, str, str]]:
-        """(seq, record id, writer) of the changes after ``seq``."""
-        with self._lock:
-            return self._db.execute("SELECT seq, record_id, writer FROM changes WHERE seq > ? ORDER BY seq",
-                                    (seq,)).fetchall()
-
-    def pending_vectors(self, limit: int = 512) -> list[tuple[int, str]]:
-        """Changes Chroma has not followed yet (written by a process that did not hold the lease)."""
-        with self._lock:
-            return self._db.execute("SELECT seq, record_id FROM changes WHERE vec_done = 0 ORDER BY seq LIMIT ?",
-                                    (limit,)).fetchall()
-
-    def first_change(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COALESCE(MIN(seq), 0) FROM changes").fetchone()[0]
-
-    def prune_changes(self, older_than: float) -> int:
-        """Forget followed changes older than ``older_than`` (epoch seconds); a process that was
-        asleep longer than that notices the gap and re-reads the whole store."""
-        with self._lock, self._db:
-            return self._db.execute("DELETE FROM changes WHERE vec_done = 1 AND at < ?", (older_than,)).rowcount
-
-    def vectors_done(self, seqs: list[int]) -> None:
-        with self._lock, self._db:
-            self._db.executemany("UPDATE changes SET vec_done = 1 WHERE seq = ?", [(s,) for s in seqs])
-
-    def take_lease(self, holder: str, now: float, stale_after: float) -> bool:
-        """Become (or stay) the one writer of the embedded Chroma directory; True when held."""
-        with self._lock, self._db:
-            self._db.execute("INSERT INTO lease(id, holder, beat) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-                             "holder = excluded.holder, beat = excluded.beat "
-                             "WHERE lease.holder = excluded.holder OR lease.holder IS NULL OR lease.beat < ?",
-                             (holder, now, now - stale_after))
-            row = self._db.execute("SELECT holder FROM lease WHERE id = 1").fetchone()
-        return bool(row) and row[0] == holder
-
-    def release_lease(self, holder: str) -> None:
-        with self._lock, self._db:
-            self._db.execute("UPDATE lease SET holder = NULL WHERE id = 1 AND holder = ?", (holder,))
-
-    # ---------------------------------------------------------- reads
-    def ids_for_source(self, source: str) -> list[str]:
-        with self._lock:
-            return [r for (r,) in self._db.execute("SELECT id FROM records WHERE source=?", (source,))]
-
-    def sources_with_prefix(self, prefix: str) -> dict[str, str]:
-        with self._lock:
-            return {s: r for (r, s) in self._db.execute(
-                "SELECT id, source FROM records WHERE source LIKE ?", (prefix.replace("%", "") + "%",))}
-
-    def existing(self, ids: list[str]) -> set[str]:
-        out: set[str] = set()
-        with self._lock:
-            for i in range(0, len(ids), 500):
-                part = ids[i : i + 500]
-                q = f"SELECT id FROM records WHERE id IN ({','.join('?' * len(part))})"
-                out |= {r for (r,) in self._db.execute(q, part)}
-        return out
-
-    def get(self, rid: str) -> dict | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT {_REC_COLS}, r.text, r.sections, r.source FROM records r WHERE r.id=?",
-                                   (rid,)).fetchone()
-        if not row:
-            return None
-        meta = _meta_from_row(row)
-        meta["text"] = row[9]
-        meta["sections"] = json.loads(row[10]) if row[10] else None
-        meta["source"] = row[11]
-        return meta
-
-    def chunks_of(self, rid: str) -> list[dict]:
-        with self._lock:
-            rows = self._db.execute("SELECT cid, idx, article, text FROM chunks WHERE record_id=? ORDER BY idx",
-                                    (rid,)).fetchall()
-        return [{"cid": c, "idx": i, "article": a, "text": t} for c, i, a, t in rows]
-
-    def count(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
-
-    def all_ids(self) -> list[str]:
-        with self._lock:
-            return [r for (r,) in self._db.execute("SELECT id FROM records ORDER BY id")]
-
-    def chunk_rows(self, cids: list[int] | None = None):
-        """(cid, record_id, article, text, tokens, record meta…) for all chunks or the given ones."""
-        base = (f"SELECT c.cid, c.record_id, c.article, c.text, c.tokens, {_REC_COLS}, c.idx "
-                "FROM chunks c JOIN records r ON r.id = c.record_id")
-        with self._lock:
-            if cids is None:
-                return self._db.execute(base + " ORDER BY c.cid").fetchall()
-            out = []
-            for i in range(0, len(cids), 500):
-                part = cids[i : i + 500]
-                out += self._db.execute(base + f" WHERE c.cid IN ({','.join('?' * len(part))})", part).fetchall()
-            return out
-
-    def all_cids(self) -> np.ndarray:
-        with self._lock:
-            return np.array([c for (c,) in self._db.execute("SELECT cid FROM chunks ORDER BY cid")], dtype=np.int64)
 
 
 # ====================================================================== BM25
@@ -363,6 +159,9 @@ class KeywordIndex:
             main_cids = np.array([], dtype=np.int64)
             if manifest.exists() and (self.dir / "cids.npy").exists():
                 try:
+                    # chunk ids are unique in one database only: a segment built on another is rebuilt
+                    if json.loads(manifest.read_text()).get("store") != self.store.identity:
+                        raise ValueError("the saved segment was built on another database")
                     main_cids = np.load(self.dir / "cids.npy")
                     bm = bm25s.BM25.load(str(self.dir / "bm25"), show_progress=False) if len(main_cids) else None
                     rows = {r[0]: r for r in self.store.chunk_rows([int(c) for c in main_cids])}
@@ -402,7 +201,8 @@ class KeywordIndex:
             if seg.bm25 is not None:
                 seg.bm25.save(str(self.dir / "bm25"), show_progress=False)
             np.save(self.dir / "cids.npy", seg.cids)
-            (self.dir / "manifest.json").write_text(json.dumps({"chunks": int(seg.n), "version": 1}))
+            (self.dir / "manifest.json").write_text(json.dumps({"chunks": int(seg.n), "version": 2,
+                                                               "store": self.store.identity}))
             self._main = seg
             self._removed.clear()
             self._added.clear()

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, String, Text, event, select
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text, event, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from backend.core.clock import now
@@ -240,3 +240,70 @@ async def reindex_all(sessionmaker, kb, kinds: list[str] | None = None, progress
         out[kind] = n
     await asyncio.to_thread(kb.compact)
     return out
+
+
+# ----------------------------------------------------------------------------- the record store
+# The source of truth for texts, chunks and their tokens, in the application database (SQLite or
+# PostgreSQL), read and written by ``knowledge_base.store.RecordStore``. Every write appends one
+# row per record to ``kb_changes`` under a number taken from ``kb_counters`` in the same
+# transaction: the counter row is locked until commit, so the numbers become visible in order and a
+# process that has followed up to N has seen every change ≤ N (each replica's keyword index follows
+# this sequence, ``KnowledgeBase.sync``).
+class KbRecord(Base):
+    __tablename__ = "kb_records"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(64), default="")
+    location: Mapped[str] = mapped_column(String(128), default="")
+    date: Mapped[int] = mapped_column(Integer, default=0)  # yyyymmdd, 0 = none
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    jids: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of jurisdiction ids (with ancestors)
+    owners: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of owner user ids
+    text: Mapped[str] = mapped_column(Text, default="")
+    sections: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON [[label, body], …]
+    source: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)  # "dispute:17"
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now)
+
+
+class KbChunk(Base):
+    __tablename__ = "kb_chunks"
+    # never reuse a chunk id (SQLite would reuse the highest after a delete): the keyword index
+    # tells chunks apart by id
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    cid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(128), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    article: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    tokens: Mapped[str] = mapped_column(Text, default="")  # jieba tokens, tab-separated
+
+
+class KbChange(Base):
+    __tablename__ = "kb_changes"
+    __table_args__ = (Index("ix_kb_changes_vec_pending", "vec_done", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    record_id: Mapped[str] = mapped_column(String(128))
+    writer: Mapped[str] = mapped_column(String(64))  # the process that wrote it (KnowledgeBase.writer)
+    vec_done: Mapped[bool] = mapped_column(Boolean, default=True)  # False: the Chroma writer must follow
+    at: Mapped[float] = mapped_column(Float)  # epoch seconds (pruning)
+
+
+class KbCounter(Base):
+    __tablename__ = "kb_counters"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class KbLease(Base):
+    """The one process that writes an embedded Chroma directory (``name`` = that directory)."""
+
+    __tablename__ = "kb_leases"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    beat: Mapped[float] = mapped_column(Float, default=0.0)

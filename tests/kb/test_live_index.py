@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from knowledge_base.records import Scope
+from tests.kb.conftest import wait_for
 
 ADMIN = Scope.admin()
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,16 +19,6 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
     return subprocess.run([sys.executable, "-m", "knowledge_base.cli", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
-
-
-def _wait_for(fn, seconds: float = 10.0):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        out = fn()
-        if out:
-            return out
-        time.sleep(0.2)
-    return fn()
 
 
 def test_records_imported_by_another_process_are_found_by_a_running_one_within_seconds(make_kb, tmp_path):
@@ -41,8 +32,8 @@ def test_records_imported_by_another_process_are_found_by_a_running_one_within_s
     r = _cli(data_dir, "import", str(f))
     assert r.returncode == 0, r.stderr[-2000:]
     t0 = time.monotonic()
-    kw = _wait_for(lambda: [h.id for h in running.search("钱立群", ADMIN, mode="keyword")])
-    dense = _wait_for(lambda: [h.id for h in running.search("眼镜厂拖欠工人工资", ADMIN, mode="dense")][:1])
+    kw = wait_for(lambda: [h.id for h in running.search("钱立群", ADMIN, mode="keyword")])
+    dense = wait_for(lambda: [h.id for h in running.search("眼镜厂拖欠工人工资", ADMIN, mode="dense")][:1])
     assert kw == ["TZ-LH-20261130-0901"] and dense == ["TZ-LH-20261130-0901"]
     assert time.monotonic() - t0 < 10
     # the kind label 矛盾纠纷 and the category 欠薪 were mapped onto the taxonomy
@@ -52,7 +43,7 @@ def test_records_imported_by_another_process_are_found_by_a_running_one_within_s
     # a change made elsewhere replaces what the running process finds…
     f.write_text(f.read_text(encoding="utf-8").replace("钱立群", "钱立明"), encoding="utf-8")
     assert _cli(data_dir, "import", str(f)).returncode == 0
-    assert _wait_for(lambda: [h.id for h in running.search("钱立明", ADMIN, mode="keyword")])
+    assert wait_for(lambda: [h.id for h in running.search("钱立明", ADMIN, mode="keyword")])
     assert not [h for h in running.search("钱立群", ADMIN, mode="keyword") if h.keyword_evidence]
 
 

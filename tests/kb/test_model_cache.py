@@ -15,15 +15,18 @@ def test_the_tokenizer_cache_gives_the_same_vectors_and_is_rebuilt_when_damaged(
     cache = tmp_path / "models" / "usem3"
     reference = np.array(use_embeddings.embed_documents(TEXTS))  # the session model: no cache
 
+    # CPU time, not wall-clock: the same comparison on a quiet laptop and a loaded CI machine
+    t0 = time.process_time()
     first = load_use(1, cache)  # parses, writes the cache
+    parsed_s = time.process_time() - t0
     path = _tokenizer_cache_file(cache)
     assert path.exists() and not list(cache.glob("*.tmp"))
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     second = load_use(1, cache)  # reads it back
-    cached_s = time.perf_counter() - t0
+    cached_s = time.process_time() - t0
     for model in (first, second):
         assert np.allclose(np.array(model.encode(TEXTS)), reference, atol=1e-6)
-    assert cached_s < 0.5  # parsing takes ~1 s here; reading the pickle ~0.1 s
+    assert cached_s < parsed_s  # both load the weights; parsing the tokenizer takes ~1 s, reading the pickle ~0.1 s
 
     path.write_bytes(b"not a pickle")  # damaged (a disk error, a killed write)
     third = load_use(1, cache)

@@ -21,7 +21,7 @@ def test_sentence_transformers_from_local_folder(tmp_path):
     assert isinstance(emb, SentenceTransformerEmbeddings)
     v = emb.embed_query("wage arrears")
     assert len(v) == 384 and abs(sum(x * x for x in v) - 1) < 1e-3
-    kb = KnowledgeBase(settings).load()
+    kb = KnowledgeBase(settings, migrate=True).load()
     try:
         assert kb.vector.name.startswith("hehe_kb_st_")  # its own collection (other dimension)
         kb.upsert([
