@@ -35,8 +35,11 @@ _UPSERT = text("INSERT INTO fsm_state (key, state, data) VALUES (:k, :s, :d) "
 _DELETE = text("DELETE FROM fsm_state WHERE key = :k")
 
 
-def _key(k: StorageKey) -> str:
+def storage_key(k: StorageKey) -> str:
     return f"{k.bot_id}:{k.chat_id}:{k.user_id}:{k.thread_id or 0}:{k.destiny}"
+
+
+_key = storage_key
 
 
 class UpdateWrites:

@@ -150,5 +150,9 @@ class Leadership:
                 conn.terminate()
 
 
-def _asyncpg_dsn(db_url: str) -> str:
+def asyncpg_dsn(db_url: str) -> str:
+    """The SQLAlchemy URL of a PostgreSQL database as a DSN for a connection of asyncpg's own."""
     return make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+_asyncpg_dsn = asyncpg_dsn

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import timedelta
 
 from aiogram import Bot
@@ -37,6 +38,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from backend.core.clock import now
 from backend.notify.models import Outbox, Unreachable
 from backend.users.models import User
+
+# The outbox row part being sent now ("outbox:<id>:<part>"): a channel that stores what it
+# delivers (the web chat) keeps one line per key, so a retry after a crash does not repeat it.
+DELIVERY_KEY: ContextVar[str | None] = ContextVar("hehe_delivery_key", default=None)
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
@@ -244,16 +249,24 @@ class Deliverer:
                 continue
             last = i == len(parts) - 1
             await pace.wait(chat_id)
-            async with asyncio.timeout(self.send_timeout):
-                if part is None:
-                    data = await asyncio.to_thread(_read, msg.photo_path)
-                    await bot.send_photo(chat_id, BufferedInputFile(data, "photo.jpg"), caption=caption or None,
-                                         reply_markup=kb if last else None)
-                else:
-                    await bot.send_message(chat_id, part, reply_markup=kb if last else None)
+            key = DELIVERY_KEY.set(f"outbox:{msg.id}:{i}")
+            try:
+                await self._send_part(bot, chat_id, msg, part, caption, kb if last else None)
+            finally:
+                DELIVERY_KEY.reset(key)
             msg.parts_sent = i + 1
             if not last:
                 await session.commit()  # a retry resumes after this part
+
+    async def _send_part(self, bot: Bot, chat_id: int, msg: Outbox, part: str | None, caption: str,
+                         kb: InlineKeyboardMarkup | None) -> None:
+        async with asyncio.timeout(self.send_timeout):
+            if part is None:
+                data = await asyncio.to_thread(_read, msg.photo_path)
+                await bot.send_photo(chat_id, BufferedInputFile(data, "photo.jpg"), caption=caption or None,
+                                     reply_markup=kb)
+            else:
+                await bot.send_message(chat_id, part, reply_markup=kb)
 
     async def _dead(self, session: AsyncSession, msg: Outbox, why: str) -> None:
         msg.dead_at = now()
