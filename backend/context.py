@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from datetime import timedelta
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,7 +182,8 @@ async def start_context(
     web = WebChannel(sm, settings)
     await web.start()
     deliverer = Deliverer(sm, {"local": channel.bot, "web": web.bot}, send_timeout=settings.outbox_send_timeout,
-                          concurrency=settings.outbox_concurrency)
+                          concurrency=settings.outbox_concurrency,
+                          lease=timedelta(seconds=settings.outbox_lease_seconds))
     ctx = AppContext(settings=settings, engine=engine, sm=sm, channel=channel, dispatcher=None,  # type: ignore[arg-type]
                      deliverer=deliverer, secret=load_secret(settings.data_dir, settings.api_token_secret),
                      data_dir_lock=lock)
@@ -198,6 +200,12 @@ async def start_context(
     if scheduler:
         ctx.scheduler = make_scheduler(settings.scheduler_db_url, settings.timezone, elected=ctx.leader.elected)
         register_recurring(ctx.scheduler, cron=False if ctx.leader.elected else None)
+        if settings.sweep_seconds:
+            from apscheduler.triggers.interval import IntervalTrigger
+
+            for job in ctx.scheduler.get_jobs():
+                if isinstance(job.trigger, IntervalTrigger):
+                    job.reschedule(IntervalTrigger(seconds=settings.sweep_seconds, timezone=job.trigger.timezone))
         ctx.scheduler.start()
         if ctx.leader.elected:
             _follow_leadership(ctx)

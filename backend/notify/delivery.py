@@ -101,8 +101,10 @@ class _Pace:
 
 class Deliverer:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], bots: dict[str, Bot], *,
-                 send_timeout: float = 10.0, concurrency: int = 4, paced: Iterable[str] = ("telegram",)):
+                 send_timeout: float = 10.0, concurrency: int = 4, paced: Iterable[str] = ("telegram",),
+                 lease: timedelta = LEASE):
         self.sm = sessionmaker
+        self.lease = lease  # a dead worker's claimed rows are taken again after this
         self.bots = bots
         self.wake = asyncio.Event()
         self.send_timeout = send_timeout
@@ -194,7 +196,7 @@ class Deliverer:
             if not rows:
                 return []  # nothing written: the read's transaction just ends
             await session.execute(update(Outbox).where(Outbox.id.in_([r[0] for r in rows]))
-                                  .values(claimed_until=t + LEASE))
+                                  .values(claimed_until=t + self.lease))
             await session.commit()
         return [(r[0], r[1]) for r in rows]
 
