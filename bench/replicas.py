@@ -16,6 +16,7 @@ cores: replicas scale only where there are cores to run them (docs/deploy.md).
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import sys
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,59 +35,58 @@ from tests.replicas.cluster import Cluster, Down, Person, Replica, leaders  # no
 PATH = "/open311/v2/requests.json"
 
 
-def load(replicas: list[Replica], seconds: float, clients: int) -> tuple[float, int]:
-    """Requests per second over all replicas, and the failed requests."""
-    targets = itertools.cycle([r.base + PATH for r in replicas])
+def run_for(seconds: float, steps: list[Callable[[], bool]]) -> tuple[float, int]:
+    """Each of ``steps`` in a thread of its own, again and again for ``seconds``: successful
+    steps per second over all threads, and the failed steps."""
     lock = threading.Lock()
     done = [0, 0]
     end = time.monotonic() + seconds
 
-    def client() -> None:
+    def loop(step: Callable[[], bool]) -> None:
         while time.monotonic() < end:
-            with lock:
-                url = next(targets)
-            try:
-                with urllib.request.urlopen(url, timeout=10) as r:
-                    r.read()
-                    ok = r.status == 200
-            except OSError:
-                ok = False
+            ok = step()
             with lock:
                 done[0 if ok else 1] += 1
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=loop, args=(step,)) for step in steps]
     t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     return done[0] / (time.monotonic() - t0), done[1]
+
+
+def load(replicas: list[Replica], seconds: float, clients: int) -> tuple[float, int]:
+    """API requests per second over all replicas, and the failed requests."""
+    targets = itertools.cycle([r.base + PATH for r in replicas])
+    lock = threading.Lock()
+
+    def read() -> bool:
+        with lock:
+            url = next(targets)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                r.read()
+                return r.status == 200
+        except OSError:
+            return False
+
+    return run_for(seconds, [read] * clients)
 
 
 def chat_load(people: list[Person], seconds: float) -> tuple[float, int]:
     """Web-chat steps per second (send ``帮助``, then read the transcript), and failed steps."""
-    lock = threading.Lock()
-    done = [0, 0]
-    end = time.monotonic() + seconds
 
-    def person(p: Person) -> None:
-        while time.monotonic() < end:
-            try:
-                p.say("帮助")
-                p.transcript(p.last)
-                ok = True
-            except (Down, AssertionError):
-                ok = False
-            with lock:
-                done[0 if ok else 1] += 1
+    def step(p: Person) -> bool:
+        try:
+            p.say("帮助")
+            p.transcript(p.last)
+            return True
+        except (Down, AssertionError):
+            return False
 
-    threads = [threading.Thread(target=person, args=(p,)) for p in people]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return done[0] / (time.monotonic() - t0), done[1]
+    return run_for(seconds, [functools.partial(step, p) for p in people])
 
 
 def poll_failover(cluster: Cluster, p: Person, victim: int, survivor: int) -> float:

@@ -88,7 +88,9 @@ class SQLStorage(BaseStorage):
 
     * Reads are served from the cache after the first load (aiogram reads the state of every
       update; most updates change nothing). The process that runs the Dispatcher owns the
-      conversations, so the cache cannot go stale; after a restart it starts empty.
+      conversations, so the cache cannot go stale; after a restart it starts empty. With
+      replicas on PostgreSQL each update first takes the person's lock and drops their entry
+      (bot/isolation.py): another replica may have moved the conversation on.
     * Writes made while an update is handled (inside :meth:`update_writes`) are collected and
       written by the update's session when it commits, one statement per conversation key; writes made
       elsewhere (a scheduler job, the API) are written at once in their own transaction.

@@ -77,13 +77,10 @@ class Leadership:
             self._task = asyncio.create_task(self._loop(), name="leader-election")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        from backend.core.listen import cancel
+
+        await cancel(self._task)
+        self._task = None
         await self._set(False)
         await self._close()  # closing the session releases the lock
 

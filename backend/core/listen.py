@@ -16,6 +16,16 @@ from collections.abc import Callable
 log = logging.getLogger("hehe.listen")
 
 
+async def cancel(task: asyncio.Task | None) -> None:
+    """Cancel a background task and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
 class Listener:
     def __init__(self, dsn: str, channel: str, on_message: Callable[[str], None],
                  on_connect: Callable[[], None] = lambda: None, *, retry: float = 2.0, timeout: float = 5.0) -> None:
@@ -34,13 +44,8 @@ class Listener:
             log.warning("not listening on %s yet; retrying in the background", self.channel)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     def _deliver(self, _conn, _pid, _channel, payload: str) -> None:
         try:

@@ -93,8 +93,8 @@ def out_message(chat_id: int, message_id: int, seq: int, body: dict) -> OutMessa
     return m
 
 
-def page_item(row: WebMessage) -> dict | None:
-    """A stored line as the page shows it (None: a deleted message, on a first read)."""
+def page_item(row: WebMessage) -> dict:
+    """A stored line as the page shows it."""
     body = json.loads(row.body)
     if row.mine:
         return {"mine": True, "seq": row.seq, "at": row.at.isoformat(),
@@ -279,7 +279,7 @@ class WebChannel(OfflineChannel):
                 WebMessage.chat_id == chat_id, WebMessage.seq > since_seq)
                 .order_by(WebMessage.seq.desc()).limit(2 * KEEP_PER_PERSON)))
         rows.reverse()
-        items = [i for r in rows if (i := page_item(r)) is not None and not (i.get("deleted") and since_seq == 0)]
+        items = [i for i in map(page_item, rows) if not (i.get("deleted") and since_seq == 0)]
         return max([since_seq] + [r.seq for r in rows]), items
 
     async def wait_history(self, chat_id: int, since_seq: int, timeout: float) -> tuple[int, list[dict]]:
