@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from datetime import timedelta
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from aiogram import Bot, Dispatcher
