@@ -9,6 +9,7 @@ import asyncio
 import gc
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -76,9 +77,10 @@ class AppContext:
             await bot.session.close()
         if self.web is not None:
             try:
-                await self.web.persist()  # the web transcript's last queued writes
+                await self.web.stop()  # stops listening; the web transcript's last queued writes
             except Exception:  # noqa: BLE001 - shutting down; the log has it
                 log.exception("persisting the web transcript at shutdown failed")
+        await self.dispatcher.fsm.events_isolation.close()  # PostgreSQL: the person-lock connection
         await self.engine.dispose()
         instance.release_data_dir(self.data_dir_lock)
         self.data_dir_lock = None
@@ -171,31 +173,6 @@ def _follow_leadership(ctx: AppContext) -> None:
     ctx.leader.on_lose.append(drop_cron)
 
 
-def _web_on_leader(ctx: AppContext) -> None:
-    """The web chat keeps transcripts in memory, so with several replicas it is served by the
-    leader alone: only the leader delivers the web channel's outbox rows (followers leave them
-    for it) and answers the chat API (followers: 503, the proxy tries the next replica). A new
-    leader reads the transcript afresh from the database."""
-    bots = ctx.deliverer.bots
-    web_channels = [name for name, bot in bots.items() if bot is ctx.web.bot]
-
-    async def serve_web() -> None:
-        await ctx.web.reload()
-        for name in web_channels:
-            bots[name] = ctx.web.bot
-        ctx.deliverer.wake.set()
-
-    async def leave_web() -> None:
-        for name in web_channels:
-            bots.pop(name, None)
-        await ctx.web.persist()
-
-    for name in web_channels:
-        bots.pop(name, None)
-    ctx.leader.on_gain.append(serve_web)
-    ctx.leader.on_lose.append(leave_web)
-
-
 async def start_context(
     settings: Settings, *, scheduler: bool = True, models: bool = True, workers: bool = True,
     telegram: bool = True, migrate_db: bool = True,
@@ -237,7 +214,8 @@ async def start_context(
     web = WebChannel(sm, settings, files)
     await web.start()
     deliverer = Deliverer(sm, {"local": channel.bot, "web": web.bot}, send_timeout=settings.outbox_send_timeout,
-                          concurrency=settings.outbox_concurrency, store=files)
+                          concurrency=settings.outbox_concurrency, store=files,
+                          lease=timedelta(seconds=settings.outbox_lease_seconds))
     ctx = AppContext(settings=settings, engine=engine, sm=sm, channel=channel, dispatcher=None,  # type: ignore[arg-type]
                      deliverer=deliverer, secret=load_secret(settings.data_dir, settings.api_token_secret),
                      data_dir_lock=lock, files=files)
@@ -254,12 +232,18 @@ async def start_context(
     if scheduler:
         ctx.scheduler = make_scheduler(settings.scheduler_db_url, settings.timezone, elected=ctx.leader.elected)
         register_recurring(ctx.scheduler, cron=False if ctx.leader.elected else None)
+        if settings.sweep_seconds:
+            from apscheduler.triggers.interval import IntervalTrigger
+
+            for job in ctx.scheduler.get_jobs():
+                if isinstance(job.trigger, IntervalTrigger):
+                    job.reschedule(IntervalTrigger(seconds=settings.sweep_seconds, timezone=job.trigger.timezone))
         ctx.scheduler.start()
         if ctx.leader.elected:
             _follow_leadership(ctx)
-    if ctx.leader.elected:
-        _web_on_leader(ctx)
     await ctx.leader.start()
+    if serving:
+        await web.listen()  # PostgreSQL: long polls wake for lines written on other replicas
     if workers:
         ctx.tasks.append(asyncio.create_task(deliverer.run(), name="outbox"))
         ctx.tasks.append(asyncio.create_task(web.run(), name="web-transcript"))

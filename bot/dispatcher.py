@@ -88,12 +88,27 @@ def skip_foreign_callbacks(router: Router) -> None:
 def make_dispatcher(ctx: Any, first: Sequence[Router] = ()) -> Dispatcher:
     """A Dispatcher for one application context. ``first``: extra (fresh) routers put in front
     of the capabilities' (benchmarks, tests)."""
-    dp = Dispatcher(storage=SQLStorage(ctx.sm))
+    storage = SQLStorage(ctx.sm)
+    db_user = DbUserMiddleware(ctx)
+    isolation = None
+    if ctx.engine.dialect.name == "postgresql":
+        # Replicas may share the database: one update of a person at a time across all of them,
+        # and what this process cached about the person is read again under the lock.
+        from backend.core.leader import asyncpg_dsn
+        from bot.fsm_storage import storage_key
+        from bot.isolation import ReplicaIsolation
+
+        def fresh(key) -> None:
+            storage.forget(storage_key(key))
+            db_user.cache.invalidate(key.user_id)
+
+        isolation = ReplicaIsolation(asyncpg_dsn(ctx.settings.db_url), fresh)
+    dp = Dispatcher(storage=storage, **({"events_isolation": isolation} if isolation else {}))
     dp.update.outer_middleware(DedupeMiddleware())
     dp.update.outer_middleware(ErrorMiddleware())
     dp.update.outer_middleware(IgnoreBotsMiddleware())
     dp.update.outer_middleware(ControlCharsMiddleware())
     dp.update.outer_middleware(ThrottleMiddleware(ctx.settings.throttle_per_minute))
-    dp.update.outer_middleware(DbUserMiddleware(ctx))
+    dp.update.outer_middleware(db_user)
     dp.include_routers(*first, _bridge(capabilities()))
     return dp

@@ -35,8 +35,11 @@ _UPSERT = text("INSERT INTO fsm_state (key, state, data) VALUES (:k, :s, :d) "
 _DELETE = text("DELETE FROM fsm_state WHERE key = :k")
 
 
-def _key(k: StorageKey) -> str:
+def storage_key(k: StorageKey) -> str:
     return f"{k.bot_id}:{k.chat_id}:{k.user_id}:{k.thread_id or 0}:{k.destiny}"
+
+
+_key = storage_key
 
 
 class UpdateWrites:
@@ -96,7 +99,9 @@ class SQLStorage(BaseStorage):
 
     * Reads are served from the cache after the first load (aiogram reads the state of every
       update; most updates change nothing). The process that runs the Dispatcher owns the
-      conversations, so the cache cannot go stale; after a restart it starts empty.
+      conversations, so the cache cannot go stale; after a restart it starts empty. With
+      replicas on PostgreSQL each update first takes the person's lock and drops their entry
+      (bot/isolation.py): another replica may have moved the conversation on.
     * Writes made while an update is handled (inside :meth:`update_writes`) are collected and
       written by the update's session when it commits, one statement per conversation key; writes made
       elsewhere (a scheduler job, the API) are written at once in their own transaction.

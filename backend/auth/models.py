@@ -115,6 +115,9 @@ class WebMessage(Base):
     mine: Mapped[bool] = mapped_column(Boolean, default=False)  # the person's own message
     body: Mapped[str] = mapped_column(Text)  # JSON of the message as the page shows it
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now, index=True)
+    # An outbox delivery's part ("outbox:<id>:<part>"): a delivery retried after a replica died
+    # mid-send does not show the line twice (backend.web.channel)
+    dedupe: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class WebFile(Base):

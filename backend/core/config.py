@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     telegram_request_timeout: float = Field(15.0, description="Seconds one Bot API call may take.")
     outbox_send_timeout: float = Field(10.0, description="Seconds one outbox delivery may take before a retry.")
     outbox_concurrency: int = Field(4, description="Outbox deliveries running at once per channel.")
+    outbox_lease_seconds: float = Field(120.0, gt=0, description="Seconds an outbox worker holds the rows it "
+                                                              "claimed; a replica that died leaves them this long.")
 
     # --- bot behaviour
     throttle_per_minute: int = Field(30, description="Max updates per user per minute.")
@@ -163,6 +165,8 @@ class Settings(BaseSettings):
     s3_secret_key: str | None = Field(None, description="S3 secret access key.")
     s3_region: str = Field("us-east-1", description="S3 region.")
     s3_prefix: str = Field("", description="A key prefix inside the bucket (several installations in one bucket).")
+    sweep_seconds: int = Field(0, ge=0, description="Run every due-date sweep this often (seconds) instead of "
+                                                    "its own interval; 0: each its own (tests, benchmarks).")
 
     @property
     def db_url(self) -> str:

@@ -77,13 +77,10 @@ class Leadership:
             self._task = asyncio.create_task(self._loop(), name="leader-election")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        from backend.core.listen import cancel
+
+        await cancel(self._task)
+        self._task = None
         await self._set(False)
         await self._close()  # closing the session releases the lock
 
@@ -150,5 +147,9 @@ class Leadership:
                 conn.terminate()
 
 
-def _asyncpg_dsn(db_url: str) -> str:
+def asyncpg_dsn(db_url: str) -> str:
+    """The SQLAlchemy URL of a PostgreSQL database as a DSN for a connection of asyncpg's own."""
     return make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+_asyncpg_dsn = asyncpg_dsn

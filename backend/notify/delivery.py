@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import timedelta
 
 from aiogram import Bot
@@ -39,6 +40,10 @@ from backend.core.clock import now
 from backend.core.storage import ObjectStore
 from backend.notify.models import Outbox, Unreachable
 from backend.users.models import User
+
+# The outbox row part being sent now ("outbox:<id>:<part>"): a channel that stores what it
+# delivers (the web chat) keeps one line per key, so a retry after a crash does not repeat it.
+DELIVERY_KEY: ContextVar[str | None] = ContextVar("hehe_delivery_key", default=None)
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
@@ -99,9 +104,10 @@ class _Pace:
 class Deliverer:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], bots: dict[str, Bot], *,
                  send_timeout: float = 10.0, concurrency: int = 4, paced: Iterable[str] = ("telegram",),
-                 store: ObjectStore | None = None):
+                 store: ObjectStore | None = None, lease: timedelta = LEASE):
         self.sm = sessionmaker
         self.store = store  # where photo_path keys are (backend/core/storage.py)
+        self.lease = lease  # a dead worker's claimed rows are taken again after this
         self.bots = bots
         self.wake = asyncio.Event()
         self.send_timeout = send_timeout
@@ -193,7 +199,7 @@ class Deliverer:
             if not rows:
                 return []  # nothing written: the read's transaction just ends
             await session.execute(update(Outbox).where(Outbox.id.in_([r[0] for r in rows]))
-                                  .values(claimed_until=t + LEASE))
+                                  .values(claimed_until=t + self.lease))
             await session.commit()
         return [(r[0], r[1]) for r in rows]
 
@@ -248,16 +254,24 @@ class Deliverer:
                 continue
             last = i == len(parts) - 1
             await pace.wait(chat_id)
-            async with asyncio.timeout(self.send_timeout):
-                if part is None:
-                    data = await _photo_of(self.store, msg.photo_path)
-                    await bot.send_photo(chat_id, BufferedInputFile(data, "photo.jpg"), caption=caption or None,
-                                         reply_markup=kb if last else None)
-                else:
-                    await bot.send_message(chat_id, part, reply_markup=kb if last else None)
+            key = DELIVERY_KEY.set(f"outbox:{msg.id}:{i}")
+            try:
+                await self._send_part(bot, chat_id, msg, part, caption, kb if last else None)
+            finally:
+                DELIVERY_KEY.reset(key)
             msg.parts_sent = i + 1
             if not last:
                 await session.commit()  # a retry resumes after this part
+
+    async def _send_part(self, bot: Bot, chat_id: int, msg: Outbox, part: str | None, caption: str,
+                         kb: InlineKeyboardMarkup | None) -> None:
+        async with asyncio.timeout(self.send_timeout):
+            if part is None:
+                data = await _photo_of(self.store, msg.photo_path)
+                await bot.send_photo(chat_id, BufferedInputFile(data, "photo.jpg"), caption=caption or None,
+                                     reply_markup=kb)
+            else:
+                await bot.send_message(chat_id, part, reply_markup=kb)
 
     async def _dead(self, session: AsyncSession, msg: Outbox, why: str) -> None:
         msg.dead_at = now()

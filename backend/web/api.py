@@ -12,7 +12,7 @@ from starlette.requests import Request as StarletteRequest
 
 from backend.auth.guards import PUBLIC
 from backend.auth.sessions import WebUser
-from backend.core.errors import DomainError, NotFound, Unavailable
+from backend.core.errors import DomainError, NotFound
 from backend.users.models import User
 
 router = APIRouter(tags=["web chat"])
@@ -52,13 +52,10 @@ def sniff(data: bytes) -> str:
 
 
 async def _web(request: Request, user: User):
-    """The web channel, with this person's transcript in memory; their chat id."""
+    """The web channel and the person's chat id. The transcript is in the database, so any
+    replica serves anyone (backend.web.channel)."""
     ctx = request.app.state.ctx
-    if ctx.leader is not None and not ctx.leader.is_leader:
-        # With several replicas the web chat (transcripts in memory) lives on the leader; the
-        # proxy retries a 503 on the next replica (deploy/nginx.conf, docs/deploy.md).
-        raise Unavailable("replicas.not_leader")
-    await ctx.web.load(user.telegram_id, name=user.name, language=user.language)
+    ctx.web.set_profile(user.telegram_id, name=user.name, language_code=user.language)
     return ctx, ctx.web, user.telegram_id
 
 
@@ -86,9 +83,11 @@ async def messages(request: Request, user: WebUser, since: int = 0, wait: float 
     poll of up to 25 s."""
     _ctx, web, chat = await _web(request, user)
     since = max(0, min(since, 2 ** 62))
-    if wait > 0 and not web.history(chat, since):
-        await web.wait_changes(since, min(wait, 25))
-    return {"last": web.last_seq(), "messages": web.history(chat, since)}
+    if wait > 0:
+        last, shown = await web.wait_history(chat, since, min(wait, 25))
+    else:
+        last, shown = await web.history(chat, since)
+    return {"last": last, "messages": shown}
 
 
 @router.post("/chat/api/send")
@@ -102,7 +101,7 @@ async def send(body: Say, request: Request, user: WebUser):
 @router.post("/chat/api/press")
 async def press(body: Press, request: Request, user: WebUser):
     ctx, web, chat = await _web(request, user)
-    m = web.find(chat, body.message_id)
+    m = await web.fetch(chat, body.message_id)
     if m is None or not any(d == body.data for row in m.inline for _, d in row):
         raise NotFound("common.stale_button")
     label = next(l for row in m.inline for l, d in row if d == body.data)
@@ -176,8 +175,6 @@ async def location(body: Where, request: Request, user: WebUser):
 async def file(file_id: str, request: Request, user: WebUser):
     ctx = request.app.state.ctx
     web = ctx.web
-    if ctx.leader is not None and not ctx.leader.is_leader:
-        raise Unavailable("replicas.not_leader")
     if not await web.may_fetch(user.telegram_id, file_id):
         raise NotFound("common.err_not_found")
     blob = await web.load_file(file_id)

@@ -1,26 +1,34 @@
 """Replicas of Hehe as real ``hehe serve`` processes on one PostgreSQL database, each with its own
-data dir (its local caches) and port — for the failover test and bench/replicas.py."""
+data dir (its local caches) or a shared one, and port; and people using them through a load
+balancer's eyes (any live replica) — for the replica tests and bench/replicas.py."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import httpx
+
 from tests.serving import free_port
 
 
 class Replica:
-    def __init__(self, workdir: Path, db_url: str, name: str, **env_extra: str) -> None:
+    def __init__(self, workdir: Path, db_url: str, name: str, data_dir: Path | None = None, **env_extra: str) -> None:
         self.name = name
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Its own data dir, or one shared by the replicas (compose's /data volume: uploads, evidence).
+        self.data_dir = data_dir or self.dir / "data"
         self.db_url = db_url
         self.env_extra = env_extra
         self.port = free_port()
@@ -29,7 +37,7 @@ class Replica:
 
     def start(self, timeout: float = 120) -> "Replica":
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEHE_")}
-        env.update(HEHE_DATA_DIR=str(self.dir / "data"), HEHE_DATABASE_URL=self.db_url, HEHE_LOG_LEVEL="WARNING",
+        env.update(HEHE_DATA_DIR=str(self.data_dir), HEHE_DATABASE_URL=self.db_url, HEHE_LOG_LEVEL="WARNING",
                    HEHE_FACE_ENABLED="false", HEHE_KB_ENABLED="false", HEHE_ALLOW_NEW_DATABASE="true",
                    HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False", **self.env_extra)
         hehe = shutil.which("hehe", path=str(Path(sys.executable).parent))
@@ -78,3 +86,105 @@ class Replica:
 
 def leaders(replicas: list[Replica]) -> list[Replica]:
     return [r for r in replicas if r.proc is not None and r.proc.poll() is None and r.is_leader()]
+
+
+class Down(Exception):
+    """The replica a request went to did not answer (killed): the person tries again."""
+
+
+class Cluster:
+    """The replicas as a load balancer sees them: requests spread over the live ones."""
+
+    def __init__(self, replicas: list[Replica]) -> None:
+        self.replicas = replicas
+        self.live = set(range(len(replicas)))
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+
+    def pick(self) -> int:
+        with self._lock:
+            live = sorted(self.live)
+            assert live, "no replica is up"
+            return live[next(self._turn) % len(live)]
+
+    def codes(self, phone: str) -> set[str]:
+        """The console SMS provider's sign-in codes for ``phone``, from every replica's log."""
+        masked = re.escape(phone[:3] + "****" + phone[-4:])
+        return {c for r in self.replicas
+                for c in re.findall(rf"SMS sign-in code for {masked}: (\d{{6}})", r.log_path.read_text())}
+
+
+class Person:
+    """One browser: its cookies, the CSRF header, requests to any live replica."""
+
+    def __init__(self, cluster: Cluster, n: int, phone: str, name: str) -> None:
+        self.cluster, self.n, self.phone, self.name = cluster, n, phone, name
+        self.last = 0  # the newest line seen
+        self.http = httpx.Client(timeout=60, headers={"X-Forwarded-For": f"10.19.{n // 200}.{n % 200 + 1}"})
+
+    def request(self, method: str, path: str, replica: int | None = None, **kw) -> httpx.Response:
+        i = self.cluster.pick() if replica is None else replica
+        headers = {"X-CSRF-Token": self.http.cookies.get("hehe_csrf", "")} if method == "POST" else {}
+        try:
+            r = self.http.request(method, self.cluster.replicas[i].base + path, headers=headers, **kw)
+        except httpx.TransportError as e:
+            raise Down(str(e)) from e
+        if r.status_code >= 500:
+            raise Down(r.text)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+        return r
+
+    def sign_in(self) -> None:
+        """Phone sign-in; after a replica died under a request, go on with the code that was sent."""
+        before = self.cluster.codes(self.phone)
+        for _ in range(5):
+            try:
+                self.request("POST", "/auth/api/phone/code", json={"phone": self.phone})
+                break
+            except Down:
+                time.sleep(1)
+            except AssertionError:  # 429: a code was sent already (the answer was lost)
+                break
+        for _ in range(100):
+            if new := self.cluster.codes(self.phone) - before:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"no sign-in code for {self.phone}")
+        assert len(new) == 1, new  # a retry after a sent code is refused (wait before resending)
+        body = {"phone": self.phone, "code": new.pop(), "name": self.name}
+        for _ in range(5):
+            try:
+                self.request("POST", "/auth/api/phone/verify", json=body)
+                return
+            except Down:
+                time.sleep(1)
+        raise AssertionError(f"{self.phone} could not sign in")
+
+    def transcript(self, since: int = 0, **kw) -> dict:
+        body = self.request("GET", "/chat/api/messages", params={"since": since}, **kw).json()
+        self.last = max(self.last, body["last"])
+        return body
+
+    def say(self, words: str) -> None:
+        self.request("POST", "/chat/api/send", json={"text": words})
+
+    def press(self, label: str) -> None:
+        """Press the button containing ``label`` on the bot's latest message with buttons."""
+        shown = self.transcript()["messages"]
+        latest = next((m for m in reversed(shown) if not m["mine"] and m["inline"]), None)
+        assert latest is not None, shown[-3:]
+        data = next((b["data"] for row in latest["inline"] for b in row if label in b["text"]), None)
+        if data is None:
+            raise AssertionError(f"no {label!r} on {latest['text'][:60]!r}: {latest['inline']}")
+        self.request("POST", "/chat/api/press", json={"message_id": latest["message_id"], "data": data})
+
+    def photo(self, data: bytes) -> None:
+        self.request("POST", "/chat/api/photo", files={"file": ("p.jpg", data, "image/jpeg")})
+
+    def number(self) -> str | None:
+        """The case number the bot confirmed, if it did."""
+        for m in reversed(self.transcript()["messages"]):
+            if not m["mine"] and "案件编号：" in m["text"]:
+                return m["text"].split("案件编号：")[1].split()[0]
+        return None
