@@ -219,7 +219,7 @@ async def _help_request(site, requester: User, target: str | None) -> int:
 
     photo = sorted((FACES / "obama").iterdir())[0]
     async with session_scope(site.ctx.sm) as s:
-        f = await store_file(s, site.ctx.settings.files_dir, photo.read_bytes(), mime="image/jpeg",
+        f = await store_file(s, site.ctx.files, photo.read_bytes(), mime="image/jpeg",
                              filename="assist-card.jpg", owner_kind="missing_assist", owner_id=None)
         t = await users.find_jurisdiction(s, target) if target else None
         req = AssistRequest(requester_id=requester.id, jurisdiction_id=requester.jurisdiction_id, photo_id=f.id,

@@ -285,10 +285,10 @@ async def test_height_and_the_distance_between_the_places_reach_the_officers_rev
         for uid, pic, height in ((far, "obama/2.jpg", 182), (near, "obama/3.jpg", 168)):
             officer = await s.scalar(select(User).where(User.telegram_id == uid))
             out = await service.register_found(
-                s, officer, faces=faces, files_dir=ctx.settings.files_dir, jurisdiction=officer.jurisdiction,
+                s, officer, faces=faces, store=ctx.files, jurisdiction=officer.jurisdiction,
                 photos=[service.Photo(photo(f"identities/{pic}").read_bytes())], place=None, age=80, sex="M",
                 height_cm=height)
-            await service.queue_for_review(s, ctx.settings.files_dir, out.candidates)
+            await service.queue_for_review(s, ctx.files, out.candidates)
             made += out.candidates
         flags = [{f["code"]: f for f in c.flags} for c in made]
         await s.commit()
