@@ -2,6 +2,7 @@
 and model loading; every slice's ``backend/<slice>/api.py`` router is mounted."""
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import pkgutil
@@ -23,6 +24,18 @@ from backend.core.i18n import gettext
 from bot.telegram import WEBHOOK_PATH, secret_ok
 
 log = logging.getLogger("hehe")
+
+
+async def _release_long_polls_on_exit(app: FastAPI, ctx) -> None:
+    """When the server is told to stop (SIGTERM; ``hehe serve`` sets ``app.state.stopping``),
+    answer every open long poll at once, so the connections close before uvicorn's graceful
+    timeout and the page simply polls again (another replica, or this one after its restart)."""
+    stopping = getattr(app.state, "stopping", None)
+    if stopping is None:
+        return
+    while not stopping():
+        await asyncio.sleep(0.2)
+    ctx.web.release_waiters()
 
 
 def slice_routers() -> list:
@@ -53,9 +66,11 @@ def create_app(settings: Settings | None = None, **start_kw) -> FastAPI:
             # `hehe demo`/`serve` in demo mode: the seeded "local" demo people chat on the web
             # page, so their notifications go to the web channel (backend.web, docs/security.md).
             ctx.deliverer.bots["local"] = ctx.web.bot
+        watch = asyncio.create_task(_release_long_polls_on_exit(app, ctx))
         try:
             yield
         finally:
+            watch.cancel()
             await ctx.stop()
 
     app = FastAPI(title="Hehe 和合 API", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -116,8 +116,11 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 def _run_web(s, host: str | None, port: int | None) -> None:
     import uvicorn
 
-    uvicorn.run(_web_app(s), host=host or s.host, port=port or s.port, log_level=s.log_level.lower(),
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+    app = _web_app(s)
+    server = uvicorn.Server(uvicorn.Config(app, host=host or s.host, port=port or s.port, log_level=s.log_level.lower(),
+                                           timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS))
+    app.state.stopping = lambda: server.should_exit  # the lifespan answers open long polls at once
+    server.run()
 
 
 def _web_app(s):

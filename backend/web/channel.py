@@ -187,6 +187,7 @@ class WebChannel(OfflineChannel):
         self._last = 0
         self._write = asyncio.Lock()
         self.listener: Any = None  # backend.core.listen.Listener on PostgreSQL
+        self.closing = False  # the server is stopping: long polls answer at once
 
     async def start(self) -> None:
         """Continue the ids and change counter where the stored transcript ends (SQLite), or
@@ -266,6 +267,12 @@ class WebChannel(OfflineChannel):
         for ev in self._waiters.get(chat_id, ()):
             ev.set()
 
+    def release_waiters(self) -> None:
+        """The server is stopping: every long poll answers now with what it has (and new ones
+        do not wait), so no connection holds the shutdown."""
+        self.closing = True
+        self._wake_all()
+
     def _wake_all(self) -> None:
         for evs in self._waiters.values():
             for ev in evs:
@@ -294,7 +301,7 @@ class WebChannel(OfflineChannel):
             try:
                 last, items = await self.history(chat_id, since_seq)
                 left = end - loop.time()
-                if items or left <= 0:
+                if items or left <= 0 or self.closing:
                     return last, items
                 listening = self.listener is not None and self.listener.connected.is_set()
                 try:
