@@ -112,7 +112,7 @@ async def test_missing_person_reports_are_indexed_without_personal_data(kb_ctx):
     from knowledge_base.records import Scope
 
     from backend.missing.models import PersonCase
-    from backend.missing import service as missing
+    from backend.core.events import RecordChanged, publish
 
     async with session_scope(kb_ctx.sm) as s:
         reporter, _ = await users.get_or_create_user(s, 3200, name="家属", channel="local")
@@ -122,7 +122,7 @@ async def test_missing_person_reports_are_indexed_without_personal_data(kb_ctx):
                        clothing="蓝色外套，灰色裤子", health="阿尔茨海默症", phone="13812345678")
         s.add(c)
         await s.flush()
-        await missing.kb_enqueue(s, "missing", c.id)
+        await publish(s, RecordChanged("missing", c.id))  # what the service does on a new case
     await drain(kb_ctx.sm, kb_ctx.kb)
     async with kb_ctx.sm() as s:
         wl = await users.find_jurisdiction(s, "温岭市")

@@ -33,7 +33,7 @@ async def _world(chat, ctx):
     """One record of each kind in 椒江区/海门街道, people of every role at every position."""
     from backend.core.files import store_file
     from backend.disputes import service as disputes
-    from backend.missing import service as missing
+    from backend.core.events import RecordChanged, publish
     from backend.missing.models import PersonCase
     from knowledge_base.models import drain
 
@@ -56,7 +56,7 @@ async def _world(chat, ctx):
                        clothing="紫色棉袄，黑色裤子", health="记忆力差", phone="13812345678", photo_ids=[photo.id])
         s.add(c)
         await s.flush()
-        await missing.kb_enqueue(s, "missing", c.id)
+        await publish(s, RecordChanged("missing", c.id))  # what the service does on a new case
         refs = {"dispute": (d.number, d.id), "supervision": (number, number), "missing": (c.case_no, c.id)}
     await drain(ctx.sm, ctx.kb)
     return refs
