@@ -1016,6 +1016,13 @@ def can_see_case(user: User, case: PersonCase) -> bool:
     return may(user, Action.read, Kind.missing, facts(case))
 
 
+async def visible_cases_by_face(session: AsyncSession, user: User, face_keys: list[str]) -> dict[str, str]:
+    """Face key → case number, of the cases among ``face_keys`` that ``user`` may open (a face
+    search never names a case elsewhere)."""
+    rows = await session.scalars(select(PersonCase).where(PersonCase.face_key.in_(face_keys)))
+    return {c.face_key: c.case_no for c in rows if can_see_case(user, c)}
+
+
 async def visible_numbers(session: AsyncSession, user: User) -> set[str]:
     """Numbers of every case ``user`` may open — what /ask and citation cards may show them.
     The same facts and the same table as :func:`can_see_case`, read in one query."""
@@ -1187,16 +1194,28 @@ async def assist_inbox(session: AsyncSession, officer: User, limit: int = 50) ->
 async def assist_marked_photo(session: AsyncSession, officer: User, request_id: int, store) -> bytes:
     """The request's photo with the chosen face boxed, for its requester and the officers it was
     sent to (anyone else: 404); the read is audited."""
+    return await _assist_photo(session, officer, request_id, store, marked=True, channel="web")
+
+
+async def assist_search_photo(session: AsyncSession, officer: User, request_id: int, store) -> bytes:
+    """The request's photo as taken, for a face search (the faces API) by the same readers as
+    :func:`assist_marked_photo`; audited."""
+    return await _assist_photo(session, officer, request_id, store, marked=False, channel="faces")
+
+
+async def _assist_photo(session: AsyncSession, officer: User, request_id: int, store, *, marked: bool,
+                        channel: str) -> bytes:
     require_officer(officer)
     req = await session.get(AssistRequest, request_id)
     if req is None or not (req.requester_id == officer.id or Role(officer.role) == Role.admin
                            or await _sent_to(session, officer, req)):
         raise NotFound("missing.err_assist_not_found")
-    f = await session.get(StoredFile, req.marked_photo_id) if req.marked_photo_id else None
+    file_id = req.marked_photo_id if marked else req.photo_id
+    f = await session.get(StoredFile, file_id) if file_id else None
     data = await read_blob(store, f.sha256) if f else None
     if data is None:
         raise NotFound("missing.err_assist_not_found")
-    await audit_read(session, officer, Kind.assist, request_id, channel="web", action="download")
+    await audit_read(session, officer, Kind.assist, request_id, channel=channel, action="download")
     return data
 
 
