@@ -49,7 +49,7 @@ demo: $(VENV)/.installed
 
 # pytest exits 5 when it collects nothing; the check after it also fails a run where
 # every test was skipped or deselected (nothing was really tested).
-# Static checks first (seconds): ruff, the import-linter contracts of pyproject.toml, mypy on backend/core and the users and notify services.
+# Static checks first (seconds): ruff, the import-linter contracts of pyproject.toml, mypy on backend/core and the services (the files of [tool.mypy] in pyproject.toml).
 check: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports

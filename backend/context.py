@@ -26,6 +26,14 @@ from bot.offline import OfflineChannel
 log = logging.getLogger("hehe")
 
 
+def _face_cases() -> Any:
+    """The missing slice's answers to the face-search route (backend.faces does not import it)."""
+    from backend.faces.api import FaceCases
+    from backend.missing import service as missing
+
+    return FaceCases(visible=missing.visible_cases_by_face, assist_photo=missing.assist_search_photo)
+
+
 @dataclass
 class AppContext:
     settings: Settings
@@ -48,6 +56,7 @@ class AppContext:
     data_dir_lock: Any = None  # this server's hold on the SQLite data dir (backend.core.instance)
     leader: Any = None  # backend.core.leader.Leadership: cron digests and Telegram polling run on the leader
     files: Any = None  # backend.core.storage.ObjectStore: every uploaded file (data dir or S3 bucket)
+    face_cases: Any = field(default_factory=_face_cases)  # backend.faces.api.FaceCases
 
     async def flush(self) -> int:
         """Deliver every notification that is due now on the offline channel (web chat, terminal,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, time, timedelta, timezone
-from typing import Protocol
+from typing import Literal, Protocol, overload
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core import dates
@@ -51,6 +52,7 @@ async def _transition(session: AsyncSession, d: Dispute, action: Action, actor: 
         new = Status.new
     else:
         t = workflow.check(None if system else actor, d, action)
+        assert current is not None  # check() has read the case's status
         new = t.target or current
     ev = DisputeEvent(dispute_id=d.id, at=at or now(), actor_id=actor.id if actor else None, action=action.value,
                       from_status=current.value if current and action != Action.create else None,
@@ -189,7 +191,7 @@ async def create_case(
     await _transition(session, d, Action.create, citizen, note=source, at=t)
     for ev in evidence:
         blob = await filestore.read_blob(store, ev["sha256"]) if store is not None else None
-        if blob is None:
+        if store is None or blob is None:
             raise DomainError("disputes.err_file_lost")
         await filestore.store_file(session, store, blob, mime=ev.get("mime", "image/jpeg"),
                                    filename=ev.get("name"), owner_kind="dispute", owner_id=d.id,
@@ -209,8 +211,8 @@ async def _claim_intake(session: AsyncSession, key: str) -> Dispute | None:
     """Claim the draft's key (INSERT … ON CONFLICT DO NOTHING): None if this confirm is the
     first, else the case the first one created. A concurrent first confirm holds the key's row
     until it commits, so the second waits for it and then finds its case."""
-    claimed = await session.execute(_insert(session)(DisputeIntake).values(key=key, created_at=now())
-                                    .on_conflict_do_nothing(index_elements=["key"]))
+    claimed: CursorResult = await session.execute(  # type: ignore[assignment]  # an INSERT's result has rowcount
+        _insert(session)(DisputeIntake).values(key=key, created_at=now()).on_conflict_do_nothing(index_elements=["key"]))
     if claimed.rowcount:
         return None
     case_id = await session.scalar(select(DisputeIntake.dispute_id).where(DisputeIntake.key == key))
@@ -344,6 +346,10 @@ async def _notify_citizen(session: AsyncSession, d: Dispute, key: str, *, button
     await notify(session, d.citizen_id, key, buttons=buttons, dedupe_key=dedupe, number=d.number, **params)
 
 
+@overload
+def _clean_note(note: str | None, required: Literal[True], key: str = ...) -> str: ...
+@overload
+def _clean_note(note: str | None, required: bool = False, key: str = ...) -> str | None: ...
 def _clean_note(note: str | None, required: bool = False, key: str = "disputes.err_note") -> str | None:
     s = (note or "").strip()
     if required and not s:
@@ -392,6 +398,7 @@ async def escalate(session: AsyncSession, d: Dispute, user: User | None, reason:
                    action: Action = Action.escalate) -> Dispute:
     if user is not None:
         workflow.check(user, d, action)
+    unit: Place | None
     unit, mediators = await routing.parent_unit(session, d.unit)
     if unit is None:
         if action == Action.escalate:
@@ -454,7 +461,7 @@ async def schedule_session(session: AsyncSession, d: Dispute, user: User, at: da
     d.session_at, d.session_place = at, place
     d.session_remind_at = next((at - b for b in SESSION_REMINDERS.values() if at - b > now()), None)
     await _notify_citizen(session, d, "disputes.n_session", when=fmt_local(at), place=place)
-    for m in {d.mediator_id, user.id} - {None}:
+    for m in {m for m in (d.mediator_id, user.id) if m is not None}:
         await notify(session, m, "disputes.n_session_mediator", number=d.number, when=fmt_local(at), place=place)
     return d
 
@@ -533,6 +540,7 @@ async def reply(session: AsyncSession, d: Dispute, user: User, text: str) -> Dis
 
 async def ask_rating(session: AsyncSession, d: Dispute, reminder: bool = False) -> None:
     key = "disputes.n_rate_reminder" if reminder else "disputes.n_rate"
+    assert d.closed_at is not None  # asked of closed cases only (close, the rating reminder)
     await _notify_citizen(session, d, key, buttons=_buttons.rating(d) if _buttons is not None else None,
                           dedupe=f"d{d.id}-{key}-{d.closed_at.timestamp():.0f}")
 
@@ -843,7 +851,7 @@ async def evidence_file(session: AsyncSession, d: Dispute, user: User, file_id: 
         raise Forbidden("disputes.err_not_yours")
     f = next((f for f in await filestore.files_of(session, "dispute", d.id) if f.id == file_id), None)
     data = await filestore.read_blob(store, f.sha256) if f is not None else None
-    if data is None:
+    if f is None or data is None:
         raise NotFound("disputes.err_file_not_found")
     await users.audit(session, f"user:{user.id}", "dispute.evidence_read", f"dispute:{d.id}", file=f.id)
     return f, data
@@ -867,8 +875,8 @@ def thumbnail(data: bytes, mime: str) -> bytes | None:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
+        with Image.open(io.BytesIO(data)) as src:
+            im = ImageOps.exif_transpose(src).convert("RGB")
             im.thumbnail((THUMB_PX, THUMB_PX))
             out = io.BytesIO()
             im.save(out, format="JPEG", quality=80)

@@ -3,13 +3,15 @@
 limited to the cases the officer may open (backend/core/policy.py) and every search is audited."""
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.deps import SessionDep, get_ctx, require_roles
-from backend.core.errors import DomainError, NotFound
+from backend.core.errors import DomainError
 from backend.core.policy import Kind
 from backend.faces.errors import FacesNotReady
 from backend.faces.images import MAX_UPLOAD_BYTES
@@ -18,6 +20,18 @@ from backend.users.models import Role, User
 
 router = APIRouter(prefix="/api/faces", tags=["faces"])
 Officer = Annotated[User, Depends(require_roles(Role.officer))]
+
+
+@dataclass(frozen=True)
+class FaceCases:
+    """What the search route needs to know about cases; the composition root (backend/context.py)
+    supplies the missing slice's answers, so this slice does not import it."""
+
+    # (session, officer, face keys) -> {face key: case number} of the cases the officer may open
+    visible: Callable[[AsyncSession, User, list[str]], Awaitable[dict[str, str]]]
+    # (session, officer, request id, object store) -> the photo of a cross-region request sent to
+    # the officer (NotFound for anyone else); the read is audited
+    assist_photo: Callable[[AsyncSession, User, int, Any], Awaitable[bytes]]
 
 
 class UploadTooLarge(DomainError):
@@ -60,7 +74,8 @@ async def search(user: Officer, session: SessionDep, file: Annotated[UploadFile 
     sent to this officer instead of an upload. Several faces on the photo → 422
     ``multiple_faces``; pass ``choose`` (1-based, left to right). Every search is audited."""
     faces = _service(ctx)
-    data = await _assist_photo(session, user, assist_request_id, ctx) if assist_request_id else None
+    cases: FaceCases = ctx.face_cases
+    data = await cases.assist_photo(session, user, assist_request_id, ctx.files) if assist_request_id else None
     if data is None:
         if file is None:
             raise DomainError("faces.err_no_photo")
@@ -68,17 +83,12 @@ async def search(user: Officer, session: SessionDep, file: Annotated[UploadFile 
     pool = min(max(k * 20, 100), 1000)  # search wide, then keep what the officer may see
     matches = await faces.asearch(gallery, data, pool, choose=None if choose is None else choose - 1)
     out = [m.as_dict() for m in matches]
-    from backend.missing.models import PersonCase
-    from backend.missing.service import can_see_case
-
-    keys = [m["person_id"] for m in out]
-    rows = {c.face_key: c for c in await session.scalars(select(PersonCase).where(PersonCase.face_key.in_(keys)))}
+    numbers = await cases.visible(session, user, [m["person_id"] for m in out])
     shown = []
     for m in out:
-        c = rows.get(m["person_id"])
-        if c is None or not can_see_case(user, c):
+        if (case_no := numbers.get(m["person_id"])) is None:
             continue
-        shown.append(dict(m, case_no=c.case_no, above_threshold=m["score"] >= faces.threshold))
+        shown.append(dict(m, case_no=case_no, above_threshold=m["score"] >= faces.threshold))
         if len(shown) >= k:
             break
     await audit_read(session, user, Kind.missing, None, channel="faces", action="search",
@@ -86,26 +96,3 @@ async def search(user: Officer, session: SessionDep, file: Annotated[UploadFile 
                              "results": [m["case_no"] for m in shown]})
     return {"gallery": gallery, "threshold": faces.threshold, "candidates": shown}
 
-
-async def _assist_photo(session, user: User, request_id: int, ctx) -> bytes:
-    """The photo of a cross-region request, for an officer it was sent to (an officer of another
-    county than the requester's) or its requester; anyone else: 404."""
-    from backend.core.files import StoredFile, read_blob
-    from backend.missing.models import AssistRequest
-    from backend.users import service as users
-
-    req = await session.get(AssistRequest, request_id)
-    if req is None:
-        raise NotFound("faces.err_no_request")
-    requester = await session.get(User, req.requester_id)
-    theirs = await users.county_of(session, requester.jurisdiction) if requester and requester.jurisdiction else None
-    mine = await users.county_of(session, user.jurisdiction) if user.jurisdiction else None
-    sent_to_me = mine is not None and (theirs is None or mine.id != theirs.id)
-    if not (req.requester_id == user.id or sent_to_me or Role(user.role) == Role.admin):
-        raise NotFound("faces.err_no_request")
-    f = await session.get(StoredFile, req.photo_id)
-    data = await read_blob(ctx.files, f.sha256) if f else None
-    if data is None:
-        raise NotFound("faces.err_no_request")
-    await audit_read(session, user, Kind.assist, request_id, channel="faces", action="download")
-    return data

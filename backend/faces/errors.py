@@ -16,7 +16,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from backend.faces.engine import Face
 
 
-class FaceModelMissing(DomainError):
+class FaceError(DomainError):
+    """A face-slice error. ``image_index``: the 0-based photo of a batch it concerns (enrolment)."""
+
+    image_index: int | None = None
+
+
+class FaceModelMissing(FaceError):
     """The ONNX model files are not where the configuration says they are.
 
     Raised *before* insightface is asked to load anything: insightface would
@@ -42,7 +48,7 @@ class FaceModelMissing(DomainError):
         return f"{msg} ({self.detail})" if self.detail else msg
 
 
-class FacesNotReady(DomainError):
+class FacesNotReady(FaceError):
     """The face service is disabled (HEHE_FACE_ENABLED=false) or not loaded yet."""
 
     status = 503
@@ -52,14 +58,14 @@ class FacesNotReady(DomainError):
         super().__init__("faces.err_not_ready")
 
 
-class BadImage(DomainError):
+class BadImage(FaceError):
     """An upload that is not a usable photo (not an image, truncated, too big, too small…)."""
 
     status = 422
     code = "bad_image"
 
 
-class NoFace(DomainError):
+class NoFace(FaceError):
     """No usable face (none detected, or all too small / too unsure)."""
 
     status = 422
@@ -69,7 +75,7 @@ class NoFace(DomainError):
         super().__init__(key, **params)
 
 
-class MultipleFaces(DomainError):
+class MultipleFaces(FaceError):
     """More than one usable face: the user must choose one.
 
     ``faces`` are the usable faces, ordered left to right; the bot shows
@@ -94,7 +100,7 @@ class MultipleFaces(DomainError):
         return draw_numbered_boxes(self.image, self.faces)
 
 
-class BadChoice(DomainError):
+class BadChoice(FaceError):
     """``choose`` does not name one of the offered faces."""
 
     status = 422
@@ -104,7 +110,7 @@ class BadChoice(DomainError):
         super().__init__("faces.err_bad_choice", count=count)
 
 
-class UnknownGallery(DomainError):
+class UnknownGallery(FaceError):
     status = 404
     code = "unknown_gallery"
 

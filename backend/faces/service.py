@@ -41,8 +41,7 @@ from backend.faces.enrolment import (
     select_enrolment_face,
     usable_faces,
 )
-from backend.core.errors import DomainError
-from backend.faces.errors import FacesNotReady, UnknownGallery
+from backend.faces.errors import FaceError, FacesNotReady, UnknownGallery
 from backend.faces.gallery import Gallery, IndexParams
 from backend.faces.store import FaceStore
 from backend.faces.images import MAX_SIDE, PreparedImage, load_image
@@ -283,11 +282,12 @@ class FaceService:
         choices = list(choices) if choices is not None else [None] * len(images)
         if len(choices) != len(images):
             raise ValueError("choices and images differ in length")
-        vecs, vids = [], []
+        vecs: list[np.ndarray] = []
+        vids: list[str | None] = []
         for i, (data, choose) in enumerate(zip(images, choices)):
             try:
                 vecs.append(self.embed_for_enrolment(data, choose))
-            except DomainError as e:
+            except FaceError as e:
                 e.image_index = i
                 e.params.setdefault("image", i + 1)
                 raise

@@ -27,6 +27,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy import delete as sql_delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,7 +46,7 @@ from backend.missing.models import (
     AssistAnswer, AssistRequest, CaseCounter, CaseEvent, MatchCandidate, PersonCase,
 )
 from backend.missing.workflow import (
-    CANDIDATES, CASES, CHECKLIST, REJECT_REASONS, CandidateAction, CandidateStatus, CaseAction, CaseStatus, Review,
+    CANDIDATES, CASES, CHECKLIST, REJECT_REASONS, CandidateAction, CandidateStatus, CaseAction, CaseStatus, Review, moved,
 )
 from backend.notify.models import Outbox
 from backend.notify.service import notify
@@ -67,7 +69,7 @@ OPEN, FOUND, CLOSED = CaseStatus.open.value, CaseStatus.found.value, CaseStatus.
 PENDING, CHECKED, CONFIRMED, REJECTED, SUPERSEDED, WITHDRAWN = (s.value for s in CandidateStatus)
 # The allowed case status changes, read from the workflow table (kept for readers and tests).
 TRANSITIONS: dict[tuple[str, str], str] = {
-    (src.value, t.target.value): t.action.value for t in CASES.transitions for src in t.sources}
+    (src.value, moved(t.target).value): t.action.value for t in CASES.transitions for src in t.sources}
 
 
 class MissingError(DomainError):
@@ -91,7 +93,7 @@ async def transition(session: AsyncSession, case: PersonCase, to: str, *, actor:
 
 async def _act(session: AsyncSession, user: User, case: PersonCase, action: CaseAction, note: str) -> None:
     t = CASES.check(user, case, action)
-    await transition(session, case, t.target.value, actor=f"user:{user.id}", note=note)
+    await transition(session, case, moved(t.target).value, actor=f"user:{user.id}", note=note)
 
 
 def _note(session: AsyncSession, case: PersonCase, actor: str, note: str) -> None:
@@ -311,20 +313,16 @@ async def next_case_no(session: AsyncSession, kind: str, j: Place | None) -> str
     code = (county.code if county and county.code else "TZ")
     prefix = f"{'XR' if kind == 'missing' else 'ZL'}-{code}-{to_local(now()).strftime('%Y%m%d')}-"
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(CaseCounter).values(prefix=prefix, value=1)
-    stmt = stmt.on_conflict_do_update(index_elements=[CaseCounter.prefix],
-                                      set_={"value": CaseCounter.value + 1}).returning(CaseCounter.value)
-    n = (await session.execute(stmt)).scalar_one()
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(CaseCounter).values(prefix=prefix, value=1).on_conflict_do_update(
+        index_elements=[CaseCounter.prefix], set_={"value": CaseCounter.value + 1}).returning(CaseCounter.value)
+    n: int = (await session.execute(stmt)).scalar_one()
     return f"{prefix}{n:04d}"
 
 
 # ---------------------------------------------------------------- consistency (NamUs-style)
 def _km(a: Node | Jurisdiction | None, b: Node | Jurisdiction | None) -> float | None:
-    if a is None or b is None or a.lat is None or b.lat is None:
+    if a is None or b is None or a.lat is None or b.lat is None or a.lon is None or b.lon is None:
         return None
     p = math.pi / 180
     x = (b.lon - a.lon) * p * math.cos((a.lat + b.lat) * p / 2)
@@ -744,7 +742,7 @@ def _decide(user: User, c: MatchCandidate, action: CandidateAction, settings=Non
         if action == CandidateAction.undo:
             raise MissingError("missing.err_undo_closed") from None
         raise
-    return t.target
+    return moved(t.target)
 
 
 async def begin_decision(session: AsyncSession, user: User, cid: int, action: CandidateAction,
@@ -813,14 +811,14 @@ async def _release(session: AsyncSession, user: User, c: MatchCandidate, setting
     for case in (c.missing, c.found):
         if case.status != OPEN:
             raise MissingError("missing.err_case_not_open", case_no=case.case_no)
-        await transition(session, case, CASES.target(case, CaseAction.match).value, actor=actor,
+        await transition(session, case, moved(CASES.target(case, CaseAction.match)).value, actor=actor,
                          note=f"match #{c.id} confirmed")
     others = await session.scalars(select(MatchCandidate).where(
         MatchCandidate.status.in_([PENDING, CHECKED]), MatchCandidate.id != c.id,
         or_(MatchCandidate.missing_id.in_([c.missing_id, c.found_id]),
             MatchCandidate.found_id.in_([c.missing_id, c.found_id]))))
     for o in others:  # other proposals for either person are moot now
-        o.status = CANDIDATES.target(review_of(o, st), CandidateAction.supersede).value
+        o.status = moved(CANDIDATES.target(review_of(o, st), CandidateAction.supersede)).value
     m, f = c.missing, c.found
     officer = await session.get(User, c.first_reviewer_id) if c.first_reviewer_id else user
     await notify(session, m.reporter_id, "missing.family_found", urgent=True, at=c.release_at,
@@ -870,7 +868,7 @@ async def undo(session: AsyncSession, user: User, cid: int, *, settings=None) ->
         keys = [f"missing:found:{m.id}:{c.id}", f"missing:found:{f.id}:{c.id}"]
         await session.execute(sql_delete(Outbox).where(Outbox.dedupe_key.in_(keys), Outbox.sent_at.is_(None)))
         for case in (m, f):
-            await transition(session, case, CASES.target(case, CaseAction.undo_match).value, actor=actor,
+            await transition(session, case, moved(CASES.target(case, CaseAction.undo_match)).value, actor=actor,
                              note=f"match #{c.id} undone")
             if case.face_state == "scheduled":
                 case.face_state, case.face_delete_at = "enrolled", None
@@ -983,7 +981,7 @@ async def close_case(session: AsyncSession, user: User, case_id: int, faces, set
         MatchCandidate.status.in_([PENDING, CHECKED]),
         or_(MatchCandidate.missing_id == case.id, MatchCandidate.found_id == case.id)))
     for c in pend:
-        c.status = CANDIDATES.target(review_of(c, settings), CandidateAction.withdraw).value
+        c.status = moved(CANDIDATES.target(review_of(c, settings), CandidateAction.withdraw)).value
     await erase_case_data(session, case, faces, settings, actor=f"user:{user.id}", store=store)
     return case
 
@@ -1016,6 +1014,13 @@ def is_officer(user: User) -> bool:
 # ---------------------------------------------------------------- reading cases
 def can_see_case(user: User, case: PersonCase) -> bool:
     return may(user, Action.read, Kind.missing, facts(case))
+
+
+async def visible_cases_by_face(session: AsyncSession, user: User, face_keys: list[str]) -> dict[str, str]:
+    """Face key → case number, of the cases among ``face_keys`` that ``user`` may open (a face
+    search never names a case elsewhere)."""
+    rows = await session.scalars(select(PersonCase).where(PersonCase.face_key.in_(face_keys)))
+    return {c.face_key: c.case_no for c in rows if can_see_case(user, c)}
 
 
 async def visible_numbers(session: AsyncSession, user: User) -> set[str]:
@@ -1070,7 +1075,7 @@ async def photo_of(session: AsyncSession, user: User, case_id: int, n: int, stor
         raise NotFound("missing.err_photo_not_found")
     f = await session.get(StoredFile, case.photo_ids[n])
     data = await read_blob(store, f.sha256) if f else None
-    if data is None:
+    if f is None or data is None:
         raise NotFound("missing.err_photo_not_found")
     return data, f.mime
 
@@ -1189,16 +1194,28 @@ async def assist_inbox(session: AsyncSession, officer: User, limit: int = 50) ->
 async def assist_marked_photo(session: AsyncSession, officer: User, request_id: int, store) -> bytes:
     """The request's photo with the chosen face boxed, for its requester and the officers it was
     sent to (anyone else: 404); the read is audited."""
+    return await _assist_photo(session, officer, request_id, store, marked=True, channel="web")
+
+
+async def assist_search_photo(session: AsyncSession, officer: User, request_id: int, store) -> bytes:
+    """The request's photo as taken, for a face search (the faces API) by the same readers as
+    :func:`assist_marked_photo`; audited."""
+    return await _assist_photo(session, officer, request_id, store, marked=False, channel="faces")
+
+
+async def _assist_photo(session: AsyncSession, officer: User, request_id: int, store, *, marked: bool,
+                        channel: str) -> bytes:
     require_officer(officer)
     req = await session.get(AssistRequest, request_id)
     if req is None or not (req.requester_id == officer.id or Role(officer.role) == Role.admin
                            or await _sent_to(session, officer, req)):
         raise NotFound("missing.err_assist_not_found")
-    f = await session.get(StoredFile, req.marked_photo_id) if req.marked_photo_id else None
+    file_id = req.marked_photo_id if marked else req.photo_id
+    f = await session.get(StoredFile, file_id) if file_id else None
     data = await read_blob(store, f.sha256) if f else None
     if data is None:
         raise NotFound("missing.err_assist_not_found")
-    await audit_read(session, officer, Kind.assist, request_id, channel="web", action="download")
+    await audit_read(session, officer, Kind.assist, request_id, channel=channel, action="download")
     return data
 
 

@@ -16,10 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING, TypeVar
 
 from backend.core.security import within
 from backend.core.workflow import Transition, Workflow
 from backend.users.models import Role
+
+if TYPE_CHECKING:
+    from backend.missing.models import MatchCandidate
 
 STAFF = {Role.officer, Role.admin}
 
@@ -92,6 +96,15 @@ class RejectReason(StrEnum):
     other = "other"  # needs a free-text note in chat
 
 
+St = TypeVar("St", CaseStatus, CandidateStatus)
+
+
+def moved(target: St | None) -> St:
+    """A transition's target status: every row of both tables moves the status (none leaves it as it is)."""
+    assert target is not None, "灯塔's workflow rows all have a target status"
+    return target
+
+
 CHECKLIST = tuple(c.value for c in Check)
 REJECT_REASONS = tuple(r.value for r in RejectReason)
 
@@ -100,7 +113,7 @@ REJECT_REASONS = tuple(r.value for r in RejectReason)
 class Review:
     """A candidate as the table sees it: with the rules in force at this moment."""
 
-    candidate: object
+    candidate: MatchCandidate
     second_required: bool
     now: datetime
 

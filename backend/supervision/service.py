@@ -706,11 +706,12 @@ async def decide_follow(session: AsyncSession, proposer: User, participant_id: i
     """The proposer agrees to (or declines) a deputy's request to follow their item."""
     p = await session.get(ItemParticipant, participant_id)
     item = await session.get(SupervisionItem, p.item_id) if p is not None else None
-    if item is None or item.proposer_id != proposer.id or p.kind != "follower":
+    if p is None or item is None or item.proposer_id != proposer.id or p.kind != "follower":
         raise NotFound("supervision.err_no_item")
     if p.confirmed:
         raise Conflict("supervision.err_already_following")
     follower = await session.get(User, p.user_id)
+    assert follower is not None  # a participant's user_id is a foreign key; users are deactivated, never deleted
     if not yes:
         await session.delete(p)
         await notify(session, follower, "supervision.follow_declined", dedupe_key=f"sup:{item.id}:fd:p{p.id}",

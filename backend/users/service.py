@@ -353,7 +353,7 @@ async def redeem_invite(session: AsyncSession, user: User, raw_code: str, *, per
     return inv
 
 
-async def users_with_role(session: AsyncSession, role: Role, jurisdiction: Jurisdiction | None = None,
+async def users_with_role(session: AsyncSession, role: Role, jurisdiction: Place | None = None,
                           *, exact: bool = True, title: str | None = None) -> list[User]:
     """Users of a role at a jurisdiction (exact=True) or anywhere inside it."""
     q = select(User).where(User.role == role.value, User.active.is_(True))

@@ -71,3 +71,19 @@ async def test_a_cross_region_request_photo_is_searchable_by_the_officers_it_was
     r = await api.post("/api/faces/search", headers=await _h(ctx, HY + 10),
                        data={"assist_request_id": str(req.id), "gallery": "found"})
     assert r.status_code == 404
+
+
+async def test_a_request_sent_to_one_county_is_not_searchable_by_an_officer_of_another(chat, ctx, faces, api):
+    await chat.as_role(JJ, "officer", "椒江区")
+    await chat.as_role(WL, "officer", "温岭市")
+    await chat.as_role(HY, "officer", "黄岩区")
+    await chat.send(JJ, "/missing_assist")
+    await chat.photo(JJ, photo("identities/kit_harington/2.jpg"))
+    await chat.press(JJ, "黄岩区")
+    await chat.send(JJ, "椒江火车站发现一名男子")
+    async with ctx.sm() as s:
+        req = await s.scalar(select(AssistRequest))
+    form = {"assist_request_id": str(req.id), "gallery": "found"}
+    assert (await api.post("/api/faces/search", headers=await _h(ctx, HY), data=form)).status_code == 200
+    assert (await api.post("/api/faces/search", headers=await _h(ctx, WL), data=form)).status_code == 404
+    assert (await api.post("/api/faces/search", headers=await _h(ctx, JJ), data=form)).status_code == 200
