@@ -21,6 +21,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def hehe_serve(workdir: Path, data_dir: Path, timeout: float = 240, with_process: bool = False, **env_extra: str):
     """Start ``hehe serve`` on ``data_dir``, wait for ``/readyz`` 200 and yield
@@ -54,10 +64,5 @@ def hehe_serve(workdir: Path, data_dir: Path, timeout: float = 240, with_process
             time.sleep(0.25)
         yield (base, checks, proc) if with_process else (base, checks)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()

@@ -17,7 +17,7 @@ import pytest
 from knowledge_base.records import Scope
 from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 from tests.kb.conftest import kb_settings, wait_for
-from tests.serving import free_port
+from tests.serving import free_port, stop_process
 
 ADMIN = Scope.admin()
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,11 +48,7 @@ def chroma_server(tmp_path_factory):
         assert wait_for(up, 60) and proc.poll() is None, (path / "server.log").read_text(errors="replace")[-2000:]
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 
