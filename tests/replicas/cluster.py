@@ -39,7 +39,8 @@ class Replica:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEHE_")}
         env.update(HEHE_DATA_DIR=str(self.data_dir), HEHE_DATABASE_URL=self.db_url, HEHE_LOG_LEVEL="WARNING",
                    HEHE_FACE_ENABLED="false", HEHE_KB_ENABLED="false", HEHE_ALLOW_NEW_DATABASE="true",
-                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False", **self.env_extra)
+                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+        env.update(self.env_extra)  # the models may be turned on (tests/replicas/test_searches_agree.py)
         hehe = shutil.which("hehe", path=str(Path(sys.executable).parent))
         cmd = [hehe] if hehe else [sys.executable, "-m", "backend.cli"]
         self.log_path = self.dir / "serve.log"

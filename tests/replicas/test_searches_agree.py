@@ -1,0 +1,233 @@
+"""Every face and knowledge-base search answers the same on both replicas (issue #19.5, #19.6):
+two real ``hehe serve`` processes on one PostgreSQL database, the real face model and the KB's
+embedding model loaded, the vectors in one Chroma server. A family files a missing-person report
+with a real photo through replica A, an officer registers a found person through replica B, a
+case record is imported by another process (``hehe kb import``); face searches and KB questions
+give the same candidates, scores and ranked records on both; a withdrawal through B takes the
+face out of both replicas' searches."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pyotp
+import pytest
+
+from tests.conftest import PG_URL, create_pg_database, drop_pg_database
+from tests.kb.test_replicas import _cli
+from tests.kb.test_replicas import chroma_server as chroma_server  # the module-scoped `chroma run` fixture
+from tests.replicas.cluster import Cluster, Person, Replica
+
+pytestmark = pytest.mark.postgres
+
+FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces" / "identities"
+START = 300  # seconds a replica with both models may take to start on a loaded CI machine
+SECRET = "shared-by-every-replica-0123456789"
+# a public document (an officer's questions may cite it; a dispute case only where their policy lets them open it)
+RECORD = {"id": "TZ-DOC-20261203-0019", "kind": "document", "title": "台州市渔船碰撞纠纷调处办法",
+          "text": "第三条 渔船夜间碰撞造成船体受损的，由所在乡镇渔业纠纷调解委员会组织双方协商，"
+                  "按过错比例分担修理费用；协商不成的，可申请海事仲裁。"}
+SYNC = 30  # seconds within which a write on one replica shows in the other's searches
+
+
+def picture(rel: str) -> bytes:
+    return (FACES / rel).read_bytes()
+
+
+def texts(p: Person, since: int) -> str:
+    """The bot's lines since ``since`` with their buttons."""
+    return "\n".join(m["text"] + " " + " ".join(b["text"] for row in m["inline"] for b in row)
+                     for m in p.transcript(since)["messages"] if not m["mine"])
+
+
+def step(p: Person, action, expect: str) -> None:
+    """One step of a chat conversation; the bot's answer to it contains ``expect``."""
+    since = p.transcript()["last"]
+    action()
+    shown = texts(p, since)
+    assert expect in shown, shown[-500:]
+
+
+def poll(check, timeout: float = SYNC):
+    """``check()`` until it returns something true (the other replica caught up), else its last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(0.5)
+
+
+async def _make_officer(url: str, phone: str) -> str:
+    """The person who signed in with ``phone`` becomes an officer of 椒江区; an API token."""
+    from sqlalchemy import select
+
+    from backend.auth.models import WebAccount
+    from backend.core.db import make_engine, make_sessionmaker, session_scope
+    from backend.users import service as users
+    from backend.users import tokens
+    from backend.users.models import Role, User
+
+    engine = make_engine(url)
+    try:
+        async with session_scope(make_sessionmaker(engine)) as s:
+            account = await s.scalar(select(WebAccount).where(WebAccount.phone == phone))
+            user = await s.get(User, account.user_id)
+            await users.set_role(s, user, Role.officer, await users.find_jurisdiction(s, "椒江区"), actor="test")
+            return (await tokens.issue(s, user, actor="test"))[1]
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def pg_module():
+    if not PG_URL:
+        pytest.skip("HEHE_TEST_PG_URL not set")
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory, pg_module, chroma_server):
+    """Two replicas with the face model and the KB on, started side by side."""
+    tmp = tmp_path_factory.mktemp("searches")
+    env = dict(HEHE_API_TOKEN_SECRET=SECRET, HEHE_SMS_PROVIDER="console", HEHE_DEMO="false",
+               HEHE_QUIET_HOURS_START="0", HEHE_QUIET_HOURS_END="0", HEHE_FACE_ENABLED="true",
+               HEHE_KB_ENABLED="true", HEHE_CHROMA_URL=chroma_server, HEHE_FACE_SYNC_SECONDS="1",
+               HEHE_THROTTLE_PER_MINUTE="600")
+    rs = [Replica(tmp, pg_module, f"r{i}", data_dir=tmp / "data", **env) for i in range(2)]
+    try:
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda r: r.start(timeout=START), rs))
+        print(f"\n2 replicas with the face model and the KB up in {time.monotonic() - t0:.1f} s")
+        yield rs
+    finally:
+        for r in rs:
+            r.stop()
+
+
+@pytest.fixture(scope="module")
+def people(replicas, pg_module):
+    """A citizen and an officer of 椒江区 (web chat with a second factor, and an API token)."""
+    cluster = Cluster(replicas)
+    citizen = Person(cluster, 1, "13900000001", "王家属")
+    officer = Person(cluster, 2, "13900000002", "李警官")
+    for p in (citizen, officer):
+        p.sign_in()
+    token = asyncio.run(_make_officer(pg_module, officer.phone))
+    secret = officer.request("POST", "/auth/api/totp/new").json()["totp_secret"]
+    officer.request("POST", "/auth/api/totp", json={"code": pyotp.TOTP(secret).now()})
+    return citizen, officer, token
+
+
+def face_search(replica: Replica, token: str, rel: str, gallery: str) -> list[tuple]:
+    r = httpx.post(f"{replica.base}/api/faces/search", headers={"Authorization": f"Bearer {token}"},
+                   files={"file": ("p.jpg", picture(rel), "image/jpeg")}, data={"gallery": gallery, "k": "5"},
+                   timeout=120)
+    assert r.status_code == 200, r.text
+    return [(c["person_id"], c["case_no"], c["score"]) for c in r.json()["candidates"]]
+
+
+def on_both(replicas: list[Replica], search) -> list:
+    """The same search on each replica, once it answers the same on both; the answers."""
+    answers: list = []
+
+    def agree():
+        answers[:] = [search(r) for r in replicas]
+        return answers[0] == answers[1] and answers[0]
+
+    poll(agree)
+    return answers
+
+
+def test_face_searches_answer_the_same_on_both_replicas_and_a_withdrawal_leaves_both(replicas, people):
+    citizen, officer, token = people
+    t0 = time.monotonic()
+    # the family reports through replica A (0); the officer registers a found man through replica B (1)
+    say = lambda p, words, i: (lambda: p.request("POST", "/chat/api/send", replica=i, json={"text": words}))  # noqa: E731
+    step(citizen, say(citizen, "/start", 0), "报告走失人员")
+    step(citizen, lambda: citizen.press("报告走失人员"), "姓名")
+    step(citizen, say(citizen, "王阿公", 0), "性别")
+    step(citizen, lambda: citizen.press("男"), "年龄")
+    step(citizen, say(citizen, "78", 0), "身高")
+    step(citizen, say(citizen, "165", 0), "区县")
+    step(citizen, say(citizen, "椒江区海门街道东山公园", 0), "什么时候")
+    step(citizen, say(citizen, "今天 08:00", 0), "衣着")
+    step(citizen, say(citizen, "深蓝色外套，灰色裤子", 0), "健康")
+    step(citizen, say(citizen, "阿尔茨海默症，需按时服药", 0), "电话")
+    step(citizen, say(citizen, "138 1234 5678", 0), "照片")
+    step(citizen, lambda: citizen.request("POST", "/chat/api/photo", replica=0,
+                                          files={"file": ("p.jpg", picture("obama/1.jpg"), "image/jpeg")}), "第 1 张")
+    step(citizen, lambda: citizen.press("下一步"), "请核对")
+    step(citizen, lambda: citizen.press("确认提交"), "XR-JJ")
+
+    step(officer, say(officer, "/missing_found", 1), "照片")
+    step(officer, lambda: officer.request("POST", "/chat/api/photo", replica=1,
+                                          files={"file": ("p.jpg", picture("obama/2.jpg"), "image/jpeg")}), "第 1 张")
+    step(officer, lambda: officer.press("下一步"), "区县")
+    step(officer, lambda: officer.press("椒江区"), "具体地点")
+    step(officer, say(officer, "海门街道救助站", 1), "什么时候")
+    step(officer, lambda: officer.press("刚刚"), "估计年龄")
+    step(officer, say(officer, "80", 1), "性别")
+    step(officer, lambda: officer.press("男"), "身高")
+    step(officer, lambda: officer.press("跳过"), "自称")
+    step(officer, say(officer, "老王", 1), "衣着")
+    step(officer, say(officer, "灰色棉袄", 1), "体貌特征")
+    step(officer, lambda: officer.press("跳过"), "其他情况")
+    step(officer, say(officer, "神志不太清楚", 1), "请核对")
+    step(officer, lambda: officer.press("确认提交"), "XR-")
+    filed = time.monotonic()
+
+    # a face search with a third photo of the man: the same candidates and scores on A and B
+    missing = on_both(replicas, lambda r: face_search(r, token, "obama/3.jpg", "missing"))
+    print(f"face search agrees on both {time.monotonic() - filed:.1f} s after the filings")
+    assert missing[0] == missing[1], missing
+    assert len(missing[0]) == 1 and missing[0][0][1].startswith("XR-JJ") and missing[0][0][2] >= 0.35, missing
+    found = on_both(replicas, lambda r: face_search(r, token, "obama/3.jpg", "found"))
+    assert found[0] == found[1] and len(found[0]) == 1 and found[0][0][2] >= 0.35, found
+    # another man's photo: nobody scores above the threshold on either
+    other = on_both(replicas, lambda r: face_search(r, token, "biden/1.jpg", "missing"))
+    assert other[0] == other[1] and all(score < 0.35 for _, _, score in other[0]), other
+
+    # the family withdraws through replica B: neither replica finds the face any more
+    step(citizen, say(citizen, "/missing_delete", 1), "XR-JJ")
+    step(citizen, lambda: citizen.press("撤销"), "确定撤销")
+    step(citizen, lambda: citizen.press("确定撤销"), "人脸数据已删除")
+    person = missing[0][0][0]
+    gone = poll(lambda: all(person not in [c[0] for c in face_search(r, token, "obama/3.jpg", "missing")]
+                            for r in replicas))
+    assert gone, [face_search(r, token, "obama/3.jpg", "missing") for r in replicas]
+    print(f"face part: {time.monotonic() - t0:.1f} s")
+
+
+def citations(p: Person, replica: int, question: str) -> list[str]:
+    """The records an answer to ``question`` on ``replica`` cites, in its order (the [n] buttons)."""
+    since = p.transcript()["last"]
+    p.request("POST", "/chat/api/send", replica=replica, json={"text": f"/ask {question}"})
+    answers = [m for m in p.transcript(since)["messages"] if not m["mine"]]
+    assert answers, "no answer"
+    return [b["text"].split("] ", 1)[1] for row in answers[-1]["inline"] for b in row if b["text"].startswith("[")]
+
+
+def test_a_record_imported_by_another_process_is_cited_the_same_on_both_replicas(replicas, people, chroma_server,
+                                                                               pg_module, tmp_path):
+    _, officer, _ = people
+    f = tmp_path / "new.jsonl"
+    f.write_text(json.dumps(RECORD, ensure_ascii=False) + "\n", encoding="utf-8")
+    t0 = time.monotonic()
+    r = _cli(tmp_path / "cli", pg_module, chroma_server, "import", str(f))
+    assert r.returncode == 0, r.stderr[-2000:]
+    imported = time.monotonic()
+    question = "渔船夜里相撞，修理费怎么分担？"
+    cited = on_both(replicas, lambda rep: citations(officer, replicas.index(rep), question))
+    print(f"import {imported - t0:.1f} s; both replicas cite it {time.monotonic() - imported:.1f} s later")
+    assert cited[0] == cited[1], cited
+    assert cited[0][:1] == [RECORD["id"]], cited
