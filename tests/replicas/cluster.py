@@ -170,15 +170,15 @@ class Person:
     def say(self, words: str) -> None:
         self.request("POST", "/chat/api/send", json={"text": words})
 
-    def press(self, label: str) -> None:
+    def press(self, label: str, replica: int | None = None) -> None:
         """Press the button containing ``label`` on the bot's latest message with buttons."""
-        shown = self.transcript()["messages"]
+        shown = self.transcript(replica=replica)["messages"]
         latest = next((m for m in reversed(shown) if not m["mine"] and m["inline"]), None)
         assert latest is not None, shown[-3:]
         data = next((b["data"] for row in latest["inline"] for b in row if label in b["text"]), None)
         if data is None:
             raise AssertionError(f"no {label!r} on {latest['text'][:60]!r}: {latest['inline']}")
-        self.request("POST", "/chat/api/press", json={"message_id": latest["message_id"], "data": data})
+        self.request("POST", "/chat/api/press", replica, json={"message_id": latest["message_id"], "data": data})
 
     def photo(self, data: bytes) -> None:
         self.request("POST", "/chat/api/photo", files={"file": ("p.jpg", data, "image/jpeg")})
