@@ -18,6 +18,7 @@ import pyotp
 import pytest
 
 from tests.conftest import PG_URL, create_pg_database, drop_pg_database
+from tests.core.test_storage import s3_endpoint as s3_endpoint  # a module-scoped S3 server (moto)
 from tests.kb.test_replicas import _cli
 from tests.kb.test_replicas import chroma_server as chroma_server  # the module-scoped `chroma run` fixture
 from tests.replicas.cluster import Cluster, Person, Replica
@@ -95,14 +96,17 @@ def pg_module():
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory, pg_module, chroma_server):
-    """Two replicas with the face model and the KB on, started side by side."""
+def replicas(tmp_path_factory, pg_module, chroma_server, s3_endpoint):
+    """Two replicas with the face model and the KB on, started side by side. Each has a data dir
+    of its own (its face index and keyword index are local caches: only the database's change
+    sequences can bring another replica's writes); uploaded photos are in one S3 bucket."""
     tmp = tmp_path_factory.mktemp("searches")
     env = dict(HEHE_API_TOKEN_SECRET=SECRET, HEHE_SMS_PROVIDER="console", HEHE_DEMO="false",
                HEHE_QUIET_HOURS_START="0", HEHE_QUIET_HOURS_END="0", HEHE_FACE_ENABLED="true",
                HEHE_KB_ENABLED="true", HEHE_CHROMA_URL=chroma_server, HEHE_FACE_SYNC_SECONDS="1",
-               HEHE_THROTTLE_PER_MINUTE="600")
-    rs = [Replica(tmp, pg_module, f"r{i}", data_dir=tmp / "data", **env) for i in range(2)]
+               HEHE_THROTTLE_PER_MINUTE="600", HEHE_S3_BUCKET="hehe-searches", HEHE_S3_ENDPOINT=s3_endpoint,
+               HEHE_S3_ACCESS_KEY="test-key", HEHE_S3_SECRET_KEY="test-secret")
+    rs = [Replica(tmp, pg_module, f"r{i}", **env) for i in range(2)]
     try:
         t0 = time.monotonic()
         with ThreadPoolExecutor(2) as pool:
