@@ -87,8 +87,9 @@ def accept(cluster: Cluster, token: str, case_id: int) -> None:
     raise AssertionError(f"case {case_id} could not be accepted")
 
 
-async def _make_mediator(url: str, phone: str) -> str:
-    """The person who signed in with ``phone`` becomes the township's mediator; an API token."""
+async def _make_mediator(url: str, phone: str, role: str = "mediator", place: str = "椒江区/海门街道") -> str:
+    """The person who signed in with ``phone`` becomes the township's mediator (or ``role`` of
+    ``place``); an API token."""
     from sqlalchemy import select
 
     from backend.auth.models import WebAccount
@@ -102,8 +103,7 @@ async def _make_mediator(url: str, phone: str) -> str:
         async with session_scope(make_sessionmaker(engine)) as s:
             account = await s.scalar(select(WebAccount).where(WebAccount.phone == phone))
             user = await s.get(User, account.user_id)
-            await users.set_role(s, user, Role.mediator, await users.find_jurisdiction(s, "椒江区/海门街道"),
-                                 actor="test")
+            await users.set_role(s, user, Role(role), await users.find_jurisdiction(s, place), actor="test")
             return (await tokens.issue(s, user, actor="test"))[1]
     finally:
         await engine.dispose()

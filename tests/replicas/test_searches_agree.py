@@ -17,11 +17,11 @@ import httpx
 import pyotp
 import pytest
 
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 from tests.core.test_storage import s3_endpoint as s3_endpoint  # a module-scoped S3 server (moto)
 from tests.kb.test_replicas import _cli
 from tests.kb.test_replicas import chroma_server as chroma_server  # the module-scoped `chroma run` fixture
 from tests.replicas.cluster import Cluster, Person, Replica
+from tests.replicas.test_load_and_kill import _make_mediator
 
 pytestmark = pytest.mark.postgres
 
@@ -63,40 +63,8 @@ def poll(check, timeout: float = SYNC):
         time.sleep(0.5)
 
 
-async def _make_officer(url: str, phone: str) -> str:
-    """The person who signed in with ``phone`` becomes an officer of 椒江区; an API token."""
-    from sqlalchemy import select
-
-    from backend.auth.models import WebAccount
-    from backend.core.db import make_engine, make_sessionmaker, session_scope
-    from backend.users import service as users
-    from backend.users import tokens
-    from backend.users.models import Role, User
-
-    engine = make_engine(url)
-    try:
-        async with session_scope(make_sessionmaker(engine)) as s:
-            account = await s.scalar(select(WebAccount).where(WebAccount.phone == phone))
-            user = await s.get(User, account.user_id)
-            await users.set_role(s, user, Role.officer, await users.find_jurisdiction(s, "椒江区"), actor="test")
-            return (await tokens.issue(s, user, actor="test"))[1]
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="module")
-def pg_module():
-    if not PG_URL:
-        pytest.skip("HEHE_TEST_PG_URL not set")
-    url = create_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(url)
-
-
-@pytest.fixture(scope="module")
-def replicas(tmp_path_factory, pg_module, chroma_server, s3_endpoint):
+def replicas(tmp_path_factory, pg_url_module, chroma_server, s3_endpoint):
     """Two replicas with the face model and the KB on, started side by side. Each has a data dir
     of its own (its face index and keyword index are local caches: only the database's change
     sequences can bring another replica's writes); uploaded photos are in one S3 bucket."""
@@ -106,7 +74,7 @@ def replicas(tmp_path_factory, pg_module, chroma_server, s3_endpoint):
                HEHE_KB_ENABLED="true", HEHE_CHROMA_URL=chroma_server, HEHE_FACE_SYNC_SECONDS="1",
                HEHE_THROTTLE_PER_MINUTE="600", HEHE_S3_BUCKET="hehe-searches", HEHE_S3_ENDPOINT=s3_endpoint,
                HEHE_S3_ACCESS_KEY="test-key", HEHE_S3_SECRET_KEY="test-secret")
-    rs = [Replica(tmp, pg_module, f"r{i}", **env) for i in range(2)]
+    rs = [Replica(tmp, pg_url_module, f"r{i}", **env) for i in range(2)]
     try:
         t0 = time.monotonic()
         with ThreadPoolExecutor(2) as pool:
@@ -129,14 +97,14 @@ def _peak_mb(r: Replica) -> int:
 
 
 @pytest.fixture(scope="module")
-def people(replicas, pg_module):
+def people(replicas, pg_url_module):
     """A citizen and an officer of 椒江区 (web chat with a second factor, and an API token)."""
     cluster = Cluster(replicas)
     citizen = Person(cluster, 1, "13900000001", "王家属")
     officer = Person(cluster, 2, "13900000002", "李警官")
     for p in (citizen, officer):
         p.sign_in()
-    token = asyncio.run(_make_officer(pg_module, officer.phone))
+    token = asyncio.run(_make_mediator(pg_url_module, officer.phone, role="officer", place="椒江区"))
     secret = officer.request("POST", "/auth/api/totp/new").json()["totp_secret"]
     officer.request("POST", "/auth/api/totp", json={"code": pyotp.TOTP(secret).now()})
     return citizen, officer, token
@@ -235,12 +203,12 @@ def citations(p: Person, replica: int, question: str) -> list[str]:
 
 
 def test_a_record_imported_by_another_process_is_cited_the_same_on_both_replicas(replicas, people, chroma_server,
-                                                                               pg_module, tmp_path):
+                                                                               pg_url_module, tmp_path):
     _, officer, _ = people
     f = tmp_path / "new.jsonl"
     f.write_text(json.dumps(RECORD, ensure_ascii=False) + "\n", encoding="utf-8")
     t0 = time.monotonic()
-    r = _cli(tmp_path / "cli", pg_module, chroma_server, "import", str(f))
+    r = _cli(tmp_path / "cli", pg_url_module, chroma_server, "import", str(f))
     assert r.returncode == 0, r.stderr[-2000:]
     imported = time.monotonic()
     question = "渔船夜里相撞，修理费怎么分担？"
