@@ -1,10 +1,10 @@
 """Every face and knowledge-base search answers the same on both replicas (issue #19.5, #19.6):
 two real ``hehe serve`` processes on one PostgreSQL database, the real face model and the KB's
-embedding model loaded, the vectors in one Chroma server. A family files a missing-person report
-with a real photo through replica A, an officer registers a found person through replica B, a
-case record is imported by another process (``hehe kb import``); face searches and KB questions
-give the same candidates, scores and ranked records on both; a withdrawal through B takes the
-face out of both replicas' searches."""
+embedding model loaded, the vectors in one Chroma server, each replica with a data dir of its own.
+A family files a missing-person report with a real photo through replica A (web chat), an officer
+registers a found person through replica B, a public document is imported by another process (the
+KB command line); face searches (the API) and KB questions (/ask) give the same candidates, scores
+and ranked records on both; a withdrawal through B takes the face out of both replicas' searches."""
 from __future__ import annotations
 
 import asyncio
