@@ -39,7 +39,8 @@ class Replica:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEHE_")}
         env.update(HEHE_DATA_DIR=str(self.data_dir), HEHE_DATABASE_URL=self.db_url, HEHE_LOG_LEVEL="WARNING",
                    HEHE_FACE_ENABLED="false", HEHE_KB_ENABLED="false", HEHE_ALLOW_NEW_DATABASE="true",
-                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False", **self.env_extra)
+                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+        env.update(self.env_extra)  # the models may be turned on (tests/replicas/test_searches_agree.py)
         hehe = shutil.which("hehe", path=str(Path(sys.executable).parent))
         cmd = [hehe] if hehe else [sys.executable, "-m", "backend.cli"]
         self.log_path = self.dir / "serve.log"
@@ -169,15 +170,15 @@ class Person:
     def say(self, words: str) -> None:
         self.request("POST", "/chat/api/send", json={"text": words})
 
-    def press(self, label: str) -> None:
+    def press(self, label: str, replica: int | None = None) -> None:
         """Press the button containing ``label`` on the bot's latest message with buttons."""
-        shown = self.transcript()["messages"]
+        shown = self.transcript(replica=replica)["messages"]
         latest = next((m for m in reversed(shown) if not m["mine"] and m["inline"]), None)
         assert latest is not None, shown[-3:]
         data = next((b["data"] for row in latest["inline"] for b in row if label in b["text"]), None)
         if data is None:
             raise AssertionError(f"no {label!r} on {latest['text'][:60]!r}: {latest['inline']}")
-        self.request("POST", "/chat/api/press", json={"message_id": latest["message_id"], "data": data})
+        self.request("POST", "/chat/api/press", replica, json={"message_id": latest["message_id"], "data": data})
 
     def photo(self, data: bytes) -> None:
         self.request("POST", "/chat/api/photo", files={"file": ("p.jpg", data, "image/jpeg")})

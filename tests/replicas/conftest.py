@@ -5,9 +5,7 @@ import pytest
 from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database for the replicas of one test."""
+def _fresh_database():
     if not PG_URL:
         pytest.skip("HEHE_TEST_PG_URL not set")
     url = create_pg_database()
@@ -15,6 +13,18 @@ def pg_url():
         yield url
     finally:
         drop_pg_database(url)
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database for the replicas of one test."""
+    yield from _fresh_database()
+
+
+@pytest.fixture(scope="module")
+def pg_url_module():
+    """A fresh PostgreSQL database for the replicas of one test module."""
+    yield from _fresh_database()
 
 
 @pytest.fixture
