@@ -212,11 +212,13 @@ def test_two_replicas_serve_50_citizens_and_staff_and_one_dies_mid_run_losing_an
         deadline = time.monotonic() + 90
         while True:
             with db.connect() as c:
-                unsent = c.execute(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL")).scalar()
+                # Read in this order: an acceptance or a reminder commits its notification with it,
+                # so once both are seen done, the outbox count read after them holds their rows.
+                # (The API commits right after its answer.)
+                accepting = 10 - c.execute(text("SELECT count(*) FROM disputes WHERE accepted_at IS NOT NULL")).scalar()
                 due = c.execute(text("SELECT count(*) FROM disputes WHERE number = ANY(:n) AND remind_at IS NOT NULL"),
                                 {"n": reminded}).scalar()
-                # (the API commits right after its answer)
-                accepting = 10 - c.execute(text("SELECT count(*) FROM disputes WHERE accepted_at IS NOT NULL")).scalar()
+                unsent = c.execute(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL")).scalar()
             if not unsent and not due and not accepting:
                 break
             assert time.monotonic() < deadline, f"{unsent} notifications unsent, {due} reminders still due"
