@@ -661,7 +661,7 @@ def _build_hnsw(pg, n: int, args) -> dict:
     mwm_mb = 256 + n * 4096 // 2**20  # the graph (vector + neighbours, ~2.7 KB a row) must fit, or the build goes to disk
     cur.execute(f"SET maintenance_work_mem = '{mwm_mb}MB'")
     cur.execute(f"SET max_parallel_maintenance_workers = {args.pg_workers}")
-    r = {"m": 16, "ef_construction": 64, "maintenance_work_mem_mb": mwm_mb,
+    r = {"m": args.pg_m, "ef_construction": args.pg_ef_construction, "maintenance_work_mem_mb": mwm_mb,
          "max_parallel_maintenance_workers": args.pg_workers, "progress": []}
     done = threading.Event()
     t0 = time.perf_counter()
@@ -687,7 +687,7 @@ def _build_hnsw(pg, n: int, args) -> dict:
     watcher.start()
     try:
         cur.execute("CREATE INDEX face_vec_hnsw ON face_vec USING hnsw (embedding vector_ip_ops) "
-                    "WITH (m = 16, ef_construction = 64)")
+                    f"WITH (m = {args.pg_m}, ef_construction = {args.pg_ef_construction})")
         r["build_s"] = round(time.perf_counter() - t0, 1)
     except psycopg2.errors.QueryCanceled:
         r["build_s"] = None
@@ -800,13 +800,14 @@ def bench_pgvector(args, tmp: Path) -> dict:
             h["index_mb"] = round(cur.fetchone()[0] / 2**20)
             cur.execute("EXPLAIN EXECUTE knn(%s)", (_vector_literal(Q[0]),))
             h["plan_uses_index"] = any("face_vec_hnsw" in row[0] for row in cur.fetchall())
-            print(f"    HNSW build {h['build_s']} s (m=16, ef_construction=64, maintenance_work_mem {h['maintenance_work_mem_mb']} MB, "
+            print(f"    HNSW build {h['build_s']} s (m={h['m']}, ef_construction={h['ef_construction']}, maintenance_work_mem {h['maintenance_work_mem_mb']} MB, "
                   f"{args.pg_workers} parallel worker(s), load at end {h['loadavg_end']}); index {h['index_mb']} MB; "
                   f"notices {h['notices']}", flush=True)
-            cur.execute("SET hnsw.ef_search = 200")
+            efs = [int(x) for x in args.pg_ef_search.split(",")]
+            cur.execute(f"SET hnsw.ef_search = {max(efs)}")
             _pg_knn(cur, Q, truth, qi)  # warm-up: the index pages into the buffer cache
             h["per_ef_search"] = {}
-            for ef in (40, 100, 200):
+            for ef in efs:
                 cur.execute(f"SET hnsw.ef_search = {ef}")
                 h["per_ef_search"][ef] = _pg_knn(cur, Q, truth, qi)
             cur.execute("SET hnsw.ef_search = 40")
@@ -1127,6 +1128,9 @@ def main() -> None:
                     help="erase: skip the compaction and the rewrite-at-once baseline (1M on a busy host)")
     ap.add_argument("--pg-workers", type=int, default=1,
                     help="pgvector: max_parallel_maintenance_workers for the HNSW build (besides the leader)")
+    ap.add_argument("--pg-m", type=int, default=16, help="pgvector: HNSW m")
+    ap.add_argument("--pg-ef-construction", type=int, default=64, help="pgvector: HNSW ef_construction")
+    ap.add_argument("--pg-ef-search", default="40,100,200,400,1000", help="pgvector: hnsw.ef_search values measured")
     ap.add_argument("--pg-shared-buffers", default="4GB", help="pgvector: the server's shared_buffers")
     ap.add_argument("--pg-build-budget", type=int, default=0,
                     help="pgvector: cancel the HNSW build after this many seconds and record its progress (0: no limit)")
