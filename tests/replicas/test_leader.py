@@ -120,7 +120,9 @@ async def test_a_leader_whose_database_session_dies_steps_down_and_one_replica_l
         conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
         killed = await conn.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND objid = ($1::bigint & 4294967295)::oid", LOCK_KEY)
+            "AND objid = ($1::bigint & 4294967295)::oid "
+            # this test's database only: replicas of another test on the same server hold the same key
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", LOCK_KEY)
         await conn.close()
         assert killed == 1
         await until(lambda: a.leader.is_leader != b.leader.is_leader, timeout=5)
