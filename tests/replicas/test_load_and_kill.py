@@ -19,8 +19,9 @@ held-out photo of each person, the withdrawn face gone) answers the same on both
 questions on the imported document and on the missing-person records written through both.
 
 Not covered: a KB question over the dispute records cited different records on the two replicas
-(see the note at the end and docs/deploy.md, "Not done yet"). Takes ~5 min on the 2-core machine
-under a load of 5-6 (the replicas with both models start in ~50 s there).
+(see the note at the end and docs/deploy.md, "Not done yet"). The test's call took 270–275 s on
+the shared 2-core machine at a load average of 5.5–8 (the replicas with both models start in
+55–85 s there); not measured on a quiet machine.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from tests.kb.test_replicas import _cli
 from tests.kb.test_replicas import chroma_server as chroma_server  # the module-scoped `chroma run` fixture
 from tests.replicas.cluster import Cluster, Down, Person, Replica
 
-# one run of ~1.5 min quiet; several minutes on a loaded 2-core machine (the suite's --timeout is 300 s)
+# one run takes 4.5 min on a loaded 2-core machine: more than the suite's --timeout of 300 s
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(900)]
 
 CITIZENS = 50
