@@ -19,7 +19,7 @@ held-out photo of each person, the withdrawn face gone) answers the same on both
 questions on the imported document and on the missing-person records written through both.
 
 Not covered: a KB question over the dispute records cited different records on the two replicas
-(see the note at the end and docs/deploy.md, "Not done yet"). The test's call took 270–275 s on
+(see the note at the end and docs/deploy.md, "Not done yet"). The test's call took 216–275 s on
 the shared 2-core machine at a load average of 5.5–8 (the replicas with both models start in
 55–85 s there); not measured on a quiet machine.
 """
@@ -45,7 +45,7 @@ from tests.kb.test_replicas import _cli
 from tests.kb.test_replicas import chroma_server as chroma_server  # the module-scoped `chroma run` fixture
 from tests.replicas.cluster import Cluster, Down, Person, Replica
 
-# one run takes 4.5 min on a loaded 2-core machine: more than the suite's --timeout of 300 s
+# one run takes 4-5 min on a loaded 2-core machine: more than the suite's --timeout of 300 s
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(900)]
 
 CITIZENS = 50
