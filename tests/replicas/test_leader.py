@@ -120,8 +120,7 @@ async def test_a_leader_whose_database_session_dies_steps_down_and_one_replica_l
         conn = await asyncpg.connect(_asyncpg_dsn(pg_url))
         killed = await conn.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND objid = ($1::bigint & 4294967295)::oid "
-            # this test's database only: replicas of another test on the same server hold the same key
+            "AND objid = ($1::bigint & 4294967295)::oid "  # this test's database: other runs may share the server
             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", LOCK_KEY)
         await conn.close()
         assert killed == 1
