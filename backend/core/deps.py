@@ -32,7 +32,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     ctx.deliverer.wake.set()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit runs before the answer is sent, so a client that was told "done"
+# finds the change on its next request (any replica), and a commit that fails is an error answer,
+# never a success whose write was lost (the default scope commits after the response is out).
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def web_session_user(request: Request, session: AsyncSession) -> User | None:

@@ -416,6 +416,14 @@ class Gallery:
             self._sync()
             return [self._vids[i] for i in self._person_rows.get(person_id, [])]
 
+    def vectors(self, person_id: str) -> tuple[list[str], np.ndarray]:
+        """The person's live rows: their vector ids and unit vectors (a copy, shape (n, 512))."""
+        with self._lock:
+            self._sync()
+            rows = [r for r in self._person_rows.get(person_id, []) if r not in self._dead]
+            vecs = np.array(self._matrix()[rows], dtype=np.float32) if rows else np.empty((0, DIM), np.float32)
+            return [self._vids[r] for r in rows], vecs
+
     # ------------------------------------------------------------------ add
     def add(self, person_id: str, vec, vector_id: str | None = None) -> str:
         """Add one vector; returns its vector_id. An existing (person_id, vector_id) is kept as is."""

@@ -307,8 +307,19 @@ class FaceService:
         vec = self.embed_for_enrolment(data, choose)
         return self.search_vector(gallery, vec, k, min_score=min_score)
 
+    def _current(self, gallery: str) -> Gallery:
+        """The gallery with every change committed so far applied (replicas: what another one
+        wrote since the last poll; one indexed query when nothing changed)."""
+        g = self.gallery(gallery)
+        g.pull()
+        return g
+
+    def vectors(self, gallery: str, person_id: str) -> tuple[list[str], np.ndarray]:
+        """A person's enrolled vectors (vector ids, unit vectors): to search again with them."""
+        return self._current(gallery).vectors(person_id)
+
     def search_vector(self, gallery: str, vec, k: int = 5, *, min_score: float | None = None) -> list[Match]:
-        res = [Match(p, s) for p, s in self.gallery(gallery).search(vec, k)]
+        res = [Match(p, s) for p, s in self._current(gallery).search(vec, k)]
         if min_score is not None:
             res = [m for m in res if m.score >= min_score]
         return res
@@ -316,7 +327,7 @@ class FaceService:
     def search_vector_photos(self, gallery: str, vec, k: int = 5, *,
                              min_score: float | None = None) -> list[tuple[Match, str]]:
         """Like :meth:`search_vector`, with the vector id of the row that matched best."""
-        res = [(Match(p, s), v) for p, s, v in self.gallery(gallery).search_vectors(vec, k)]
+        res = [(Match(p, s), v) for p, s, v in self._current(gallery).search_vectors(vec, k)]
         return [r for r in res if min_score is None or r[0].score >= min_score]
 
     def erase(self, person_id: str, galleries: tuple[str, ...] = GALLERIES) -> int:

@@ -24,6 +24,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete as sql_delete, func, or_, select, update
@@ -495,21 +496,55 @@ async def _create(session: AsyncSession, *, kind: str, reporter: User, faces, st
 async def _enrol_and_match(session: AsyncSession, faces, case: PersonCase, vecs: list) -> list[MatchCandidate]:
     """Put the vectors in the case's gallery (vector id = photo number) and propose candidates
     from the other one, remembering which photo of each side matched best."""
-    gallery, other = ("missing", "found") if case.kind == "missing" else ("found", "missing")
+    gallery, other = _galleries(case)
     try:
         await faces.engine.run(faces.enroll_vectors, gallery, case.face_key, vecs, [str(i) for i in range(len(vecs))])
         case.face_state = "enrolled"
-        best: dict[str, tuple[float, int, int]] = {}
-        for i, v in enumerate(vecs):
-            for mt, vid in await faces.engine.run(faces.search_vector_photos, other, v, SEARCH_K,
-                                                  min_score=faces.threshold):
-                if mt.score > best.get(mt.person_id, (-1.0, 0, 0))[0]:
-                    best[mt.person_id] = (mt.score, i, int(vid) if vid.isdigit() else 0)
-        return await _propose(session, case, best)
+        return await _propose(session, case, await _search_other(faces, other, list(enumerate(vecs))))
     except BaseException:
         # the transaction will roll back: take the vectors back out too
         await faces.engine.run(faces.erase, case.face_key)
         raise
+
+
+def _galleries(case: PersonCase) -> tuple[str, str]:
+    """The case's own gallery and the one it is searched against."""
+    return ("missing", "found") if case.kind == "missing" else ("found", "missing")
+
+
+async def _search_other(faces, other: str, photos: list[tuple[int, Any]]) -> dict[str, tuple[float, int, int]]:
+    """Each person of ``other`` above the review threshold for any of the (photo number,
+    vector) pairs: their best score, which of our photos and which of theirs matched."""
+    best: dict[str, tuple[float, int, int]] = {}
+    for i, v in photos:
+        for mt, vid in await faces.engine.run(faces.search_vector_photos, other, v, SEARCH_K,
+                                              min_score=faces.threshold):
+            if mt.score > best.get(mt.person_id, (-1.0, 0, 0))[0]:
+                best[mt.person_id] = (mt.score, i, int(vid) if vid.isdigit() else 0)
+    return best
+
+
+REMATCH_WINDOW = timedelta(minutes=15)
+
+
+def rematch_due(at: datetime | None = None):
+    """Open cases enrolled within ``REMATCH_WINDOW``: the ones :func:`rematch` looks at again."""
+    since = (at or now()) - REMATCH_WINDOW
+    return select(PersonCase.id).where(PersonCase.status == OPEN, PersonCase.face_state == "enrolled",
+                                       PersonCase.created_at >= since).order_by(PersonCase.id)
+
+
+async def rematch(session: AsyncSession, faces, case: PersonCase) -> list[MatchCandidate]:
+    """Search the other gallery again with the case's enrolled faces. A report and a
+    registration of the same person saved at the same moment — two requests, or two replicas
+    before their galleries were in step — each searched before the other was saved, so neither
+    proposed the pair; this proposes it (pairs already proposed, or rejected, stay as they are)."""
+    if case.status != OPEN or case.face_state != "enrolled":
+        return []
+    gallery, other = _galleries(case)
+    vids, vecs = await faces.engine.run(faces.vectors, gallery, case.face_key)
+    photos = [(int(v) if v.isdigit() else 0, vec) for v, vec in zip(vids, vecs)]
+    return await _propose(session, case, await _search_other(faces, other, photos))
 
 
 async def enrol_pending(session: AsyncSession, faces, store, case: PersonCase) -> list[MatchCandidate]:

@@ -7,6 +7,8 @@ down is handled by the first sweep at start-up.
   ``missing_assist_retention_days``. Rows are claimed (``FOR UPDATE SKIP LOCKED`` on
   PostgreSQL), each handled in its own transaction, errors caught per row.
 * ``enrol_pending``: cases saved while the face model was unavailable are matched once it is back.
+* ``rematch_recent``: cases saved in the last 15 minutes are searched again, so a report and a
+  registration saved at the same moment (each searching before the other existed) still meet.
 """
 from __future__ import annotations
 
@@ -78,6 +80,38 @@ async def enrol_pending() -> None:
     ctx.deliverer.wake.set()
 
 
+REMATCH_LOCK_KEY = 0x4865_6865_5265_6D61  # "HeheRema": replicas propose a pair once
+
+
+async def rematch_recent() -> None:
+    """Cases saved in the last minutes are searched again (service.rematch): a report and a
+    registration saved at the same moment, on two replicas or in two requests, are proposed."""
+    from backend.core.leader import one_at_a_time
+    from backend.missing import service
+    from backend.missing.models import PersonCase
+
+    ctx = get_context()
+    if not service.faces_ready(ctx.faces):
+        return
+    async with ctx.sm() as s:
+        ids = list(await s.scalars(service.rematch_due()))
+    proposed = 0
+    for case_id in ids:
+        try:
+            async with session_scope(ctx.sm) as s:
+                await one_at_a_time(s, REMATCH_LOCK_KEY)  # two replicas' sweeps never both propose a pair
+                case = await s.get(PersonCase, case_id)
+                found = await service.rematch(s, ctx.faces, case) if case is not None else []
+                await service.queue_for_review(s, ctx.files, found)
+                proposed += len(found)
+        except Exception:  # noqa: BLE001 - one bad case must not stop the rest
+            log.exception("matching case %s again failed", case_id)
+    if proposed:
+        log.info("%d candidate(s) proposed by matching recent cases again", proposed)
+        ctx.deliverer.wake.set()
+
+
 def register(scheduler) -> None:
     register_sweep(scheduler, "scheduler.jobs.missing:sweep", job_id="missing-sweep", seconds=300)
     register_sweep(scheduler, "scheduler.jobs.missing:enrol_pending", job_id="missing-enrol-pending", seconds=600)
+    register_sweep(scheduler, "scheduler.jobs.missing:rematch_recent", job_id="missing-rematch", seconds=60)

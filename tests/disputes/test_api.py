@@ -135,3 +135,32 @@ async def test_authorization_matrix(api):
     assert r.status_code == 404  # nor sees it any more (the unit is the county now)
     r = await api.client.post(f"/api/disputes/{cid}/accept", headers=api.auth(p["sup"]))
     assert r.status_code == 200
+
+
+async def test_a_change_is_in_the_database_when_its_answer_is_sent(api):
+    """A client told "done" finds the change on its next request (on any replica): the request's
+    transaction commits before the answer goes out — never after it, where a failed commit would
+    lose a change the client was told had been made."""
+    import httpx
+    from sqlalchemy import create_engine, text
+
+    owner, med = await api.user(7101), await api.user(7102, "mediator", "椒江区/海门街道")
+    cid = (await _create(api, owner)).json()["id"]
+    db = create_engine(api.ctx.settings.sync_db_url)
+    at_answer: list[str] = []
+
+    async def watched(scope, receive, send):
+        async def send_watching(message):
+            if message["type"] == "http.response.start":  # what another request would read now
+                with db.connect() as c:
+                    at_answer.append(c.execute(text("SELECT status FROM disputes WHERE id = :i"), {"i": cid}).scalar())
+            await send(message)
+        await api.app(scope, receive, send_watching)
+
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=watched), base_url="http://hehe.test") as c:
+            r = await c.post(f"/api/disputes/{cid}/accept", headers=api.auth(med))
+    finally:
+        db.dispose()
+    assert r.status_code == 200 and r.json()["status"] == "accepted"
+    assert at_answer == ["accepted"]

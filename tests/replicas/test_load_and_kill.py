@@ -453,7 +453,7 @@ def test_two_replicas_serve_50_citizens_and_10_staff_and_one_dies_mid_run_losing
             with db.connect() as c:
                 # Read in this order: an acceptance, a reminder or a confirmation commits its
                 # notifications with it, so once they are seen done, the outbox count read after
-                # them holds their rows. (The API commits right after its answer.)
+                # them holds their rows. (The API commits before it answers.)
                 accepting = 15 - c.execute(text("SELECT count(*) FROM disputes WHERE accepted_at IS NOT NULL")).scalar()
                 due = c.execute(text("SELECT count(*) FROM disputes WHERE number = ANY(:n) AND remind_at IS NOT NULL"),
                                 {"n": reminded}).scalar()
