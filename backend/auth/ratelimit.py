@@ -1,14 +1,18 @@
-"""Fixed-window counters in the database, so a limit holds across processes and restarts."""
+"""Fixed-window counters in the database, so a limit holds across processes and restarts, and
+the Telegram updates already handled (a re-delivery is ignored by every replica)."""
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from datetime import timedelta
+
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.auth.models import RateCounter
+from backend.auth.models import RateCounter, SeenUpdate
 from backend.core.clock import now
 
+MINUTE = 60
 HOUR = 3600
 DAY = 86400
 
@@ -37,8 +41,7 @@ async def hit(session: AsyncSession, key: str, seconds: int, limit: int) -> bool
             # below the limit: another request committed the row after this UPDATE's snapshot
             # was taken (PostgreSQL, READ COMMITTED) — update it now
             continue
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        res = await session.execute(insert(RateCounter).values(key=k, window=window, count=1)
+        res = await session.execute(_insert(session)(RateCounter).values(key=k, window=window, count=1)
                                     .on_conflict_do_nothing(index_elements=["key", "window"]))
         if res.rowcount:
             return True
@@ -54,6 +57,26 @@ async def hits(session: AsyncSession, rules: list[tuple[str, int, int]]) -> bool
     return ok
 
 
+def _insert(session: AsyncSession):
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+async def seen_update(session: AsyncSession, bot_id: int, update_id: int) -> bool:
+    """Has some process handled this Telegram update already?"""
+    return bool(await session.scalar(select(exists().where(
+        SeenUpdate.bot_id == bot_id, SeenUpdate.update_id == update_id))))
+
+
+async def mark_update(session: AsyncSession, bot_id: int, update_id: int) -> None:
+    """Remember a handled Telegram update (once, whoever writes it first)."""
+    await session.execute(_insert(session)(SeenUpdate).values(bot_id=bot_id, update_id=update_id, seen_at=now())
+                          .on_conflict_do_nothing(index_elements=["bot_id", "update_id"]))
+
+
 async def prune(session: AsyncSession) -> None:
-    """Drop counters of windows that ended more than a day ago."""
+    """Drop counters of windows that ended more than a day ago (per-minute ones: a minute ago),
+    and handled updates older than a day (Telegram keeps an undelivered update 24 h)."""
     await session.execute(delete(RateCounter).where(RateCounter.window < _window(1) - 2 * DAY))
+    await session.execute(delete(RateCounter).where(RateCounter.key.like(f"%/{MINUTE}"),
+                                                    RateCounter.window < _window(1) - 2 * MINUTE))
+    await session.execute(delete(SeenUpdate).where(SeenUpdate.seen_at < now() - timedelta(days=1)))
