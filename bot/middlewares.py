@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import traceback
@@ -27,16 +28,16 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 @asynccontextmanager
-async def short_session(ctx: Any) -> AsyncIterator[Any]:
-    """A session for a statement or two of a middleware's own, committed before the handler runs:
-    on PostgreSQL in autocommit (each statement is its own durable transaction, without the BEGIN
-    and COMMIT round trips), on SQLite committed at the end (it holds SQLite's write lock only
-    from its first write to that commit)."""
-    async with ctx.sm() as session:
+async def own_statements(ctx: Any) -> AsyncIterator[Any]:
+    """A connection for a statement or two of a middleware's own, committed before the handler
+    runs: on PostgreSQL in autocommit (each statement is its own durable transaction, without the
+    BEGIN and COMMIT round trips), on SQLite committed at the end (it holds SQLite's write lock
+    only from its first write to that commit). A plain connection: no ORM session to set up."""
+    async with ctx.engine.connect() as conn:
         if ctx.engine.dialect.name == "postgresql":
-            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        yield session
-        await session.commit()
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+        await conn.commit()
 
 
 class DedupeMiddleware(BaseMiddleware):
@@ -67,13 +68,13 @@ class DedupeMiddleware(BaseMiddleware):
             return None
         self.inflight.add(key)
         try:
-            async with short_session(self.ctx) as session:
-                if await ratelimit.seen_update(session, *key):
+            async with own_statements(self.ctx) as db:
+                if await ratelimit.seen_update(db, *key):
                     log.info("duplicate update %s ignored", event.update_id)
                     return None
             result = await handler(event, data)
-            async with short_session(self.ctx) as session:
-                await ratelimit.mark_update(session, *key)
+            async with own_statements(self.ctx) as db:
+                await ratelimit.mark_update(db, *key)
             return result
         finally:
             self.inflight.discard(key)
@@ -126,20 +127,31 @@ class IgnoreBotsMiddleware(BaseMiddleware):
 
 
 class ThrottleMiddleware(BaseMiddleware):
-    """At most ``per_minute`` updates of a person a minute, counted in the database
-    (backend.auth.ratelimit: a fixed window, shared by every replica); the first update dropped
-    in a minute gets one polite note (a second counter, one a minute). An update that passes
-    costs one short statement."""
+    """At most ``per_minute`` updates of a person a minute (a fixed window); the first update
+    dropped in a minute gets one polite note (a second counter, one a minute).
+
+    On PostgreSQL the counters are in the database (backend.auth.ratelimit.hit), shared by every
+    replica: an update that passes costs one short statement. SQLite is served by one process,
+    so the same windows are counted in memory (ratelimit.LocalCounters): a write per update there
+    would share nothing and cost about as much as the rest of the update (docs/benchmarks.md)."""
 
     def __init__(self, ctx: Any, per_minute: int):
         self.ctx = ctx
         self.per_minute = per_minute
+        self.local = ratelimit.LocalCounters() if ctx.engine.dialect.name == "sqlite" else None
+
+    async def _count(self, hit: Callable[[str, int, int], Awaitable[bool]], person: int) -> tuple[bool, bool]:
+        """(the update passes, the person is to get the note)"""
+        allowed = await hit(f"flood:{person}", ratelimit.MINUTE, self.per_minute)
+        return allowed, not allowed and await hit(f"flood-note:{person}", ratelimit.MINUTE, 1)
 
     async def __call__(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
         user = data["event_from_user"]
-        async with short_session(self.ctx) as session:
-            allowed = await ratelimit.hit(session, f"flood:{user.id}", ratelimit.MINUTE, self.per_minute)
-            note = not allowed and await ratelimit.hit(session, f"flood-note:{user.id}", ratelimit.MINUTE, 1)
+        if self.local is not None:
+            allowed, note = await self._count(self.local.hit, user.id)
+        else:
+            async with own_statements(self.ctx) as db:
+                allowed, note = await self._count(functools.partial(ratelimit.hit, db), user.id)
         if allowed:
             return await handler(event, data)
         chat_id = _chat_id(event)
