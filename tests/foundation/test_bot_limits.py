@@ -22,6 +22,7 @@ from backend.auth import ratelimit
 from backend.auth.models import RateCounter, SeenUpdate
 from backend.core.db import session_scope
 from bot.offline import OfflineSession
+from scheduler.jobs import limits as limits_job
 
 LIMIT = 5
 TG_TOKEN = "7000001:TEST-real-telegram-bot-token"  # another bot id than the offline channels'
@@ -149,7 +150,7 @@ async def test_old_counters_and_handled_updates_are_pruned_and_recent_ones_kept(
         await a.dispatcher.feed_update(telegram(a), telegram_update(900006, 3109, "/me"))
         async with session_scope(a.sm) as s:
             assert await ratelimit.hit(s, "test:minute", ratelimit.MINUTE, 5)
-            await ratelimit.prune(s)
+        await limits_job.sweep()  # the scheduler's job (runs on the last context started: same database)
         async with a.sm() as s:  # the minute counter of ten minutes ago is gone, the current one stays
             windows = set(await s.scalars(select(RateCounter.window).where(RateCounter.key == "test:minute/60")))
             assert windows == {int((START + timedelta(minutes=10)).timestamp()) // 60 * 60}
@@ -157,8 +158,7 @@ async def test_old_counters_and_handled_updates_are_pruned_and_recent_ones_kept(
                                   .where(RateCounter.key == "test:hour/3600")) == 1
             assert set(await s.scalars(select(SeenUpdate.update_id))) == {900005, 900006}
     with time_machine.travel(START + timedelta(days=1, minutes=5), tick=True):
-        async with session_scope(a.sm) as s:
-            await ratelimit.prune(s)
+        await limits_job.sweep()
         async with a.sm() as s:
             assert set(await s.scalars(select(SeenUpdate.update_id))) == {900006}
             left = set(await s.scalars(select(RateCounter.key).where(RateCounter.key.like("test:%"))))
@@ -172,3 +172,8 @@ async def test_the_throttle_counts_in_the_database_on_postgresql_and_in_memory_o
     async with a.sm() as s:
         rows = await s.scalar(select(func.count()).select_from(RateCounter).where(RateCounter.key == "flood:3110/60"))
     assert rows == (1 if a.engine.dialect.name == "postgresql" else 0)
+
+
+async def test_the_prune_sweep_runs_every_ten_minutes_in_the_real_scheduler(ctx):
+    job = ctx.scheduler.get_job("limits-prune")
+    assert job is not None and job.trigger.interval.total_seconds() == 600
