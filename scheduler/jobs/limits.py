@@ -1,10 +1,14 @@
 """Shared limits: counters of windows that have ended, and Telegram updates handled more than a
-day ago (bot.middlewares), are deleted by a sweep every ten minutes (any replica may run it)."""
+day ago (bot.middlewares), are deleted every ten minutes (any replica may run it). Nothing is
+due at start-up, so the first run is ten minutes after it."""
 from __future__ import annotations
+
+from apscheduler.triggers.interval import IntervalTrigger
 
 from backend.core.db import session_scope
 from scheduler import runtime
-from scheduler.sweep import register_sweep
+
+EVERY_SECONDS = 600
 
 
 async def sweep() -> None:
@@ -15,4 +19,5 @@ async def sweep() -> None:
 
 
 def register(scheduler) -> None:
-    register_sweep(scheduler, "scheduler.jobs.limits:sweep", job_id="limits-prune", seconds=600)
+    scheduler.add_job("scheduler.jobs.limits:sweep", IntervalTrigger(seconds=EVERY_SECONDS, timezone=scheduler.timezone),
+                      id="limits-prune", replace_existing=True)
