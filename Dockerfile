@@ -11,11 +11,12 @@ RUN apt-get update \
 RUN python -m venv /opt/hehe
 ENV PATH=/opt/hehe/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Dependencies first (cached while only the code changes).
+# Dependencies first (cached while only the code changes); the s3 extra (boto3) for the
+# replicas deployment, whose uploads live in an S3-compatible bucket (deploy/compose.replicas.yml).
 COPY pyproject.toml README.md ./
 RUN mkdir -p backend bot handlers knowledge_base scheduler migrations \
  && for p in backend bot handlers knowledge_base scheduler migrations; do touch $p/__init__.py; done \
- && pip install . && pip uninstall -y hehe
+ && pip install ".[s3]" && pip uninstall -y hehe
 COPY backend ./backend
 COPY bot ./bot
 COPY handlers ./handlers

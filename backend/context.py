@@ -238,6 +238,12 @@ async def start_context(
 
     # Several replicas on PostgreSQL elect one leader for the singletons (backend.core.leader).
     ctx.leader = Leadership(settings.db_url if serving else None, retry=settings.leader_retry_seconds)
+    deliverer.leader = ctx.leader  # Telegram's outbox goes out from the leader alone (its limits are per bot)
+
+    async def send_what_waits() -> None:
+        deliverer.wake.set()
+
+    ctx.leader.on_gain.append(send_what_waits)
     if scheduler:
         ctx.scheduler = make_scheduler(settings.scheduler_db_url, settings.timezone, elected=ctx.leader.elected)
         register_recurring(ctx.scheduler, cron=False if ctx.leader.elected else None)

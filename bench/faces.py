@@ -9,6 +9,7 @@
     python bench/faces.py quality                  # quality grade vs lost true matches (dev/test people)
     python bench/faces.py erase --sizes 1000000    # erase one person: tombstone vs rewrite-at-once
     python bench/faces.py replica --sizes 100000,300000  # gallery in PostgreSQL (per-replica index) vs files
+    python bench/faces.py pgvector --sizes 100000    # pgvector HNSW vs the per-replica index (pip install -e '.[bench-pgvector]')
 
 Photos come from tests/fixtures/faces (or HEHE_BENCH_FACES). Gallery vectors are
 synthetic (see ``face_like``): random "people" whose impostor-cosine spread matches
@@ -209,6 +210,12 @@ class FaceLike:
         noise = _norm(self.rng.standard_normal(enrolled.shape, dtype=np.float32))
         noise = _norm(noise - (noise * enrolled).sum(1, keepdims=True) * enrolled)  # orthogonal part
         return _norm(cos * enrolled + np.sqrt(1 - cos * cos) * noise)
+
+
+def face_chunks(gen: FaceLike, n: int, step: int = 50_000):
+    """The gallery rows of ``replica`` and ``pgvector`` (same seed → the same vectors): (first row, rows)."""
+    for s in range(0, n, step):
+        yield s, gen.people(min(step, n - s))
 
 
 def exact_topk(G: np.ndarray, Q: np.ndarray, k: int) -> np.ndarray:
@@ -472,8 +479,7 @@ def bench_replica(args, tmp: Path) -> dict:
             G = np.empty((n, DIM), dtype=np.float32)
             persons = [f"p{i}" for i in range(n)]
             t_files = t_db = 0.0
-            for s in range(0, n, 50_000):
-                chunk = gen.people(min(50_000, n - s))
+            for s, chunk in face_chunks(gen, n):
                 G[s:s + len(chunk)] = chunk
                 vids = [str(i) for i in range(s, s + len(chunk))]
                 t = time.perf_counter()
@@ -552,6 +558,299 @@ def bench_replica(args, tmp: Path) -> dict:
               f"{r['erased_found_on_other']}); enrol one {r['db_enrol_one_s'] * 1000:.1f} ms, applied by the other in "
               f"{r['db_enrol_applied_by_other_ms']} ms (found {r['enrolled_found_on_other']}); load {r['loadavg']}")
     return results
+
+
+# ----------------------------------------------------------------------------- pgvector (HNSW in PostgreSQL)
+class ThrowawayPostgres:
+    """A PostgreSQL 16 server with the pgvector extension from the ``pgserver`` wheel's bundled
+    binaries (``pip install -e '.[bench-pgvector]'``), in a temporary folder on a free port,
+    stopped and deleted afterwards. As root it runs as the ``postgres`` system user (initdb
+    refuses root)."""
+
+    def __init__(self, settings: dict[str, str]):
+        import importlib.util
+        import pwd
+        import socket
+
+        spec = importlib.util.find_spec("pgserver")  # not imported: only its binaries are used
+        if spec is None or not spec.submodule_search_locations:
+            sys.exit("pgvector: pip install -e '.[bench-pgvector]' (the pgserver wheel)")
+        self.bin = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+        self.folder = Path(tempfile.mkdtemp(prefix="pgvector-bench-"))
+        self.as_user = []
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.folder, pw.pw_uid, pw.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.settings = settings
+
+    def _run(self, *cmd: str) -> None:
+        subprocess.run([*self.as_user, str(self.bin / cmd[0]), *cmd[1:]], check=True, cwd=self.folder,
+                       stdout=subprocess.DEVNULL)
+
+    def start(self) -> ThrowawayPostgres:
+        data = str(self.folder / "data")
+        self._run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "utf8")
+        opts = [f"-p {self.port}", f"-k {self.folder}", "-c listen_addresses=127.0.0.1"]
+        opts += [f"-c {k}={v}" for k, v in self.settings.items()]
+        self._run("pg_ctl", "-D", data, "-w", "-t", "120", "-l", str(self.folder / "log"), "-o", " ".join(opts), "start")
+        return self
+
+    def connect(self):
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        return conn
+
+    def stop(self) -> None:
+        import shutil
+
+        try:
+            self._run("pg_ctl", "-D", str(self.folder / "data"), "-w", "-m", "fast", "stop")
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _copy_binary(first: int, rows: np.ndarray) -> io.BytesIO:
+    """``COPY ... (FORMAT binary)`` data for (id, person, embedding): pgvector's binary form is
+    int16 dimensions, int16 unused, then float4s, all big-endian."""
+    dt = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("person_len", ">i4"), ("person", "S8"),
+                   ("vec_len", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("vec", ">f4", (DIM,))])
+    a = np.zeros(len(rows), dt)
+    a["fields"], a["id_len"], a["person_len"], a["vec_len"], a["dim"] = 3, 8, 8, 4 + 4 * DIM, DIM
+    a["id"] = np.arange(first, first + len(rows))
+    a["person"] = [f"p{i:07d}".encode() for i in range(first, first + len(rows))]
+    a["vec"] = rows
+    return io.BytesIO(b"PGCOPY\n\xff\r\n\x00" + bytes(8) + a.tobytes() + b"\xff\xff")
+
+
+def _vector_literal(q: np.ndarray) -> str:
+    return "[" + ",".join(map(str, q.tolist())) + "]"
+
+
+def _pg_knn(cur, Q, truth, qi) -> dict:
+    """Latency (client round trip included), recall@10 against NumPy brute force, true match #1."""
+    lat, rec, hit = [], [], []
+    for q, tr, i in zip(Q, truth, qi):
+        lit = _vector_literal(q)
+        t = time.perf_counter()
+        cur.execute("EXECUTE knn(%s)", (lit,))
+        ids = [row[0] for row in cur.fetchall()]
+        lat.append(time.perf_counter() - t)
+        rec.append(len(set(ids) & set(tr.tolist())) / 10)
+        hit.append(bool(ids) and ids[0] == i)
+    return {"p50_ms": ms(lat), "p95_ms": ms(lat, 95), "recall_at_10": round(float(np.mean(rec)), 4),
+            "true_match_top1": round(float(np.mean(hit)), 4), "queries": len(Q), "loadavg": round(os.getloadavg()[0], 2)}
+
+
+def _build_hnsw(pg, n: int, args) -> dict:
+    """``CREATE INDEX ... USING hnsw``, its progress sampled from another connection every 30 s;
+    past ``--pg-build-budget`` seconds the build is cancelled and the progress recorded."""
+    import threading
+
+    import psycopg2
+
+    conn = pg.connect()
+    cur = conn.cursor()
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    mwm_mb = 256 + n * 4096 // 2**20  # the graph (vector + neighbours, ~2.7 KB a row) must fit, or the build goes to disk
+    cur.execute(f"SET maintenance_work_mem = '{mwm_mb}MB'")
+    cur.execute(f"SET max_parallel_maintenance_workers = {args.pg_workers}")
+    r = {"m": args.pg_m, "ef_construction": args.pg_ef_construction, "maintenance_work_mem_mb": mwm_mb,
+         "max_parallel_maintenance_workers": args.pg_workers, "progress": []}
+    done = threading.Event()
+    t0 = time.perf_counter()
+
+    def watch() -> None:
+        mon = pg.connect().cursor()
+        while not done.wait(30):
+            mon.execute("SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total "
+                        "FROM pg_stat_progress_create_index WHERE pid = %s", (pid,))
+            row = mon.fetchone()
+            el = round(time.perf_counter() - t0)
+            if row:
+                p = dict(zip(("phase", "blocks_done", "blocks_total", "tuples_done", "tuples_total"), row))
+                r["progress"].append({"elapsed_s": el, **p, "loadavg": round(os.getloadavg()[0], 2)})
+                print(f"    build {el:>5} s: {p['phase']}, heap blocks {p['blocks_done']}/{p['blocks_total']}, "
+                      f"tuples {p['tuples_done']}/{p['tuples_total']}, load {r['progress'][-1]['loadavg']}", flush=True)
+            if args.pg_build_budget and el > args.pg_build_budget:
+                mon.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                return
+        mon.connection.close()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        cur.execute("CREATE INDEX face_vec_hnsw ON face_vec USING hnsw (embedding vector_ip_ops) "
+                    f"WITH (m = {args.pg_m}, ef_construction = {args.pg_ef_construction})")
+        r["build_s"] = round(time.perf_counter() - t0, 1)
+    except psycopg2.errors.QueryCanceled:
+        r["build_s"] = None
+        r["cancelled_after_s"] = round(time.perf_counter() - t0)
+        last = r["progress"][-1] if r["progress"] else {}
+        if last.get("blocks_total"):  # heap blocks are scanned as their rows are inserted into the graph
+            share = last["blocks_done"] / last["blocks_total"]
+            r["share_done"] = round(share, 3)
+            # linear, so a lower bound: an insert into a larger graph costs more (≈ log n)
+            r["extrapolated_build_s_lower_bound"] = round(last["elapsed_s"] / share) if share else None
+    finally:
+        done.set()
+        watcher.join()
+    r["loadavg_end"] = round(os.getloadavg()[0], 2)
+    r["notices"] = [x.strip() for x in conn.notices]
+    conn.close()
+    return r
+
+
+def bench_pgvector(args, tmp: Path) -> dict:
+    """pgvector's HNSW index in PostgreSQL beside the per-replica faiss index (today's
+    ``Gallery``: PQ fast scan + exact re-rank) on the vectors and queries of ``replica``."""
+    import shutil
+
+    from backend.faces.gallery import Gallery, IndexParams
+
+    header(f"pgvector HNSW vs the per-replica index ({args.data} synthetic vectors, k=10, {args.queries} queries)")
+    shortlist = int(args.shortlist.split(",")[0])
+    settings = {"shared_buffers": args.pg_shared_buffers, "max_wal_size": "8GB", "checkpoint_timeout": "30min"}
+    pg = ThrowawayPostgres(settings).start()
+    results = {}
+    try:
+        conn = pg.connect()
+        cur = conn.cursor()
+        cur.execute("CREATE EXTENSION vector")
+        cur.execute("SELECT version(), extversion FROM pg_extension WHERE extname = 'vector'")
+        version, ext = cur.fetchone()
+        results["server"] = {"postgres": version.split(" on ")[0], "pgvector": ext, "settings": settings,
+                             "from": str(pg.bin)}
+        print(f"  {version.split(' on ')[0]}, pgvector {ext} (pgserver wheel); {settings}", flush=True)
+        for n in [int(x) for x in args.sizes.split(",")]:
+            gen = FaceLike(args.data, seed=n)
+            r = {"n": n}
+            folder = Path(tempfile.mkdtemp(prefix=f"pgv{n}-", dir=tmp))
+            cur.execute("DROP TABLE IF EXISTS face_vec")
+            # as face_embeddings keeps its vectors: inline, never compressed (STORAGE PLAIN)
+            cur.execute(f"CREATE TABLE face_vec (id bigint PRIMARY KEY, person text NOT NULL, "
+                        f"embedding vector({DIM}) STORAGE PLAIN NOT NULL)")
+            cur.execute("CREATE INDEX face_vec_person ON face_vec (person)")
+            files = Gallery("found", folder, index_threshold=0, params=IndexParams(M=args.M, shortlist=shortlist)).load()
+            G = np.empty((n, DIM), dtype=np.float32)
+            t_copy = 0.0
+            for s, chunk in face_chunks(gen, n):
+                G[s:s + len(chunk)] = chunk
+                files.add_many([f"p{i}" for i in range(s, s + len(chunk))], chunk,
+                               [str(i) for i in range(s, s + len(chunk))])
+                data = _copy_binary(s, chunk)
+                t = time.perf_counter()
+                cur.copy_expert("COPY face_vec (id, person, embedding) FROM STDIN WITH (FORMAT binary)", data)
+                t_copy += time.perf_counter() - t
+            r["pg_copy_vectors_per_s"] = round(n / t_copy)
+            r["loadavg_copy"] = round(os.getloadavg()[0], 2)
+            cur.execute("VACUUM ANALYZE face_vec")
+            cur.execute("SELECT pg_table_size('face_vec')")
+            r["pg_table_mb"] = round(cur.fetchone()[0] / 2**20)
+
+            qi = np.random.default_rng(n).choice(n, args.queries, replace=False)
+            Q = gen.probes(G[qi])
+            truth = exact_topk(G, Q, 10)
+            del G
+
+            # baseline: the per-replica index, today's Gallery code (a database-backed replica
+            # searches its local cache with this same code, bench `replica`: identical results)
+            r["faiss_build_s"] = round(files.build_index(save=True), 1)
+            lat, rec, hit = [], [], []
+            for q, tr, i in zip(Q, truth, qi):
+                t = time.perf_counter()
+                res = files.search(q, 10)
+                lat.append(time.perf_counter() - t)
+                rec.append(len({p for p, _ in res} & {f"p{j}" for j in tr.tolist()}) / 10)
+                hit.append(res[0][0] == f"p{i}")
+            r["faiss"] = {"p50_ms": ms(lat), "p95_ms": ms(lat, 95), "recall_at_10": round(float(np.mean(rec)), 4),
+                          "true_match_top1": round(float(np.mean(hit)), 4), "loadavg": round(os.getloadavg()[0], 2),
+                          "index": f"PQ{args.M}x4fs + exact re-rank of {shortlist}",
+                          "index_mb": round(next(folder.glob("found/pq.*.faiss")).stat().st_size / 2**20, 1)}
+            t = time.perf_counter()
+            files.erase(f"p{qi[0]}", compact_later=False)
+            r["faiss"]["erase_ms"] = round((time.perf_counter() - t) * 1000, 1)
+            files.close()
+            shutil.rmtree(folder, ignore_errors=True)
+            print(f"n={n:>9,}: COPY {r['pg_copy_vectors_per_s']} vec/s (load {r['loadavg_copy']}), table {r['pg_table_mb']} MB; "
+                  f"faiss index build {r['faiss_build_s']} s, search p50/p95 {r['faiss']['p50_ms']}/{r['faiss']['p95_ms']} ms, "
+                  f"recall@10 {r['faiss']['recall_at_10']} (load {r['faiss']['loadavg']})", flush=True)
+
+            cur.execute("PREPARE knn(vector) AS SELECT id FROM face_vec ORDER BY embedding <#> $1 LIMIT 10")
+            # PostgreSQL's own exact search (no index yet: a parallel sequential scan), a few queries
+            few = min(len(Q), 10)
+            r["pg_exact"] = _pg_knn(cur, Q[:few], truth[:few], qi[:few])
+            print(f"    pgvector exact (seq scan, {few} queries): p50 {r['pg_exact']['p50_ms']} ms, recall@10 "
+                  f"{r['pg_exact']['recall_at_10']} (load {r['pg_exact']['loadavg']})", flush=True)
+
+            r["hnsw"] = _build_hnsw(pg, n, args)
+            h = r["hnsw"]
+            if h["build_s"] is None:
+                print(f"    HNSW build CANCELLED after {h['cancelled_after_s']} s at {h.get('share_done')} of the heap; "
+                      f"linear extrapolation (a lower bound) {h.get('extrapolated_build_s_lower_bound')} s", flush=True)
+                results[n] = r
+                continue
+            cur.execute("SELECT pg_relation_size('face_vec_hnsw')")
+            h["index_mb"] = round(cur.fetchone()[0] / 2**20)
+            cur.execute("EXPLAIN EXECUTE knn(%s)", (_vector_literal(Q[0]),))
+            h["plan_uses_index"] = any("face_vec_hnsw" in row[0] for row in cur.fetchall())
+            print(f"    HNSW build {h['build_s']} s (m={h['m']}, ef_construction={h['ef_construction']}, maintenance_work_mem {h['maintenance_work_mem_mb']} MB, "
+                  f"{args.pg_workers} parallel worker(s), load at end {h['loadavg_end']}); index {h['index_mb']} MB; "
+                  f"notices {h['notices']}", flush=True)
+            efs = [int(x) for x in args.pg_ef_search.split(",")]
+            cur.execute(f"SET hnsw.ef_search = {max(efs)}")
+            _pg_knn(cur, Q, truth, qi)  # warm-up: the index pages into the buffer cache
+            h["per_ef_search"] = {}
+            for ef in efs:
+                cur.execute(f"SET hnsw.ef_search = {ef}")
+                h["per_ef_search"][ef] = _pg_knn(cur, Q, truth, qi)
+            cur.execute("SET hnsw.ef_search = 40")
+            t = time.perf_counter()
+            cur.execute("DELETE FROM face_vec WHERE person = %s", (f"p{qi[0]:07d}",))
+            h["erase_ms"] = round((time.perf_counter() - t) * 1000, 1)
+            found = 0
+            for q in Q[:20]:
+                cur.execute("EXECUTE knn(%s)", (_vector_literal(q),))
+                found += any(row[0] == qi[0] for row in cur.fetchall())
+            h["erased_found_after"] = found
+            _print_pgvector_table(r)
+            # the dead row (its vector too) leaves the graph only when VACUUM cleans the index; a plain
+            # VACUUM skips index cleanup for so few dead rows (PostgreSQL's 2 % bypass), so force it
+            t = time.perf_counter()
+            cur.execute("VACUUM (INDEX_CLEANUP ON) face_vec")
+            h["vacuum_after_erase_s"] = round(time.perf_counter() - t, 1)
+            h["loadavg_vacuum"] = round(os.getloadavg()[0], 2)
+            cur.execute("DEALLOCATE knn")
+            results[n] = r
+            print(f"    VACUUM (INDEX_CLEANUP ON) after the erase: {h['vacuum_after_erase_s']} s "
+                  f"(load {h['loadavg_vacuum']})", flush=True)
+        conn.close()
+    finally:
+        pg.stop()
+    return results
+
+
+def _print_pgvector_table(r: dict) -> None:
+    h, f = r["hnsw"], r["faiss"]
+    print(f"    {'':36} {'p50 ms':>8} {'p95 ms':>8} {'recall@10':>10} {'top1':>6} {'load':>6}")
+    print(f"    {'per-replica faiss (' + f['index'] + ')':36} {f['p50_ms']:8.2f} {f['p95_ms']:8.2f} "
+          f"{f['recall_at_10']:10.4f} {f['true_match_top1']:6.3f} {f['loadavg']:6}")
+    for ef, e in h["per_ef_search"].items():
+        print(f"    {'pgvector HNSW ef_search=' + str(ef):36} {e['p50_ms']:8.2f} {e['p95_ms']:8.2f} "
+              f"{e['recall_at_10']:10.4f} {e['true_match_top1']:6.3f} {e['loadavg']:6}")
+    e = r["pg_exact"]
+    print(f"    {'pgvector exact (seq scan, ' + str(e['queries']) + ' q)':36} {e['p50_ms']:8.2f} {e['p95_ms']:8.2f} "
+          f"{e['recall_at_10']:10.4f} {e['true_match_top1']:6.3f} {e['loadavg']:6}")
+    print(f"    erase one person: faiss {f['erase_ms']} ms; pgvector DELETE {h['erase_ms']} ms (found after "
+          f"{h['erased_found_after']}/20)")
+    print(f"    index size: faiss {f['index_mb']} MB (+ the vectors, memory-mapped); pgvector {h['index_mb']} MB "
+          f"(+ table {r['pg_table_mb']} MB)", flush=True)
 
 
 # ----------------------------------------------------------------------------- enrolment throughput
@@ -813,7 +1112,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("section", nargs="?", default="all",
                     choices=["all", "detect", "memory", "gallery", "enrol", "distributions", "quality", "erase",
-                             "replica"])
+                             "replica", "pgvector"])
     ap.add_argument("--repeat", type=int, default=3, help="passes over the photos (detect, enrol)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     ap.add_argument("--sizes", default="10000,100000", help="gallery sizes, e.g. 10000,100000,1000000")
@@ -827,6 +1126,14 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--erase-only", action="store_true",
                     help="erase: skip the compaction and the rewrite-at-once baseline (1M on a busy host)")
+    ap.add_argument("--pg-workers", type=int, default=1,
+                    help="pgvector: max_parallel_maintenance_workers for the HNSW build (besides the leader)")
+    ap.add_argument("--pg-m", type=int, default=16, help="pgvector: HNSW m")
+    ap.add_argument("--pg-ef-construction", type=int, default=64, help="pgvector: HNSW ef_construction")
+    ap.add_argument("--pg-ef-search", default="40,100,200,400,1000", help="pgvector: hnsw.ef_search values measured")
+    ap.add_argument("--pg-shared-buffers", default="4GB", help="pgvector: the server's shared_buffers")
+    ap.add_argument("--pg-build-budget", type=int, default=0,
+                    help="pgvector: cancel the HNSW build after this many seconds and record its progress (0: no limit)")
     args = ap.parse_args()
     if not (FACES / "identities").is_dir():
         sys.exit(f"test photos not found at {FACES}")

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import timedelta
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -104,8 +105,12 @@ class _Pace:
 class Deliverer:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], bots: dict[str, Bot], *,
                  send_timeout: float = 10.0, concurrency: int = 4, paced: Iterable[str] = ("telegram",),
-                 store: ObjectStore | None = None, lease: timedelta = LEASE):
+                 store: ObjectStore | None = None, lease: timedelta = LEASE, leader: Any = None):
         self.sm = sessionmaker
+        # backend.core.leader.Leadership (None: this process sends everything). Telegram's flood
+        # limits (PER_BOT_INTERVAL, PER_CHAT_INTERVAL) count per bot across all replicas, so the
+        # paced channels are sent by one process only, the leader; every replica sends the rest.
+        self.leader = leader
         self.store = store  # where photo_path keys are (backend/core/storage.py)
         self.lease = lease  # a dead worker's claimed rows are taken again after this
         self.bots = bots
@@ -158,7 +163,7 @@ class Deliverer:
         lock = self._locks.setdefault(channel, asyncio.Lock())
         async with lock:
             bot = self.bots.get(channel)
-            if bot is None:
+            if bot is None or not self.sends(channel):
                 return 0
             pace = self._paces.setdefault(
                 channel, _Pace(PER_BOT_INTERVAL, PER_CHAT_INTERVAL) if channel in self.paced else _Pace(0, 0))
@@ -178,6 +183,10 @@ class Deliverer:
 
             results = await asyncio.gather(*(one(mid, chat) for mid, chat in batch))
             return sum(results)
+
+    def sends(self, channel: str) -> bool:
+        """Whether this process delivers ``channel`` now: a paced channel on the leader only."""
+        return channel not in self.paced or self.leader is None or self.leader.is_leader
 
     async def _claim(self, channel: str, limit: int) -> list[tuple[int, int]]:
         """Take up to ``limit`` due rows of ``channel`` (a lease), oldest first; commit at once."""

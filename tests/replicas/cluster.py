@@ -40,7 +40,7 @@ class Replica:
         env.update(HEHE_DATA_DIR=str(self.data_dir), HEHE_DATABASE_URL=self.db_url, HEHE_LOG_LEVEL="WARNING",
                    HEHE_FACE_ENABLED="false", HEHE_KB_ENABLED="false", HEHE_ALLOW_NEW_DATABASE="true",
                    HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
-        env.update(self.env_extra)  # the models may be turned on (tests/replicas/test_searches_agree.py)
+        env.update(self.env_extra)  # the models may be turned on (tests/replicas/test_load_and_kill.py)
         hehe = shutil.which("hehe", path=str(Path(sys.executable).parent))
         cmd = [hehe] if hehe else [sys.executable, "-m", "backend.cli"]
         self.log_path = self.dir / "serve.log"
@@ -101,6 +101,15 @@ class Cluster:
         self.live = set(range(len(replicas)))
         self._turn = itertools.count()
         self._lock = threading.Lock()
+
+    def down(self, i: int) -> None:
+        """The load balancer stops sending to replica ``i`` (it is about to die)."""
+        with self._lock:
+            self.live.discard(i)
+
+    def up(self, i: int) -> None:
+        with self._lock:
+            self.live.add(i)
 
     def pick(self) -> int:
         with self._lock:
@@ -171,17 +180,26 @@ class Person:
         self.request("POST", "/chat/api/send", json={"text": words})
 
     def press(self, label: str, replica: int | None = None) -> None:
-        """Press the button containing ``label`` on the bot's latest message with buttons."""
+        """Press the button containing ``label`` on the bot's latest message that has one (a
+        notification with buttons of its own may have come in after the prompt)."""
         shown = self.transcript(replica=replica)["messages"]
-        latest = next((m for m in reversed(shown) if not m["mine"] and m["inline"]), None)
-        assert latest is not None, shown[-3:]
-        data = next((b["data"] for row in latest["inline"] for b in row if label in b["text"]), None)
-        if data is None:
-            raise AssertionError(f"no {label!r} on {latest['text'][:60]!r}: {latest['inline']}")
-        self.request("POST", "/chat/api/press", replica, json={"message_id": latest["message_id"], "data": data})
+        for m in reversed(shown):
+            data = next((b["data"] for row in m["inline"] for b in row if label in b["text"]), None)
+            if not m["mine"] and data is not None:
+                break
+        else:
+            raise AssertionError(f"no {label!r} on the bot's messages: {[m['text'][:60] for m in shown[-3:]]}")
+        self.request("POST", "/chat/api/press", replica, json={"message_id": m["message_id"], "data": data})
 
-    def photo(self, data: bytes) -> None:
-        self.request("POST", "/chat/api/photo", files={"file": ("p.jpg", data, "image/jpeg")})
+    def photo(self, data: bytes, replica: int | None = None) -> None:
+        self.request("POST", "/chat/api/photo", replica, files={"file": ("p.jpg", data, "image/jpeg")})
+
+    def second_factor(self) -> None:
+        """Staff on the web chat: an authenticator app set up and its first code entered."""
+        import pyotp
+
+        secret = self.request("POST", "/auth/api/totp/new").json()["totp_secret"]
+        self.request("POST", "/auth/api/totp", json={"code": pyotp.TOTP(secret).now()})
 
     def number(self) -> str | None:
         """The case number the bot confirmed, if it did."""

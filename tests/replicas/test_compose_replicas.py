@@ -22,3 +22,18 @@ def test_the_replicas_deployment_is_valid_and_puts_two_backends_behind_the_proxy
     mount = services["proxy"]["volumes"][0]
     assert mount["source"].endswith("deploy/nginx.conf") and mount["target"] == "/etc/nginx/nginx.conf"
     assert (REPO / "deploy" / "nginx.conf").is_file()
+
+
+@needs_compose
+def test_the_replicas_run_faces_from_the_database_and_the_image_has_what_their_s3_store_needs():
+    r = compose("-f", str(OVERRIDE), "config", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    env = json.loads(r.stdout)["services"]["backend"]["environment"]
+    # 灯塔 face matching runs on every replica: galleries in PostgreSQL, not files of one process
+    assert env.get("HEHE_FACE_ENABLED", "true").lower() not in ("0", "false", "no")
+    assert env["HEHE_FACE_STORE"] == "db"
+    # uploads go to the bucket: the image must carry boto3 (the s3 extra), or every replica fails at start
+    assert env["HEHE_S3_BUCKET"]
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    installs = [line for line in dockerfile.splitlines() if "pip install" in line and "--no-deps" not in line]
+    assert any('".[s3]"' in line or "'.[s3]'" in line for line in installs), installs
