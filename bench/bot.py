@@ -8,13 +8,17 @@ Workloads:
 Baseline: a bare ``Dispatcher()`` (memory storage, no middlewares) with one echo handler,
 fed the same ``Update`` objects through the same offline session.
 
-    .venv/bin/python bench/bot.py [--users 100] [--rounds 3] [--concurrency 1|8] [--pg URL]
+    .venv/bin/python bench/bot.py [--users 100] [--rounds 3] [--concurrency 1|8] [--pg URL] [--telegram]
 
 ``--concurrency N``: N chats served at once (aiogram's polling runs every update as a task of
 its own), each chat's updates in order. On PostgreSQL the bench also prints, from the same
 minutes, how many commits per second plain asyncpg gets from this server (the disk's ceiling:
 with ``synchronous_commit = on`` every commit waits for the WAL's fsync; concurrent commits
 share one fsync).
+
+``--telegram``: the updates come from a Telegram bot (another bot id than the offline channels';
+its Bot API calls still answered by the offline session), so they also pass the duplicate-update
+filter in the database (bot.middlewares.DedupeMiddleware), as Telegram's updates do.
 
 Goal: ≥ 200 updates/s full stack on 2 cores, on SQLite and PostgreSQL (issue #13). The bare echo
 rate is printed beside it for scale; the old 0.3× ratio goal is retired.
@@ -169,6 +173,7 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--pg", default=None, help="PostgreSQL async URL instead of SQLite")
+    ap.add_argument("--telegram", action="store_true", help="feed the updates as a Telegram bot's")
     ap.add_argument("--profile", default=None, help="write cProfile stats of the full-stack runs here")
     args = ap.parse_args()
 
@@ -183,6 +188,10 @@ async def main() -> None:
     ctx.channel.dispatcher = full
     bare = bare_dispatcher()
     bot = ctx.channel.bot
+    if args.telegram:
+        from aiogram import Bot
+
+        bot = Bot("7000003:BENCH-telegram-token", session=ctx.channel.session)
     users = list(range(500_000, 500_000 + args.users))
 
     # Warm up: creates the users (first contact), imports, caches; not measured.
@@ -224,7 +233,7 @@ async def main() -> None:
     db = "PostgreSQL" if args.pg else "SQLite (WAL)"
     print(f"# bench/bot.py  {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  python {platform.python_version()}  "
           f"{os.cpu_count()} CPUs  db={db}  users={args.users}  rounds={args.rounds} (best)  "
-          f"concurrency={args.concurrency}")
+          f"concurrency={args.concurrency}  bot={'telegram' if args.telegram else 'offline'}")
     print(f"# load average at the end: {os.getloadavg()[0]:.1f}; CPU ms/update = this process's CPU time (all threads)"
           f" per update, the figure a busy host changes least")
     print(f"{'workload':<10}{'full stack upd/s':>18}{'bare echo upd/s':>18}{'ratio':>8}"

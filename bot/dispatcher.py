@@ -104,11 +104,11 @@ def make_dispatcher(ctx: Any, first: Sequence[Router] = ()) -> Dispatcher:
 
         isolation = ReplicaIsolation(asyncpg_dsn(ctx.settings.db_url), fresh)
     dp = Dispatcher(storage=storage, **({"events_isolation": isolation} if isolation else {}))
-    dp.update.outer_middleware(DedupeMiddleware())
+    dp.update.outer_middleware(DedupeMiddleware(ctx))
     dp.update.outer_middleware(ErrorMiddleware())
     dp.update.outer_middleware(IgnoreBotsMiddleware())
     dp.update.outer_middleware(ControlCharsMiddleware())
-    dp.update.outer_middleware(ThrottleMiddleware(ctx.settings.throttle_per_minute))
+    dp.update.outer_middleware(ThrottleMiddleware(ctx, ctx.settings.throttle_per_minute))
     dp.update.outer_middleware(db_user)
     dp.include_routers(*first, _bridge(capabilities()))
     return dp

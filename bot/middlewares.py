@@ -2,46 +2,82 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
-import time
 import traceback
 import uuid
-from collections import OrderedDict, defaultdict, deque
-from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update
 
+from backend.auth import ratelimit
 from backend.core.errors import DomainError
 from backend.core.i18n import Translator, gettext, normalize_language
 from backend.core.masking import mask_text
 from backend.users.cache import UserCache
 from backend.users.service import get_or_create_user
 from bot.fsm_storage import SQLStorage
+from bot.offline import BOT_ID as OFFLINE_BOT_ID
 
 log = logging.getLogger("hehe.bot")
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
-class DedupeMiddleware(BaseMiddleware):
-    """An update_id seen before is ignored (Telegram re-delivers after timeouts)."""
+@asynccontextmanager
+async def own_statements(ctx: Any) -> AsyncIterator[Any]:
+    """A connection for a statement or two of a middleware's own, committed before the handler
+    runs: on PostgreSQL in autocommit (each statement is its own durable transaction, without the
+    BEGIN and COMMIT round trips), on SQLite committed at the end (it holds SQLite's write lock
+    only from its first write to that commit). A plain connection: no ORM session to set up."""
+    async with ctx.engine.connect() as conn:
+        if ctx.engine.dialect.name == "postgresql":
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+        await conn.commit()
 
-    def __init__(self, capacity: int = 20000):
-        self.seen: OrderedDict[tuple[int, int], None] = OrderedDict()
-        self.capacity = capacity
+
+class DedupeMiddleware(BaseMiddleware):
+    """A Telegram update handled before — by this replica or another — is ignored: Telegram
+    re-delivers after a timeout, with a webhook perhaps to another replica.
+
+    The update is marked handled in the database (``seen_updates``) when its handling returns, so
+    a replica that dies while handling it leaves it to Telegram's re-delivery: at least once,
+    never lost. Meanwhile a re-delivery to another replica waits behind the person lock (which
+    aiogram takes around these middlewares, bot/isolation.py) and then finds the mark; in this
+    process the set of updates in flight drops it.
+
+    The offline channels' updates (web chat, terminal chat, script replay) are made by this
+    process and never re-delivered; their ids are counters of each process, which another
+    replica's channel repeats, so they are not looked up (a shared filter would drop them)."""
+
+    def __init__(self, ctx: Any):
+        self.ctx = ctx
+        self.inflight: set[tuple[int, int]] = set()
 
     async def __call__(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
-        key = (data["bot"].id, event.update_id)
-        if key in self.seen:
-            log.info("duplicate update %s ignored", event.update_id)
+        bot = data["bot"]
+        if bot.id == OFFLINE_BOT_ID:
+            return await handler(event, data)
+        key = (bot.id, event.update_id)
+        if key in self.inflight:
+            log.info("duplicate update %s ignored (in flight)", event.update_id)
             return None
-        self.seen[key] = None
-        if len(self.seen) > self.capacity:
-            self.seen.popitem(last=False)
-        return await handler(event, data)
+        self.inflight.add(key)
+        try:
+            async with own_statements(self.ctx) as db:
+                if await ratelimit.seen_update(db, *key):
+                    log.info("duplicate update %s ignored", event.update_id)
+                    return None
+            result = await handler(event, data)
+            async with own_statements(self.ctx) as db:
+                await ratelimit.mark_update(db, *key)
+            return result
+        finally:
+            self.inflight.discard(key)
 
 
 def _chat_id(event: Update) -> int | None:
@@ -91,29 +127,38 @@ class IgnoreBotsMiddleware(BaseMiddleware):
 
 
 class ThrottleMiddleware(BaseMiddleware):
-    """Sliding window per user; the first dropped update gets one polite note."""
+    """At most ``per_minute`` updates of a person a minute (a fixed window); the first update
+    dropped in a minute gets one polite note (a second counter, one a minute).
 
-    def __init__(self, per_minute: int):
+    On PostgreSQL the counters are in the database (backend.auth.ratelimit.hit), shared by every
+    replica: an update that passes costs one short statement. SQLite is served by one process,
+    so the same windows are counted in memory (ratelimit.LocalCounters): a write per update there
+    would share nothing and cost about as much as the rest of the update (docs/benchmarks.md)."""
+
+    def __init__(self, ctx: Any, per_minute: int):
+        self.ctx = ctx
         self.per_minute = per_minute
-        self.hits: dict[int, deque[float]] = defaultdict(deque)
-        self.warned: dict[int, float] = {}
+        self.local = ratelimit.LocalCounters() if ctx.engine.dialect.name == "sqlite" else None
+
+    async def _count(self, hit: Callable[[str, int, int], Awaitable[bool]], person: int) -> tuple[bool, bool]:
+        """(the update passes, the person is to get the note)"""
+        allowed = await hit(f"flood:{person}", ratelimit.MINUTE, self.per_minute)
+        return allowed, not allowed and await hit(f"flood-note:{person}", ratelimit.MINUTE, 1)
 
     async def __call__(self, handler: Handler, event: Update, data: dict[str, Any]) -> Any:
         user = data["event_from_user"]
-        q = self.hits[user.id]
-        t = time.monotonic()
-        while q and t - q[0] > 60:
-            q.popleft()
-        if len(q) >= self.per_minute:
-            if t - self.warned.get(user.id, 0) > 60:
-                self.warned[user.id] = t
-                chat_id = _chat_id(event)
-                if chat_id is not None:
-                    lang = "en" if (user.language_code or "").startswith("en") else "zh"
-                    await data["bot"].send_message(chat_id, gettext(lang, "common.throttled"))
-            return None
-        q.append(t)
-        return await handler(event, data)
+        if self.local is not None:
+            allowed, note = await self._count(self.local.hit, user.id)
+        else:
+            async with own_statements(self.ctx) as db:
+                allowed, note = await self._count(functools.partial(ratelimit.hit, db), user.id)
+        if allowed:
+            return await handler(event, data)
+        chat_id = _chat_id(event)
+        if note and chat_id is not None:
+            lang = "en" if (user.language_code or "").startswith("en") else "zh"
+            await data["bot"].send_message(chat_id, gettext(lang, "common.throttled"))
+        return None
 
 
 async def reply_domain_error(event: Update, err: DomainError, t: Translator, bot: Any) -> None:

@@ -1,4 +1,5 @@
-"""Web accounts, sessions, one-time codes, link codes and rate-limit counters."""
+"""Web accounts, sessions, one-time codes, link codes, rate-limit counters and the Telegram
+updates already handled (shared by every replica)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -100,6 +101,18 @@ class RateCounter(Base):
     key: Mapped[str] = mapped_column(String(128))
     window: Mapped[int] = mapped_column(BigInteger)  # window start, seconds since the epoch
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SeenUpdate(Base):
+    """A Telegram update handled by some replica: a re-delivery of its ``update_id`` (after a
+    timeout, maybe to another replica) is ignored. Rows older than a day are pruned (Telegram
+    keeps an undelivered update 24 h)."""
+
+    __tablename__ = "seen_updates"
+
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now, index=True)
 
 
 class WebMessage(Base):

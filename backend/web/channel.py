@@ -192,8 +192,9 @@ class WebChannel(OfflineChannel):
     async def start(self) -> None:
         """Continue the ids and change counter where the stored transcript ends (SQLite), or
         reserve ids and listen for other replicas' lines (PostgreSQL)."""
-        # The Dispatcher ignores an (bot id, update_id) it has seen; the terminal's offline
-        # channel shares the bot id and counts from 1, so this channel counts from far away.
+        # Update ids of this process only (every replica counts the same): the duplicate filter
+        # looks up Telegram's updates only (bot.middlewares.DedupeMiddleware). Counted from far
+        # away from the terminal channel's (same bot id, from 1), so a log tells them apart.
         self._update_ids = itertools.count(UPDATE_ID_BASE)
         if self.shared:
             self._message_ids = self.ids  # type: ignore[assignment]

@@ -164,11 +164,17 @@ async def test_updates_from_bots_and_channels_are_ignored(chat, ctx):
 async def test_duplicate_update_is_ignored(chat):
     from datetime import datetime, timezone
 
+    from aiogram import Bot
+
+    from bot.offline import OfflineSession
+
     msg = Message(message_id=5, date=datetime.now(timezone.utc), chat=Chat(id=2012, type="private"),
                   from_user=TgUser(id=2012, is_bot=False, first_name="甲"), text="/start")
     upd = Update(update_id=chat.ch.next_update_id(), message=msg)
-    await chat.ch.send_raw(upd)
-    await chat.ch.send_raw(upd)
+    # from Telegram (another bot than the offline channels'), which re-delivers after a timeout
+    telegram = Bot("7000002:TEST-telegram-token", session=OfflineSession(chat.ch))
+    await chat.ch.dispatcher.feed_update(telegram, upd)
+    await chat.ch.dispatcher.feed_update(telegram, upd)
     assert len(chat.inbox(2012)) == 1
 
 
