@@ -115,6 +115,16 @@ def db_settings(request, tmp_path: Path):
     if request.param == "sqlite":
         yield make_settings(tmp_path)
         return
+    yield from _on_postgres(tmp_path)
+
+
+@pytest.fixture
+def pg_settings(tmp_path: Path):
+    """Settings on a fresh PostgreSQL database (skipped when no server is configured)."""
+    yield from _on_postgres(tmp_path)
+
+
+def _on_postgres(tmp_path: Path):
     if not PG_URL:
         pytest.skip("HEHE_TEST_PG_URL not set")
     url = create_pg_database()

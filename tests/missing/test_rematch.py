@@ -17,21 +17,10 @@ from backend.missing.models import MatchCandidate
 from backend.notify.models import Outbox
 from backend.users import service as users
 from backend.users.models import Role
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database, make_settings
+from tests.conftest import make_settings
 from tests.missing.conftest import photo, run_due_jobs
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_settings(tmp_path):
-    if not PG_URL:
-        pytest.skip("HEHE_TEST_PG_URL not set")
-    url = create_pg_database()
-    try:
-        yield make_settings(tmp_path, database_url=url)
-    finally:
-        drop_pg_database(url)
 
 
 async def test_a_report_and_a_registration_saved_at_the_same_moment_are_proposed_by_the_next_sweep_once(
