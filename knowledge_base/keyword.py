@@ -11,6 +11,7 @@ the store is compared with the saved main segment, so the index never drifts fro
 from __future__ import annotations
 
 import json
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from knowledge_base.records import KINDS
 from knowledge_base.store import RecordStore
 
 KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+MANIFEST_VERSION = 3  # 3: chunk lengths saved (dl.npy, avgdl) for Segment.rescore
 
 
 # ====================================================================== BM25
@@ -41,6 +43,8 @@ class _Segment:
     df: np.ndarray | None  # document frequency per vocab id
     alive: np.ndarray = field(default=None)  # bool
     chroma_ids: np.ndarray = field(default=None)  # object: "<record id>::<chunk idx>"
+    dl: np.ndarray = field(default=None)  # int32: each chunk's length in tokens
+    avgdl: float = 0.0  # the mean length bm25s scored this segment with (at build)
 
     @property
     def n(self) -> int:
@@ -84,11 +88,46 @@ class _Segment:
             self._doc = self._kc == KIND_CODE["document"]
         return self._kc, self._cc, self._doc
 
-    def token_df(self, tokens: list[str]) -> dict[str, int]:
-        if self.bm25 is None:
-            return {}
-        vocab = self.bm25.vocab_dict
-        return {t: int(self.df[vocab[t]]) for t in tokens if t in vocab}
+    def live_df(self, token: str) -> int:
+        """How many live chunks of this segment contain ``token``."""
+        tid = self.bm25.vocab_dict.get(token) if self.bm25 is not None else None
+        if tid is None:
+            return 0
+        indptr = self.bm25.scores["indptr"]
+        return int(self.alive[self.bm25.scores["indices"][indptr[tid]:indptr[tid + 1]]].sum())
+
+    def rescore(self, docs: np.ndarray, tokens: list[str], df: dict[str, int], n: int, avgdl: float) -> np.ndarray:
+        """BM25 (bm25s's Lucene variant, which built this segment) of ``docs`` for ``tokens`` with
+        the statistics of every live chunk of the index (``df``, ``n``, ``avgdl``) instead of this
+        segment's own: a chunk scores the same whichever segment holds it. The term frequencies
+        are read back from the segment's scores (score = idf · tf / (tf + K), K from the length)."""
+        bm = self.bm25
+        k1, b = float(bm.k1), float(bm.b)
+        indptr, indices, data = bm.scores["indptr"], bm.scores["indices"], bm.scores["data"]
+        dl = self.dl[docs].astype(np.float64)
+        k_here = k1 * (1 - b + b * dl / self.avgdl)
+        k_all = k1 * (1 - b + b * dl / avgdl)
+        out = np.zeros(len(docs))
+        for t in tokens:
+            tid = bm.vocab_dict.get(t)
+            if tid is None or not df.get(t):
+                continue
+            a, e = int(indptr[tid]), int(indptr[tid + 1])
+            if a == e:
+                continue
+            col = indices[a:e]
+            j = np.minimum(np.searchsorted(col, docs), len(col) - 1)
+            has = col[j] == docs
+            idf_here = _idf(e - a, self.n)
+            x = np.clip(data[a + j].astype(np.float64) / idf_here, 0.0, 1 - 1e-9)
+            tf = np.maximum(np.rint(x * k_here / (1 - x)), 1.0)
+            out += np.where(has, _idf(df[t], n) * tf / (tf + k_all), 0.0)
+        return out
+
+
+def _idf(df: int, n: int) -> float:
+    """bm25s's Lucene idf."""
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
 def _build_segment(rows, show_progress: bool = False) -> _Segment:
@@ -105,9 +144,11 @@ def _build_segment(rows, show_progress: bool = False) -> _Segment:
             upos.setdefault(u, []).append(i)
     bm = None
     df = None
+    dl = np.zeros(n, dtype=np.int32)
     if n:
         corpus = [r[4].split("\t") if r[4] else [] for r in rows]
-        bm = bm25s.BM25()
+        dl = np.fromiter((len(c) for c in corpus), dtype=np.int32, count=n)
+        bm = bm25s.BM25(method="lucene", idf_method="lucene")  # Segment.rescore relies on this variant
         bm.index(corpus, show_progress=show_progress)
         indptr = np.asarray(bm.scores["indptr"])
         df = np.diff(indptr)
@@ -122,6 +163,7 @@ def _build_segment(rows, show_progress: bool = False) -> _Segment:
         upos={k: np.array(v, dtype=np.int64) for k, v in upos.items()},
         df=df, alive=np.ones(n, dtype=bool),
         chroma_ids=np.array([f"{r[1]}::{r[14]}" for r in rows], dtype=object),
+        dl=dl, avgdl=float(dl.mean()) if n else 0.0,
     )
 
 
@@ -160,12 +202,16 @@ class KeywordIndex:
             if manifest.exists() and (self.dir / "cids.npy").exists():
                 try:
                     # chunk ids are unique in one database only: a segment built on another is rebuilt
-                    if json.loads(manifest.read_text()).get("store") != self.store.identity:
+                    saved = json.loads(manifest.read_text())
+                    if saved.get("store") != self.store.identity:
                         raise ValueError("the saved segment was built on another database")
+                    if saved.get("version") != MANIFEST_VERSION:
+                        raise ValueError("the saved segment is of an older version")
                     main_cids = np.load(self.dir / "cids.npy")
                     bm = bm25s.BM25.load(str(self.dir / "bm25"), show_progress=False) if len(main_cids) else None
                     rows = {r[0]: r for r in self.store.chunk_rows([int(c) for c in main_cids])}
                     seg = _build_meta_only(main_cids, rows, bm)
+                    seg.dl, seg.avgdl = np.load(self.dir / "dl.npy"), float(saved["avgdl"])
                     self._main = seg
                 except Exception:  # a damaged index is rebuilt from the store
                     main_cids = np.array([], dtype=np.int64)
@@ -201,8 +247,9 @@ class KeywordIndex:
             if seg.bm25 is not None:
                 seg.bm25.save(str(self.dir / "bm25"), show_progress=False)
             np.save(self.dir / "cids.npy", seg.cids)
-            (self.dir / "manifest.json").write_text(json.dumps({"chunks": int(seg.n), "version": 2,
-                                                               "store": self.store.identity}))
+            np.save(self.dir / "dl.npy", seg.dl)
+            (self.dir / "manifest.json").write_text(json.dumps({"chunks": int(seg.n), "version": MANIFEST_VERSION,
+                                                               "avgdl": seg.avgdl, "store": self.store.identity}))
             self._main = seg
             self._removed.clear()
             self._added.clear()
@@ -258,41 +305,46 @@ class KeywordIndex:
         return allowed / n, ids
 
     def search(self, tokens: list[str], flt: Filter, k: int = 50, rare_df: float = 0.02) -> list[KeywordHit]:
-        """Top chunks by BM25 among those the filter allows."""
+        """Top chunks by BM25 among those the filter allows. Scores use the statistics of every
+        live chunk (document frequencies, count, mean length), not each segment's own, so the
+        answer does not depend on how the chunks are split between the main segment and the
+        delta — which differs between replicas (each compacts at its own moments) and after a
+        restart. Each segment proposes its best ``pool`` chunks; those are scored again."""
         self._refresh()
         main, delta = self._main, self._delta  # a consistent snapshot
         toks = list(dict.fromkeys(tokens))
-        if not toks:
+        segs = [seg for seg in (main, delta) if seg is not None and seg.bm25 is not None and seg.n]
+        n = sum(int(seg.alive.sum()) for seg in segs)
+        if not toks or not n:
             return []
-        hits: list[KeywordHit] = []
-        total = main.n + (delta.n if delta else 0)
-        cutoff = max(2, int(rare_df * max(total, 1)))
-        df: dict[str, int] = {}
-        for seg in (main, delta):
-            if seg is not None:
-                for t, v in seg.token_df(toks).items():
-                    df[t] = df.get(t, 0) + v
+        avgdl = sum(float(seg.dl[seg.alive].sum()) for seg in segs) / n
+        df = {t: sum(seg.live_df(t) for seg in segs) for t in toks}
+        cutoff = max(2, int(rare_df * n))
         rare = [t for t in toks if len(t) >= 2 and df.get(t, 0) <= cutoff]
-        for seg in (main, delta):
-            if seg is None or seg.bm25 is None or seg.n == 0:
-                continue
+        pool = max(4 * k, 200)
+        found: list[tuple[float, int, _Segment, int]] = []
+        for seg in segs:
             ids = seg.bm25.get_tokens_ids(toks)
             if not ids:
                 continue
             scores = seg.bm25.get_scores_from_ids(ids)
             scores = np.where(seg.mask(flt), scores, 0.0)
             nz = np.flatnonzero(scores > 0)
+            if len(nz) > pool:
+                nz = nz[np.argpartition(-scores[nz], pool - 1)[:pool]]
             if not len(nz):
                 continue
-            top = nz[np.argsort(-scores[nz])[:k]] if len(nz) > k else nz[np.argsort(-scores[nz])]
+            for doc, score in zip(nz, seg.rescore(nz, toks, df, n, avgdl)):
+                found.append((float(score), int(seg.cids[doc]), seg, int(doc)))
+        found.sort(key=lambda f: (-f[0], f[1]))  # ties: the older chunk first, on every replica
+        hits: list[KeywordHit] = []
+        for score, cid, seg, doc in found[:k]:
             rare_ids = seg.bm25.get_tokens_ids(rare) if rare else []
             inv = {seg.bm25.vocab_dict[t]: t for t in rare if t in seg.bm25.vocab_dict}
-            for i in top:
-                present = _present(seg, int(i), rare_ids) if rare_ids else []
-                hits.append(KeywordHit(int(seg.cids[i]), str(seg.record_ids[i]), float(scores[i]), len(present),
-                                       len(rare), max((len(inv[t]) for t in present), default=0)))
-        hits.sort(key=lambda h: -h.score)
-        return hits[:k]
+            present = _present(seg, doc, rare_ids) if rare_ids else []
+            hits.append(KeywordHit(cid, str(seg.record_ids[doc]), score, len(present), len(rare),
+                                   max((len(inv[t]) for t in present), default=0)))
+        return hits
 
 
 def _present(seg: _Segment, doc: int, token_ids: list[int]) -> list[int]:
