@@ -237,9 +237,10 @@ def register_found(officer: Person, lost: Lost, replica: int) -> str:
 
 
 def searchable(replica: Replica, token: str, lost: Lost, case_no: str) -> None:
-    """Wait until ``replica`` finds the family's photo in its missing gallery. A report reaches
-    another replica's face index within one sync interval (1 s here); a found person registered
-    there before that would not be matched with it (docs/deploy.md, "Not done yet")."""
+    """Wait until ``replica`` finds the family's case by its photo, so that the registration
+    that follows proposes the match in its own answer. (One registered while the report was
+    still being saved is proposed by the missing-rematch sweep instead, within a minute:
+    tests/missing/test_rematch.py.)"""
     assert poll(lambda: any(c[1] == case_no for c in face_search(replica, token, lost.who, lost.reported, "missing"))), \
         (replica.name, case_no)
 
