@@ -69,3 +69,13 @@ async def api(ctx):
     app.state.ctx = ctx
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hehe.test") as c:
         yield c
+
+
+def load_faces(ctx, settings, engine: FaceEngine) -> FaceService:
+    """The real face model on ``ctx``, its galleries on ``settings``' database (face_store=auto:
+    PostgreSQL holds them there, files on SQLite)."""
+    faces = FaceService(make_settings(settings.data_dir.parent, face_enabled=True,
+                                      database_url=settings.database_url))
+    faces.engine = engine
+    ctx.faces = faces.load()
+    return faces

@@ -11,10 +11,9 @@ import time_machine
 from sqlalchemy import func, select
 
 from backend.context import start_context
-from backend.faces.service import FaceService
 from backend.missing.models import MatchCandidate, PersonCase
-from tests.conftest import FACES_DATA, ChatDriver, make_settings, texts
-from tests.missing.conftest import DAYTIME, run_due_jobs
+from tests.conftest import FACES_DATA, ChatDriver, texts
+from tests.missing.conftest import load_faces, DAYTIME, run_due_jobs
 from tests.missing.test_missing_journey import confirm_match, register_found, report_missing
 
 CITIZEN, OFFICER, OFFICER2 = 5701, 5702, 5703
@@ -24,10 +23,7 @@ async def test_journey_on_both_databases(db_settings, face_engine):
     ctx = await start_context(db_settings, models=False, workers=False, telegram=False)
     try:
         # on PostgreSQL the galleries are in the database too (face_store=auto)
-        faces = FaceService(make_settings(db_settings.data_dir.parent, face_enabled=True,
-                                          database_url=db_settings.database_url))
-        faces.engine = face_engine
-        ctx.faces = faces.load()
+        faces = load_faces(ctx, db_settings, face_engine)
         chat = ChatDriver(ctx)
         await chat.as_role(OFFICER, "officer", "椒江区")
         await chat.as_role(OFFICER2, "officer", "椒江区")

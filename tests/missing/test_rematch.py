@@ -11,14 +11,12 @@ from sqlalchemy import func, select
 
 from backend.context import start_context
 from backend.core.clock import now
-from backend.faces.service import FaceService
 from backend.missing import service
 from backend.missing.models import MatchCandidate
 from backend.notify.models import Outbox
 from backend.users import service as users
 from backend.users.models import Role
-from tests.conftest import make_settings
-from tests.missing.conftest import photo, run_due_jobs
+from tests.missing.conftest import load_faces, photo, run_due_jobs
 
 pytestmark = pytest.mark.postgres
 
@@ -27,10 +25,7 @@ async def test_a_report_and_a_registration_saved_at_the_same_moment_are_proposed
         pg_settings, face_engine):
     ctx = await start_context(pg_settings, models=False, workers=False, telegram=False)
     try:
-        faces = FaceService(make_settings(pg_settings.data_dir.parent, face_enabled=True,
-                                          database_url=pg_settings.database_url))
-        faces.engine = face_engine
-        ctx.faces = faces.load()
+        load_faces(ctx, pg_settings, face_engine)
         async with ctx.sm() as s:
             family, _ = await users.get_or_create_user(s, 6101, name="家属", channel="local")
             officer, _ = await users.get_or_create_user(s, 6102, name="民警", channel="local")
