@@ -19,8 +19,8 @@ held-out photo of each person, the withdrawn face gone) answers the same on both
 questions on the imported document, on the missing-person records and on the dispute records
 written through both (the dispute question asked by the county's mediator, who may read them).
 
-The test's call took 216–275 s on the shared 2-core machine at a load average of 5.5–8 (the replicas with both models start in
-55–85 s there); not measured on a quiet machine.
+The test's call took 55 s in a full run at load ~1, and 216–275 s on the shared 2-core machine at
+a load average of 5.5–8 (the replicas with both models start in 55–85 s there).
 """
 from __future__ import annotations
 
