@@ -40,7 +40,6 @@ class _Segment:
     public: np.ndarray  # bool
     jpos: dict[int, np.ndarray]
     upos: dict[int, np.ndarray]
-    df: np.ndarray | None  # document frequency per vocab id
     alive: np.ndarray = field(default=None)  # bool
     chroma_ids: np.ndarray = field(default=None)  # object: "<record id>::<chunk idx>"
     dl: np.ndarray = field(default=None)  # int32: each chunk's length in tokens
@@ -143,15 +142,12 @@ def _build_segment(rows, show_progress: bool = False) -> _Segment:
         for u in json.loads(r[13] or "[]"):
             upos.setdefault(u, []).append(i)
     bm = None
-    df = None
     dl = np.zeros(n, dtype=np.int32)
     if n:
         corpus = [r[4].split("\t") if r[4] else [] for r in rows]
         dl = np.fromiter((len(c) for c in corpus), dtype=np.int32, count=n)
         bm = bm25s.BM25(method="lucene", idf_method="lucene")  # Segment.rescore relies on this variant
         bm.index(corpus, show_progress=show_progress)
-        indptr = np.asarray(bm.scores["indptr"])
-        df = np.diff(indptr)
     return _Segment(
         bm25=bm, cids=cids,
         record_ids=np.array([r[1] for r in rows], dtype=object),
@@ -161,7 +157,7 @@ def _build_segment(rows, show_progress: bool = False) -> _Segment:
         public=np.fromiter((bool(r[11]) for r in rows), dtype=bool, count=n),
         jpos={k: np.array(v, dtype=np.int64) for k, v in jpos.items()},
         upos={k: np.array(v, dtype=np.int64) for k, v in upos.items()},
-        df=df, alive=np.ones(n, dtype=bool),
+        alive=np.ones(n, dtype=bool),
         chroma_ids=np.array([f"{r[1]}::{r[14]}" for r in rows], dtype=object),
         dl=dl, avgdl=float(dl.mean()) if n else 0.0,
     )
@@ -379,7 +375,6 @@ def _build_meta_only(main_cids: np.ndarray, rows: dict, bm) -> _Segment:
             jpos.setdefault(j, []).append(i)
         for u in json.loads(r[13] or "[]"):
             upos.setdefault(u, []).append(i)
-    df = np.diff(np.asarray(bm.scores["indptr"])) if bm is not None else None
     seg = _Segment(
         bm25=bm, cids=main_cids.astype(np.int64),
         record_ids=np.array([r[1] for r in ordered], dtype=object),
@@ -389,7 +384,7 @@ def _build_meta_only(main_cids: np.ndarray, rows: dict, bm) -> _Segment:
         public=np.fromiter((bool(r[11]) for r in ordered), dtype=bool, count=n),
         jpos={k: np.array(v, dtype=np.int64) for k, v in jpos.items()},
         upos={k: np.array(v, dtype=np.int64) for k, v in upos.items()},
-        df=df, alive=alive,
+        alive=alive,
         chroma_ids=np.array([f"{r[1]}::{r[14]}" for r in ordered], dtype=object),
     )
     return seg

@@ -64,19 +64,9 @@ async def enrol_pending() -> None:
     from backend.missing.models import PersonCase
 
     ctx = get_context()
-    if not service.faces_ready(ctx.faces):
-        return
-    async with ctx.sm() as s:
-        ids = list(await s.scalars(select(PersonCase.id).where(
-            PersonCase.face_state == "pending", PersonCase.status == service.OPEN)))
-    for case_id in ids:
-        try:
-            async with session_scope(ctx.sm) as s:
-                case = await s.get(PersonCase, case_id)
-                found = await service.enrol_pending(s, ctx.faces, ctx.files, case)
-                await service.queue_for_review(s, ctx.files, found)
-        except Exception:  # noqa: BLE001 - one bad case must not stop the rest
-            log.exception("matching pending case %s failed", case_id)
+    due = select(PersonCase.id).where(PersonCase.face_state == "pending", PersonCase.status == service.OPEN)
+    await _match_each(ctx, due, lambda s, case: service.enrol_pending(s, ctx.faces, ctx.files, case),
+                      "matching pending case %s failed")
     ctx.deliverer.wake.set()
 
 
@@ -86,29 +76,42 @@ REMATCH_LOCK_KEY = 0x4865_6865_5265_6D61  # "HeheRema": replicas propose a pair 
 async def rematch_recent() -> None:
     """Cases saved in the last minutes are searched again (service.rematch): a report and a
     registration saved at the same moment, on two replicas or in two requests, are proposed."""
+    from backend.missing import service
+
+    ctx = get_context()
+    proposed = await _match_each(ctx, service.rematch_due(), lambda s, case: service.rematch(s, ctx.faces, case),
+                                 "matching case %s again failed", lock=REMATCH_LOCK_KEY)
+    if proposed:
+        log.info("%d candidate(s) proposed by matching recent cases again", proposed)
+        ctx.deliverer.wake.set()
+
+
+async def _match_each(ctx, due, match, failed: str, lock: int | None = None) -> int:
+    """``match(session, case)`` for each case ``due`` selects, each in its own transaction (with
+    the advisory ``lock``: one replica at a time), the officers told of what it proposes; a case
+    that fails is logged and the rest go on. Nothing without the face model. Returns how many
+    candidates were proposed."""
     from backend.core.leader import one_at_a_time
     from backend.missing import service
     from backend.missing.models import PersonCase
 
-    ctx = get_context()
     if not service.faces_ready(ctx.faces):
-        return
+        return 0
     async with ctx.sm() as s:
-        ids = list(await s.scalars(service.rematch_due()))
+        ids = list(await s.scalars(due))
     proposed = 0
     for case_id in ids:
         try:
             async with session_scope(ctx.sm) as s:
-                await one_at_a_time(s, REMATCH_LOCK_KEY)  # two replicas' sweeps never both propose a pair
+                if lock is not None:
+                    await one_at_a_time(s, lock)
                 case = await s.get(PersonCase, case_id)
-                found = await service.rematch(s, ctx.faces, case) if case is not None else []
+                found = await match(s, case) if case is not None else []
                 await service.queue_for_review(s, ctx.files, found)
                 proposed += len(found)
         except Exception:  # noqa: BLE001 - one bad case must not stop the rest
-            log.exception("matching case %s again failed", case_id)
-    if proposed:
-        log.info("%d candidate(s) proposed by matching recent cases again", proposed)
-        ctx.deliverer.wake.set()
+            log.exception(failed, case_id)
+    return proposed
 
 
 def register(scheduler) -> None:
